@@ -1,0 +1,38 @@
+// Package messages holds qualfile's wire types: the request envelope, the
+// five vendor payloads, the result and the audit event, subject names,
+// validation and PII redaction. It imports neither nats nor zap.
+package messages
+
+import "slices"
+
+// API is the wire name of one vendor call, e.g. "vms.add_qualification".
+type API string
+
+// The five calls qualfile makes (shared/apis/FACTS.md).
+const (
+	APIVMSAddQualification    API = "vms.add_qualification"
+	APIVMSUpdateQualification API = "vms.update_qualification"
+	APISMSApplySignatureIdent API = "sms.apply_signature_ident"
+	APIDouyinAddRole          API = "douyin.add_role"
+	APIDouyinGetClassAuth     API = "douyin.get_class_auth"
+)
+
+var apis = []API{APIVMSAddQualification, APIVMSUpdateQualification, APISMSApplySignatureIdent, APIDouyinAddRole, APIDouyinGetClassAuth}
+
+// APIs returns every known API in a stable order.
+func APIs() []API { return slices.Clone(apis) }
+
+// Valid reports whether a is one of the five known calls.
+func (a API) Valid() bool { return slices.Contains(apis, a) }
+
+// Creates reports whether the call creates a record at the vendor, so that
+// an unknown outcome must not be retried blindly.
+func (a API) Creates() bool {
+	switch a {
+	case APIVMSAddQualification, APISMSApplySignatureIdent, APIDouyinAddRole:
+		return true
+	}
+	return false
+}
+
+func (a API) String() string { return string(a) }

@@ -1,0 +1,81 @@
+package messages
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the final outcome of a request.
+type Status string
+
+// Result statuses.
+const (
+	StatusSucceeded Status = "succeeded" // the vendor accepted the call
+	StatusRejected  Status = "rejected"  // failed validation; upstream never called
+	StatusFailed    Status = "failed"    // permanent upstream error, or retries exhausted
+)
+
+// Error classes carried in a result's error.
+const (
+	ClassInvalid   = "invalid"
+	ClassPermanent = "permanent"
+	ClassTransient = "transient"
+	ClassAmbiguous = "ambiguous"
+)
+
+// Result is the final outcome of one request, published on
+// filing.result.<api> and to the request's reply subject.
+type Result struct {
+	RequestID         string            `json:"request_id"`
+	API               API               `json:"api"`
+	Account           string            `json:"account"`
+	Status            Status            `json:"status"`
+	Attempts          int               `json:"attempts"`
+	Result            json.RawMessage   `json:"result,omitempty"`
+	Error             *ResultError      `json:"error,omitempty"`
+	UpstreamRequestID string            `json:"upstream_request_id,omitempty"`
+	ReceivedAt        time.Time         `json:"received_at"`
+	CompletedAt       time.Time         `json:"completed_at"`
+	Metadata          map[string]string `json:"metadata,omitempty"`
+}
+
+// ResultError says why a request did not succeed.
+type ResultError struct {
+	Code    string       `json:"code,omitempty"`
+	Message string       `json:"message"`
+	Class   string       `json:"class"`
+	Fields  []FieldError `json:"fields,omitempty"`
+}
+
+// AuditEvent is one state change or one attempt of a request, published on
+// filing.audit.<api>.<event>. Its payload, if any, is redacted.
+type AuditEvent struct {
+	RequestID         string          `json:"request_id"`
+	API               API             `json:"api"`
+	Account           string          `json:"account,omitempty"`
+	Event             string          `json:"event"`
+	Time              time.Time       `json:"time"`
+	Attempt           int             `json:"attempt,omitempty"`
+	Delivery          int             `json:"delivery,omitempty"`
+	Status            Status          `json:"status,omitempty"`
+	Class             string          `json:"class,omitempty"`
+	Code              string          `json:"code,omitempty"`
+	Message           string          `json:"message,omitempty"`
+	UpstreamRequestID string          `json:"upstream_request_id,omitempty"`
+	DurationMS        int64           `json:"duration_ms,omitempty"`
+	Payload           json.RawMessage `json:"payload,omitempty"`
+}
+
+// Audit event names (the last token of the audit subject).
+const (
+	EventReceived    = "received"
+	EventRejected    = "rejected"
+	EventAttempt     = "attempt"
+	EventSucceeded   = "succeeded"
+	EventFailed      = "failed"
+	EventDeferred    = "deferred"
+	EventDeadLetter  = "dead_letter"
+	EventDuplicate   = "duplicate"
+	EventAmbiguous   = "ambiguous"
+	EventUndecodable = "undecodable"
+)

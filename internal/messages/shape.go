@@ -1,0 +1,273 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Size limits applied to every payload before any rule: they keep a hostile
+// message from costing more than it is worth.
+const (
+	// MaxStringLen is the longest string accepted in any field but fileContent.
+	MaxStringLen = 64 << 10
+	// MaxFileContentLen is the longest inline file (a base64 data URI).
+	MaxFileContentLen = 16 << 20
+	// MaxArrayLen is the longest array accepted in any field.
+	MaxArrayLen = 1000
+	// MaxDepth is the deepest nesting accepted.
+	MaxDepth = 32
+)
+
+// credentialFields never belong in a payload: the client adds them from the
+// account's credentials.
+var credentialFields = map[string]bool{"appid": true, "access_token": true, "secret": true}
+
+// checkShape compares the JSON in raw with the struct that v points to: every
+// key must be a field of that struct spelled exactly as the vendor spells it,
+// and every value must have the field's JSON type. All problems are added.
+// It returns the document with every offending key and value removed, so
+// that decoding it cannot fill a field from a key spelt in another case (Go's
+// decoder would) and the rules can still report the rest.
+func checkShape(p *problems, prefix string, v any, raw []byte) (clean any, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		p.add(orRoot(prefix), "not valid JSON: %s", jsonProblem(err))
+		return nil, false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		p.add(orRoot(prefix), "unexpected data after the JSON value")
+		return nil, false
+	}
+	clean, ok = walkShape(p, orRoot(prefix), tree, reflect.TypeOf(v), 0, true)
+	return clean, ok
+}
+
+// walkShape checks value against t and returns what of it may be decoded.
+func walkShape(p *problems, path string, value any, t reflect.Type, depth int, root bool) (any, bool) {
+	if depth > MaxDepth {
+		p.add(path, "nested deeper than %d levels", MaxDepth)
+		return nil, false
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if value == nil {
+		return nil, true // null: the rules decide whether the field is required
+	}
+	if t == rawMessageType {
+		return value, true
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := value.(map[string]any)
+		if !ok {
+			p.add(path, "must be an object, not %s", jsonKind(value))
+			return nil, false
+		}
+		fields := structFields(t)
+		clean := make(map[string]any, len(obj))
+		for _, key := range sortedKeys(obj) {
+			sub := childPath(path, key)
+			f, ok := fields[key]
+			switch {
+			case ok:
+				if v, ok := walkShape(p, sub, obj[key], f.Type, depth+1, false); ok {
+					clean[key] = v
+				}
+			case root && credentialFields[key]:
+				p.add(sub, "must not be in the payload: the account's credentials supply it")
+			default:
+				p.add(sub, "unknown field%s", suggestion(key, fields))
+			}
+		}
+		return clean, true
+	case reflect.Slice:
+		arr, ok := value.([]any)
+		if !ok {
+			p.add(path, "must be an array, not %s", jsonKind(value))
+			return nil, false
+		}
+		if len(arr) > MaxArrayLen {
+			p.add(path, "has %d items, at most %d allowed", len(arr), MaxArrayLen)
+			return nil, false
+		}
+		clean := make([]any, 0, len(arr))
+		for i, el := range arr {
+			if v, ok := walkShape(p, index(path, i), el, t.Elem(), depth+1, false); ok {
+				clean = append(clean, v)
+			}
+		}
+		return clean, true
+	case reflect.String:
+		s, ok := value.(string)
+		if !ok {
+			p.add(path, "must be a string, not %s", jsonKind(value))
+			return nil, false
+		}
+		limit := MaxStringLen
+		if strings.HasSuffix(path, ".fileContent") {
+			limit = MaxFileContentLen
+		}
+		if len(s) > limit {
+			p.add(path, "is %d bytes long, at most %d allowed", len(s), limit)
+			return nil, false
+		}
+		return s, true
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, ok := value.(json.Number)
+		if !ok {
+			p.add(path, "must be an integer, not %s", jsonKind(value))
+			return nil, false
+		}
+		if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				p.add(path, "integer %s is out of range", truncate(string(n), 40))
+			} else {
+				p.add(path, "must be an integer, not %s", truncate(string(n), 40))
+			}
+			return nil, false
+		}
+		return n, true
+	case reflect.Bool:
+		if _, ok := value.(bool); !ok {
+			p.add(path, "must be true or false, not %s", jsonKind(value))
+			return nil, false
+		}
+		return value, true
+	case reflect.Map:
+		obj, ok := value.(map[string]any)
+		if !ok {
+			p.add(path, "must be an object, not %s", jsonKind(value))
+			return nil, false
+		}
+		clean := make(map[string]any, len(obj))
+		for _, key := range sortedKeys(obj) {
+			if v, ok := walkShape(p, childPath(path, key), obj[key], t.Elem(), depth+1, false); ok {
+				clean[key] = v
+			}
+		}
+		return clean, true
+	}
+	p.add(path, "cannot be checked")
+	return nil, false
+}
+
+var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+
+type shapeField struct {
+	Type reflect.Type
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]shapeField
+
+// structFields maps each JSON name of struct t to its field.
+func structFields(t reflect.Type) map[string]shapeField {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]shapeField)
+	}
+	m := make(map[string]shapeField, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = shapeField{Type: f.Type}
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+// suggestion names the field a misspelt key probably meant (same letters,
+// other case), since Go's decoder would otherwise accept it silently.
+func suggestion(key string, fields map[string]shapeField) string {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return "; did you mean " + strconv.Quote(name) + "?"
+		}
+	}
+	return ""
+}
+
+func childPath(path, key string) string {
+	if path == "$" {
+		return safeKey(key)
+	}
+	return path + "." + safeKey(key)
+}
+
+// safeKey keeps a hostile key from making a path unreadable.
+func safeKey(key string) string {
+	key = truncate(key, 64)
+	if key == "" || strings.ContainsAny(key, ".[]\"\\") || strings.IndexFunc(key, func(r rune) bool { return r < 0x20 }) >= 0 {
+		return strconv.Quote(key)
+	}
+	return key
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
+}
+
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	default:
+		return reflect.TypeOf(v).String()
+	}
+}
+
+// jsonProblem turns a decoder error into a short plain message.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return syn.Error() + " at byte " + strconv.FormatInt(syn.Offset, 10)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	return err.Error()
+}

@@ -1,0 +1,41 @@
+package messages
+
+import (
+	"sort"
+	"time"
+	"unicode/utf8"
+)
+
+// DateLayout is the vendors' date format, YYYY-MM-DD.
+const DateLayout = "2006-01-02"
+
+// Permanent is the Douyin spelling of an ID card that never expires.
+const Permanent = "长期有效"
+
+// Chars counts characters as the SMS page does: one per character.
+func Chars(s string) int { return utf8.RuneCountInString(s) }
+
+// WideLen counts characters as the Douyin pages do ("汉字占 2 字符"): an
+// ASCII character is 1 and any other character 2, as in a GBK byte count.
+func WideLen(s string) int {
+	n := 0
+	for _, r := range s {
+		if r < 0x80 {
+			n++
+		} else {
+			n += 2
+		}
+	}
+	return n
+}
+
+// ParseDate parses a YYYY-MM-DD date strictly.
+func ParseDate(s string) (time.Time, bool) {
+	if len(s) != len(DateLayout) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(DateLayout, s)
+	return t, err == nil
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

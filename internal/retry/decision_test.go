@@ -1,0 +1,76 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+func TestDecide(t *testing.T) {
+	p := Policy{NoJitter: true}
+	s := time.Second
+	tests := []struct {
+		name       string
+		err        error
+		delivery   int
+		maxDeliver int
+		want       Action
+		delay      time.Duration
+		reason     string
+	}{
+		{"success", nil, 1, 5, ActionAck, 0, "ok"},
+		{"success on last delivery", nil, 5, 5, ActionAck, 0, "ok"},
+		{"invalid", &messages.ValidationError{}, 1, 5, ActionTerm, 0, "invalid"},
+		{"permanent", fmt.Errorf("x: %w", ErrPermanent), 1, 5, ActionTerm, 0, "permanent"},
+		{"unclassified", errors.New("boom"), 2, 5, ActionTerm, 0, "permanent"},
+		{"permanent on last delivery", ErrPermanent, 5, 5, ActionTerm, 0, "permanent"},
+		{"transient first", ErrTransient, 1, 5, ActionNakWithDelay, 5 * s, "delivery 1 of 5"},
+		{"transient third", ErrTransient, 3, 5, ActionNakWithDelay, 20 * s, "transient"},
+		{"throttled", ErrThrottled, 2, 5, ActionNakWithDelay, 40 * s, "throttled"},
+		{"exhausted transient", &ExhaustedError{Attempts: 4, Last: ErrTransient}, 1, 5, ActionNakWithDelay, 5 * s, "transient"},
+		{"deadline", fmt.Errorf("post: %w", context.DeadlineExceeded), 4, 5, ActionNakWithDelay, 40 * s, "transient"},
+		{"transient last", ErrTransient, 5, 5, ActionDeadLetter, 0, "delivery 5 of 5"},
+		{"throttled past last", ErrThrottled, 6, 5, ActionDeadLetter, 0, "throttled"},
+		{"max 1", ErrTransient, 1, 1, ActionDeadLetter, 0, "last allowed"},
+		{"unlimited zero", ErrTransient, 100, 0, ActionNakWithDelay, 10 * time.Minute, "unlimited"},
+		{"unlimited negative", ErrThrottled, 1, -1, ActionNakWithDelay, 20 * s, "unlimited"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := p.Decide(tt.err, tt.delivery, tt.maxDeliver)
+			if got.Action != tt.want || got.Delay != tt.delay {
+				t.Errorf("Decide = %v/%v (%q), want %v/%v", got.Action, got.Delay, got.Reason, tt.want, tt.delay)
+			}
+			if !strings.Contains(got.Reason, tt.reason) {
+				t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestDecideNakDelayJittered(t *testing.T) {
+	p := Policy{Rand: constRand(0)}
+	if got := p.Decide(ErrTransient, 2, 5); got.Action != ActionNakWithDelay || got.Delay != 8*time.Second {
+		t.Errorf("Decide = %+v, want NakWithDelay 8s", got)
+	}
+}
+
+func TestActionString(t *testing.T) {
+	tests := map[Action]string{
+		ActionAck:          "ack",
+		ActionNakWithDelay: "nak-with-delay",
+		ActionTerm:         "term",
+		ActionDeadLetter:   "dead-letter",
+		Action(42):         "Action(42)",
+	}
+	for a, want := range tests {
+		if got := a.String(); got != want {
+			t.Errorf("Action(%d).String() = %q, want %q", int(a), got, want)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+// Package retry classifies errors (transient, throttled, permanent, invalid),
+// holds the backoff policy and decides what to do with a delivery.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// Class sentinels. A vendor client wraps its typed error around one of these
+// where it reads the vendor's reply; everything later uses errors.Is.
+var (
+	// ErrTransient: the call may succeed if tried again later.
+	ErrTransient = errors.New("transient upstream error")
+	// ErrThrottled is a transient error that also asks to slow down;
+	// errors.Is(ErrThrottled, ErrTransient) holds.
+	ErrThrottled = fmt.Errorf("throttled: %w", ErrTransient)
+	// ErrPermanent: trying again will not help.
+	ErrPermanent = errors.New("permanent upstream error")
+	// ErrInvalid: the request itself is wrong; the upstream was not called.
+	// It is the same sentinel every *messages.ValidationError matches.
+	ErrInvalid = messages.ErrInvalid
+)
+
+// Class is the class of an error.
+type Class string
+
+// Classes, as they appear in a result's error.class.
+const (
+	ClassNone      Class = ""
+	ClassTransient Class = "transient"
+	ClassThrottled Class = "throttled"
+	ClassPermanent Class = "permanent"
+	ClassInvalid   Class = "invalid"
+)
+
+// ClassOf classifies err. An error wrapping no class sentinel is permanent:
+// retrying what nobody understood risks filing twice.
+func ClassOf(err error) Class {
+	switch {
+	case err == nil:
+		return ClassNone
+	case errors.Is(err, ErrInvalid):
+		return ClassInvalid
+	case errors.Is(err, ErrThrottled):
+		return ClassThrottled
+	case errors.Is(err, ErrTransient):
+		return ClassTransient
+	case errors.Is(err, ErrPermanent):
+		return ClassPermanent
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassTransient
+	}
+	return ClassPermanent
+}
+
+// Retryable reports whether err is worth another attempt.
+func (c Class) Retryable() bool { return c == ClassTransient || c == ClassThrottled }
+
+// ErrBadPolicy is matched by every error Policy.Validate returns.
+var ErrBadPolicy = errors.New("retry: bad policy")
+
+// ErrExhausted is matched (errors.Is) by every *ExhaustedError: the
+// in-process attempts or the time budget ran out while the error was still
+// retryable.
+var ErrExhausted = errors.New("retry: attempts exhausted")
+
+// ExhaustedError is what Policy.Do returns when it gives up on an error that
+// is still retryable, because MaxAttempts were made or the next wait would
+// overrun MaxElapsedTime. It unwraps to the last op error, so ClassOf and
+// errors.Is(err, ErrTransient) still see it, and errors.Is(err, ErrExhausted)
+// holds too.
+type ExhaustedError struct {
+	// Attempts is the number of times op was called.
+	Attempts int
+	// Elapsed is the time spent in Do, op calls and waits included.
+	Elapsed time.Duration
+	// Budget is true when Do stopped because the next wait would have
+	// overrun MaxElapsedTime, false when MaxAttempts were made.
+	Budget bool
+	// Last is the error of the last attempt.
+	Last error
+}
+
+// Error implements error.
+func (e *ExhaustedError) Error() string {
+	why := "attempts"
+	if e.Budget {
+		why = "time budget"
+	}
+	return fmt.Sprintf("retry: gave up after %d attempt(s) in %s (%s exhausted): %v",
+		e.Attempts, e.Elapsed, why, e.Last)
+}
+
+// Unwrap returns the last op error.
+func (e *ExhaustedError) Unwrap() error { return e.Last }
+
+// Is reports whether target is ErrExhausted.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }

@@ -1,0 +1,341 @@
+package retry
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Defaults applied to zero fields of a Policy.
+const (
+	DefaultInitialInterval     = 200 * time.Millisecond
+	DefaultMultiplier          = 2.0
+	DefaultMaxInterval         = 5 * time.Second
+	DefaultRandomizationFactor = 0.2
+	DefaultMaxElapsedTime      = 15 * time.Second
+	DefaultMaxAttempts         = 4
+	DefaultThrottleMultiplier  = 4.0
+	DefaultMaxThrottleInterval = 30 * time.Second
+	DefaultRedeliveryBase      = 5 * time.Second
+	DefaultRedeliveryMax       = 10 * time.Minute
+)
+
+// Policy is the backoff policy: a few quick in-process attempts (Do), then
+// broker-side redelivery delays (RedeliveryDelay, Decide).
+//
+// The zero Policy is usable: every zero field takes the Default* value.
+// Negative values are invalid: call Validate once where the Policy is built;
+// Do checks it itself, RedeliveryDelay and Decide do not (their results for
+// an invalid Policy are unspecified). A Policy is a value; its
+// methods do not modify it and may be called concurrently, provided the
+// Sleep, Now and Rand hooks are safe for concurrent use (the defaults are).
+//
+// Jitter: a delay d becomes d × (1 − f + 2f·r), r uniform in [0, 1) from
+// Rand, f = RandomizationFactor, and is then clamped to the applicable cap
+// (MaxInterval, MaxThrottleInterval or RedeliveryMax), so no delay ever
+// exceeds its cap. Because a zero RandomizationFactor means "default", jitter
+// is switched off with NoJitter instead.
+type Policy struct {
+	// InitialInterval is the wait after the first failed attempt.
+	InitialInterval time.Duration
+	// Multiplier scales the wait after each further attempt, and the
+	// redelivery delay after each further delivery. Must be >= 1.
+	Multiplier float64
+	// MaxInterval caps the in-process wait (before the throttle multiplier).
+	MaxInterval time.Duration
+	// RandomizationFactor is the jitter fraction f, in [0, 1].
+	RandomizationFactor float64
+	// NoJitter disables jitter: every delay is exact.
+	NoJitter bool
+	// MaxElapsedTime is the in-process budget of one Do call, op calls and
+	// waits included. Do never starts a wait that would overrun it.
+	MaxElapsedTime time.Duration
+	// MaxAttempts is the number of op calls Do makes at most.
+	MaxAttempts int
+	// ThrottleMultiplier multiplies the next delay after a throttled error.
+	// Must be >= 1.
+	ThrottleMultiplier float64
+	// MaxThrottleInterval caps an in-process wait after a throttled error.
+	// Must be >= MaxInterval.
+	MaxThrottleInterval time.Duration
+	// RedeliveryBase is the broker-side delay after the first delivery.
+	RedeliveryBase time.Duration
+	// RedeliveryMax caps the broker-side delay. Must be >= RedeliveryBase.
+	RedeliveryMax time.Duration
+
+	// Sleep waits d or until ctx is done, returning ctx's error in the
+	// latter case. Nil means a real timer. Tests inject a fake.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now reads the clock used for the budget and Attempt.Duration. Nil
+	// means time.Now.
+	Now func() time.Time
+	// Rand returns a jitter value in [0, 1). Nil means math/rand/v2.Float64.
+	Rand func() float64
+}
+
+// withDefaults returns p with every zero field replaced by its default.
+func (p Policy) withDefaults() Policy {
+	if p.InitialInterval == 0 {
+		p.InitialInterval = DefaultInitialInterval
+	}
+	if p.Multiplier == 0 {
+		p.Multiplier = DefaultMultiplier
+	}
+	if p.MaxInterval == 0 {
+		p.MaxInterval = DefaultMaxInterval
+	}
+	if p.RandomizationFactor == 0 {
+		p.RandomizationFactor = DefaultRandomizationFactor
+	}
+	if p.MaxElapsedTime == 0 {
+		p.MaxElapsedTime = DefaultMaxElapsedTime
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.ThrottleMultiplier == 0 {
+		p.ThrottleMultiplier = DefaultThrottleMultiplier
+	}
+	if p.MaxThrottleInterval == 0 {
+		p.MaxThrottleInterval = DefaultMaxThrottleInterval
+	}
+	if p.RedeliveryBase == 0 {
+		p.RedeliveryBase = DefaultRedeliveryBase
+	}
+	if p.RedeliveryMax == 0 {
+		p.RedeliveryMax = DefaultRedeliveryMax
+	}
+	if p.Sleep == nil {
+		p.Sleep = sleep
+	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	if p.Rand == nil {
+		p.Rand = rand.Float64
+	}
+	return p
+}
+
+// Validate reports whether p, after defaults, is usable. Every error it
+// returns wraps ErrBadPolicy.
+func (p Policy) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadPolicy}, args...)...)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"InitialInterval", p.InitialInterval},
+		{"MaxInterval", p.MaxInterval},
+		{"MaxElapsedTime", p.MaxElapsedTime},
+		{"MaxThrottleInterval", p.MaxThrottleInterval},
+		{"RedeliveryBase", p.RedeliveryBase},
+		{"RedeliveryMax", p.RedeliveryMax},
+	} {
+		if d.v < 0 {
+			return bad("%s %s is negative", d.name, d.v)
+		}
+	}
+	if p.MaxAttempts < 0 {
+		return bad("MaxAttempts %d is negative", p.MaxAttempts)
+	}
+	// Written so that NaN fails too.
+	if !(p.Multiplier == 0 || p.Multiplier >= 1) || math.IsInf(p.Multiplier, 0) {
+		return bad("Multiplier %v is not >= 1", p.Multiplier)
+	}
+	if !(p.ThrottleMultiplier == 0 || p.ThrottleMultiplier >= 1) || math.IsInf(p.ThrottleMultiplier, 0) {
+		return bad("ThrottleMultiplier %v is not >= 1", p.ThrottleMultiplier)
+	}
+	if !(p.RandomizationFactor >= 0 && p.RandomizationFactor <= 1) {
+		return bad("RandomizationFactor %v is not in [0, 1]", p.RandomizationFactor)
+	}
+	q := p.withDefaults()
+	if q.MaxInterval < q.InitialInterval {
+		return bad("MaxInterval %s is less than InitialInterval %s", q.MaxInterval, q.InitialInterval)
+	}
+	if q.MaxThrottleInterval < q.MaxInterval {
+		return bad("MaxThrottleInterval %s is less than MaxInterval %s", q.MaxThrottleInterval, q.MaxInterval)
+	}
+	if q.RedeliveryMax < q.RedeliveryBase {
+		return bad("RedeliveryMax %s is less than RedeliveryBase %s", q.RedeliveryMax, q.RedeliveryBase)
+	}
+	return nil
+}
+
+// Attempt describes one op call of Do; notify receives one after every call.
+type Attempt struct {
+	// Number is the attempt number, starting at 1.
+	Number int
+	// Err is what op returned.
+	Err error
+	// Class is ClassOf(Err).
+	Class Class
+	// Duration is how long op took.
+	Duration time.Duration
+	// Next is the wait before the next attempt; zero when Final.
+	Next time.Duration
+	// Final is true when Do returns after this attempt (success,
+	// non-retryable error, attempts or budget exhausted).
+	Final bool
+}
+
+// Do calls op until it succeeds, fails with an error that is not retryable,
+// MaxAttempts calls were made, or the next wait would overrun
+// MaxElapsedTime. Attempt numbers start at 1. It returns the number of op
+// calls and:
+//
+//   - nil, when op succeeded;
+//   - op's error unchanged, when it is not retryable (permanent, invalid or
+//     unclassified);
+//   - an *ExhaustedError wrapping the last op error, when it gives up on a
+//     retryable error (errors.Is matches both ErrExhausted and the last
+//     error's class sentinel);
+//   - when ctx ends during a wait, an error wrapping both the context's error
+//     and the last op error, so errors.Is(err, context.Canceled) and
+//     errors.Is(err, ErrTransient) both hold;
+//   - an error wrapping ErrBadPolicy, without calling op, when p is invalid.
+//
+// The wait after a failed attempt comes from a backoff.ExponentialBackOff
+// (InitialInterval, Multiplier, MaxInterval); after a throttled error it is
+// multiplied by ThrottleMultiplier and capped by MaxThrottleInterval; then
+// jitter is applied. notify, if not nil, is called after every attempt,
+// before the wait; when ctx ends during that wait, Do returns without a
+// further notify.
+func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int) error, notify func(Attempt)) (attempts int, err error) {
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	p = p.withDefaults()
+
+	// The library computes the bare exponential sequence; jitter, throttle
+	// and budget are applied here so that they use the injected hooks.
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(p.InitialInterval),
+		backoff.WithMultiplier(p.Multiplier),
+		backoff.WithMaxInterval(p.MaxInterval),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithClockProvider(clockFunc(p.Now)),
+	)
+
+	start := p.Now()
+	for n := 1; ; n++ {
+		began := p.Now()
+		err := op(ctx, n)
+		a := Attempt{Number: n, Err: err, Class: ClassOf(err), Duration: p.Now().Sub(began)}
+
+		if !a.Class.Retryable() {
+			a.Final = true
+			p.report(notify, a)
+			return n, err
+		}
+		if n >= p.MaxAttempts {
+			a.Final = true
+			p.report(notify, a)
+			return n, &ExhaustedError{Attempts: n, Elapsed: p.Now().Sub(start), Last: err}
+		}
+
+		next := b.NextBackOff()
+		limit := p.MaxInterval
+		if a.Class == ClassThrottled {
+			next = min(scale(next, p.ThrottleMultiplier), p.MaxThrottleInterval)
+			limit = p.MaxThrottleInterval
+		}
+		next = p.jitter(next, limit)
+
+		elapsed := p.Now().Sub(start)
+		if elapsed+next > p.MaxElapsedTime {
+			a.Final = true
+			p.report(notify, a)
+			return n, &ExhaustedError{Attempts: n, Elapsed: elapsed, Budget: true, Last: err}
+		}
+
+		a.Next = next
+		p.report(notify, a)
+
+		serr := p.Sleep(ctx, next)
+		if serr == nil {
+			serr = ctx.Err()
+		}
+		if serr != nil {
+			return n, fmt.Errorf("retry: %w while waiting after attempt %d: %w", serr, n, err)
+		}
+	}
+}
+
+func (p Policy) report(notify func(Attempt), a Attempt) {
+	if notify != nil {
+		notify(a)
+	}
+}
+
+// RedeliveryDelay is the broker-side delay (for NakWithDelay) after the
+// given delivery failed: RedeliveryBase for delivery 1, multiplied by
+// Multiplier for each further delivery, multiplied by ThrottleMultiplier
+// when throttled, capped at RedeliveryMax, then jittered (and clamped to
+// RedeliveryMax again). A delivery below 1 counts as 1.
+func (p Policy) RedeliveryDelay(delivery int, throttled bool) time.Duration {
+	p = p.withDefaults()
+	if delivery < 1 {
+		delivery = 1
+	}
+	f := float64(p.RedeliveryBase) * math.Pow(p.Multiplier, float64(delivery-1))
+	if throttled {
+		f *= p.ThrottleMultiplier
+	}
+	d := p.RedeliveryMax
+	if f < float64(p.RedeliveryMax) {
+		d = time.Duration(f)
+	}
+	return p.jitter(d, p.RedeliveryMax)
+}
+
+// jitter randomizes d by ±RandomizationFactor (unless NoJitter) and clamps
+// the result to limit. p must have its defaults applied.
+func (p Policy) jitter(d, limit time.Duration) time.Duration {
+	if !p.NoJitter && p.RandomizationFactor > 0 {
+		r := p.Rand()
+		r = max(0, min(r, 1))
+		f := p.RandomizationFactor
+		d = time.Duration(float64(d) * (1 - f + 2*f*r))
+	}
+	return max(0, min(d, limit))
+}
+
+// scale multiplies d by m without overflowing.
+func scale(d time.Duration, m float64) time.Duration {
+	f := float64(d) * m
+	if f >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(f)
+}
+
+// sleep is the default Policy.Sleep.
+func sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// clockFunc adapts a Now function to backoff.Clock.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
