@@ -51,6 +51,7 @@ type Decision struct {
 // Decide maps the error of handling a delivery to an ack decision:
 //
 //   - nil: Ack;
+//   - ambiguous (sent, no answer, unsafe to resend): DeadLetter;
 //   - invalid or permanent (including any error wrapping no class
 //     sentinel): Term;
 //   - retryable and delivery < maxDeliver: NakWithDelay, with
@@ -65,6 +66,8 @@ func (p Policy) Decide(err error, delivery, maxDeliver int) Decision {
 	switch {
 	case err == nil:
 		return Decision{Action: ActionAck, Reason: "ok"}
+	case class == ClassAmbiguous:
+		return Decision{Action: ActionDeadLetter, Reason: "ambiguous outcome: an operator must check the vendor before any replay"}
 	case !class.Retryable():
 		return Decision{Action: ActionTerm, Reason: string(class) + " error"}
 	case maxDeliver > 0 && delivery >= maxDeliver:

@@ -37,6 +37,8 @@ func TestDecide(t *testing.T) {
 		{"transient last", ErrTransient, 5, 5, ActionDeadLetter, 0, "delivery 5 of 5"},
 		{"throttled past last", ErrThrottled, 6, 5, ActionDeadLetter, 0, "throttled"},
 		{"max 1", ErrTransient, 1, 1, ActionDeadLetter, 0, "last allowed"},
+		{"ambiguous first delivery", ambiguousOnly{}, 1, 5, ActionDeadLetter, 0, "ambiguous"},
+		{"sent transient stays transient", errors.Join(ErrTransient, ErrAmbiguous), 1, 5, ActionNakWithDelay, 5 * s, "transient"},
 		{"unlimited zero", ErrTransient, 100, 0, ActionNakWithDelay, 10 * time.Minute, "unlimited"},
 		{"unlimited negative", ErrThrottled, 1, -1, ActionNakWithDelay, 20 * s, "unlimited"},
 	}
@@ -72,5 +74,24 @@ func TestActionString(t *testing.T) {
 		if got := a.String(); got != want {
 			t.Errorf("Action(%d).String() = %q, want %q", int(a), got, want)
 		}
+	}
+}
+
+// ambiguousOnly is what a dispatcher returns for a create call that was sent
+// and never answered: ErrAmbiguous without ErrTransient.
+type ambiguousOnly struct{}
+
+func (ambiguousOnly) Error() string { return "sent, no answer" }
+func (ambiguousOnly) Unwrap() error { return ErrAmbiguous }
+
+func TestClassOfAmbiguous(t *testing.T) {
+	if got := ClassOf(ambiguousOnly{}); got != ClassAmbiguous {
+		t.Errorf("ClassOf(ambiguous only) = %q, want ambiguous", got)
+	}
+	if got := ClassOf(errors.Join(ErrTransient, ErrAmbiguous)); got != ClassTransient {
+		t.Errorf("ClassOf(transient+ambiguous) = %q, want transient", got)
+	}
+	if ClassAmbiguous.Retryable() {
+		t.Error("ambiguous must not be retryable")
 	}
 }

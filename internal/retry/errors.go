@@ -26,6 +26,13 @@ var (
 	ErrInvalid = messages.ErrInvalid
 )
 
+// ErrAmbiguous marks an error after which nobody knows whether the vendor
+// acted on the request: it was sent, but no answer came back (a timeout, a
+// connection reset). It is matched alongside ErrTransient. A call that only
+// reads may be retried; a call that creates a record must not be re-filed
+// blindly.
+var ErrAmbiguous = errors.New("outcome unknown: the request may have reached the vendor")
+
 // Class is the class of an error.
 type Class string
 
@@ -36,6 +43,10 @@ const (
 	ClassThrottled Class = "throttled"
 	ClassPermanent Class = "permanent"
 	ClassInvalid   Class = "invalid"
+	// ClassAmbiguous: a call that creates a record was sent and no answer
+	// came back. Neither retrying (a second filing) nor giving up (a lost
+	// one) is safe; an operator resolves it.
+	ClassAmbiguous Class = "ambiguous"
 )
 
 // ClassOf classifies err. An error wrapping no class sentinel is permanent:
@@ -46,6 +57,11 @@ func ClassOf(err error) Class {
 		return ClassNone
 	case errors.Is(err, ErrInvalid):
 		return ClassInvalid
+	case errors.Is(err, ErrAmbiguous) && !errors.Is(err, ErrTransient):
+		// A transient error that may have been sent is still transient: the
+		// caller decides, per call, whether resending is safe, and marks
+		// it ambiguous (without ErrTransient) when it is not.
+		return ClassAmbiguous
 	case errors.Is(err, ErrThrottled):
 		return ClassThrottled
 	case errors.Is(err, ErrTransient):

@@ -1,0 +1,124 @@
+package volcengine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/retry"
+)
+
+// VMS calls the Volcengine VMS qualification API (Version 2022-01-01,
+// service "vms"). It is safe for concurrent use.
+type VMS struct {
+	c *client
+}
+
+// NewVMS returns a VMS client; an empty Config.Endpoint means
+// DefaultVMSEndpoint.
+func NewVMS(cfg Config) (*VMS, error) {
+	c, err := newClient(cfg, ServiceVMS, VersionVMS, DefaultVMSEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &VMS{c: c}, nil
+}
+
+// AddQualification files q and returns the qualification number the vendor
+// assigned. A success reply without the number is an error matching
+// ErrNoResult (and retry.ErrPermanent).
+func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification) (messages.VMSAddResult, Metadata, error) {
+	if q == nil {
+		return messages.VMSAddResult{}, Metadata{}, nilPayload(ActionAddQualification)
+	}
+	result, md, err := v.c.call(ctx, ActionAddQualification, q)
+	if err != nil {
+		return messages.VMSAddResult{}, md, err
+	}
+	if result == nil {
+		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
+	}
+	no, err := qualificationNo(result)
+	if err != nil {
+		return messages.VMSAddResult{}, md, malformedResult(ActionAddQualification, md, err.Error(), result)
+	}
+	if no == "" {
+		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
+	}
+	return messages.VMSAddResult{QualificationNo: no}, md, nil
+}
+
+// UpdateQualification amends a qualification whose review was rejected and
+// returns the vendor's Result verbatim ({}, a string, …), or {} when the
+// reply has none.
+func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualification) (json.RawMessage, Metadata, error) {
+	if q == nil {
+		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
+	}
+	result, md, err := v.c.call(ctx, ActionUpdateQualification, q)
+	if err != nil {
+		return nil, md, err
+	}
+	if result == nil {
+		return json.RawMessage("{}"), md, nil
+	}
+	return result, md, nil
+}
+
+// qualificationNo reads the qualification number from an AddQualification
+// Result. The vendor's page spells it QualificationNo in the example and
+// qualificationNo in the table: both (and any other casing) are accepted.
+// It returns "" when the Result has no number.
+func qualificationNo(result json.RawMessage) (string, error) {
+	v, err := resultField(result, "QualificationNo", "qualificationNo")
+	if err != nil || v == nil {
+		return "", err
+	}
+	switch v[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(s), nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return string(v), nil
+	}
+	return "", fmt.Errorf("qualification number is not a string")
+}
+
+// resultField returns the value of the first of names present in the JSON
+// object result (exact spellings first, then any casing of names[0]); nil
+// when none is present or the value is null.
+func resultField(result json.RawMessage, names ...string) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(result, &obj); err != nil {
+		return nil, fmt.Errorf("Result is not a JSON object")
+	}
+	pick := func(v json.RawMessage) json.RawMessage {
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || string(v) == "null" {
+			return nil
+		}
+		return v
+	}
+	for _, n := range names {
+		if v, ok := obj[n]; ok {
+			return pick(v), nil
+		}
+	}
+	for k, v := range obj {
+		if strings.EqualFold(k, names[0]) {
+			return pick(v), nil
+		}
+	}
+	return nil, nil
+}
+
+// nilPayload is the error of a call made with a nil payload: nothing is sent.
+func nilPayload(action string) error {
+	return fmt.Errorf("volcengine %s: nil payload: %w", action, retry.ErrInvalid)
+}
