@@ -1,0 +1,285 @@
+// Package douyin calls the Douyin open platform's role calls
+// (/auth/entity/add_role, /auth/entity/get_class_auth) and manages the app's
+// access token. Errors match the class sentinels of package retry where the
+// vendor's reply is read.
+package douyin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// Vendor hosts.
+const (
+	ProductionBaseURL = "https://developer.toutiao.com"
+	SandboxBaseURL    = "https://open-sandbox.douyin.com"
+)
+
+// Sandbox review outcomes for Config.CheckType.
+const (
+	CheckTypeOK     = "OK"
+	CheckTypeReject = "REJECT"
+)
+
+// maxBody bounds how much of a reply is read.
+const maxBody = 4 << 20
+
+// TokenProvider hands out the app's access token. *TokenSource satisfies it.
+type TokenProvider interface {
+	// Token returns a token that is believed valid.
+	Token(ctx context.Context) (Token, error)
+	// Invalidate reports that the vendor rejected bad as expired or
+	// invalid and returns its replacement.
+	Invalidate(ctx context.Context, bad Token) (Token, error)
+}
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the vendor host; default ProductionBaseURL.
+	BaseURL string
+	// AppID is the app's appid, sent in every body (required).
+	AppID string
+	// Tokens provides the access token (required).
+	Tokens TokenProvider
+	// Timeout bounds one HTTP exchange; default 10s.
+	Timeout time.Duration
+	// HTTPClient is used for the calls; default http.DefaultClient.
+	HTTPClient *http.Client
+	// CheckType, when set, is sent as the Aweme-Check-Type header, which
+	// decides the sandbox's simulated review: CheckTypeOK or
+	// CheckTypeReject. It is refused with the production BaseURL.
+	CheckType string
+}
+
+// Client calls the Douyin role API. It is safe for concurrent use.
+type Client struct {
+	baseURL   string
+	appID     string
+	tokens    TokenProvider
+	timeout   time.Duration
+	http      *http.Client
+	checkType string
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.AppID == "" {
+		return nil, ErrNoAppID
+	}
+	if cfg.Tokens == nil {
+		return nil, ErrNoTokens
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = ProductionBaseURL
+	}
+	switch cfg.CheckType {
+	case "":
+	case CheckTypeOK, CheckTypeReject:
+		if base == ProductionBaseURL {
+			return nil, ErrBadCheckType
+		}
+	default:
+		return nil, ErrBadCheckType
+	}
+	c := &Client{
+		baseURL:   base,
+		appID:     cfg.AppID,
+		tokens:    cfg.Tokens,
+		timeout:   cfg.Timeout,
+		http:      cfg.HTTPClient,
+		checkType: cfg.CheckType,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.http == nil {
+		c.http = http.DefaultClient
+	}
+	return c, nil
+}
+
+// Metadata describes the HTTP exchange of a call (the last one, when the
+// call was retried after a token refresh).
+type Metadata struct {
+	// LogID is the X-Tt-Logid response header.
+	LogID string
+	// HTTPStatus is the response's HTTP status code; 0 without a response.
+	HTTPStatus int
+}
+
+// AddRole files POST /auth/entity/add_role. On success the result holds the
+// review task id (add_role_taskid). An error is an *APIError, a
+// *TransportError (possibly retry.ErrAmbiguous: the role may have been
+// filed), a token error, or the caller's context error.
+func (c *Client) AddRole(ctx context.Context, p *messages.DouyinAddRole) (messages.DouyinAddRoleResult, Metadata, error) {
+	var out messages.DouyinAddRoleResult
+	if p == nil {
+		return out, Metadata{}, ErrNilPayload
+	}
+	body := func(token string) ([]byte, error) {
+		return json.Marshal(struct {
+			AppID       string `json:"appid"`
+			AccessToken string `json:"access_token"`
+			*messages.DouyinAddRole
+		}{c.appID, token, p})
+	}
+	meta, err := c.call(ctx, "add_role", "/auth/entity/add_role", body, &out)
+	if err == nil && out.AddRoleTaskID == "" {
+		// The vendor said yes but gave no task id: the role may exist, so
+		// do not file again; a human must look.
+		err = &APIError{Message: "success reply without add_role_taskid", LogID: meta.LogID, HTTPStatus: meta.HTTPStatus}
+	}
+	if err != nil {
+		return messages.DouyinAddRoleResult{}, meta, err
+	}
+	return out, meta, nil
+}
+
+// GetClassAuth reads POST /auth/entity/get_class_auth. Each class_auths
+// item is kept exactly as the vendor sent it.
+func (c *Client) GetClassAuth(ctx context.Context, p *messages.DouyinGetClassAuth) (messages.DouyinClassAuthResult, Metadata, error) {
+	var out messages.DouyinClassAuthResult
+	if p == nil {
+		return out, Metadata{}, ErrNilPayload
+	}
+	body := func(token string) ([]byte, error) {
+		return json.Marshal(struct {
+			AppID       string `json:"appid"`
+			AccessToken string `json:"access_token"`
+			*messages.DouyinGetClassAuth
+		}{c.appID, token, p})
+	}
+	meta, err := c.call(ctx, "get_class_auth", "/auth/entity/get_class_auth", body, &out)
+	if err != nil {
+		return messages.DouyinClassAuthResult{}, meta, err
+	}
+	return out, meta, nil
+}
+
+// call gets a token and posts; when the vendor rejects the token it asks
+// the provider for a new one and posts once more. A second rejection is
+// returned as is: an *APIError of class ErrTokenRejected (permanent).
+func (c *Client) call(ctx context.Context, op, path string, body func(token string) ([]byte, error), out any) (Metadata, error) {
+	tok, err := c.tokens.Token(ctx)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("douyin %s: access token: %w", op, err)
+	}
+	meta, err := c.post(ctx, op, path, tok, body, out)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || !isTokenCode(apiErr.Code) {
+		return meta, err
+	}
+	fresh, ierr := c.tokens.Invalidate(ctx, tok)
+	if ierr != nil {
+		return meta, fmt.Errorf("douyin %s: the vendor rejected the access token (code %d, logid %s) and refreshing it failed: %w",
+			op, apiErr.Code, apiErr.LogID, ierr)
+	}
+	return c.post(ctx, op, path, fresh, body, out)
+}
+
+// reply is the status part of every /auth/entity/* reply.
+type reply struct {
+	Err *struct {
+		Code int64  `json:"err_code"`
+		Msg  string `json:"err_msg"`
+	} `json:"err"`
+	ErrNo   int64  `json:"err_no"`
+	ErrTips string `json:"err_tips"`
+}
+
+// post makes one HTTP exchange and reads its reply into out.
+func (c *Client) post(ctx context.Context, op, path string, tok Token, body func(string) ([]byte, error), out any) (Metadata, error) {
+	b, err := body(tok.AccessToken)
+	if err != nil {
+		return Metadata{}, fmt.Errorf("douyin %s: encoding the body: %w", op, err)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { sent.Store(true) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(cctx, trace), http.MethodPost, c.baseURL+path, bytes.NewReader(b))
+	if err != nil {
+		return Metadata{}, fmt.Errorf("douyin %s: building the request: %w", op, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.checkType != "" {
+		req.Header.Set("Aweme-Check-Type", c.checkType)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Metadata{}, c.transportError(ctx, op, err, sent.Load())
+	}
+	defer resp.Body.Close()
+	meta := Metadata{LogID: resp.Header.Get("X-Tt-Logid"), HTTPStatus: resp.StatusCode}
+	raw, tooLarge, err := readBody(resp)
+	if err != nil {
+		return meta, c.transportError(ctx, op, err, true)
+	}
+
+	fail := func(code int64, msg string) error {
+		return &APIError{Code: code, Message: msg, LogID: meta.LogID, HTTPStatus: meta.HTTPStatus, class: classify(code, meta.HTTPStatus)}
+	}
+	if tooLarge {
+		return meta, fail(0, "reply larger than 4 MiB")
+	}
+	var rep reply
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return meta, fail(0, "reply is not the documented JSON")
+	}
+	code, msg := rep.ErrNo, rep.ErrTips
+	if rep.Err != nil && rep.Err.Code != 0 {
+		code, msg = rep.Err.Code, rep.Err.Msg
+	}
+	if code != 0 {
+		return meta, fail(code, msg)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return meta, fail(0, http.StatusText(resp.StatusCode))
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return meta, fail(0, "success reply with an unexpected shape")
+	}
+	return meta, nil
+}
+
+// transportError builds the error for a failed exchange: the caller's own
+// cancellation as such (not transient), anything else as a TransportError.
+func (c *Client) transportError(ctx context.Context, op string, err error, sent bool) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		if sent {
+			return fmt.Errorf("douyin %s: cancelled by the caller after the request may have reached the vendor: %w", op, ctx.Err())
+		}
+		return fmt.Errorf("douyin %s: cancelled by the caller: %w", op, ctx.Err())
+	}
+	return &TransportError{Op: op, Err: err, Sent: sent}
+}
+
+// readBody reads at most maxBody bytes of resp's body; tooLarge reports
+// that there was more.
+func readBody(resp *http.Response) (raw []byte, tooLarge bool, err error) {
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(raw) > maxBody {
+		return nil, true, nil
+	}
+	return raw, false, nil
+}

@@ -1,0 +1,327 @@
+package douyin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Token is a Douyin access token.
+type Token struct {
+	// AccessToken is the token itself; never log it.
+	AccessToken string
+	// ExpiresAt is FetchedAt plus the vendor's expires_in.
+	ExpiresAt time.Time
+	// FetchedAt is when the fetch that produced the token started.
+	FetchedAt time.Time
+}
+
+// Valid reports whether t holds a token that has not expired at now.
+func (t Token) Valid(now time.Time) bool {
+	return t.AccessToken != "" && now.Before(t.ExpiresAt)
+}
+
+// TokenStore holds the current token per appid. It is where replicas meet:
+// fetching a new token cuts the previous one's life to five minutes, so all
+// replicas must share one token per appid (a JetStream KV store can
+// implement this interface with a compare-and-swap on the key).
+type TokenStore interface {
+	// Current returns the stored token for appID; found is false when
+	// there is none.
+	Current(ctx context.Context, appID string) (tok Token, found bool, err error)
+	// Replace makes sure at most one fetch happens for a given stale
+	// token: if the stored token is no longer stale (its AccessToken
+	// differs, because somebody refreshed it already), it returns the
+	// stored one without calling fetch; otherwise it calls fetch, stores
+	// and returns the result. A zero stale token means "none stored".
+	Replace(ctx context.Context, appID string, stale Token, fetch func(context.Context) (Token, error)) (Token, error)
+}
+
+// MemoryStore is a TokenStore for one process. Replace calls for one appid
+// are serialised, so concurrent calls with the same stale token trigger
+// exactly one fetch; Current never waits for a fetch. The zero value is not
+// usable; call NewMemoryStore.
+type MemoryStore struct {
+	mu      sync.Mutex
+	entries map[string]*memoryEntry
+}
+
+type memoryEntry struct {
+	lock  chan struct{} // held (one element) while a Replace runs
+	tok   Token         // guarded by MemoryStore.mu
+	found bool          // guarded by MemoryStore.mu
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{entries: make(map[string]*memoryEntry)}
+}
+
+func (s *MemoryStore) entry(appID string) *memoryEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[appID]
+	if !ok {
+		e = &memoryEntry{lock: make(chan struct{}, 1)}
+		s.entries[appID] = e
+	}
+	return e
+}
+
+// Current implements TokenStore.
+func (s *MemoryStore) Current(_ context.Context, appID string) (Token, bool, error) {
+	e := s.entry(appID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.tok, e.found, nil
+}
+
+// Replace implements TokenStore. Waiting for another Replace of the same
+// appid ends early when ctx is done.
+func (s *MemoryStore) Replace(ctx context.Context, appID string, stale Token, fetch func(context.Context) (Token, error)) (Token, error) {
+	e := s.entry(appID)
+	select {
+	case e.lock <- struct{}{}:
+	case <-ctx.Done():
+		return Token{}, ctx.Err()
+	}
+	defer func() { <-e.lock }()
+
+	s.mu.Lock()
+	cur, found := e.tok, e.found
+	s.mu.Unlock()
+	if found && cur.AccessToken != stale.AccessToken {
+		return cur, nil
+	}
+	tok, err := fetch(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	s.mu.Lock()
+	e.tok, e.found = tok, true
+	s.mu.Unlock()
+	return tok, nil
+}
+
+// Defaults of TokenSource.
+const (
+	DefaultRefreshBefore = 10 * time.Minute
+	DefaultTimeout       = 10 * time.Second
+)
+
+// TokenSource fetches and caches the access token of one app. Set the
+// fields before first use and do not change them afterwards; a TokenSource
+// is safe for concurrent use. Concurrent callers in one process share one
+// fetch (singleflight), and the Store makes sure replicas sharing it share
+// one fetch too.
+type TokenSource struct {
+	// AppID and Secret are the app's credentials (required).
+	AppID  string
+	Secret string
+	// BaseURL is the token host; default ProductionBaseURL.
+	BaseURL string
+	// Store holds the token; default a private MemoryStore.
+	Store TokenStore
+	// RefreshBefore: a token is refreshed once it has less than this left,
+	// or less than half its lifetime if that is shorter; default 10m.
+	RefreshBefore time.Duration
+	// HTTPClient is used for the fetch; default http.DefaultClient.
+	HTTPClient *http.Client
+	// Timeout bounds one fetch; default 10s.
+	Timeout time.Duration
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+
+	once  sync.Once
+	store TokenStore
+	group singleflight.Group
+}
+
+var _ TokenProvider = (*TokenSource)(nil)
+
+func (s *TokenSource) tokenStore() TokenStore {
+	s.once.Do(func() {
+		s.store = s.Store
+		if s.store == nil {
+			s.store = NewMemoryStore()
+		}
+	})
+	return s.store
+}
+
+func (s *TokenSource) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *TokenSource) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (s *TokenSource) check() error {
+	if s.AppID == "" {
+		return ErrNoAppID
+	}
+	if s.Secret == "" {
+		return ErrNoSecret
+	}
+	return nil
+}
+
+// fresh reports whether t can be handed out at now without a refresh.
+func (s *TokenSource) fresh(t Token, now time.Time) bool {
+	if !t.Valid(now) {
+		return false
+	}
+	margin := s.RefreshBefore
+	if margin <= 0 {
+		margin = DefaultRefreshBefore
+	}
+	if life := t.ExpiresAt.Sub(t.FetchedAt); !t.FetchedAt.IsZero() && life > 0 && margin > life/2 {
+		margin = life / 2
+	}
+	return t.ExpiresAt.Sub(now) > margin
+}
+
+// Token returns the app's access token: the stored one while it is fresh,
+// otherwise a new one, fetched when it is missing, expired or within
+// RefreshBefore of expiry. ctx bounds the wait; a fetch already under way
+// continues for the benefit of other callers, bounded by Timeout.
+func (s *TokenSource) Token(ctx context.Context) (Token, error) {
+	if err := s.check(); err != nil {
+		return Token{}, err
+	}
+	cur, found, err := s.tokenStore().Current(ctx, s.AppID)
+	if err != nil {
+		return Token{}, fmt.Errorf("douyin: reading the token store: %w", err)
+	}
+	if found && s.fresh(cur, s.now()) {
+		return cur, nil
+	}
+	var stale Token
+	if found {
+		stale = cur
+	}
+	return s.replace(ctx, stale)
+}
+
+// Invalidate tells the source that the vendor rejected bad as expired or
+// invalid. It returns a new token, fetching one unless somebody (this
+// process or another replica) already replaced bad.
+func (s *TokenSource) Invalidate(ctx context.Context, bad Token) (Token, error) {
+	if err := s.check(); err != nil {
+		return Token{}, err
+	}
+	return s.replace(ctx, bad)
+}
+
+// replace runs Store.Replace for stale once per process at a time. The
+// shared call is detached from any one caller's cancellation (each caller
+// stops waiting when its own ctx is done) and bounded by three timeouts:
+// reading the store, the fetch, writing the store.
+func (s *TokenSource) replace(ctx context.Context, stale Token) (Token, error) {
+	if err := ctx.Err(); err != nil {
+		return Token{}, fmt.Errorf("douyin: access token: %w", err)
+	}
+	ch := s.group.DoChan(stale.AccessToken, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.timeout())
+		defer cancel()
+		return s.tokenStore().Replace(fctx, s.AppID, stale, s.fetch)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Token{}, r.Err
+		}
+		return r.Val.(Token), nil
+	case <-ctx.Done():
+		return Token{}, fmt.Errorf("douyin: waiting for the access token: %w", ctx.Err())
+	}
+}
+
+type tokenRequest struct {
+	AppID     string `json:"appid"`
+	Secret    string `json:"secret"`
+	GrantType string `json:"grant_type"`
+}
+
+type tokenReply struct {
+	ErrNo   int64  `json:"err_no"`
+	ErrTips string `json:"err_tips"`
+	Data    struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+	} `json:"data"`
+}
+
+// fetch asks the vendor for a new token.
+func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+
+	body, err := json.Marshal(tokenRequest{AppID: s.AppID, Secret: s.Secret, GrantType: "client_credential"})
+	if err != nil {
+		return Token{}, fmt.Errorf("douyin: encoding the token request: %w", err)
+	}
+	base := s.BaseURL
+	if base == "" {
+		base = ProductionBaseURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/apps/v2/token", bytes.NewReader(body))
+	if err != nil {
+		return Token{}, fmt.Errorf("douyin: building the token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+
+	hc := s.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	fetchedAt := s.now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Token{}, &TransportError{Op: "token", Err: err}
+	}
+	defer resp.Body.Close()
+	raw, tooLarge, err := readBody(resp)
+	if err != nil {
+		return Token{}, &TransportError{Op: "token", Err: err}
+	}
+
+	fail := func(errNo int64, tips string) error {
+		return &TokenError{ErrNo: errNo, ErrTips: tips, HTTPStatus: resp.StatusCode}
+	}
+	var rep tokenReply
+	if tooLarge {
+		return Token{}, fail(0, "reply larger than 4 MiB")
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return Token{}, fail(0, "reply is not the documented JSON")
+	}
+	if rep.ErrNo != 0 {
+		return Token{}, fail(rep.ErrNo, rep.ErrTips)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Token{}, fail(0, http.StatusText(resp.StatusCode))
+	}
+	if rep.Data.AccessToken == "" || rep.Data.ExpiresIn <= 0 {
+		return Token{}, fail(0, "reply without access_token or expires_in")
+	}
+	return Token{
+		AccessToken: rep.Data.AccessToken,
+		ExpiresAt:   fetchedAt.Add(time.Duration(rep.Data.ExpiresIn) * time.Second),
+		FetchedAt:   fetchedAt,
+	}, nil
+}

@@ -1,0 +1,45 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/retry"
+)
+
+// ErrUnknownAccount: the request names a credential profile that is not
+// configured. It is a problem with the request (class invalid).
+var ErrUnknownAccount = fmt.Errorf("unknown account: %w", messages.ErrInvalid)
+
+// ErrNoClient: the account has no credentials for the vendor of the request's
+// api (class invalid).
+var ErrNoClient = fmt.Errorf("account has no credentials for this vendor: %w", messages.ErrInvalid)
+
+// ErrNotValidated: Dispatch was given a request whose payload was not
+// validated (a programming error; class permanent).
+var ErrNotValidated = fmt.Errorf("request was not validated: %w", retry.ErrPermanent)
+
+// AmbiguousError is returned for a call that creates a record at the vendor
+// (VMS add, SMS apply, Douyin add_role) when the request was sent and no
+// answer came back. It matches retry.ErrAmbiguous and, on purpose, not
+// retry.ErrTransient: sending it again could file twice.
+type AmbiguousError struct {
+	API messages.API
+	Err error
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%s: outcome unknown, not re-filed: %v", e.API, e.Err)
+}
+
+// Unwrap hides the transient cause so the error does not classify as
+// retryable.
+func (e *AmbiguousError) Unwrap() error { return retry.ErrAmbiguous }
+
+// Cause is the error the call ended with.
+func (e *AmbiguousError) Cause() error { return e.Err }
+
+func isAmbiguousSend(api messages.API, err error) bool {
+	return api.Creates() && errors.Is(err, retry.ErrAmbiguous) && errors.Is(err, retry.ErrTransient)
+}
