@@ -1,0 +1,309 @@
+package filing_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/sandbox"
+)
+
+func TestExamplesSucceed(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	for _, api := range messages.APIs() {
+		h.publish(api, "ex-"+string(api), example(t, api, "ex-"+string(api)))
+	}
+	got := h.results(len(messages.APIs()), 10*time.Second)
+	for _, api := range messages.APIs() {
+		r := got["ex-"+string(api)]
+		if r.Status != messages.StatusSucceeded || r.Attempts != 1 || r.UpstreamRequestID == "" {
+			t.Errorf("%s: %+v (error %+v)", api, r, r.Error)
+		}
+	}
+	if no := string(got["ex-vms.add_qualification"].Result); !strings.Contains(no, `"QualificationNo":"QUA`) {
+		t.Errorf("vms add result %s", no)
+	}
+	if id := string(got["ex-sms.apply_signature_ident"].Result); id != `{"id":9007199254740993}` {
+		t.Errorf("sms result %s, want the exact 64-bit id", id)
+	}
+}
+
+func TestInvalidExamplesRejected(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	for _, api := range messages.APIs() {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "invalid", string(api)+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(b, &env)
+		h.publish(api, "invalid-"+string(api), b)
+	}
+	got := h.results(len(messages.APIs()), 10*time.Second)
+	for id, r := range got {
+		if r.Status != messages.StatusRejected || r.Error == nil || r.Error.Class != messages.ClassInvalid || len(r.Error.Fields) < 3 {
+			t.Errorf("%s: %+v", id, r)
+		}
+	}
+	if n := h.sb.CountCalls(""); n != 0 {
+		t.Errorf("the sandbox was called %d times for invalid requests", n)
+	}
+}
+
+func TestTransientThenSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		api  messages.API
+		code string
+	}{
+		{messages.APIVMSAddQualification, "SystemError"},
+		{messages.APISMSApplySignatureIdent, "1999"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			h.sb.Inject(sandbox.Fault{API: tc.api, Code: tc.code, Count: 3})
+			h.run()
+			h.publish(tc.api, "flaky-1", example(t, tc.api, "flaky-1"))
+			r := h.results(1, 10*time.Second)["flaky-1"]
+			if r.Status != messages.StatusSucceeded || r.Attempts != 4 {
+				t.Fatalf("result %+v, want succeeded after 4 attempts", r)
+			}
+			evs := h.audit("flaky-1")
+			if n := countEvents(evs, messages.EventAttempt); n != 4 {
+				t.Fatalf("%d attempt events, want 4: %+v", n, evs)
+			}
+			if n := h.sb.CountCalls(tc.api); n != 4 {
+				t.Fatalf("sandbox saw %d calls, want 4", n)
+			}
+		})
+	}
+}
+
+func TestPermanentFailsAtOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.sb.Inject(sandbox.Fault{API: messages.APIVMSAddQualification, Code: "RequestParametersError"})
+	h.run()
+	h.publish(messages.APIVMSAddQualification, "perm-1", example(t, messages.APIVMSAddQualification, "perm-1"))
+	r := h.results(1, 10*time.Second)["perm-1"]
+	if r.Status != messages.StatusFailed || r.Attempts != 1 || r.Error == nil || r.Error.Class != messages.ClassPermanent || r.Error.Code != "RequestParametersError" {
+		t.Fatalf("result %+v", r)
+	}
+	time.Sleep(300 * time.Millisecond) // a wrong redelivery would show now
+	if n := h.sb.CountCalls(messages.APIVMSAddQualification); n != 1 {
+		t.Fatalf("sandbox saw %d calls, want 1", n)
+	}
+}
+
+// TestStormDefersThenDeadLetters: a transient storm that outlasts the
+// in-process budget waits in the broker (NakWithDelay, never an immediate
+// redelivery), is dead-lettered after the last delivery with a failed
+// result, and replay brings it back.
+func TestStormDefersThenDeadLetters(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxDeliver: 3})
+	fault := h.sb.Inject(sandbox.Fault{API: messages.APIVMSAddQualification, Code: "SystemError"})
+	stop := h.run()
+	h.publish(messages.APIVMSAddQualification, "storm-1", example(t, messages.APIVMSAddQualification, "storm-1"))
+	r := h.results(1, 20*time.Second)["storm-1"]
+	if r.Status != messages.StatusFailed || r.Error == nil || r.Error.Class != messages.ClassTransient || r.Attempts != 12 {
+		t.Fatalf("result %+v, want failed/transient after 3 deliveries of 4 attempts", r)
+	}
+	evs := h.audit("storm-1")
+	if n := countEvents(evs, messages.EventDeferred); n != 2 {
+		t.Fatalf("%d deferred events, want 2", n)
+	}
+	// The first attempt of each redelivery comes at least the redelivery
+	// delay (50ms, less 20%% jitter) after the deferral.
+	var deferredAt time.Time
+	for _, ev := range evs {
+		switch {
+		case ev.Event == messages.EventDeferred:
+			deferredAt = ev.Time
+		case ev.Event == messages.EventAttempt && !deferredAt.IsZero():
+			if gap := ev.Time.Sub(deferredAt); gap < 40*time.Millisecond {
+				t.Fatalf("redelivered %s after deferral: an immediate redelivery", gap)
+			}
+			deferredAt = time.Time{}
+		}
+	}
+	if countEvents(evs, messages.EventDeadLetter) != 1 {
+		t.Fatalf("no dead_letter event: %+v", evs)
+	}
+	dead, err := filing.ReadDead(context.Background(), h.js, h.subjects)
+	if err != nil || len(dead) != 1 || dead[0].RequestID != "storm-1" || dead[0].Class != messages.ClassTransient {
+		t.Fatalf("dead letters %+v, %v", dead, err)
+	}
+
+	// The storm is over; the operator replays it.
+	h.sb.RemoveFault(fault)
+	replayed, err := filing.Replay(context.Background(), h.js, h.led, h.subjects, "storm-1", false)
+	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
+		t.Fatalf("replay %+v, %v", replayed, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if e, err := h.led.Get(context.Background(), "storm-1"); err == nil && e.Result != nil && e.Result.Status == messages.StatusSucceeded {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	e, err := h.led.Get(context.Background(), "storm-1")
+	if err != nil || e.Result == nil || e.Result.Status != messages.StatusSucceeded {
+		t.Fatalf("after replay: %+v, %v", e, err)
+	}
+	if dead, _ := filing.ReadDead(context.Background(), h.js, h.subjects); len(dead) != 0 {
+		t.Fatalf("dead letter still there after replay: %+v", dead)
+	}
+}
+
+func TestRedeliveryAfterSuccessDoesNotCall(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	data := example(t, messages.APIVMSAddQualification, "once-1")
+	h.publish(messages.APIVMSAddQualification, "once-1", data)
+	first := h.results(1, 10*time.Second)["once-1"]
+	// The same request again, past the duplicate window (another msg id).
+	h.publish(messages.APIVMSAddQualification, "once-1-again", data)
+	deadline := time.Now().Add(5 * time.Second)
+	for countEvents(h.audit("once-1"), messages.EventDuplicate) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if countEvents(h.audit("once-1"), messages.EventDuplicate) != 1 {
+		t.Fatal("no duplicate event for the redelivered request")
+	}
+	if n := h.sb.CountCalls(messages.APIVMSAddQualification); n != 1 {
+		t.Fatalf("sandbox saw %d calls, want 1", n)
+	}
+	e, err := h.led.Get(context.Background(), "once-1")
+	if err != nil || e.Result == nil || string(e.Result.Result) != string(first.Result) {
+		t.Fatalf("ledger %+v %v, want the first result %s", e, err, first.Result)
+	}
+}
+
+// TestAmbiguousAfterCrash: a create call found "calling" in the ledger is
+// not re-filed: failed/ambiguous, dead-lettered, replayable only by force.
+func TestAmbiguousAfterCrash(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	e, _, err := h.led.Claim(ctx, "crash-1", messages.APIVMSAddQualification, "dead-replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.led.Transition(ctx, e, ledger.StateCalling, func(e *ledger.Entry) { e.UpdatedAt = time.Now().Add(-time.Hour) }); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	h.publish(messages.APIVMSAddQualification, "crash-1", example(t, messages.APIVMSAddQualification, "crash-1"))
+	r := h.results(1, 10*time.Second)["crash-1"]
+	if r.Status != messages.StatusFailed || r.Error == nil || r.Error.Class != messages.ClassAmbiguous {
+		t.Fatalf("result %+v", r)
+	}
+	if n := h.sb.CountCalls(""); n != 0 {
+		t.Fatalf("sandbox called %d times for an ambiguous request", n)
+	}
+	replayed, err := filing.Replay(ctx, h.js, h.led, h.subjects, "crash-1", false)
+	if err != nil || len(replayed) != 1 || !strings.Contains(replayed[0].Skipped, "ambiguous") {
+		t.Fatalf("replay without force: %+v %v", replayed, err)
+	}
+}
+
+func TestUndecodableDeadLettered(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	h.publish(messages.APIVMSAddQualification, "junk-1", []byte("\xff not json"))
+	deadline := time.Now().Add(5 * time.Second)
+	var dead []filing.DeadLetter
+	for len(dead) == 0 && time.Now().Before(deadline) {
+		dead, _ = filing.ReadDead(context.Background(), h.js, h.subjects)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "UTF-8") || string(dead[0].Data) != "\xff not json" {
+		t.Fatalf("dead letters %+v", dead)
+	}
+}
+
+// TestShutdownLosesNothing stops the consumer in the middle of 1,000
+// requests and starts another: every request succeeds exactly once.
+func TestShutdownLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 requests")
+	}
+	const n = 1000
+	h := newHarness(t, harnessOpts{})
+	h.sb.Inject(sandbox.Fault{API: messages.APIVMSAddQualification, Latency: 2 * time.Millisecond})
+	for i := range n {
+		id := fmt.Sprintf("bulk-%04d", i)
+		h.publish(messages.APIVMSAddQualification, id, example(t, messages.APIVMSAddQualification, id))
+	}
+	stop := h.run()
+	for h.sb.CountCalls(messages.APIVMSAddQualification) < n/3 {
+		time.Sleep(time.Millisecond)
+	}
+	stop() // SIGTERM: stop pulling, finish in-flight work, ack
+	atStop := h.sb.CountCalls(messages.APIVMSAddQualification)
+	t.Logf("stopped after %d calls", atStop)
+	if atStop >= n {
+		t.Fatalf("the consumer finished before it was stopped (%d calls); the test proves nothing", atStop)
+	}
+	h.run()
+	got := h.results(n, 60*time.Second)
+	for id, r := range got {
+		if r.Status != messages.StatusSucceeded {
+			t.Fatalf("%s: %+v", id, r)
+		}
+	}
+	if calls := h.sb.CountCalls(messages.APIVMSAddQualification); calls != n {
+		t.Fatalf("sandbox saw %d filings for %d requests", calls, n)
+	}
+}
+
+// TestTwoConsumersShareWorkAndToken runs two replicas on one stream.
+func TestTwoConsumersShareWorkAndToken(t *testing.T) {
+	js, nc, srv := natstest.JetStream(t)
+	a := newHarness(t, harnessOpts{js: js, nc: nc, owner: "replica-a"})
+	nc2 := natstest.Connect(t, srv)
+	js2, err := jetstream.New(nc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newHarness(t, harnessOpts{js: js2, nc: nc2, owner: "replica-b", sb: a.sb})
+	a.run()
+	b.run()
+	const n = 40
+	for i := range n {
+		id := fmt.Sprintf("share-%02d", i)
+		a.publish(messages.APIDouyinGetClassAuth, id, example(t, messages.APIDouyinGetClassAuth, id))
+	}
+	a.results(n, 20*time.Second)
+	owners := map[string]int{}
+	for i := range n {
+		e, err := a.led.Get(context.Background(), fmt.Sprintf("share-%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners[e.Owner]++
+	}
+	if owners["replica-a"] == 0 || owners["replica-b"] == 0 {
+		t.Fatalf("work not shared: %v", owners)
+	}
+	if f := a.sb.TokenFetches(sandbox.DefaultAppID); f != 1 {
+		t.Fatalf("%d token fetches, want 1 shared token", f)
+	}
+}
+
+var _ = sync.Mutex{}

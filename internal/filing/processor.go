@@ -1,0 +1,523 @@
+// Package filing handles one filing request from the request stream: decode,
+// validate, idempotency ledger, dispatch with retries, result, audit events,
+// and the ack decision.
+package filing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/internal/retry"
+)
+
+// Dispatcher makes one upstream call for a validated request.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
+}
+
+// Ledger is the idempotency ledger.
+type Ledger interface {
+	Claim(ctx context.Context, id string, api messages.API, owner string) (ledger.Entry, bool, error)
+	Transition(ctx context.Context, e ledger.Entry, to ledger.State, mutate func(*ledger.Entry)) (ledger.Entry, error)
+}
+
+// Publisher publishes to JetStream and waits for the stream's ack.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Replier sends a result to a request's reply subject over core NATS.
+type Replier interface {
+	PublishMsg(msg *nats.Msg) error
+}
+
+// Config configures a Processor.
+type Config struct {
+	Subjects messages.Subjects
+	Policy   retry.Policy
+	// MaxDeliver is the consumer's MaxDeliver; the last delivery of a
+	// retryable failure is dead-lettered.
+	MaxDeliver int
+	// Owner names this replica in the ledger.
+	Owner string
+	// InFlightLease is how long a "calling" entry of another replica is
+	// taken to be still in flight (normally the consumer's AckWait).
+	InFlightLease time.Duration
+	// PublishTimeout bounds each publish to JetStream (default 10s).
+	PublishTimeout time.Duration
+	Now            func() time.Time
+}
+
+// Processor handles request messages. It is safe for concurrent use.
+type Processor struct {
+	cfg     Config
+	disp    Dispatcher
+	ledger  Ledger
+	js      Publisher
+	reply   Replier
+	log     *zap.Logger
+	metrics *metrics.Metrics
+}
+
+// New returns a Processor.
+func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log *zap.Logger, m *metrics.Metrics) (*Processor, error) {
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.InFlightLease <= 0 {
+		cfg.InFlightLease = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Processor{cfg: cfg, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m}, nil
+}
+
+// Msg is what the processor needs of a JetStream message.
+type Msg interface {
+	Metadata() (*jetstream.MsgMetadata, error)
+	Data() []byte
+	Headers() nats.Header
+	Subject() string
+	DoubleAck(ctx context.Context) error
+	NakWithDelay(delay time.Duration) error
+	TermWithReason(reason string) error
+}
+
+// Handle processes one delivery and settles it. ctx is the work context: it
+// is cancelled only when the shutdown grace period is over, and then the
+// delivery is handed back to the broker.
+func (p *Processor) Handle(ctx context.Context, msg Msg) {
+	p.metrics.InFlightAdd(1)
+	defer p.metrics.InFlightAdd(-1)
+	d := p.newDelivery(msg)
+	decision := p.process(ctx, d)
+	p.settle(d, decision)
+}
+
+// delivery is one message being handled.
+type delivery struct {
+	msg        Msg
+	subjectAPI messages.API
+	seq        uint64
+	count      int // delivery count, 1-based
+	receivedAt time.Time
+	req        *messages.Request
+	log        *zap.Logger
+}
+
+func (p *Processor) newDelivery(msg Msg) *delivery {
+	d := &delivery{msg: msg, count: 1, receivedAt: p.cfg.Now().UTC()}
+	d.subjectAPI, _ = p.cfg.Subjects.APIFromRequestSubject(msg.Subject())
+	if md, err := msg.Metadata(); err == nil {
+		d.seq = md.Sequence.Stream
+		d.count = int(md.NumDelivered)
+		if !md.Timestamp.IsZero() {
+			d.receivedAt = md.Timestamp.UTC()
+		}
+	}
+	d.log = p.log.With(zap.String("api", string(d.subjectAPI)), zap.Uint64("stream_seq", d.seq), zap.Int("delivery", d.count))
+	if d.count > 1 {
+		p.metrics.Redelivery(string(d.subjectAPI))
+	}
+	return d
+}
+
+// settle is the one place that acks, naks or terminates a delivery.
+func (p *Processor) settle(d *delivery, dec retry.Decision) {
+	var err error
+	switch dec.Action {
+	case retry.ActionAck:
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+		err = d.msg.DoubleAck(ctx)
+		cancel()
+	case retry.ActionNakWithDelay:
+		err = d.msg.NakWithDelay(dec.Delay)
+	case retry.ActionTerm, retry.ActionDeadLetter:
+		// A dead letter has been published before settle is called.
+		err = d.msg.TermWithReason(dec.Reason)
+	}
+	d.log.Debug("settled", zap.Stringer("action", dec.Action), zap.Duration("delay", dec.Delay), zap.String("reason", dec.Reason))
+	if err != nil {
+		// The broker redelivers after AckWait; the ledger makes that safe.
+		d.log.Warn("settle failed; the message will be redelivered", zap.Stringer("action", dec.Action), zap.Error(err))
+	}
+}
+
+// process runs the pipeline and returns the ack decision.
+func (p *Processor) process(ctx context.Context, d *delivery) retry.Decision {
+	req, err := messages.ParseRequest(d.msg.Data())
+	if err != nil {
+		return p.undecodable(d, err)
+	}
+	d.req = req
+	d.log = d.log.With(zap.String("request_id", req.ID), zap.String("account", req.AccountOrDefault()))
+	if err := req.ValidateFor(d.subjectAPI); err != nil {
+		return p.rejected(d, err)
+	}
+	api := req.API
+
+	entry, created, err := p.ledger.Claim(ctx, req.ID, api, p.cfg.Owner)
+	if err != nil {
+		return p.brokerTrouble(d, "ledger claim", err)
+	}
+	if created {
+		p.audit(d, messages.AuditEvent{Event: messages.EventReceived, Payload: messages.Redact(req.Payload)})
+	} else {
+		p.metrics.LedgerHit(string(api), string(entry.State))
+	}
+	switch entry.State {
+	case ledger.StateDone:
+		return p.duplicate(d, entry)
+	case ledger.StateCalling:
+		if entry.Owner != p.cfg.Owner && p.cfg.Now().Sub(entry.UpdatedAt) < p.cfg.InFlightLease {
+			// Another replica is calling right now (its ack deadline was
+			// missed); look again once its lease is over.
+			return retry.Decision{Action: retry.ActionNakWithDelay, Delay: p.cfg.InFlightLease, Reason: "in flight on " + entry.Owner}
+		}
+		if api.Creates() {
+			return p.ambiguousAfterCrash(d, entry)
+		}
+		// A read or an update may be sent again.
+		entry, err = p.ledger.Transition(ctx, entry, ledger.StateClaimed, nil)
+		if err != nil {
+			return p.brokerTrouble(d, "ledger take over", err)
+		}
+	}
+	entry, err = p.ledger.Transition(ctx, entry, ledger.StateCalling, func(e *ledger.Entry) { e.Owner = p.cfg.Owner })
+	if err != nil {
+		return p.brokerTrouble(d, "ledger calling", err)
+	}
+	return p.call(ctx, d, entry)
+}
+
+// call dispatches with in-process retries and records the outcome.
+func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) retry.Decision {
+	req := d.req
+	attempts := entry.Attempts
+	var out dispatch.Outcome
+	inCall := false
+	_, err := p.cfg.Policy.Do(ctx, func(ctx context.Context, _ int) error {
+		attempts++
+		start := p.cfg.Now()
+		inCall = true
+		o, err := p.disp.Dispatch(ctx, req)
+		inCall = false
+		out = o
+		took := p.cfg.Now().Sub(start)
+		code, msg, class := describe(err)
+		p.metrics.Attempt(string(req.API), string(class), took)
+		p.audit(d, messages.AuditEvent{
+			Event: messages.EventAttempt, Attempt: attempts, Class: string(class), Code: code, Message: msg,
+			UpstreamRequestID: o.UpstreamRequestID, DurationMS: took.Milliseconds(),
+		})
+		d.log.Info("upstream attempt", zap.Int("attempt", attempts), zap.String("class", string(class)), zap.String("code", code),
+			zap.String("upstream_request_id", o.UpstreamRequestID), zap.Duration("took", took))
+		return err
+	}, nil)
+
+	if err != nil && ctx.Err() != nil && !errors.Is(err, retry.ErrAmbiguous) {
+		return p.interrupted(d, entry, attempts, inCall)
+	}
+	if err == nil {
+		res := p.result(d, messages.StatusSucceeded, attempts, nil)
+		res.Result = out.Result
+		res.UpstreamRequestID = out.UpstreamRequestID
+		return p.finish(d, entry, res, messages.EventSucceeded, "")
+	}
+
+	code, msg, class := describe(err)
+	rerr := &messages.ResultError{Code: code, Message: msg, Class: resultClass(class)}
+	switch class {
+	case retry.ClassAmbiguous:
+		res := p.result(d, messages.StatusFailed, attempts, rerr)
+		return p.finish(d, entry, res, messages.EventAmbiguous, "ambiguous")
+	case retry.ClassInvalid:
+		res := p.result(d, messages.StatusRejected, attempts, rerr)
+		return p.finish(d, entry, res, messages.EventRejected, "")
+	case retry.ClassPermanent:
+		res := p.result(d, messages.StatusFailed, attempts, rerr)
+		return p.finish(d, entry, res, messages.EventFailed, "")
+	}
+
+	dec := p.cfg.Policy.Decide(err, d.count, p.cfg.MaxDeliver)
+	if dec.Action == retry.ActionDeadLetter {
+		res := p.result(d, messages.StatusFailed, attempts, rerr)
+		return p.finish(d, entry, res, messages.EventFailed, "retries exhausted")
+	}
+	// Wait in the broker, not in memory. The last answer was a definite
+	// failure, so the next delivery may call again.
+	if _, terr := p.ledger.Transition(context.WithoutCancel(ctx), entry, ledger.StateClaimed, func(e *ledger.Entry) { e.Attempts = attempts }); terr != nil {
+		d.log.Warn("ledger update before redelivery failed", zap.Error(terr))
+	}
+	p.audit(d, messages.AuditEvent{Event: messages.EventDeferred, Attempt: attempts, Class: string(class), Code: code, Message: fmt.Sprintf("redelivery in %s", dec.Delay)})
+	p.metrics.Request(string(req.API), "deferred")
+	d.log.Info("deferred", zap.Duration("delay", dec.Delay), zap.String("class", string(class)), zap.String("code", code))
+	return dec
+}
+
+// finish records a final result in the ledger, publishes it and its audit
+// event, dead-letters it when deadReason is set, and decides the ack.
+func (p *Processor) finish(d *delivery, entry ledger.Entry, res *messages.Result, event, deadReason string) retry.Decision {
+	ctx := context.Background() // results are stored even during shutdown
+	if _, err := p.ledger.Transition(ctx, entry, ledger.StateDone, func(e *ledger.Entry) {
+		e.Attempts = res.Attempts
+		e.Result = res
+	}); err != nil {
+		return p.brokerTrouble(d, "ledger done", err)
+	}
+	return p.publishFinal(d, res, event, deadReason)
+}
+
+func (p *Processor) publishFinal(d *delivery, res *messages.Result, event, deadReason string) retry.Decision {
+	ctx := context.Background()
+	if err := p.publishResult(ctx, d, res); err != nil {
+		return p.brokerTrouble(d, "publish result", err)
+	}
+	ev := messages.AuditEvent{Event: event, Status: res.Status, Attempt: res.Attempts, UpstreamRequestID: res.UpstreamRequestID}
+	if res.Error != nil {
+		ev.Class, ev.Code, ev.Message = res.Error.Class, res.Error.Code, res.Error.Message
+	}
+	p.audit(d, ev)
+	outcome := string(res.Status)
+	if event == messages.EventAmbiguous {
+		outcome = "ambiguous"
+	}
+	p.metrics.Request(string(res.API), outcome)
+	d.log.Info("finished", zap.String("status", string(res.Status)), zap.Int("attempts", res.Attempts))
+	if deadReason != "" {
+		class := ""
+		if res.Error != nil {
+			class = res.Error.Class
+		}
+		if err := p.deadLetter(ctx, d, deadReason, class); err != nil {
+			return p.brokerTrouble(d, "dead letter", err)
+		}
+		return retry.Decision{Action: retry.ActionDeadLetter, Reason: deadReason}
+	}
+	if res.Status == messages.StatusSucceeded {
+		return retry.Decision{Action: retry.ActionAck, Reason: "succeeded"}
+	}
+	return retry.Decision{Action: retry.ActionTerm, Reason: string(res.Status)}
+}
+
+// duplicate answers a redelivered request from the ledger, without calling.
+func (p *Processor) duplicate(d *delivery, entry ledger.Entry) retry.Decision {
+	p.audit(d, messages.AuditEvent{Event: messages.EventDuplicate, Message: "outcome already recorded; stored result sent again"})
+	if entry.Result == nil {
+		return retry.Decision{Action: retry.ActionTerm, Reason: "done without a stored result"}
+	}
+	res := *entry.Result
+	if err := p.publishResult(context.Background(), d, &res); err != nil {
+		return p.brokerTrouble(d, "publish stored result", err)
+	}
+	p.metrics.Request(string(res.API), "duplicate")
+	if res.Status == messages.StatusSucceeded {
+		return retry.Decision{Action: retry.ActionAck, Reason: "duplicate of a succeeded request"}
+	}
+	return retry.Decision{Action: retry.ActionTerm, Reason: "duplicate of a " + string(res.Status) + " request"}
+}
+
+// ambiguousAfterCrash resolves a create call found in "calling": the last
+// replica died mid-call, so the vendor may or may not have the record.
+func (p *Processor) ambiguousAfterCrash(d *delivery, entry ledger.Entry) retry.Decision {
+	rerr := &messages.ResultError{
+		Code:    "AmbiguousOutcome",
+		Message: "a previous delivery was calling the vendor when it stopped; the vendor may have filed it. Check with the vendor, then replay deliberately (publisher dead replay --force)",
+		Class:   messages.ClassAmbiguous,
+	}
+	res := p.result(d, messages.StatusFailed, entry.Attempts, rerr)
+	return p.finish(d, entry, res, messages.EventAmbiguous, "ambiguous")
+}
+
+// interrupted hands a delivery back when the grace period ran out.
+func (p *Processor) interrupted(d *delivery, entry ledger.Entry, attempts int, inCall bool) retry.Decision {
+	if !inCall {
+		// Stopped between attempts: nothing is in flight at the vendor.
+		if _, err := p.ledger.Transition(context.Background(), entry, ledger.StateClaimed, func(e *ledger.Entry) { e.Attempts = attempts }); err != nil {
+			d.log.Warn("ledger update at shutdown failed", zap.Error(err))
+		}
+	}
+	// Stopped mid-call: the entry stays "calling" and the next delivery
+	// resolves it (ambiguous for a create call).
+	p.metrics.Request(string(d.req.API), "deferred")
+	d.log.Warn("shutdown grace over; handing the request back", zap.Bool("mid_call", inCall))
+	return retry.Decision{Action: retry.ActionNakWithDelay, Delay: p.cfg.Policy.RedeliveryDelay(1, false), Reason: "shutdown"}
+}
+
+// undecodable dead-letters a message that is not a JSON object at all.
+func (p *Processor) undecodable(d *delivery, err error) retry.Decision {
+	ctx := context.Background()
+	p.audit(d, messages.AuditEvent{Event: messages.EventUndecodable, Message: err.Error()})
+	p.metrics.Request(string(d.subjectAPI), "undecodable")
+	if derr := p.deadLetter(ctx, d, err.Error(), messages.ClassInvalid); derr != nil {
+		return p.brokerTrouble(d, "dead letter", derr)
+	}
+	d.log.Warn("undecodable message dead-lettered", zap.Error(err))
+	return retry.Decision{Action: retry.ActionDeadLetter, Reason: "undecodable"}
+}
+
+// rejected answers a request that failed validation.
+func (p *Processor) rejected(d *delivery, err error) retry.Decision {
+	rerr := &messages.ResultError{Code: "InvalidRequest", Message: "the request breaks the rules listed in fields", Class: messages.ClassInvalid}
+	var ve *messages.ValidationError
+	if errors.As(err, &ve) {
+		rerr.Fields = ve.Fields
+	}
+	res := p.result(d, messages.StatusRejected, 0, rerr)
+	if d.req.ID == "" || !d.req.API.Valid() {
+		// Without a valid id or api there is no ledger entry to keep.
+		res.API = d.subjectAPI
+	}
+	return p.publishFinal(d, res, messages.EventRejected, "")
+}
+
+// brokerTrouble hands a delivery back when NATS itself failed us.
+func (p *Processor) brokerTrouble(d *delivery, what string, err error) retry.Decision {
+	d.log.Warn("broker operation failed; redelivering later", zap.String("op", what), zap.Error(err))
+	return retry.Decision{Action: retry.ActionNakWithDelay, Delay: p.cfg.Policy.RedeliveryDelay(d.count, false), Reason: what + " failed"}
+}
+
+func (p *Processor) result(d *delivery, status messages.Status, attempts int, rerr *messages.ResultError) *messages.Result {
+	r := &messages.Result{
+		RequestID:   d.req.ID,
+		API:         d.req.API,
+		Account:     d.req.AccountOrDefault(),
+		Status:      status,
+		Attempts:    attempts,
+		Error:       rerr,
+		ReceivedAt:  d.receivedAt,
+		CompletedAt: p.cfg.Now().UTC(),
+		Metadata:    d.req.Metadata,
+	}
+	return r
+}
+
+// publishResult stores the result on filing.result.<api> (deduplicated by
+// request id) and sends it to the request's reply subject.
+func (p *Processor) publishResult(ctx context.Context, d *delivery, res *messages.Result) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	api := res.API
+	if !api.Valid() {
+		api = d.subjectAPI
+	}
+	m := nats.NewMsg(p.cfg.Subjects.Result(api))
+	m.Data = data
+	opts := []jetstream.PublishOpt{}
+	if res.RequestID != "" {
+		opts = append(opts, jetstream.WithMsgID("result:"+res.RequestID))
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := p.js.PublishMsg(pctx, m, opts...); err != nil {
+		return err
+	}
+	if d.req != nil && d.req.ReplyTo != "" && p.reply != nil {
+		rm := nats.NewMsg(d.req.ReplyTo)
+		rm.Data = data
+		if err := p.reply.PublishMsg(rm); err != nil {
+			d.log.Warn("reply failed", zap.Error(err)) // the durable result is stored
+		}
+	}
+	return nil
+}
+
+// audit publishes an audit event; a failure is logged, not fatal.
+func (p *Processor) audit(d *delivery, ev messages.AuditEvent) {
+	ev.Time = p.cfg.Now().UTC()
+	ev.Delivery = d.count
+	ev.API = d.subjectAPI
+	if d.req != nil {
+		ev.RequestID = d.req.ID
+		ev.Account = d.req.AccountOrDefault()
+		if d.req.API.Valid() {
+			ev.API = d.req.API
+		}
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	m := nats.NewMsg(p.cfg.Subjects.Audit(auditAPI(ev.API), ev.Event))
+	m.Data = data
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := p.js.PublishMsg(ctx, m); err != nil {
+		d.log.Warn("audit publish failed", zap.String("event", ev.Event), zap.Error(err))
+	}
+}
+
+// deadLetter copies the original request to filing.dead.<api>.
+func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, class string) error {
+	api := d.subjectAPI
+	if d.req != nil && d.req.API.Valid() {
+		api = d.req.API
+	}
+	m := nats.NewMsg(p.cfg.Subjects.Dead(auditAPI(api)))
+	m.Data = d.msg.Data()
+	m.Header.Set(HeaderDeadReason, reason)
+	m.Header.Set(HeaderDeadClass, class)
+	m.Header.Set(HeaderOrigSubject, d.msg.Subject())
+	m.Header.Set(HeaderOrigSequence, strconv.FormatUint(d.seq, 10))
+	m.Header.Set(HeaderDeliveries, strconv.Itoa(d.count))
+	m.Header.Set(HeaderDeadAt, p.cfg.Now().UTC().Format(time.RFC3339Nano))
+	if d.req != nil {
+		m.Header.Set(HeaderRequestID, d.req.ID)
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	_, err := p.js.PublishMsg(pctx, m, jetstream.WithMsgID("dead:"+strconv.FormatUint(d.seq, 10)+":"+strconv.Itoa(d.count)))
+	if err == nil {
+		p.audit(d, messages.AuditEvent{Event: messages.EventDeadLetter, Message: reason, Class: class})
+		p.metrics.DeadLetter(string(api), class)
+	}
+	return err
+}
+
+// auditAPI keeps an unknown api from breaking a subject.
+func auditAPI(api messages.API) messages.API {
+	if api.Valid() {
+		return api
+	}
+	return "unknown"
+}
+
+func describe(err error) (code, message string, class retry.Class) {
+	if err == nil {
+		return "", "", retry.ClassNone
+	}
+	return dispatch.Describe(err)
+}
+
+func resultClass(c retry.Class) string {
+	switch c {
+	case retry.ClassThrottled, retry.ClassTransient:
+		return messages.ClassTransient
+	case retry.ClassInvalid:
+		return messages.ClassInvalid
+	case retry.ClassAmbiguous:
+		return messages.ClassAmbiguous
+	}
+	return messages.ClassPermanent
+}

@@ -1,0 +1,349 @@
+// Package ledger is qualfile's idempotency ledger: one JetStream KV entry
+// per request id recording how far the request got (claimed → calling →
+// done) and, once done, its result. A redelivered request whose outcome is
+// recorded is answered from the ledger without a new upstream call, and a
+// request found "calling" after a crash is known to have an ambiguous
+// outcome.
+//
+// Every change is a compare-and-set on the KV revision, so concurrent
+// replicas handling the same request cannot both move it forward: the
+// loser gets an error matching ErrConflict and must read the entry again.
+//
+// # Keys
+//
+// Request ids are 1 to 128 characters of [A-Za-z0-9._:-]. KV keys may not
+// contain ':' and may not start or end with '.' or contain "..", so ids are
+// encoded reversibly: ':' becomes "=3A" and '.' becomes "=2E"; every other
+// character is kept. '=' never occurs in an id, so the encoding cannot be
+// ambiguous. Key and RequestID convert between the two, e.g. for
+// `nats kv get QUALFILE_LEDGER <key>`.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// Defaults of Config.
+const (
+	DefaultBucket = "QUALFILE_LEDGER"
+	DefaultMaxAge = 30 * 24 * time.Hour
+)
+
+// MaxIDLength is the longest request id the ledger accepts.
+const MaxIDLength = 128
+
+// claimAttempts bounds Claim's retries when the key is purged between a
+// failed create and the read of the existing entry.
+const claimAttempts = 5
+
+// State is how far a request got.
+type State string
+
+// The states of a request. A request is claimed when first seen, calling
+// while the upstream call may be in flight, and done once its outcome is
+// recorded.
+const (
+	StateClaimed State = "claimed"
+	StateCalling State = "calling"
+	StateDone    State = "done"
+)
+
+// transitions lists the allowed moves:
+//
+//	claimed → calling  an upstream call is about to start
+//	calling → done     the call's outcome is recorded
+//	calling → claimed  the call failed definitely and will be retried later
+//	claimed → done     no call needed (result reused, request rejected)
+var transitions = map[State][]State{
+	StateClaimed: {StateCalling, StateDone},
+	StateCalling: {StateDone, StateClaimed},
+}
+
+// CanTransition reports whether the state machine allows from → to.
+func CanTransition(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Entry is one request's ledger record, stored as JSON.
+type Entry struct {
+	RequestID string       `json:"request_id"`
+	API       messages.API `json:"api"`
+	State     State        `json:"state"`
+	// Attempts counts upstream calls made so far; callers maintain it.
+	Attempts int `json:"attempts"`
+	// Owner names the replica that last moved the entry.
+	Owner     string    `json:"owner,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Result is the final outcome; set when State is StateDone.
+	Result *messages.Result `json:"result,omitempty"`
+	// Revision is the KV revision the entry was read at or written as; it
+	// is what Transition compares against. Not stored.
+	Revision uint64 `json:"-"`
+}
+
+// Config configures Open. The zero value is usable.
+type Config struct {
+	// Bucket is the KV bucket; default DefaultBucket.
+	Bucket string
+	// Replicas is the bucket's replica count; default 1 (use 3 on a
+	// cluster), at most 5.
+	Replicas int
+	// MaxAge is how long an entry is kept after its last change; default
+	// DefaultMaxAge. It must exceed the request stream's redelivery span
+	// and duplicate window, or a late redelivery would call again.
+	MaxAge time.Duration
+	// Now returns the current time; default time.Now.
+	Now func() time.Time
+}
+
+// Ledger is the idempotency ledger. It is safe for concurrent use.
+type Ledger struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// Open creates the ledger bucket or updates its configuration (so calling
+// it on every start, from every replica, is fine) and returns the ledger.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
+	}
+	if cfg.MaxAge < 0 {
+		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "qualfile idempotency ledger: state and result per request id",
+		// Compare-and-set needs only the latest revision of a key.
+		History:  1,
+		TTL:      cfg.MaxAge,
+		Storage:  jetstream.FileStorage,
+		Replicas: cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: opening bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Ledger{kv: kv, now: cfg.Now}, nil
+}
+
+// Bucket returns the name of the ledger's KV bucket.
+func (l *Ledger) Bucket() string { return l.kv.Bucket() }
+
+// Claim records that owner has seen request id, in StateClaimed. When the
+// ledger had no entry for id it creates one and returns it with created
+// true; otherwise it returns the existing entry (whatever its state) with
+// created false. Of concurrent Claims of one id exactly one creates.
+func (l *Ledger) Claim(ctx context.Context, id string, api messages.API, owner string) (Entry, bool, error) {
+	key, err := Key(id)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	for attempt := 1; ; attempt++ {
+		e := Entry{RequestID: id, API: api, State: StateClaimed, Owner: owner, UpdatedAt: l.now()}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return Entry{}, false, fmt.Errorf("ledger: encoding entry %q: %w", id, err)
+		}
+		rev, err := l.kv.Create(ctx, key, data)
+		if err == nil {
+			e.Revision = rev
+			return e, true, nil
+		}
+		if !isWrongLastSequence(err) {
+			return Entry{}, false, fmt.Errorf("ledger: claiming %q: %w", id, err)
+		}
+		got, err := l.Get(ctx, id)
+		if err == nil {
+			return got, false, nil
+		}
+		if !errors.Is(err, ErrNotFound) || attempt >= claimAttempts {
+			return Entry{}, false, err
+		}
+		// Purged between the create and the read: claim again.
+	}
+}
+
+// Transition moves e to state to with a compare-and-set against
+// e.Revision. The new entry is e with State to and UpdatedAt now, then
+// passed to mutate (when not nil) to set Owner, Attempts, Result and the
+// like; mutate may override UpdatedAt but not RequestID or State. It
+// returns the stored entry with its new Revision.
+//
+// Errors: *TransitionError (ErrBadTransition) when the state machine
+// forbids e.State → to; ErrNoResult when to is StateDone and Result is
+// nil; *ConflictError (ErrConflict) when the entry changed since e was
+// read, including when it was deleted.
+func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(*Entry)) (Entry, error) {
+	key, err := Key(e.RequestID)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !CanTransition(e.State, to) {
+		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
+	}
+	if e.Revision == 0 {
+		return Entry{}, fmt.Errorf("ledger: entry %q: %w", e.RequestID, ErrNoRevision)
+	}
+	next := e
+	next.State = to
+	next.UpdatedAt = l.now()
+	if mutate != nil {
+		mutate(&next)
+	}
+	next.RequestID, next.State, next.Revision = e.RequestID, to, 0
+	if to == StateDone && next.Result == nil {
+		return Entry{}, fmt.Errorf("ledger: entry %q: %w", e.RequestID, ErrNoResult)
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: encoding entry %q: %w", e.RequestID, err)
+	}
+	rev, err := l.kv.Update(ctx, key, data, e.Revision)
+	if err != nil {
+		if isWrongLastSequence(err) {
+			return Entry{}, &ConflictError{RequestID: e.RequestID, Revision: e.Revision, Err: err}
+		}
+		return Entry{}, fmt.Errorf("ledger: updating %q to %s: %w", e.RequestID, to, err)
+	}
+	next.Revision = rev
+	return next, nil
+}
+
+// Get returns the entry of request id with its Revision; the error matches
+// ErrNotFound when there is none (never claimed, deleted, or expired).
+func (l *Ledger) Get(ctx context.Context, id string) (Entry, error) {
+	key, err := Key(id)
+	if err != nil {
+		return Entry{}, err
+	}
+	kve, err := l.kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Entry{}, fmt.Errorf("ledger: %q: %w", id, ErrNotFound)
+		}
+		return Entry{}, fmt.Errorf("ledger: reading %q: %w", id, err)
+	}
+	var e Entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return Entry{}, &DecodeError{Key: key, Revision: kve.Revision(), Err: err}
+	}
+	if e.RequestID != id {
+		return Entry{}, &DecodeError{Key: key, Revision: kve.Revision(), Err: fmt.Errorf("entry names request %q", e.RequestID)}
+	}
+	e.Revision = kve.Revision()
+	return e, nil
+}
+
+// Delete purges the entry of request id, so that the next Claim creates a
+// fresh one: an operator's deliberate replay. Deleting an absent entry is
+// not an error. A Transition from an entry read before the delete fails
+// with ErrConflict.
+func (l *Ledger) Delete(ctx context.Context, id string) error {
+	key, err := Key(id)
+	if err != nil {
+		return err
+	}
+	if err := l.kv.Purge(ctx, key); err != nil {
+		return fmt.Errorf("ledger: deleting %q: %w", id, err)
+	}
+	return nil
+}
+
+// Key returns the KV key of request id (see the package doc), or
+// ErrInvalidID.
+func Key(id string) (string, error) {
+	if !validID(id) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidID, truncate(id))
+	}
+	var b strings.Builder
+	b.Grow(len(id) + 8)
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; c {
+		case ':':
+			b.WriteString("=3A")
+		case '.':
+			b.WriteString("=2E")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+// RequestID returns the request id a KV key encodes; it reverses Key and
+// returns ErrInvalidID for a key Key cannot have produced.
+func RequestID(key string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(key))
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c != '=' {
+			b.WriteByte(c)
+			continue
+		}
+		switch {
+		case strings.HasPrefix(key[i:], "=3A"):
+			b.WriteByte(':')
+		case strings.HasPrefix(key[i:], "=2E"):
+			b.WriteByte('.')
+		default:
+			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, truncate(key))
+		}
+		i += 2
+	}
+	id := b.String()
+	if k, err := Key(id); err != nil || k != key {
+		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, truncate(key))
+	}
+	return id, nil
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	const limit = 140
+	if len(s) > limit {
+		return s[:limit] + "…"
+	}
+	return s
+}

@@ -1,0 +1,468 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/natstest"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a fake Now that steps one second per call.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Second)
+	return c.t
+}
+
+func open(t *testing.T) (*ledger.Ledger, jetstream.JetStream) {
+	t.Helper()
+	js, _, _ := natstest.JetStream(t)
+	c := &clock{t: t0}
+	l, err := ledger.Open(ctx(t), js, ledger.Config{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, js
+}
+
+func ctx(t *testing.T) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestClaimOnce(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	e, created, err := l.Claim(c, "req-1", messages.APIVMSAddQualification, "replica-a")
+	if err != nil || !created {
+		t.Fatalf("first claim: created=%v err=%v", created, err)
+	}
+	if e.State != ledger.StateClaimed || e.Revision == 0 || e.Owner != "replica-a" || e.API != messages.APIVMSAddQualification || !e.UpdatedAt.After(t0) {
+		t.Fatalf("first claim entry %+v", e)
+	}
+	again, created, err := l.Claim(c, "req-1", messages.APIVMSAddQualification, "replica-b")
+	if err != nil || created {
+		t.Fatalf("second claim: created=%v err=%v", created, err)
+	}
+	if again.Revision != e.Revision || again.Owner != "replica-a" || again.State != ledger.StateClaimed || !again.UpdatedAt.Equal(e.UpdatedAt) {
+		t.Fatalf("second claim returned %+v, want %+v", again, e)
+	}
+}
+
+func TestConcurrentClaims(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]bool, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, results[i], errs[i] = l.Claim(c, "race", messages.APIDouyinAddRole, "r")
+		})
+	}
+	wg.Wait()
+	won := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("claim %d: %v", i, errs[i])
+		}
+		if results[i] {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d claims created the entry, want 1", won)
+	}
+}
+
+func TestTransitionConflict(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	e, _, err := l.Claim(c, "cas-1", messages.APISMSApplySignatureIdent, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	got := make([]ledger.Entry, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = l.Transition(c, e, ledger.StateCalling, func(e *ledger.Entry) {
+				e.Owner = "replica-" + string(rune('a'+i))
+				e.Attempts = i
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("transitions %d and %d both won", winner, i)
+			}
+			winner = i
+		case errors.Is(err, ledger.ErrConflict):
+			var ce *ledger.ConflictError
+			if !errors.As(err, &ce) || ce.Revision != e.Revision || ce.RequestID != "cas-1" {
+				t.Fatalf("conflict %d: %#v", i, err)
+			}
+		default:
+			t.Fatalf("transition %d: %v", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no transition won")
+	}
+	stored, err := l.Get(c, "cas-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := got[winner]
+	if stored.Revision != w.Revision || stored.Owner != w.Owner || stored.Attempts != winner || stored.State != ledger.StateCalling {
+		t.Fatalf("stored %+v, winner %+v", stored, w)
+	}
+	// The stale entry loses again; the fresh one moves on.
+	if _, err := l.Transition(c, e, ledger.StateDone, withResult); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("stale transition: %v, want ErrConflict", err)
+	}
+	if _, err := l.Transition(c, stored, ledger.StateClaimed, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func withResult(e *ledger.Entry) {
+	e.Result = &messages.Result{RequestID: e.RequestID, API: e.API, Status: messages.StatusFailed, Error: &messages.ResultError{Message: "x", Class: messages.ClassPermanent}}
+}
+
+func TestTransitions(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	claim := func(id string) ledger.Entry {
+		t.Helper()
+		e, _, err := l.Claim(c, id, messages.APIVMSUpdateQualification, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	step := func(e ledger.Entry, to ledger.State, mutate func(*ledger.Entry)) ledger.Entry {
+		t.Helper()
+		n, err := l.Transition(c, e, to, mutate)
+		if err != nil {
+			t.Fatalf("%s -> %s: %v", e.State, to, err)
+		}
+		if n.State != to || n.Revision <= e.Revision || !n.UpdatedAt.After(e.UpdatedAt) {
+			t.Fatalf("%s -> %s gave %+v", e.State, to, n)
+		}
+		return n
+	}
+	forbid := func(e ledger.Entry, to ledger.State) {
+		t.Helper()
+		_, err := l.Transition(c, e, to, withResult)
+		var te *ledger.TransitionError
+		if !errors.Is(err, ledger.ErrBadTransition) || !errors.As(err, &te) || te.From != e.State || te.To != to {
+			t.Fatalf("%s -> %s: %v, want ErrBadTransition", e.State, to, err)
+		}
+	}
+
+	// claimed → calling → claimed → calling → done
+	e := claim("t-1")
+	forbid(e, ledger.StateClaimed)
+	e = step(e, ledger.StateCalling, func(e *ledger.Entry) { e.Attempts++ })
+	forbid(e, ledger.StateCalling)
+	e = step(e, ledger.StateClaimed, nil)
+	e = step(e, ledger.StateCalling, func(e *ledger.Entry) { e.Attempts++ })
+	e = step(e, ledger.StateDone, withResult)
+	if e.Attempts != 2 {
+		t.Fatalf("attempts %d, want 2", e.Attempts)
+	}
+	for _, to := range []ledger.State{ledger.StateDone, ledger.StateClaimed, ledger.StateCalling, "bogus"} {
+		forbid(e, to)
+	}
+	// The forbidden attempts changed nothing.
+	if got, err := l.Get(c, "t-1"); err != nil || got.Revision != e.Revision {
+		t.Fatalf("after forbidden transitions: %+v %v", got, err)
+	}
+
+	// claimed → done (no call needed).
+	d := step(claim("t-2"), ledger.StateDone, withResult)
+	forbid(d, ledger.StateDone)
+
+	// done needs a result.
+	if _, err := l.Transition(c, claim("t-3"), ledger.StateDone, nil); !errors.Is(err, ledger.ErrNoResult) {
+		t.Fatalf("done without result: %v", err)
+	}
+	// An entry not read from the ledger has no revision.
+	if _, err := l.Transition(c, ledger.Entry{RequestID: "t-4", State: ledger.StateClaimed}, ledger.StateCalling, nil); !errors.Is(err, ledger.ErrNoRevision) {
+		t.Fatalf("no revision: %v", err)
+	}
+	// mutate may not rename the entry or change the target state, but may
+	// set UpdatedAt.
+	past := t0.Add(-time.Hour)
+	e = claim("t-5")
+	e = step(e, ledger.StateCalling, func(e *ledger.Entry) {
+		e.RequestID, e.State, e.Owner = "other", ledger.StateDone, "b"
+	})
+	if e.RequestID != "t-5" || e.Owner != "b" {
+		t.Fatalf("mutated entry %+v", e)
+	}
+	e, err := l.Transition(c, e, ledger.StateClaimed, func(e *ledger.Entry) { e.UpdatedAt = past })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Get(c, "t-5"); err != nil || !got.UpdatedAt.Equal(past) || got.State != ledger.StateClaimed || got.Revision != e.Revision {
+		t.Fatalf("stored %+v %v", got, err)
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	e, _, err := l.Claim(c, "sms-1", messages.APISMSApplySignatureIdent, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err = l.Transition(c, e, ledger.StateCalling, func(e *ledger.Entry) { e.Attempts = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &messages.Result{
+		RequestID: "sms-1", API: messages.APISMSApplySignatureIdent, Account: "default",
+		Status: messages.StatusSucceeded, Attempts: 1,
+		Result:            json.RawMessage(`{"id":9007199254740993}`),
+		UpstreamRequestID: "up-1",
+		ReceivedAt:        t0, CompletedAt: t0.Add(time.Second),
+		Metadata: map[string]string{"k": "v"},
+	}
+	if _, err := l.Transition(c, e, ledger.StateDone, func(e *ledger.Entry) { e.Result = res }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Get(c, "sms-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != ledger.StateDone || got.Result == nil || got.Attempts != 1 {
+		t.Fatalf("got %+v", got)
+	}
+	if string(got.Result.Result) != `{"id":9007199254740993}` {
+		t.Fatalf("result %s", got.Result.Result)
+	}
+	var v struct{ ID int64 }
+	dec := json.NewDecoder(strings.NewReader(string(got.Result.Result)))
+	if err := dec.Decode(&v); err != nil || v.ID != 9007199254740993 {
+		t.Fatalf("id %d %v, want 9007199254740993", v.ID, err)
+	}
+	r := got.Result
+	if r.Status != res.Status || r.UpstreamRequestID != "up-1" || !r.CompletedAt.Equal(res.CompletedAt) || r.Metadata["k"] != "v" {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestKeyEncoding(t *testing.T) {
+	for _, id := range []string{"a", "urn:req:1", "a.b", ".lead", "trail.", "a..b", "::", "x-y_z.9:Q", strings.Repeat("a:", 64)} {
+		key, err := ledger.Key(id)
+		if err != nil {
+			t.Fatalf("Key(%q): %v", id, err)
+		}
+		if strings.ContainsAny(key, ":.") {
+			t.Fatalf("Key(%q) = %q", id, key)
+		}
+		back, err := ledger.RequestID(key)
+		if err != nil || back != id {
+			t.Fatalf("RequestID(%q) = %q, %v; want %q", key, back, err, id)
+		}
+	}
+	for _, id := range []string{"", "a b", "a=b", "ä", "a*", "a>", strings.Repeat("a", 129)} {
+		if _, err := ledger.Key(id); !errors.Is(err, ledger.ErrInvalidID) {
+			t.Fatalf("Key(%q): %v, want ErrInvalidID", id, err)
+		}
+	}
+	for _, key := range []string{"=", "a=3", "=2F", "a=3a"} {
+		if _, err := ledger.RequestID(key); !errors.Is(err, ledger.ErrInvalidID) {
+			t.Fatalf("RequestID(%q): %v, want ErrInvalidID", key, err)
+		}
+	}
+}
+
+func TestKeyEncodingInBucket(t *testing.T) {
+	l, js := open(t)
+	c := ctx(t)
+	ids := []string{"urn:req:1", "urn:req.1", ".x:", "a..b"}
+	for _, id := range ids {
+		if _, created, err := l.Claim(c, id, messages.APIVMSAddQualification, "a"); err != nil || !created {
+			t.Fatalf("claim %q: %v %v", id, created, err)
+		}
+	}
+	for _, id := range ids {
+		e, err := l.Get(c, id)
+		if err != nil || e.RequestID != id {
+			t.Fatalf("get %q: %+v %v", id, e, err)
+		}
+	}
+	kv, err := js.KeyValue(c, ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		id, err := ledger.RequestID(k)
+		if err != nil {
+			t.Fatalf("key %q: %v", k, err)
+		}
+		seen[id] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Fatalf("id %q not among keys %q", id, keys)
+		}
+	}
+	if _, err := kv.Get(c, "urn=3Areq=3A1"); err != nil {
+		t.Fatalf("documented key form: %v", err)
+	}
+}
+
+func TestDeleteThenClaim(t *testing.T) {
+	l, _ := open(t)
+	c := ctx(t)
+	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("get before claim: %v", err)
+	}
+	if err := l.Delete(c, "del-1"); err != nil {
+		t.Fatalf("delete absent: %v", err)
+	}
+	e, _, err := l.Claim(c, "del-1", messages.APIDouyinAddRole, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err = l.Transition(c, e, ledger.StateDone, withResult)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Delete(c, "del-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	// A transition from before the delete loses.
+	if _, err := l.Transition(c, ledger.Entry{RequestID: "del-1", State: ledger.StateClaimed, Revision: e.Revision}, ledger.StateCalling, nil); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("transition after delete: %v", err)
+	}
+	again, created, err := l.Claim(c, "del-1", messages.APIDouyinAddRole, "b")
+	if err != nil || !created || again.State != ledger.StateClaimed || again.Owner != "b" || again.Result != nil {
+		t.Fatalf("claim after delete: %+v created=%v err=%v", again, created, err)
+	}
+	// Concurrent claims after a delete: still exactly one creates.
+	if err := l.Delete(c, "del-1"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for range 10 {
+		wg.Go(func() {
+			_, created, err := l.Claim(c, "del-1", messages.APIDouyinAddRole, "c")
+			if err != nil {
+				t.Error(err)
+			}
+			if created {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Fatalf("%d claims created after delete, want 1", won)
+	}
+}
+
+func TestOpenIdempotent(t *testing.T) {
+	js, _, _ := natstest.JetStream(t)
+	c := ctx(t)
+	a, err := ledger.Open(c, js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Claim(c, "keep", messages.APIVMSAddQualification, "a"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ledger.Open(c, js, ledger.Config{})
+	if err != nil {
+		t.Fatalf("second open: %v", err)
+	}
+	if e, err := b.Get(c, "keep"); err != nil || e.State != ledger.StateClaimed {
+		t.Fatalf("entry after reopen: %+v %v", e, err)
+	}
+	kv, err := js.KeyValue(c, ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != ledger.DefaultMaxAge || st.History() != 1 || b.Bucket() != ledger.DefaultBucket {
+		t.Fatalf("bucket ttl %s history %d name %s", st.TTL(), st.History(), b.Bucket())
+	}
+	// A custom bucket and max age.
+	cst, err := ledger.Open(c, js, ledger.Config{Bucket: "OTHER_LEDGER", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cst.Get(c, "keep"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("other bucket shares entries: %v", err)
+	}
+	if _, err := ledger.Open(c, js, ledger.Config{Replicas: 7}); !errors.Is(err, ledger.ErrInvalidConfig) {
+		t.Fatalf("replicas 7: %v", err)
+	}
+}
+
+func TestCorruptEntry(t *testing.T) {
+	l, js := open(t)
+	c := ctx(t)
+	kv, err := js.KeyValue(c, ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(c, "bad", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	var de *ledger.DecodeError
+	if _, err := l.Get(c, "bad"); !errors.As(err, &de) {
+		t.Fatalf("get corrupt: %v", err)
+	}
+	if _, _, err := l.Claim(c, "bad", messages.APIVMSAddQualification, "a"); !errors.As(err, &de) {
+		t.Fatalf("claim corrupt: %v", err)
+	}
+}

@@ -1,0 +1,104 @@
+// Package metrics holds qualfile's Prometheus collectors.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the consumer's collectors. A nil *Metrics records nothing, so
+// tests and tools may pass nil.
+type Metrics struct {
+	Requests        *prometheus.CounterVec   // by api and outcome
+	Attempts        *prometheus.CounterVec   // by api and class ("" for success)
+	UpstreamLatency *prometheus.HistogramVec // by api
+	InFlight        prometheus.Gauge
+	Redeliveries    *prometheus.CounterVec // by api
+	DeadLetters     *prometheus.CounterVec // by api and reason class
+	LedgerHits      *prometheus.CounterVec // by api and state found
+}
+
+// New registers the collectors with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "requests_total",
+			Help: "Requests handled, by api and outcome (succeeded, rejected, failed, deferred, duplicate, undecodable, ambiguous).",
+		}, []string{"api", "outcome"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "upstream_attempts_total",
+			Help: "Upstream calls, by api and error class (ok for success).",
+		}, []string{"api", "class"}),
+		UpstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "qualfile", Name: "upstream_latency_seconds",
+			Help:    "Latency of upstream calls, by api.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"api"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "in_flight",
+			Help: "Requests being handled now.",
+		}),
+		Redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "redeliveries_total",
+			Help: "Deliveries after the first, by api.",
+		}, []string{"api"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "dead_letters_total",
+			Help: "Messages moved to the dead-letter stream, by api and reason.",
+		}, []string{"api", "reason"}),
+		LedgerHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "ledger_hits_total",
+			Help: "Deliveries whose request id was already in the ledger, by api and state found.",
+		}, []string{"api", "state"}),
+	}
+	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits)
+	return m
+}
+
+// Request counts one request outcome.
+func (m *Metrics) Request(api, outcome string) {
+	if m != nil {
+		m.Requests.WithLabelValues(api, outcome).Inc()
+	}
+}
+
+// Attempt counts one upstream call and its latency.
+func (m *Metrics) Attempt(api, class string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if class == "" {
+		class = "ok"
+	}
+	m.Attempts.WithLabelValues(api, class).Inc()
+	m.UpstreamLatency.WithLabelValues(api).Observe(d.Seconds())
+}
+
+// InFlightAdd moves the in-flight gauge.
+func (m *Metrics) InFlightAdd(n float64) {
+	if m != nil {
+		m.InFlight.Add(n)
+	}
+}
+
+// Redelivery counts a delivery after the first.
+func (m *Metrics) Redelivery(api string) {
+	if m != nil {
+		m.Redeliveries.WithLabelValues(api).Inc()
+	}
+}
+
+// DeadLetter counts a dead letter.
+func (m *Metrics) DeadLetter(api, reason string) {
+	if m != nil {
+		m.DeadLetters.WithLabelValues(api, reason).Inc()
+	}
+}
+
+// LedgerHit counts a delivery whose id was already recorded.
+func (m *Metrics) LedgerHit(api, state string) {
+	if m != nil {
+		m.LedgerHits.WithLabelValues(api, state).Inc()
+	}
+}

@@ -1,0 +1,129 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Handler handles one message and settles it (ack, nak or term). Its ctx is
+// cancelled only when the shutdown grace period is over.
+type Handler func(ctx context.Context, msg jetstream.Msg)
+
+// LoopConfig configures Consume.
+type LoopConfig struct {
+	Concurrency int           // messages handled at once; default 64
+	Batch       int           // messages buffered by the pull; default 16
+	AckWait     time.Duration // the consumer's AckWait; InProgress is sent every third of it
+	Grace       time.Duration // how long in-flight work may finish after ctx ends; default 30s
+	// OnError is told about pull errors (nil = ignored); the loop goes on.
+	OnError func(error)
+}
+
+// ErrGraceOver is the cause of the work context's cancellation.
+var ErrGraceOver = errors.New("queue: shutdown grace period over")
+
+// Consume pulls from c and runs h on each message, at most Concurrency at a
+// time, until ctx ends. Then it stops pulling, hands back messages that were
+// pulled but not started (NakWithDelay), lets in-flight work finish within
+// Grace, cancels what is left, and returns once every handler has returned.
+func Consume(ctx context.Context, c jetstream.Consumer, h Handler, cfg LoopConfig) error {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 16
+	}
+	if cfg.Batch > cfg.Concurrency {
+		cfg.Batch = cfg.Concurrency
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = time.Minute
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(cfg.Batch))
+	if err != nil {
+		return err
+	}
+	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelWork(nil)
+
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Drain() // no more pulls; buffered messages still come out of Next
+		case <-stopped:
+		}
+	}()
+
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			if cfg.OnError != nil {
+				cfg.OnError(err)
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			// Pulled but not started: hand it back at once.
+			_ = msg.NakWithDelay(time.Second)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.NakWithDelay(time.Second)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			handle(workCtx, msg, h, cfg.AckWait/3)
+		}()
+	}
+	close(stopped)
+	it.Stop()
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(cfg.Grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		cancelWork(ErrGraceOver)
+		<-done
+	}
+	return nil
+}
+
+// handle runs h and keeps the ack deadline alive meanwhile.
+func handle(ctx context.Context, msg jetstream.Msg, h Handler, every time.Duration) {
+	finished := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-finished:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	defer close(finished)
+	h(ctx, msg)
+}

@@ -1,0 +1,180 @@
+// Package queue is qualfile's JetStream wiring: the streams, the shared
+// durable pull consumer, and the loop that feeds requests to a handler.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// StreamsConfig configures the four streams of DESIGN.md.
+type StreamsConfig struct {
+	Subjects        messages.Subjects
+	Replicas        int           // default 1
+	DuplicateWindow time.Duration // requests and results; default 24h
+	AuditMaxAge     time.Duration // default 90 days
+	ResultsMaxAge   time.Duration // 0 = kept until removed
+	DeadMaxAge      time.Duration // 0 = kept until removed
+}
+
+// Streams are the names of the four streams.
+type Streams struct {
+	Requests, Results, Audit, Dead string
+}
+
+// StreamNames derives stream names from the subject prefix: "filing" gives
+// FILING_REQUESTS, FILING_RESULTS, FILING_AUDIT and FILING_DEAD.
+func StreamNames(s messages.Subjects) Streams {
+	p := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(s.Prefix))
+	if p == "" {
+		p = strings.ToUpper(messages.DefaultPrefix)
+	}
+	return Streams{Requests: p + "_REQUESTS", Results: p + "_RESULTS", Audit: p + "_AUDIT", Dead: p + "_DEAD"}
+}
+
+func (c StreamsConfig) withDefaults() StreamsConfig {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = 24 * time.Hour
+	}
+	if c.AuditMaxAge <= 0 {
+		c.AuditMaxAge = 90 * 24 * time.Hour
+	}
+	return c
+}
+
+// StreamConfigs returns the wanted configuration of each stream.
+func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
+	c = c.withDefaults()
+	n := StreamNames(c.Subjects)
+	return []jetstream.StreamConfig{
+		{
+			Name: n.Requests, Description: "qualfile filing requests",
+			Subjects: []string{c.Subjects.AllRequests()}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, Duplicates: c.DuplicateWindow,
+		},
+		{
+			Name: n.Results, Description: "qualfile results",
+			Subjects: []string{c.Subjects.AllResults()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, Duplicates: c.DuplicateWindow, MaxAge: c.ResultsMaxAge,
+		},
+		{
+			Name: n.Audit, Description: "qualfile audit trail (PII redacted)",
+			Subjects: []string{c.Subjects.AllAudit()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.AuditMaxAge,
+		},
+		{
+			Name: n.Dead, Description: "qualfile dead letters (replayable)",
+			Subjects: []string{c.Subjects.AllDead()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DeadMaxAge, Duplicates: c.DuplicateWindow,
+		},
+	}
+}
+
+// EnsureStreams creates each stream that is missing. An existing stream
+// whose subjects, retention or storage differ is a *ConflictError (changing
+// them would change delivery semantics or lose data); differences only in
+// replicas, max age or duplicate window are updated. It returns what it did
+// per stream ("created", "updated", "unchanged").
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) (map[string]string, error) {
+	done := map[string]string{}
+	for _, want := range cfg.StreamConfigs() {
+		s, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, err := js.CreateStream(ctx, want); err != nil {
+				return done, fmt.Errorf("create stream %s: %w", want.Name, err)
+			}
+			done[want.Name] = "created"
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("look up stream %s: %w", want.Name, err)
+		}
+		have := s.CachedInfo().Config
+		if conflicts := conflicting(have, want); len(conflicts) > 0 {
+			return done, &ConflictError{Stream: want.Name, Conflicts: conflicts}
+		}
+		if have.Replicas == want.Replicas && have.MaxAge == want.MaxAge && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) {
+			done[want.Name] = "unchanged"
+			continue
+		}
+		upd := have
+		upd.Replicas, upd.MaxAge = want.Replicas, want.MaxAge
+		if want.Duplicates != 0 {
+			upd.Duplicates = want.Duplicates
+		}
+		if _, err := js.UpdateStream(ctx, upd); err != nil {
+			return done, fmt.Errorf("update stream %s: %w", want.Name, err)
+		}
+		done[want.Name] = "updated"
+	}
+	return done, nil
+}
+
+func conflicting(have, want jetstream.StreamConfig) []string {
+	var c []string
+	hs, ws := slices.Clone(have.Subjects), slices.Clone(want.Subjects)
+	slices.Sort(hs)
+	slices.Sort(ws)
+	if !slices.Equal(hs, ws) {
+		c = append(c, fmt.Sprintf("subjects: have %v, want %v", hs, ws))
+	}
+	if have.Retention != want.Retention {
+		c = append(c, fmt.Sprintf("retention: have %s, want %s", have.Retention, want.Retention))
+	}
+	if have.Storage != want.Storage {
+		c = append(c, fmt.Sprintf("storage: have %s, want %s", have.Storage, want.Storage))
+	}
+	return c
+}
+
+// ConsumerConfig configures the shared durable pull consumer.
+type ConsumerConfig struct {
+	Subjects      messages.Subjects
+	Durable       string        // default "qualfile"
+	AckWait       time.Duration // default 60s
+	MaxDeliver    int           // default 10
+	MaxAckPending int           // default 64: with the loop's concurrency, bounds memory
+}
+
+// EnsureConsumer creates or updates the durable pull consumer all replicas
+// share.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	if cfg.Durable == "" {
+		cfg.Durable = "qualfile"
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = time.Minute
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = 10
+	}
+	if cfg.MaxAckPending <= 0 {
+		cfg.MaxAckPending = 64
+	}
+	stream := StreamNames(cfg.Subjects).Requests
+	c, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		Description:   "qualfile filing workers (shared by all replicas)",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+		FilterSubject: cfg.Subjects.AllRequests(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", cfg.Durable, stream, err)
+	}
+	return c, nil
+}

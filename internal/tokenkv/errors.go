@@ -1,0 +1,50 @@
+package tokenkv
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Sentinels; match them with errors.Is.
+var (
+	// ErrNoAppID means an empty app id was given.
+	ErrNoAppID = errors.New("tokenkv: app id is required")
+	// ErrInvalidConfig means a Config field is out of range.
+	ErrInvalidConfig = errors.New("tokenkv: invalid config")
+	// ErrWriteConflict means the token could not be stored because other
+	// writers kept changing it; it should not happen while the lock works.
+	ErrWriteConflict = errors.New("tokenkv: token changed by another writer while storing")
+)
+
+// DecodeError is a stored value that is not a token record. Its message
+// never includes the value (which may hold the token).
+type DecodeError struct {
+	AppID    string
+	Revision uint64
+	Err      error
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("tokenkv: the stored token of app %q (revision %d) is not a token record", e.AppID, e.Revision)
+}
+
+// Unwrap returns the JSON error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// isWrongLastSequence reports whether err is JetStream's answer to a
+// compare-and-set whose expected revision did not match: error code 10071
+// (10164 on replicated streams). The jetstream package surfaces it as
+// ErrKeyExists from Create (or as a bare API error when Create replaced a
+// delete marker) and as ErrKeyRevisionMismatch from Update and Delete.
+func isWrongLastSequence(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}

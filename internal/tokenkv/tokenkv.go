@@ -1,0 +1,364 @@
+// Package tokenkv is a douyin.TokenStore over JetStream KV, so that all
+// consumer replicas share one Douyin access token per appid. Fetching a new
+// token cuts the previous one's life to five minutes, so replicas must never
+// fetch independently: a fetch happens only under a lock held in a second
+// bucket, and everyone else waits for the result.
+//
+// Two buckets are used:
+//
+//   - the token bucket (default QUALFILE_TOKENS) holds, per appid, a JSON
+//     record of the token, its expiry and its fetch time, and nothing else;
+//   - the lock bucket (default QUALFILE_TOKEN_LOCKS) holds, per appid, the
+//     random id of the replica fetching right now. Its MaxAge is LockTTL, so
+//     the lock of a replica that died mid-fetch expires; a live holder
+//     renews it every LockTTL/3 while its fetch runs.
+//
+// Keys are app ids with every byte outside [A-Za-z0-9_-] written as "=XX"
+// (upper-case hex); see Key.
+package tokenkv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+)
+
+// Defaults of Config.
+const (
+	DefaultBucket       = "QUALFILE_TOKENS"
+	DefaultLockBucket   = "QUALFILE_TOKEN_LOCKS"
+	DefaultLockTTL      = 30 * time.Second
+	DefaultPollInterval = 100 * time.Millisecond
+)
+
+// MinLockTTL is the shortest LockTTL: JetStream's smallest MaxAge.
+const MinLockTTL = 100 * time.Millisecond
+
+// writeAttempts bounds the compare-and-set retries when storing a token.
+const writeAttempts = 5
+
+// releaseTimeout bounds releasing the lock, which runs even when the
+// caller's context is done.
+const releaseTimeout = 5 * time.Second
+
+// Config configures Open. The zero value is usable.
+type Config struct {
+	// Bucket holds the tokens; default DefaultBucket.
+	Bucket string
+	// LockBucket holds the fetch locks; default DefaultLockBucket.
+	LockBucket string
+	// Replicas is the replica count of both buckets; default 1 (use 3 on
+	// a cluster), at most 5.
+	Replicas int
+	// LockTTL is how long the lock of a holder that stopped renewing it
+	// (crashed) survives; default DefaultLockTTL, at least MinLockTTL.
+	LockTTL time.Duration
+	// PollInterval is how often a replica waiting for another's fetch
+	// looks at the token and the lock; default DefaultPollInterval.
+	PollInterval time.Duration
+	// Now returns the current time, for token validity; default time.Now.
+	Now func() time.Time
+}
+
+// Store is a douyin.TokenStore shared by all replicas connected to the same
+// JetStream. It is safe for concurrent use.
+type Store struct {
+	tokens jetstream.KeyValue
+	locks  jetstream.KeyValue
+	cfg    Config
+}
+
+var _ douyin.TokenStore = (*Store)(nil)
+
+// record is what the token bucket stores: the token, its expiry and its
+// fetch time, nothing else.
+type record struct {
+	AccessToken string    `json:"access_token"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	FetchedAt   time.Time `json:"fetched_at"`
+}
+
+// Open creates both buckets or updates their configuration (idempotent, so
+// every replica calls it at start) and returns the store.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.LockBucket == "" {
+		cfg.LockBucket = DefaultLockBucket
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.LockTTL == 0 {
+		cfg.LockTTL = DefaultLockTTL
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
+	case cfg.LockTTL < MinLockTTL:
+		return nil, fmt.Errorf("%w: lock TTL %s below %s", ErrInvalidConfig, cfg.LockTTL, MinLockTTL)
+	case cfg.PollInterval < 0:
+		return nil, fmt.Errorf("%w: negative poll interval %s", ErrInvalidConfig, cfg.PollInterval)
+	case cfg.Bucket == cfg.LockBucket:
+		return nil, fmt.Errorf("%w: token and lock bucket are both %s", ErrInvalidConfig, cfg.Bucket)
+	}
+	tokens, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "qualfile: Douyin access token per appid, shared by all replicas",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokenkv: opening bucket %s: %w", cfg.Bucket, err)
+	}
+	locks, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.LockBucket,
+		Description: "qualfile: Douyin token fetch locks per appid",
+		History:     1,
+		TTL:         cfg.LockTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokenkv: opening bucket %s: %w", cfg.LockBucket, err)
+	}
+	return &Store{tokens: tokens, locks: locks, cfg: cfg}, nil
+}
+
+// Current implements douyin.TokenStore: the stored token of appID, found
+// false when none is stored.
+func (s *Store) Current(ctx context.Context, appID string) (douyin.Token, bool, error) {
+	key, err := Key(appID)
+	if err != nil {
+		return douyin.Token{}, false, err
+	}
+	tok, _, found, err := s.read(ctx, appID, key)
+	return tok, found, err
+}
+
+// Replace implements douyin.TokenStore across replicas. When the stored
+// token is valid and differs from stale (somebody refreshed it already) it
+// is returned without fetching. Otherwise Replace takes the appid's lock,
+// reads again, fetches if the token is still stale, stores the new token
+// and releases the lock. A caller that finds the lock taken polls until the
+// holder's token appears or the lock disappears (then it tries to take the
+// lock itself); ctx bounds the wait. Errors from fetch are returned as they
+// are.
+func (s *Store) Replace(ctx context.Context, appID string, stale douyin.Token, fetch func(context.Context) (douyin.Token, error)) (douyin.Token, error) {
+	key, err := Key(appID)
+	if err != nil {
+		return douyin.Token{}, err
+	}
+	for {
+		cur, _, found, err := s.read(ctx, appID, key)
+		if err != nil {
+			return douyin.Token{}, err
+		}
+		if found && s.replaced(cur, stale) {
+			return cur, nil
+		}
+		owner := rand.Text()
+		lockRev, err := s.locks.Create(ctx, key, []byte(owner))
+		if err == nil {
+			return s.fetchLocked(ctx, appID, key, owner, lockRev, stale, fetch)
+		}
+		if !isWrongLastSequence(err) {
+			return douyin.Token{}, fmt.Errorf("tokenkv: taking the fetch lock of app %q: %w", appID, err)
+		}
+		tok, ok, err := s.wait(ctx, appID, key, stale)
+		if err != nil || ok {
+			return tok, err
+		}
+		// The lock is gone without a new token (the holder failed or
+		// died): try to take it.
+	}
+}
+
+// replaced reports whether cur can be handed out instead of fetching.
+func (s *Store) replaced(cur, stale douyin.Token) bool {
+	return cur.AccessToken != stale.AccessToken && cur.Valid(s.cfg.Now())
+}
+
+// wait polls while another replica holds the lock. ok is true when a
+// replacement for stale appeared; false when the lock disappeared first.
+func (s *Store) wait(ctx context.Context, appID, key string, stale douyin.Token) (tok douyin.Token, ok bool, err error) {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return douyin.Token{}, false, fmt.Errorf("tokenkv: waiting for another replica's token fetch of app %q: %w", appID, ctx.Err())
+		case <-t.C:
+		}
+		cur, _, found, err := s.read(ctx, appID, key)
+		if err != nil {
+			return douyin.Token{}, false, err
+		}
+		if found && s.replaced(cur, stale) {
+			return cur, true, nil
+		}
+		if _, err := s.locks.Get(ctx, key); err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				return douyin.Token{}, false, nil
+			}
+			return douyin.Token{}, false, fmt.Errorf("tokenkv: reading the fetch lock of app %q: %w", appID, err)
+		}
+	}
+}
+
+// fetchLocked runs with the lock held (at lockRev): it keeps the lock alive,
+// fetches unless somebody refreshed just before, stores the token and
+// releases the lock.
+func (s *Store) fetchLocked(ctx context.Context, appID, key, owner string, lockRev uint64, stale douyin.Token, fetch func(context.Context) (douyin.Token, error)) (douyin.Token, error) {
+	stop := s.keepLock(ctx, key, owner, lockRev)
+	defer func() {
+		rev := stop()
+		if rev == 0 {
+			return // lost: the lock expired and may be someone else's now
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		// A failed release is harmless: the lock expires after LockTTL.
+		_ = s.locks.Delete(rctx, key, jetstream.LastRevision(rev))
+	}()
+
+	cur, rev, found, err := s.read(ctx, appID, key)
+	if err != nil {
+		return douyin.Token{}, err
+	}
+	if found && s.replaced(cur, stale) {
+		return cur, nil
+	}
+	tok, err := fetch(ctx)
+	if err != nil {
+		return douyin.Token{}, err
+	}
+	return s.write(ctx, appID, key, tok, rev, found)
+}
+
+// keepLock renews the lock every LockTTL/3 until the returned stop is
+// called; stop returns the lock's current revision, or 0 when the lock was
+// lost (it expired and somebody else took it).
+func (s *Store) keepLock(ctx context.Context, key, owner string, rev uint64) (stop func() uint64) {
+	quit := make(chan struct{})
+	done := make(chan uint64, 1)
+	every := s.cfg.LockTTL / 3
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				done <- rev
+				return
+			case <-t.C:
+			}
+			if rev == 0 {
+				continue
+			}
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+			n, err := s.locks.Update(c, key, []byte(owner), rev)
+			cancel()
+			switch {
+			case err == nil:
+				rev = n
+			case isWrongLastSequence(err):
+				rev = 0
+			}
+			// Other errors: try again at the next tick.
+		}
+	}()
+	return func() uint64 {
+		close(quit)
+		return <-done
+	}
+}
+
+// write stores tok with a compare-and-set from rev (create when !found).
+// Should another writer get in between (possible only if the lock expired
+// during the fetch), the token fetched later wins, as the vendor's newest
+// token is the one that stays valid: a stored token fetched after tok is
+// returned instead of tok; otherwise tok overwrites it.
+func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, rev uint64, found bool) (douyin.Token, error) {
+	data, err := json.Marshal(record{AccessToken: tok.AccessToken, ExpiresAt: tok.ExpiresAt, FetchedAt: tok.FetchedAt})
+	if err != nil {
+		return douyin.Token{}, fmt.Errorf("tokenkv: encoding the token of app %q: %w", appID, err)
+	}
+	for range writeAttempts {
+		if found {
+			_, err = s.tokens.Update(ctx, key, data, rev)
+		} else {
+			_, err = s.tokens.Create(ctx, key, data)
+		}
+		if err == nil {
+			return tok, nil
+		}
+		if !isWrongLastSequence(err) {
+			return douyin.Token{}, fmt.Errorf("tokenkv: storing the token of app %q: %w", appID, err)
+		}
+		var cur douyin.Token
+		cur, rev, found, err = s.read(ctx, appID, key)
+		if err != nil {
+			return douyin.Token{}, err
+		}
+		if found && cur.FetchedAt.After(tok.FetchedAt) && cur.Valid(s.cfg.Now()) {
+			return cur, nil
+		}
+	}
+	return douyin.Token{}, fmt.Errorf("tokenkv: app %q: %w", appID, ErrWriteConflict)
+}
+
+// read returns the stored token of appID with its revision.
+func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, rev uint64, found bool, err error) {
+	e, err := s.tokens.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return douyin.Token{}, 0, false, nil
+		}
+		return douyin.Token{}, 0, false, fmt.Errorf("tokenkv: reading the token of app %q: %w", appID, err)
+	}
+	var r record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return douyin.Token{}, 0, false, &DecodeError{AppID: appID, Revision: e.Revision(), Err: err}
+	}
+	return douyin.Token{AccessToken: r.AccessToken, ExpiresAt: r.ExpiresAt, FetchedAt: r.FetchedAt}, e.Revision(), true, nil
+}
+
+// Key returns the KV key (in both buckets) of appID: bytes outside
+// [A-Za-z0-9_-] are written as "=XX" with upper-case hex, so any non-empty
+// app id maps to a distinct valid key. It returns ErrNoAppID for "".
+func Key(appID string) (string, error) {
+	if appID == "" {
+		return "", ErrNoAppID
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(appID))
+	for i := 0; i < len(appID); i++ {
+		switch c := appID[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('=')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xF])
+		}
+	}
+	return b.String(), nil
+}
