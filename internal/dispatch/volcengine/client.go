@@ -355,10 +355,15 @@ func noResult(action string, md Metadata) error {
 }
 
 // transportError builds the error of a call that got no readable answer.
-// A cancellation of the caller's ctx wins: the caller is shutting down.
+// A cancellation of the caller's ctx wins: the caller is shutting down. A
+// caller's deadline is a timeout like the client's own: transient, and
+// possibly sent (so a create call becomes ambiguous upstream).
 func transportError(ctx, callCtx context.Context, op string, err error, sent bool) error {
-	if ctx.Err() != nil {
+	if errors.Is(ctx.Err(), context.Canceled) {
 		return callerDone(ctx, op, sent)
+	}
+	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	if errors.Is(callCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)

@@ -399,7 +399,10 @@ func TestCallerCancelledBeforeCall(t *testing.T) {
 	}
 }
 
-func TestCallerDeadlineIsNotATransportError(t *testing.T) {
+// TestCallerDeadlineIsATimeout: the caller's deadline is a timeout like the
+// client's own: transient, and ambiguous once the request was sent (a create
+// call must not be re-filed blindly). Only a cancellation means "stop".
+func TestCallerDeadlineIsATimeout(t *testing.T) {
 	f := newFakeVendor(t, testCreds.SecretAccessKey)
 	f.Reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		select {
@@ -411,8 +414,8 @@ func TestCallerDeadlineIsNotATransportError(t *testing.T) {
 	defer cancel()
 	_, err := calls["AddQualification"](t, ctx, f, func(c *Config) { c.Timeout = 5 * time.Second })
 	var te *TransportError
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, retry.ErrTransient) || errors.As(err, &te) {
-		t.Errorf("err = %v, want the caller's context.DeadlineExceeded only", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, retry.ErrTransient) || !errors.Is(err, retry.ErrAmbiguous) || !errors.As(err, &te) || !te.Sent {
+		t.Errorf("err = %v, want a sent TransportError matching DeadlineExceeded, ErrTransient and ErrAmbiguous", err)
 	}
 }
 
