@@ -36,7 +36,11 @@ func TestSignatureIndependentDerivation(t *testing.T) {
 	}
 
 	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
-	mac := func(key []byte, msg string) []byte { m := hmac.New(sha256.New, key); m.Write([]byte(msg)); return m.Sum(nil) }
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
 
 	xdate := "20240618T014855Z"
 	bodyHash := sum(body)
