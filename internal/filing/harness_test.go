@@ -49,7 +49,11 @@ type harnessOpts struct {
 	nc         *nats.Conn
 	owner      string
 	sb         *sandbox.Server
+	wrapLedger func(*ledger.Ledger) interface{ ledgerAPI }
 }
+
+// ledgerAPI is what the processor needs of the ledger.
+type ledgerAPI = filing.Ledger
 
 func fastPolicy() retry.Policy {
 	return retry.Policy{
@@ -112,7 +116,7 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 	disp := dispatch.New(map[string]dispatch.Account{"default": {VMS: vms, SMS: sms, Douyin: dy}})
 	h.proc, err = filing.New(filing.Config{
 		Subjects: h.subjects, Policy: o.policy, MaxDeliver: o.maxDeliver, Owner: o.owner, InFlightLease: 5 * time.Second,
-	}, disp, h.led, h.js, h.nc, zaptest.NewLogger(tb), nil)
+	}, disp, h.ledgerFor(o), h.js, h.nc, zaptest.NewLogger(tb), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -248,4 +252,11 @@ func countEvents(evs []messages.AuditEvent, name string) int {
 		}
 	}
 	return n
+}
+
+func (h *harness) ledgerFor(o harnessOpts) filing.Ledger {
+	if o.wrapLedger != nil {
+		return o.wrapLedger(h.led)
+	}
+	return h.led
 }

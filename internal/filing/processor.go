@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,7 @@ type Dispatcher interface {
 type Ledger interface {
 	Claim(ctx context.Context, id string, api messages.API, owner string) (ledger.Entry, bool, error)
 	Transition(ctx context.Context, e ledger.Entry, to ledger.State, mutate func(*ledger.Entry)) (ledger.Entry, error)
+	Get(ctx context.Context, id string) (ledger.Entry, error)
 }
 
 // Publisher publishes to JetStream and waits for the stream's ack.
@@ -57,7 +59,10 @@ type Config struct {
 	InFlightLease time.Duration
 	// PublishTimeout bounds each publish to JetStream (default 10s).
 	PublishTimeout time.Duration
-	Now            func() time.Time
+	// RecordTimeout bounds the retries of recording a final result in the
+	// ledger (default 30s).
+	RecordTimeout time.Duration
+	Now           func() time.Time
 }
 
 // Processor handles request messages. It is safe for concurrent use.
@@ -69,6 +74,22 @@ type Processor struct {
 	reply   Replier
 	log     *zap.Logger
 	metrics *metrics.Metrics
+
+	mu    sync.Mutex
+	local map[string]*localCall // what this replica knows beyond the ledger
+}
+
+// localCall is this replica's own knowledge of a request it is handling,
+// kept until the outcome is recorded in the ledger. It resolves a "calling"
+// entry of this replica without guessing: a ledger write that timed out but
+// landed, a result the ledger could not take, or a second delivery of a
+// request still in hand.
+type localCall struct {
+	inFlight   bool             // a goroutine of this replica is handling it
+	dispatched bool             // the vendor was called at least once
+	result     *messages.Result // a final result not yet in the ledger
+	event      string
+	deadReason string
 }
 
 // New returns a Processor.
@@ -79,6 +100,9 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
+	if cfg.RecordTimeout <= 0 {
+		cfg.RecordTimeout = 30 * time.Second
+	}
 	if cfg.InFlightLease <= 0 {
 		cfg.InFlightLease = time.Minute
 	}
@@ -88,7 +112,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Processor{cfg: cfg, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m}, nil
+	return &Processor{cfg: cfg, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m, local: map[string]*localCall{}}, nil
 }
 
 // Msg is what the processor needs of a JetStream message.
@@ -175,6 +199,12 @@ func (p *Processor) process(ctx context.Context, d *delivery) retry.Decision {
 	}
 	api := req.API
 
+	lc, ok := p.begin(req.ID)
+	if !ok {
+		return retry.Decision{Action: retry.ActionNakWithDelay, Delay: p.cfg.InFlightLease, Reason: "already in hand on this replica"}
+	}
+	defer p.end(req.ID)
+
 	entry, created, err := p.ledger.Claim(ctx, req.ID, api, p.cfg.Owner)
 	if err != nil {
 		return p.brokerTrouble(d, "ledger claim", err)
@@ -188,7 +218,20 @@ func (p *Processor) process(ctx context.Context, d *delivery) retry.Decision {
 	case ledger.StateDone:
 		return p.duplicate(d, entry)
 	case ledger.StateCalling:
-		if entry.Owner != p.cfg.Owner && p.cfg.Now().Sub(entry.UpdatedAt) < p.cfg.InFlightLease {
+		mine := entry.Owner == p.cfg.Owner
+		switch {
+		case mine && lc.result != nil:
+			// The outcome is known here; the ledger missed it.
+			return p.finish(d, entry, lc.result, lc.event, lc.deadReason)
+		case mine && !lc.dispatched:
+			// The "calling" write landed, but this replica never called.
+			entry, err = p.ledger.Transition(ctx, entry, ledger.StateClaimed, nil)
+			if err != nil {
+				return p.brokerTrouble(d, "ledger take over", err)
+			}
+			return p.toCalling(ctx, d, entry, lc)
+		}
+		if !mine && p.cfg.Now().Sub(entry.UpdatedAt) < p.cfg.InFlightLease {
 			// Another replica is calling right now (its ack deadline was
 			// missed); look again once its lease is over.
 			return retry.Decision{Action: retry.ActionNakWithDelay, Delay: p.cfg.InFlightLease, Reason: "in flight on " + entry.Owner}
@@ -202,15 +245,20 @@ func (p *Processor) process(ctx context.Context, d *delivery) retry.Decision {
 			return p.brokerTrouble(d, "ledger take over", err)
 		}
 	}
-	entry, err = p.ledger.Transition(ctx, entry, ledger.StateCalling, func(e *ledger.Entry) { e.Owner = p.cfg.Owner })
+	return p.toCalling(ctx, d, entry, lc)
+}
+
+// toCalling records that a call may now be in flight, then calls.
+func (p *Processor) toCalling(ctx context.Context, d *delivery, entry ledger.Entry, lc *localCall) retry.Decision {
+	entry, err := p.ledger.Transition(ctx, entry, ledger.StateCalling, func(e *ledger.Entry) { e.Owner = p.cfg.Owner })
 	if err != nil {
 		return p.brokerTrouble(d, "ledger calling", err)
 	}
-	return p.call(ctx, d, entry)
+	return p.call(ctx, d, entry, lc)
 }
 
 // call dispatches with in-process retries and records the outcome.
-func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) retry.Decision {
+func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry, lc *localCall) retry.Decision {
 	req := d.req
 	attempts := entry.Attempts
 	var out dispatch.Outcome
@@ -219,6 +267,9 @@ func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) r
 		attempts++
 		start := p.cfg.Now()
 		inCall = true
+		p.mu.Lock()
+		lc.dispatched = true
+		p.mu.Unlock()
 		o, err := p.disp.Dispatch(ctx, req)
 		inCall = false
 		out = o
@@ -235,6 +286,11 @@ func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) r
 	}, nil)
 
 	if err != nil && ctx.Err() != nil && !errors.Is(err, retry.ErrAmbiguous) {
+		if !inCall {
+			p.mu.Lock()
+			lc.dispatched = false
+			p.mu.Unlock()
+		}
 		return p.interrupted(d, entry, attempts, inCall)
 	}
 	if err == nil {
@@ -265,6 +321,9 @@ func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) r
 	}
 	// Wait in the broker, not in memory. The last answer was a definite
 	// failure, so the next delivery may call again.
+	p.mu.Lock()
+	lc.dispatched = false
+	p.mu.Unlock()
 	if _, terr := p.ledger.Transition(context.WithoutCancel(ctx), entry, ledger.StateClaimed, func(e *ledger.Entry) { e.Attempts = attempts }); terr != nil {
 		d.log.Warn("ledger update before redelivery failed", zap.Error(terr))
 	}
@@ -277,14 +336,80 @@ func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry) r
 // finish records a final result in the ledger, publishes it and its audit
 // event, dead-letters it when deadReason is set, and decides the ack.
 func (p *Processor) finish(d *delivery, entry ledger.Entry, res *messages.Result, event, deadReason string) retry.Decision {
-	ctx := context.Background() // results are stored even during shutdown
-	if _, err := p.ledger.Transition(ctx, entry, ledger.StateDone, func(e *ledger.Entry) {
-		e.Attempts = res.Attempts
-		e.Result = res
-	}); err != nil {
+	p.mu.Lock()
+	if lc := p.local[res.RequestID]; lc != nil {
+		lc.result, lc.event, lc.deadReason = res, event, deadReason
+	}
+	p.mu.Unlock()
+	if err := p.recordDone(entry, res); err != nil {
+		// The result stays in memory; the redelivery records it.
 		return p.brokerTrouble(d, "ledger done", err)
 	}
+	p.mu.Lock()
+	delete(p.local, res.RequestID)
+	p.mu.Unlock()
 	return p.publishFinal(d, res, event, deadReason)
+}
+
+// recordDone stores a final result in the ledger. The outcome is known and
+// must not be lost to a broker hiccup (a leader election, a write that
+// timed out but landed), so it retries for up to RecordTimeout, reading the
+// entry again after a conflict.
+func (p *Processor) recordDone(entry ledger.Entry, res *messages.Result) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.RecordTimeout)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		_, err := p.ledger.Transition(ctx, entry, ledger.StateDone, func(e *ledger.Entry) {
+			e.Attempts = res.Attempts
+			e.Result = res
+		})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ledger.ErrConflict) {
+			if cur, gerr := p.ledger.Get(ctx, entry.RequestID); gerr == nil {
+				if cur.State == ledger.StateDone {
+					return nil // our earlier write landed
+				}
+				entry = cur
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// begin marks id as in hand on this replica; false if it already is.
+func (p *Processor) begin(id string) (*localCall, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lc := p.local[id]
+	if lc == nil {
+		lc = &localCall{}
+		p.local[id] = lc
+	}
+	if lc.inFlight {
+		return nil, false
+	}
+	lc.inFlight = true
+	return lc, true
+}
+
+// end releases id; what is known of an unrecorded outcome is kept.
+func (p *Processor) end(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lc := p.local[id]; lc != nil {
+		lc.inFlight = false
+		if !lc.dispatched && lc.result == nil {
+			delete(p.local, id)
+		}
+	}
 }
 
 func (p *Processor) publishFinal(d *delivery, res *messages.Result, event, deadReason string) retry.Decision {

@@ -138,12 +138,19 @@ func conflicting(have, want jetstream.StreamConfig) []string {
 	return c
 }
 
+// BrokerReserve is how many deliveries the consumer allows beyond
+// MaxDeliver. The processor dead-letters a request on delivery MaxDeliver;
+// the extra deliveries exist only for a delivery whose outcome could not be
+// stored because NATS itself failed, so that it is not stranded without a
+// result.
+const BrokerReserve = 3
+
 // ConsumerConfig configures the shared durable pull consumer.
 type ConsumerConfig struct {
 	Subjects      messages.Subjects
 	Durable       string        // default "qualfile"
 	AckWait       time.Duration // default 60s
-	MaxDeliver    int           // default 10
+	MaxDeliver    int           // default 10; the consumer allows BrokerReserve more
 	MaxAckPending int           // default 64: with the loop's concurrency, bounds memory
 }
 
@@ -169,7 +176,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		MaxDeliver:    cfg.MaxDeliver + BrokerReserve,
 		MaxAckPending: cfg.MaxAckPending,
 		FilterSubject: cfg.Subjects.AllRequests(),
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/qualfile/qualfile/internal/retry"
 )
 
 // Token is a Douyin access token.
@@ -205,7 +208,7 @@ func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	}
 	cur, found, err := s.tokenStore().Current(ctx, s.AppID)
 	if err != nil {
-		return Token{}, fmt.Errorf("douyin: reading the token store: %w", err)
+		return Token{}, storeError("reading the token store", err)
 	}
 	if found && s.fresh(cur, s.now()) {
 		return cur, nil
@@ -243,7 +246,7 @@ func (s *TokenSource) replace(ctx context.Context, stale Token) (Token, error) {
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return Token{}, r.Err
+			return Token{}, storeError("replacing the token", r.Err)
 		}
 		return r.Val.(Token), nil
 	case <-ctx.Done():
@@ -324,4 +327,15 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 		ExpiresAt:   fetchedAt.Add(time.Duration(rep.Data.ExpiresIn) * time.Second),
 		FetchedAt:   fetchedAt,
 	}, nil
+}
+
+// storeError classifies an error of the token store that the store did not
+// classify itself (a broker timeout, no responders) as transient: the
+// store is shared infrastructure, and the filing may go through later.
+// Errors of the token endpoint are already classified and pass unchanged.
+func storeError(op string, err error) error {
+	if errors.Is(err, retry.ErrTransient) || errors.Is(err, retry.ErrPermanent) || errors.Is(err, retry.ErrInvalid) {
+		return err
+	}
+	return fmt.Errorf("douyin: %s: %w: %w", op, retry.ErrTransient, err)
 }

@@ -421,3 +421,26 @@ func TestTokenSourceConfig(t *testing.T) {
 		t.Fatalf("no secret: %v", err)
 	}
 }
+
+// failingStore is a token store whose broker is down.
+type failingStore struct{ err error }
+
+func (f failingStore) Current(context.Context, string) (Token, bool, error) {
+	return Token{}, false, f.err
+}
+func (f failingStore) Replace(context.Context, string, Token, func(context.Context) (Token, error)) (Token, error) {
+	return Token{}, f.err
+}
+
+func TestTokenStoreFailureIsTransient(t *testing.T) {
+	down := errors.New("nats: no responders available for request")
+	src := &TokenSource{AppID: "tt1", Secret: "s", BaseURL: "http://127.0.0.1:1", Store: failingStore{err: down}}
+	_, err := src.Token(context.Background())
+	if !errors.Is(err, retry.ErrTransient) || !errors.Is(err, down) {
+		t.Fatalf("err = %v, want transient wrapping the store error", err)
+	}
+	_, err = src.Invalidate(context.Background(), Token{AccessToken: "x"})
+	if !errors.Is(err, retry.ErrTransient) {
+		t.Fatalf("Invalidate err = %v, want transient", err)
+	}
+}
