@@ -1,0 +1,227 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix is the prefix of the environment overrides.
+const EnvPrefix = "QUALFILE_"
+
+// Environment overrides, applied by Load after the YAML file. An unset or
+// empty variable changes nothing.
+const (
+	EnvNATSURL            = EnvPrefix + "NATS_URL"             // nats.url
+	EnvNATSCreds          = EnvPrefix + "NATS_CREDS"           // nats.creds_file
+	EnvNATSNkey           = EnvPrefix + "NATS_NKEY"            // nats.nkey_file
+	EnvNATSUser           = EnvPrefix + "NATS_USER"            // nats.user
+	EnvNATSPasswordEnv    = EnvPrefix + "NATS_PASSWORD_ENV"    // nats.password_env
+	EnvStoreDir           = EnvPrefix + "STORE_DIR"            // embedded.store_dir
+	EnvEmbeddedListen     = EnvPrefix + "EMBEDDED_LISTEN"      // embedded.listen
+	EnvSubjectPrefix      = EnvPrefix + "SUBJECT_PREFIX"       // subjects.prefix
+	EnvStreamReplicas     = EnvPrefix + "STREAM_REPLICAS"      // streams.replicas
+	EnvDurable            = EnvPrefix + "DURABLE"              // consumer.durable
+	EnvConcurrency        = EnvPrefix + "CONCURRENCY"          // consumer.concurrency
+	EnvMaxDeliver         = EnvPrefix + "MAX_DELIVER"          // consumer.max_deliver
+	EnvAckWait            = EnvPrefix + "ACK_WAIT"             // consumer.ack_wait
+	EnvAdminListen        = EnvPrefix + "ADMIN_LISTEN"         // admin.listen
+	EnvLogLevel           = EnvPrefix + "LOG_LEVEL"            // log.level
+	EnvLogDevelopment     = EnvPrefix + "LOG_DEVELOPMENT"      // log.development
+	EnvShutdownGrace      = EnvPrefix + "SHUTDOWN_GRACE"       // consumer.shutdown_grace
+	EnvNATSConnectTimeout = EnvPrefix + "NATS_CONNECT_TIMEOUT" // nats.connect_timeout
+)
+
+// Load reads the YAML file at path (none when path is ""), applies the
+// defaults and then the QUALFILE_* environment overrides read through
+// getenv (os.Getenv when nil), and validates the result.
+//
+// Unknown YAML keys are errors; in particular a literal secret
+// (secret_access_key:, app_secret:, password:) is refused. Every error
+// matches ErrInvalidConfig; validation errors are joined (errors.Join), one
+// *FieldError per problem.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &FieldError{Key: path, Problem: "cannot read the configuration file", Err: err}
+		}
+		if err := decodeYAML(data, c); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, err)
+		}
+	}
+	c.applyDefaults()
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// secretKeys are YAML keys someone may write to give a secret literally;
+// the error then points at the _env and _file keys.
+var secretKeys = []string{"secret_access_key", "session_token", "app_secret", "password", "secret"}
+
+// decodeYAML decodes one YAML document onto c, refusing unknown keys. An
+// empty document leaves c unchanged.
+func decodeYAML(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("%s%s", strings.Join(describe(data, te.Errors), "; "), secretHint(te.Errors))
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
+	return nil
+}
+
+// secretHint explains why a literal secret key is unknown.
+func secretHint(msgs []string) string {
+	for _, m := range msgs {
+		for _, k := range secretKeys {
+			if strings.Contains(m, "field "+k+" not found") {
+				return fmt.Sprintf(" (secrets are never written in the configuration: name an environment variable with %s_env or a file with %s_file)", k, k)
+			}
+		}
+	}
+	return ""
+}
+
+// applyEnv applies the QUALFILE_* overrides. Every malformed value is
+// reported, joined.
+func (c *Config) applyEnv(getenv func(string) string) error {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	num := func(name string, dst *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				errs = append(errs, fieldErr(name, "%q is not an integer", v))
+				return
+			}
+			*dst = n
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				errs = append(errs, fieldErr(name, "%q is not a duration such as 30s or 5m", v))
+				return
+			}
+			*dst = d
+		}
+	}
+	boolean := func(name string, dst *bool) {
+		if v := getenv(name); v != "" {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				errs = append(errs, fieldErr(name, "%q is not true or false", v))
+				return
+			}
+			*dst = b
+		}
+	}
+
+	str(EnvNATSURL, &c.NATS.URL)
+	str(EnvNATSCreds, &c.NATS.CredsFile)
+	str(EnvNATSNkey, &c.NATS.NkeyFile)
+	str(EnvNATSUser, &c.NATS.User)
+	str(EnvNATSPasswordEnv, &c.NATS.PasswordEnv)
+	dur(EnvNATSConnectTimeout, &c.NATS.ConnectTimeout)
+	str(EnvStoreDir, &c.Embedded.StoreDir)
+	str(EnvEmbeddedListen, &c.Embedded.Listen)
+	str(EnvSubjectPrefix, &c.Subjects.Prefix)
+	num(EnvStreamReplicas, &c.Streams.Replicas)
+	str(EnvDurable, &c.Consumer.Durable)
+	num(EnvConcurrency, &c.Consumer.Concurrency)
+	num(EnvMaxDeliver, &c.Consumer.MaxDeliver)
+	dur(EnvAckWait, &c.Consumer.AckWait)
+	dur(EnvShutdownGrace, &c.Consumer.ShutdownGrace)
+	str(EnvAdminListen, &c.Admin.Listen)
+	str(EnvLogLevel, &c.Log.Level)
+	boolean(EnvLogDevelopment, &c.Log.Development)
+	return errors.Join(errs...)
+}
+
+// describe rewrites yaml's "line N: problem" messages as "key.path: problem
+// (line N)", and explains the duration format.
+func describe(data []byte, msgs []string) []string {
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // the document parsed once already
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+		if rest, ok := strings.CutPrefix(m, "line "); ok {
+			num, problem, found := strings.Cut(rest, ": ")
+			line, err := strconv.Atoi(num)
+			if key := keyAt(&root, line, ""); found && err == nil && key != "" {
+				out[i] = fmt.Sprintf("%s: %s (line %d)", key, problem, line)
+			}
+		}
+		if strings.Contains(m, "into time.Duration") {
+			out[i] += ` (durations are strings such as "30s", "5m" or "2160h")`
+		}
+	}
+	return out
+}
+
+// keyAt returns the dotted path of the deepest mapping key on line, or "".
+func keyAt(n *yaml.Node, line int, path string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAt(c, line, path); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if deeper := keyAt(v, line, p); deeper != "" {
+				return deeper
+			}
+			if k.Line == line {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if k := keyAt(c, line, fmt.Sprintf("%s[%d]", path, i)); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,110 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATSOptions returns the client options of the nats section: connection
+// name, connect timeout, reconnecting forever every reconnect_wait, and the
+// configured authentication (user credentials file, nkey seed file, or user
+// with the password read from the environment variable named by
+// password_env through getenv) and TLS (CA file, client certificate; the
+// server is always verified, against the system roots without a CA file).
+//
+// Every file is opened here, so a missing or unreadable file is reported
+// now, as a *FieldError naming the key (errors.Is(err, fs.ErrNotExist)
+// holds for a missing one), not at connect time. A missing password is a
+// *SecretError. The problems are joined.
+func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) {
+	n := c.NATS
+	opts := []nats.Option{
+		nats.Name(orDefault(n.Name, DefaultNATSName)),
+		nats.Timeout(orDefaultD(n.ConnectTimeout, DefaultConnectTimeout)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(orDefaultD(n.ReconnectWait, DefaultReconnectWait)),
+	}
+	var errs []error
+
+	if n.CredsFile != "" {
+		if err := readable(n.CredsFile); err != nil {
+			errs = append(errs, &FieldError{Key: "nats.creds_file", Problem: "cannot read the credentials file", Err: err})
+		} else {
+			opts = append(opts, nats.UserCredentials(n.CredsFile))
+		}
+	}
+	if n.NkeyFile != "" {
+		if err := readable(n.NkeyFile); err != nil {
+			errs = append(errs, &FieldError{Key: "nats.nkey_file", Problem: "cannot read the nkey seed file", Err: err})
+		} else if opt, err := nats.NkeyOptionFromSeed(n.NkeyFile); err != nil {
+			errs = append(errs, &FieldError{Key: "nats.nkey_file", Problem: fmt.Sprintf("file %q holds no valid user nkey seed", n.NkeyFile)})
+		} else {
+			opts = append(opts, opt)
+		}
+	}
+	if n.User != "" || n.PasswordEnv != "" {
+		var password string
+		if n.PasswordEnv != "" && getenv != nil {
+			password = getenv(n.PasswordEnv)
+		}
+		switch {
+		case n.PasswordEnv == "":
+			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: "is required with nats.user"})
+		case password == "":
+			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: fmt.Sprintf("environment variable %q is not set or empty", n.PasswordEnv)})
+		default:
+			opts = append(opts, nats.UserInfo(n.User, password))
+		}
+	}
+	if t := n.TLS; t.enabled() {
+		// The options load their files when applied: apply them to a
+		// scratch Options now to report a bad file by its key.
+		var scratch nats.Options
+		if t.CAFile != "" {
+			opt := nats.RootCAs(t.CAFile)
+			if err := readable(t.CAFile); err != nil {
+				errs = append(errs, &FieldError{Key: "nats.tls.ca_file", Problem: "cannot read the CA file", Err: err})
+			} else if err := opt(&scratch); err != nil {
+				errs = append(errs, &FieldError{Key: "nats.tls.ca_file", Problem: "holds no usable PEM certificate", Err: err})
+			} else {
+				opts = append(opts, opt)
+			}
+		}
+		switch {
+		case t.CertFile == "" && t.KeyFile == "":
+		case t.CertFile == "" || t.KeyFile == "":
+			errs = append(errs, fieldErr("nats.tls", "cert_file and key_file must be given together"))
+		default:
+			opt := nats.ClientCert(t.CertFile, t.KeyFile)
+			certErr, keyErr := readable(t.CertFile), readable(t.KeyFile)
+			switch {
+			case certErr != nil:
+				errs = append(errs, &FieldError{Key: "nats.tls.cert_file", Problem: "cannot read the certificate file", Err: certErr})
+			case keyErr != nil:
+				errs = append(errs, &FieldError{Key: "nats.tls.key_file", Problem: "cannot read the key file", Err: keyErr})
+			default:
+				if err := opt(&scratch); err != nil {
+					errs = append(errs, &FieldError{Key: "nats.tls.cert_file", Problem: "with nats.tls.key_file is not a usable certificate and key", Err: err})
+				} else {
+					opts = append(opts, opt)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return opts, nil
+}
+
+// readable opens and closes path; the error names the path and the cause.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,248 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// recorder is a Logger that keeps every line.
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) add(level, format string, v ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, level+" "+fmt.Sprintf(format, v...))
+}
+
+func (r *recorder) Noticef(format string, v ...any) { r.add("NOTICE", format, v...) }
+func (r *recorder) Warnf(format string, v ...any)   { r.add("WARN", format, v...) }
+func (r *recorder) Fatalf(format string, v ...any)  { r.add("FATAL", format, v...) }
+func (r *recorder) Errorf(format string, v ...any)  { r.add("ERROR", format, v...) }
+func (r *recorder) Debugf(format string, v ...any)  { r.add("DEBUG", format, v...) }
+func (r *recorder) Tracef(format string, v ...any)  { r.add("TRACE", format, v...) }
+
+func (r *recorder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
+
+func start(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	s, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func TestStartPersistsStreams(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	s := start(t, Config{StoreDir: dir, Listen: "127.0.0.1:0"})
+	if u := s.ClientURL(); !strings.HasPrefix(u, "nats://127.0.0.1:") || strings.HasSuffix(u, ":0") || strings.HasSuffix(u, ":-1") {
+		t.Fatalf("ClientURL = %q, want the picked port", u)
+	}
+	if s.StoreDir() != dir {
+		t.Errorf("StoreDir = %q", s.StoreDir())
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILING_TEST", Subjects: []string{"filing.test.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatalf("create stream: %v", err)
+	}
+	if _, err := js.Publish(ctx, "filing.test.one", []byte("hello")); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	nc.Close()
+	s.Shutdown()
+	s.Shutdown() // a second call is harmless
+
+	// Again on the same store: the stream and its message are there.
+	s2 := start(t, Config{StoreDir: dir, Listen: "127.0.0.1:0"})
+	nc2, err := nats.Connect(s2.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc2.Close()
+	js2, err := jetstream.New(nc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js2.Stream(ctx, "FILING_TEST")
+	if err != nil {
+		t.Fatalf("stream after restart: %v", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("messages after restart = %d, want 1", info.State.Msgs)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, "filing.test.one")
+	if err != nil || string(msg.Data) != "hello" {
+		t.Errorf("last message = %v, %v", msg, err)
+	}
+}
+
+func TestInProcessOption(t *testing.T) {
+	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	nc, err := nats.Connect("", s.InProcessOption())
+	if err != nil {
+		t.Fatalf("in-process connect: %v", err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+		t.Errorf("JetStream request over the in-process connection: %v", err)
+	}
+	if s.NATSServer() == nil || !s.NATSServer().JetStreamEnabled() {
+		t.Error("NATSServer: JetStream not enabled")
+	}
+}
+
+func TestLoopbackAddresses(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "localhost:0", "[::1]:0"} {
+		t.Run(listen, func(t *testing.T) {
+			s, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: listen})
+			if err != nil {
+				if listen == "[::1]:0" && errors.Is(err, ErrListen) {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				}
+				t.Fatalf("Start: %v", err)
+			}
+			defer s.Shutdown()
+			nc, err := nats.Connect(s.ClientURL())
+			if err != nil {
+				t.Fatalf("connect to %s: %v", s.ClientURL(), err)
+			}
+			nc.Close()
+		})
+	}
+}
+
+func TestNonLoopbackRefused(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:4222", ":4222", "192.0.2.10:4222", "[::]:4222", "nats.example.com:4222"} {
+		t.Run(listen, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Start(context.Background(), Config{StoreDir: dir, Listen: listen})
+			if err == nil {
+				s.Shutdown()
+				t.Fatal("Start succeeded, want ErrNonLoopback")
+			}
+			if !errors.Is(err, ErrNonLoopback) || !strings.Contains(err.Error(), listen) {
+				t.Errorf("err = %v, want ErrNonLoopback naming %s", err, listen)
+			}
+		})
+	}
+}
+
+func TestAllowNonLoopback(t *testing.T) {
+	s, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: "0.0.0.0:0", AllowNonLoopback: true})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer s.Shutdown()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.ClientURL(), "nats://"))
+	nc, err := nats.Connect("nats://127.0.0.1:" + port)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	nc.Close()
+}
+
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+
+	logs := &recorder{}
+	began := time.Now()
+	s, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: addr, Logger: logs})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("Start succeeded on a port in use")
+	}
+	if !errors.Is(err, ErrListen) || !strings.Contains(err.Error(), addr) {
+		t.Errorf("err = %v, want ErrListen naming %s", err, addr)
+	}
+	if d := time.Since(began); d > DefaultReadyTimeout/2 {
+		t.Errorf("took %s: the failure should be reported at once", d)
+	}
+	text := logs.text()
+	if !strings.Contains(text, "ERROR Error listening on port") {
+		t.Errorf("logger did not get the listen error as an error:\n%s", text)
+	}
+	if strings.Contains(text, "FATAL") {
+		t.Errorf("Fatalf was called:\n%s", text)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	logs := &recorder{}
+	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: logs, ServerName: "unit"})
+	s.Shutdown()
+	text := logs.text()
+	for _, want := range []string{"NOTICE Starting nats-server", "unit", "NOTICE Server is ready"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "DEBUG") {
+		t.Error("debug lines without Debug")
+	}
+}
+
+func TestBadListen(t *testing.T) {
+	for _, listen := range []string{"4222", "127.0.0.1:http", "127.0.0.1:70000"} {
+		_, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: listen})
+		if !errors.Is(err, ErrBadListen) {
+			t.Errorf("Listen %q: err = %v, want ErrBadListen", listen, err)
+		}
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Start(ctx, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestStoreDirUnusable(t *testing.T) {
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), Config{StoreDir: file + "/store", Listen: "127.0.0.1:0"})
+	if !errors.Is(err, ErrStoreDir) {
+		t.Errorf("err = %v, want ErrStoreDir", err)
+	}
+}
