@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/qualfile/qualfile/internal/config"
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
+	"github.com/qualfile/qualfile/internal/embedded"
+	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/internal/tokenkv"
+)
+
+// run wires the consumer and blocks until ctx ends and shutdown is done.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
+	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it")
+	natsURL := fs.String("nats-url", "", "NATS URL; empty starts an embedded server (overrides config)")
+	concurrency := fs.Int("concurrency", 0, "requests handled at once (overrides config)")
+	adminListen := fs.String("admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
+	storeDir := fs.String("store-dir", "", "embedded server store directory (overrides config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	cfg, err := config.Load(*configPath, getenv)
+	if err != nil {
+		return err
+	}
+	if *natsURL != "" {
+		cfg.NATS.URL = *natsURL
+	}
+	if *concurrency > 0 {
+		cfg.Consumer.Concurrency = *concurrency
+	}
+	if *adminListen != "" {
+		cfg.Admin.Listen = *adminListen
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if *storeDir != "" {
+		cfg.Embedded.StoreDir = *storeDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	log, err := newLogger(cfg.Log.Level, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	// NATS: the configured server, or an embedded one.
+	url := cfg.NATS.URL
+	if url == "" {
+		srv, err := embedded.Start(ctx, embedded.Config{StoreDir: cfg.Embedded.StoreDir, Listen: cfg.Embedded.Listen, Logger: natsLogger{log.Named("nats-server").Sugar()}})
+		if err != nil {
+			return fmt.Errorf("embedded NATS server: %w", err)
+		}
+		defer srv.Shutdown()
+		url = srv.ClientURL()
+		log.Info("embedded NATS server started", zap.String("url", url), zap.String("store_dir", cfg.Embedded.StoreDir))
+	}
+	natsOpts, err := cfg.NATSOptions(getenv)
+	if err != nil {
+		return err
+	}
+	natsOpts = append(natsOpts,
+		nats.Name("qualfile-consumer"),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+	)
+	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+
+	subjects := messages.Subjects{Prefix: cfg.Subjects.Prefix}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	done, err := queue.EnsureStreams(setupCtx, js, queue.StreamsConfig{
+		Subjects:        subjects,
+		Replicas:        cfg.Streams.Replicas,
+		DuplicateWindow: time.Duration(cfg.Streams.DuplicateWindow),
+		AuditMaxAge:     time.Duration(cfg.Streams.AuditMaxAge),
+		ResultsMaxAge:   time.Duration(cfg.Streams.ResultsMaxAge),
+		DeadMaxAge:      time.Duration(cfg.Streams.DeadMaxAge),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("streams ready", zap.Any("streams", done))
+	cons, err := queue.EnsureConsumer(setupCtx, js, queue.ConsumerConfig{
+		Subjects:      subjects,
+		Durable:       cfg.Consumer.Durable,
+		AckWait:       time.Duration(cfg.Consumer.AckWait),
+		MaxDeliver:    cfg.Consumer.MaxDeliver,
+		MaxAckPending: cfg.Consumer.Concurrency,
+	})
+	if err != nil {
+		return err
+	}
+	led, err := ledger.Open(setupCtx, js, ledger.Config{Replicas: cfg.Streams.Replicas})
+	if err != nil {
+		return err
+	}
+	tokens, err := tokenkv.Open(setupCtx, js, tokenkv.Config{Replicas: cfg.Streams.Replicas})
+	if err != nil {
+		return err
+	}
+
+	// Accounts: the vendors, or the sandbox.
+	var accounts map[string]config.ResolvedAccount
+	if *useSandbox {
+		sb, err := sandbox.New(sandbox.Config{})
+		if err != nil {
+			return err
+		}
+		if err := sb.Start(); err != nil {
+			return err
+		}
+		defer sb.Close()
+		log.Info("sandbox started", zap.String("url", sb.URL()))
+		accounts = cfg.WithSandbox(sb.URL(), sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret)
+	} else {
+		accounts, err = cfg.ResolveAccounts(getenv, os.ReadFile)
+		if err != nil {
+			return err
+		}
+	}
+	clients, err := buildAccounts(accounts, tokens)
+	if err != nil {
+		return err
+	}
+	for name, a := range accounts {
+		log.Info("account", zap.String("name", name), zap.Bool("volcengine", a.Volcengine != nil), zap.Bool("douyin", a.Douyin != nil))
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	owner, err := replicaID()
+	if err != nil {
+		return err
+	}
+	proc, err := filing.New(filing.Config{
+		Subjects:      subjects,
+		Policy:        cfg.RetryPolicy(),
+		MaxDeliver:    cfg.Consumer.MaxDeliver,
+		Owner:         owner,
+		InFlightLease: time.Duration(cfg.Consumer.AckWait),
+	}, dispatch.New(clients), led, js, nc, log, m)
+	if err != nil {
+		return err
+	}
+
+	stopAdmin, err := startAdmin(cfg.Admin.Listen, reg, nc, js, subjects, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+
+	log.Info("consumer ready", zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
+		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
+	fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), subjects.AllRequests())
+
+	err = queue.Consume(ctx, cons, func(ctx context.Context, msg jetstream.Msg) { proc.Handle(ctx, msg) }, queue.LoopConfig{
+		Concurrency: cfg.Consumer.Concurrency,
+		Batch:       cfg.Consumer.FetchBatch,
+		AckWait:     time.Duration(cfg.Consumer.AckWait),
+		Grace:       time.Duration(cfg.Consumer.ShutdownGrace),
+		OnError:     func(err error) { log.Warn("pull", zap.Error(err)) },
+	})
+	log.Info("stopped pulling; draining the connection")
+	if derr := drain(nc, 10*time.Second); derr != nil {
+		log.Warn("drain", zap.Error(derr))
+	}
+	log.Info("consumer stopped")
+	return err
+}
+
+// replicaID names this process in the ledger: host, pid and a random part,
+// so that a restarted process (in a container, often pid 1 again) is never
+// taken for the one that died mid-call.
+func replicaID() (string, error) {
+	host, _ := os.Hostname()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:]), nil
+}
+
+// buildAccounts makes the vendor clients of every account. Douyin tokens go
+// through the shared KV store, so all replicas use one token per appid.
+func buildAccounts(accounts map[string]config.ResolvedAccount, tokens douyin.TokenStore) (map[string]dispatch.Account, error) {
+	out := make(map[string]dispatch.Account, len(accounts))
+	for name, a := range accounts {
+		var acct dispatch.Account
+		if v := a.Volcengine; v != nil {
+			creds := volcengine.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken}
+			vms, err := volcengine.NewVMS(volcengine.Config{Endpoint: v.VMSEndpoint, Region: v.Region, Credentials: creds, Timeout: v.Timeout})
+			if err != nil {
+				return nil, fmt.Errorf("account %s: %w", name, err)
+			}
+			sms, err := volcengine.NewSMS(volcengine.Config{Endpoint: v.SMSEndpoint, Region: v.Region, Credentials: creds, Timeout: v.Timeout})
+			if err != nil {
+				return nil, fmt.Errorf("account %s: %w", name, err)
+			}
+			acct.VMS, acct.SMS = vms, sms
+		}
+		if d := a.Douyin; d != nil {
+			src := &douyin.TokenSource{AppID: d.AppID, Secret: d.AppSecret, BaseURL: d.BaseURL, Store: tokens, Timeout: d.Timeout}
+			c, err := douyin.New(douyin.Config{BaseURL: d.BaseURL, AppID: d.AppID, Tokens: src, Timeout: d.Timeout, CheckType: d.CheckType})
+			if err != nil {
+				return nil, fmt.Errorf("account %s: %w", name, err)
+			}
+			acct.Douyin = c
+		}
+		out[name] = acct
+	}
+	return out, nil
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}
+
+// startAdmin serves /metrics, /healthz and /readyz; an empty address
+// disables it.
+func startAdmin(addr string, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, log *zap.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		n := queue.StreamNames(subjects)
+		for _, s := range []string{n.Requests, n.Results, n.Audit, n.Dead} {
+			if _, err := js.Stream(ctx, s); err != nil {
+				http.Error(w, "stream "+s+": "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener", zap.Error(err))
+		}
+	}()
+	log.Info("admin listener", zap.String("addr", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// drain drains nc and waits until it is closed.
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		return errors.New("drain timed out")
+	}
+}
+
+// natsLogger sends the embedded server's log lines to zap.
+type natsLogger struct{ s *zap.SugaredLogger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.s.Debugf(format, v...) }

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// syncBuffer is a concurrency-safe writer for the logs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRunSandboxQuickStart is the README's quick start in-process: the
+// consumer with an embedded server and the sandbox files every example and
+// rejects every invalid one, serves its admin endpoints, and stops cleanly.
+func TestRunSandboxQuickStart(t *testing.T) {
+	natsAddr, adminAddr := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"QUALFILE_EMBEDDED_LISTEN": natsAddr,
+		"QUALFILE_STORE_DIR":       t.TempDir(),
+		"QUALFILE_ADMIN_LISTEN":    adminAddr,
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"--sandbox"}, getenv, &stdout, &stderr) }()
+
+	var nc *nats.Conn
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stdout.String(), "ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not ready:\n%s", stderr.String())
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("run returned early: %v\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+
+	inbox := nc.NewRespInbox()
+	results := make(chan *nats.Msg, 20)
+	sub, err := nc.ChanSubscribe(inbox, results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	sent := 0
+	for _, api := range messages.APIs() {
+		for _, dir := range []string{"", "invalid"} {
+			b, err := os.ReadFile(filepath.Join("..", "..", "examples", dir, string(api)+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var env map[string]json.RawMessage
+			_ = json.Unmarshal(b, &env)
+			env["reply_to"], _ = json.Marshal(inbox)
+			data, _ := json.Marshal(env)
+			var id string
+			_ = json.Unmarshal(env["id"], &id)
+			if _, err := js.Publish(ctx, "filing.request."+string(api), data, jetstream.WithMsgID(id)); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+	}
+	got := map[string]messages.Result{}
+	for len(got) < sent {
+		select {
+		case m := <-results:
+			var r messages.Result
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			got[r.RequestID] = r
+		case <-time.After(20 * time.Second):
+			t.Fatalf("got %d of %d results\n%s", len(got), sent, stderr.String())
+		}
+	}
+	for id, r := range got {
+		want := messages.StatusSucceeded
+		if strings.Contains(id, "invalid") {
+			want = messages.StatusRejected
+		}
+		if r.Status != want {
+			t.Errorf("%s: status %s, want %s (%+v)", id, r.Status, want, r.Error)
+		}
+	}
+
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": `qualfile_requests_total{api="vms.add_qualification",outcome="succeeded"} 1`} {
+		resp, err := http.Get("http://" + adminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want %q in\n%.2000s", path, resp.StatusCode, want, body)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	logs := stderr.String()
+	for _, secret := range []string{"110101199003078515", "13111112222", "张三", "sandbox-app-secret"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+	if !strings.Contains(logs, `"request_id"`) || !strings.Contains(logs, "consumer stopped") {
+		t.Errorf("logs lack request ids or the stop line:\n%.3000s", logs)
+	}
+	_ = strconv.Itoa
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("consumer:\n  concurrency: -1\naccounts:\n  default:\n    volcengine:\n      secret_access_key: literal\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--config", path}, func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || strings.Contains(err.Error(), "literal") {
+		t.Fatalf("err = %v; want a config error that does not echo the secret", err)
+	}
+}

@@ -1,0 +1,20 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+)
+
+// exitError is a quiet exit status: what went wrong is already printed.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// errUsage is matched by every usage error.
+var errUsage = errors.New("usage")
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+func isUsage(err error) bool { return errors.Is(err, errUsage) }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// readDocs reads one JSON document, or many as NDJSON, from a file or "-".
+func readDocs(file string, stdin io.Reader) ([]json.RawMessage, error) {
+	var r io.Reader
+	switch file {
+	case "":
+		return nil, usagef("--file is required (a path, or - for stdin)")
+	case "-":
+		r = stdin
+	default:
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	dec := json.NewDecoder(r)
+	var docs []json.RawMessage
+	for {
+		var doc json.RawMessage
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d is not valid JSON: %w", file, len(docs)+1, err)
+		}
+		docs = append(docs, doc)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s: no JSON document", file)
+	}
+	return docs, nil
+}
+
+// envelope turns a document into a request envelope: an envelope is kept as
+// sent, with id, api, account and submitted_at filled in when missing; a
+// bare vendor payload is wrapped in a new envelope.
+func envelope(doc json.RawMessage, api messages.API, account, replyTo string, now time.Time) ([]byte, string, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &fields); err != nil {
+		return nil, "", fmt.Errorf("not a JSON object: %w", err)
+	}
+	_, hasPayload := fields["payload"]
+	_, hasAPI := fields["api"]
+	if !hasPayload || (!hasAPI && fields["id"] == nil) {
+		fields = map[string]json.RawMessage{"payload": doc}
+	}
+	var id string
+	if raw, ok := fields["id"]; ok {
+		_ = json.Unmarshal(raw, &id)
+	}
+	if id == "" {
+		id = newID(now)
+		fields["id"] = mustRaw(id)
+	}
+	var docAPI string
+	if raw, ok := fields["api"]; ok {
+		_ = json.Unmarshal(raw, &docAPI)
+	}
+	switch {
+	case docAPI == "":
+		fields["api"] = mustRaw(string(api))
+	case api != "" && messages.API(docAPI) != api:
+		return nil, id, usagef("request %s has api %q but --api is %q", id, docAPI, api)
+	}
+	if _, ok := fields["account"]; !ok && account != "" {
+		fields["account"] = mustRaw(account)
+	}
+	if _, ok := fields["submitted_at"]; !ok {
+		fields["submitted_at"] = mustRaw(now.UTC().Format(time.RFC3339Nano))
+	}
+	if replyTo != "" {
+		fields["reply_to"] = mustRaw(replyTo)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(fields); err != nil {
+		return nil, id, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), id, nil
+}
+
+// newID is a time-ordered unique id: 13 hex digits of Unix milliseconds and
+// 16 random hex digits.
+func newID(now time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%013x-%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+func mustRaw(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}

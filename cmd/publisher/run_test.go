@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/queue"
+)
+
+// cli runs the publisher with the given stdin and returns its exit status
+// and output.
+func cli(t *testing.T, url string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if url != "" && len(args) > 0 && args[0] != "validate" {
+		args = append(args, "--nats-url", url)
+	}
+	err := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(stdin), &stdout, &stderr)
+	return exitCode(err, &stderr), stdout.String(), stderr.String()
+}
+
+func setup(t *testing.T) (jetstream.JetStream, *nats.Conn, string) {
+	t.Helper()
+	js, nc, srv := natstest.JetStream(t)
+	if _, err := queue.EnsureStreams(context.Background(), js, queue.StreamsConfig{Subjects: messages.Subjects{Prefix: "filing"}}); err != nil {
+		t.Fatal(err)
+	}
+	return js, nc, srv.ClientURL()
+}
+
+func examplePath(parts ...string) string {
+	return filepath.Join(append([]string{"..", "..", "examples"}, parts...)...)
+}
+
+func TestValidate(t *testing.T) {
+	code, out, _ := cli(t, "", "", "validate", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"))
+	if code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("valid example: %d %s", code, out)
+	}
+	code, out, _ = cli(t, "", "", "validate", "--api", "sms.apply_signature_ident", "--file", examplePath("invalid", "sms.apply_signature_ident.json"))
+	if code != 1 || !strings.Contains(out, "7 problem(s)") || !strings.Contains(out, "payload.powerOfAttorney: required when purpose is 2") {
+		t.Fatalf("invalid example: %d %s", code, out)
+	}
+	code, _, errOut := cli(t, "", "", "validate", "--api", "nope", "--file", "x")
+	if code != 2 || !strings.Contains(errOut, "--api must be one of") {
+		t.Fatalf("bad api: %d %s", code, errOut)
+	}
+}
+
+func TestSendNDJSONBarePayloads(t *testing.T) {
+	js, _, url := setup(t)
+	b, err := os.ReadFile(examplePath("douyin.get_class_auth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	_ = json.Unmarshal(b, &env)
+	var compact bytes.Buffer
+	_ = json.Compact(&compact, env.Payload)
+	stdin := compact.String() + "\n" + compact.String() + "\n"
+	code, out, errOut := cli(t, url, stdin, "send", "--api", "douyin.get_class_auth", "--file", "-", "--account", "default")
+	if code != 0 {
+		t.Fatalf("send: %d %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 published lines, got %q", out)
+	}
+	s, _ := js.Stream(context.Background(), "FILING_REQUESTS")
+	for i, line := range lines {
+		var p published
+		if err := json.Unmarshal([]byte(line), &p); err != nil || p.Sequence != uint64(i+1) || p.Stream != "FILING_REQUESTS" {
+			t.Fatalf("line %q: %+v %v", line, p, err)
+		}
+		m, err := s.GetMsg(context.Background(), p.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) != p.ID {
+			t.Fatalf("Nats-Msg-Id %q, want %q", m.Header.Get(jetstream.MsgIDHeader), p.ID)
+		}
+		req, err := messages.ParseRequest(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := req.ValidateFor(messages.APIDouyinGetClassAuth); err != nil || req.ID != p.ID || req.Account != "default" || req.SubmittedAt.IsZero() {
+			t.Fatalf("envelope %+v: %v", req, err)
+		}
+	}
+}
+
+// TestSendWait answers requests like a consumer would and checks the exit
+// status: 0 when succeeded, 1 when failed.
+func TestSendWait(t *testing.T) {
+	_, nc, url := setup(t)
+	status := messages.StatusSucceeded
+	sub, err := nc.Subscribe("filing.request.>", func(m *nats.Msg) {
+		req, err := messages.ParseRequest(m.Data)
+		if err != nil || req.ReplyTo == "" {
+			return
+		}
+		data, _ := json.Marshal(messages.Result{RequestID: req.ID, API: req.API, Status: status, Attempts: 1, Result: json.RawMessage(`{"id":9007199254740993}`)})
+		_ = nc.Publish(req.ReplyTo, data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	code, out, errOut := cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--wait", "--timeout", "5s")
+	if code != 0 || !strings.Contains(out, `"id": 9007199254740993`) || !strings.Contains(errOut, "published example-sms-apply-0001") {
+		t.Fatalf("succeeded: %d\n%s\n%s", code, out, errOut)
+	}
+	status = messages.StatusFailed
+	b, _ := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
+	doc := strings.Replace(string(b), "example-sms-apply-0001", "example-sms-apply-0002", 1)
+	if code, out, _ = cli(t, url, doc, "send", "--api", "sms.apply_signature_ident", "--file", "-", "--wait", "--timeout", "5s"); code != 1 || !strings.Contains(out, `"status": "failed"`) {
+		t.Fatalf("failed: %d %s", code, out)
+	}
+	sub.Unsubscribe()
+	doc = strings.Replace(string(b), "example-sms-apply-0001", "example-sms-apply-0003", 1)
+	if code, _, errOut = cli(t, url, doc, "send", "--api", "sms.apply_signature_ident", "--file", "-", "--wait", "--timeout", "200ms"); code != 2 || !strings.Contains(errOut, "no result within") {
+		t.Fatalf("timeout: %d %s", code, errOut)
+	}
+	if code, _, errOut = cli(t, "nats://127.0.0.1:1", doc, "send", "--api", "sms.apply_signature_ident", "--file", "-"); code != 2 || !strings.Contains(errOut, "connect") {
+		t.Fatalf("no server: %d %s", code, errOut)
+	}
+	if code, _, errOut = cli(t, url, doc, "send", "--api", "vms.add_qualification", "--file", "-"); code != 2 || !strings.Contains(errOut, "--api is") {
+		t.Fatalf("api mismatch: %d %s", code, errOut)
+	}
+}
+
+func TestDeadListAndReplay(t *testing.T) {
+	js, _, url := setup(t)
+	ctx := context.Background()
+	led, err := ledger.Open(ctx, js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func(id, class string) {
+		m := nats.NewMsg("filing.dead.vms.add_qualification")
+		m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
+		m.Header.Set(filing.HeaderRequestID, id)
+		m.Header.Set(filing.HeaderDeadClass, class)
+		m.Header.Set(filing.HeaderDeadReason, "test")
+		m.Header.Set(filing.HeaderOrigSubject, "filing.request.vms.add_qualification")
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter("req-transient", messages.ClassTransient)
+	deadLetter("req-ambiguous", messages.ClassAmbiguous)
+	e, _, _ := led.Claim(ctx, "req-transient", messages.APIVMSAddQualification, "x")
+	if _, err := led.Transition(ctx, e, ledger.StateDone, func(e *ledger.Entry) {
+		e.Result = &messages.Result{RequestID: "req-transient", Status: messages.StatusFailed}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, _ := cli(t, url, "", "dead", "list")
+	if code != 0 || !strings.Contains(out, `"request_id":"req-transient"`) || !strings.Contains(out, `"class":"ambiguous"`) {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	code, out, _ = cli(t, url, "", "dead", "replay", "--id", "req-transient")
+	if code != 0 || !strings.Contains(out, "replayed dead seq 1 (req-transient)") {
+		t.Fatalf("replay: %d %s", code, out)
+	}
+	if _, err := led.Get(ctx, "req-transient"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("ledger entry not cleared: %v", err)
+	}
+	code, _, errOut := cli(t, url, "", "dead", "replay", "--all")
+	if code != 1 || !strings.Contains(errOut, "ambiguous") {
+		t.Fatalf("ambiguous without force: %d %s", code, errOut)
+	}
+	if code, out, _ = cli(t, url, "", "dead", "replay", "--all", "--force"); code != 0 || !strings.Contains(out, "req-ambiguous") {
+		t.Fatalf("force: %d %s", code, out)
+	}
+	s, _ := js.Stream(ctx, "FILING_REQUESTS")
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 2 {
+		t.Fatalf("%d requests republished, want 2", info.State.Msgs)
+	}
+	if code, _, _ = cli(t, url, "", "dead", "replay"); code != 2 {
+		t.Fatalf("replay without --id or --all: %d", code)
+	}
+	_ = time.Second
+}
