@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	log, err := newLogger(cfg.Log.Level, stderr)
+	log, err := newLogger(cfg.Log.Level, cfg.Log.Development, stderr)
 	if err != nil {
 		return err
 	}
@@ -261,15 +261,23 @@ func buildAccounts(accounts map[string]config.ResolvedAccount, tokens douyin.Tok
 	return out, nil
 }
 
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+// newLogger is the one logger of the process: JSON lines on w, or a
+// human-readable console format in development.
+func newLogger(level string, development bool, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
-	return zap.New(core), nil
+	var enc zapcore.Encoder
+	if development {
+		ec := zap.NewDevelopmentEncoderConfig()
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
 
 // startAdmin serves /metrics, /healthz and /readyz; an empty address
