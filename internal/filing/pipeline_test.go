@@ -169,6 +169,17 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 	if dead, _ := filing.ReadDead(context.Background(), h.js, h.subjects); len(dead) != 0 {
 		t.Fatalf("dead letter still there after replay: %+v", dead)
 	}
+	// Both outcomes are in the durable result stream: the replay's success
+	// is not dropped as a duplicate of the first failure.
+	var statuses []messages.Status
+	for _, m := range h.streamMsgs(h.streams.Results) {
+		var r messages.Result
+		_ = json.Unmarshal(m.Data, &r)
+		statuses = append(statuses, r.Status)
+	}
+	if len(statuses) != 2 || statuses[0] != messages.StatusFailed || statuses[1] != messages.StatusSucceeded {
+		t.Fatalf("results stream holds %v, want [failed succeeded]", statuses)
+	}
 }
 
 func TestRedeliveryAfterSuccessDoesNotCall(t *testing.T) {

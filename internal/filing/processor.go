@@ -551,7 +551,10 @@ func (p *Processor) publishResult(ctx context.Context, d *delivery, res *message
 	m.Data = data
 	opts := []jetstream.PublishOpt{}
 	if res.RequestID != "" {
-		opts = append(opts, jetstream.WithMsgID("result:"+res.RequestID))
+		// The same stored outcome published again (a redelivery answered
+		// from the ledger) is deduplicated; a new outcome of the same
+		// request (after an operator's replay) is not.
+		opts = append(opts, jetstream.WithMsgID(resultMsgID(res)))
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()
@@ -566,6 +569,11 @@ func (p *Processor) publishResult(ctx context.Context, d *delivery, res *message
 		}
 	}
 	return nil
+}
+
+// resultMsgID identifies one outcome of one request.
+func resultMsgID(res *messages.Result) string {
+	return "result:" + res.RequestID + ":" + strconv.FormatInt(res.CompletedAt.UnixNano(), 10)
 }
 
 // audit publishes an audit event; a failure is logged, not fatal.
