@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
@@ -116,7 +117,7 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 	disp := dispatch.New(map[string]dispatch.Account{"default": {VMS: vms, SMS: sms, Douyin: dy}})
 	h.proc, err = filing.New(filing.Config{
 		Subjects: h.subjects, Policy: o.policy, MaxDeliver: o.maxDeliver, Owner: o.owner, InFlightLease: 5 * time.Second,
-	}, disp, h.ledgerFor(o), h.js, h.nc, zaptest.NewLogger(tb), nil)
+	}, disp, h.ledgerFor(o), h.js, h.nc, testLogger(tb), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -259,4 +260,12 @@ func (h *harness) ledgerFor(o harnessOpts) filing.Ledger {
 		return o.wrapLedger(h.led)
 	}
 	return h.led
+}
+
+// testLogger logs through the test, except in benchmarks.
+func testLogger(tb testing.TB) *zap.Logger {
+	if _, ok := tb.(*testing.B); ok {
+		return zap.NewNop()
+	}
+	return zaptest.NewLogger(tb)
 }
