@@ -414,6 +414,17 @@ func (p *Processor) end(id string) {
 
 func (p *Processor) publishFinal(d *delivery, res *messages.Result, event, deadReason string) retry.Decision {
 	ctx := context.Background()
+	// The dead letter goes first, so that by the time anyone sees the failed
+	// result the request is already there to be replayed.
+	if deadReason != "" {
+		class := ""
+		if res.Error != nil {
+			class = res.Error.Class
+		}
+		if err := p.deadLetter(ctx, d, deadReason, class); err != nil {
+			return p.brokerTrouble(d, "dead letter", err)
+		}
+	}
 	if err := p.publishResult(ctx, d, res); err != nil {
 		return p.brokerTrouble(d, "publish result", err)
 	}
@@ -428,17 +439,10 @@ func (p *Processor) publishFinal(d *delivery, res *messages.Result, event, deadR
 	}
 	p.metrics.Request(string(res.API), outcome)
 	d.log.Info("finished", zap.String("status", string(res.Status)), zap.Int("attempts", res.Attempts))
-	if deadReason != "" {
-		class := ""
-		if res.Error != nil {
-			class = res.Error.Class
-		}
-		if err := p.deadLetter(ctx, d, deadReason, class); err != nil {
-			return p.brokerTrouble(d, "dead letter", err)
-		}
+	switch {
+	case deadReason != "":
 		return retry.Decision{Action: retry.ActionDeadLetter, Reason: deadReason}
-	}
-	if res.Status == messages.StatusSucceeded {
+	case res.Status == messages.StatusSucceeded:
 		return retry.Decision{Action: retry.ActionAck, Reason: "succeeded"}
 	}
 	return retry.Decision{Action: retry.ActionTerm, Reason: string(res.Status)}
