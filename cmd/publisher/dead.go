@@ -67,7 +67,7 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer nc.Close()
-	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: *bucket})
+	led, err := ledger.OpenExisting(ctx, js, *bucket)
 	if err != nil {
 		return err
 	}

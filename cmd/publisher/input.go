@@ -63,16 +63,21 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo string, no
 		fields = map[string]json.RawMessage{"payload": doc}
 	}
 	var id string
-	if raw, ok := fields["id"]; ok {
-		_ = json.Unmarshal(raw, &id)
+	if raw, ok := fields["id"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &id); err != nil {
+			// A made-up id would file the request again on every re-run.
+			return nil, "", fmt.Errorf("id must be a string, not %s", truncateRaw(raw))
+		}
 	}
 	if id == "" {
 		id = newID(now)
 		fields["id"] = mustRaw(id)
 	}
 	var docAPI string
-	if raw, ok := fields["api"]; ok {
-		_ = json.Unmarshal(raw, &docAPI)
+	if raw, ok := fields["api"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &docAPI); err != nil {
+			return nil, id, fmt.Errorf("api must be a string, not %s", truncateRaw(raw))
+		}
 	}
 	switch {
 	case docAPI == "":
@@ -109,4 +114,11 @@ func newID(now time.Time) string {
 func mustRaw(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+func truncateRaw(raw json.RawMessage) string {
+	if len(raw) > 40 {
+		return string(raw[:40]) + "…"
+	}
+	return string(raw)
 }

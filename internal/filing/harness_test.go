@@ -41,6 +41,7 @@ type harness struct {
 	cons     jetstream.Consumer
 	proc     *filing.Processor
 	policy   retry.Policy
+	grace    time.Duration
 }
 
 type harnessOpts struct {
@@ -51,6 +52,7 @@ type harnessOpts struct {
 	owner      string
 	sb         *sandbox.Server
 	wrapLedger func(*ledger.Ledger) interface{ ledgerAPI }
+	grace      time.Duration
 }
 
 // ledgerAPI is what the processor needs of the ledger.
@@ -76,7 +78,10 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 		o.policy = fastPolicy()
 	}
 	ctx := context.Background()
-	h := &harness{tb: tb, js: o.js, nc: o.nc, subjects: messages.Subjects{Prefix: "filing"}, policy: o.policy}
+	if o.grace == 0 {
+		o.grace = 5 * time.Second
+	}
+	h := &harness{tb: tb, js: o.js, nc: o.nc, subjects: messages.Subjects{Prefix: "filing"}, policy: o.policy, grace: o.grace}
 	h.streams = queue.StreamNames(h.subjects)
 	if _, err := queue.EnsureStreams(ctx, h.js, queue.StreamsConfig{Subjects: h.subjects}); err != nil {
 		tb.Fatal(err)
@@ -144,7 +149,7 @@ func (h *harness) run() (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = queue.Consume(ctx, h.cons, func(ctx context.Context, m jetstream.Msg) { h.proc.Handle(ctx, m) }, queue.LoopConfig{Concurrency: 16, AckWait: 5 * time.Second, Grace: 5 * time.Second})
+		_ = queue.Consume(ctx, h.cons, func(ctx context.Context, m jetstream.Msg) { h.proc.Handle(ctx, m) }, queue.LoopConfig{Concurrency: 16, AckWait: 5 * time.Second, Grace: h.grace})
 	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }

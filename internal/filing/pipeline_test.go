@@ -318,3 +318,30 @@ func TestTwoConsumersShareWorkAndToken(t *testing.T) {
 }
 
 var _ = sync.Mutex{}
+
+// TestShutdownMidCallDoesNotRefile: the grace period ends while a create
+// call is at the vendor. The next delivery must not send it again: it is
+// ambiguous, and the vendor saw one call.
+func TestShutdownMidCallDoesNotRefile(t *testing.T) {
+	h := newHarness(t, harnessOpts{grace: 200 * time.Millisecond})
+	h.sb.Inject(sandbox.Fault{API: messages.APIVMSAddQualification, Latency: 1500 * time.Millisecond})
+	stop := h.run()
+	h.publish(messages.APIVMSAddQualification, "midcall-1", example(t, messages.APIVMSAddQualification, "midcall-1"))
+	// The sandbox records a call when it answers; the call starts within
+	// milliseconds of publishing and takes 1.5s.
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	e, err := h.led.Get(context.Background(), "midcall-1")
+	if err != nil || e.State != ledger.StateCalling {
+		t.Fatalf("after shutdown mid-call the ledger holds %+v (%v), want calling", e, err)
+	}
+	h.run()
+	r := h.results(1, 15*time.Second)["midcall-1"]
+	if r.Status != messages.StatusFailed || r.Error == nil || r.Error.Class != messages.ClassAmbiguous {
+		t.Fatalf("result %+v, want failed/ambiguous", r)
+	}
+	time.Sleep(1600 * time.Millisecond) // let any second call land
+	if n := len(h.sb.Calls()); n != 1 {
+		t.Fatalf("the vendor saw %d calls, want 1", n)
+	}
+}

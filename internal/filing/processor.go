@@ -271,7 +271,11 @@ func (p *Processor) call(ctx context.Context, d *delivery, entry ledger.Entry, l
 		lc.dispatched = true
 		p.mu.Unlock()
 		o, err := p.disp.Dispatch(ctx, req)
-		inCall = false
+		// A call cut short by the end of the grace period may have reached
+		// the vendor: it stays "in the call", so the ledger keeps it
+		// "calling" and the next delivery resolves it (ambiguous for a
+		// create call) rather than sending it again.
+		inCall = err != nil && ctx.Err() != nil
 		out = o
 		took := p.cfg.Now().Sub(start)
 		code, msg, class := describe(err)
@@ -342,6 +346,10 @@ func (p *Processor) finish(d *delivery, entry ledger.Entry, res *messages.Result
 	}
 	p.mu.Unlock()
 	if err := p.recordDone(entry, res); err != nil {
+		var ce *conflictError
+		if errors.As(err, &ce) {
+			return p.conflict(d, res, ce.theirs)
+		}
 		// The result stays in memory; the redelivery records it.
 		return p.brokerTrouble(d, "ledger done", err)
 	}
@@ -370,7 +378,13 @@ func (p *Processor) recordDone(entry ledger.Entry, res *messages.Result) error {
 		if errors.Is(err, ledger.ErrConflict) {
 			if cur, gerr := p.ledger.Get(ctx, entry.RequestID); gerr == nil {
 				if cur.State == ledger.StateDone {
-					return nil // our earlier write landed
+					if cur.Result != nil && cur.Result.CompletedAt.Equal(res.CompletedAt) {
+						return nil // our earlier write landed
+					}
+					// Another replica recorded another outcome (it took our
+					// entry for a dead one). Its outcome stands; ours must
+					// not be published as if it were the record.
+					return &conflictError{theirs: cur.Result}
 				}
 				entry = cur
 			}
@@ -382,6 +396,30 @@ func (p *Processor) recordDone(entry ledger.Entry, res *messages.Result) error {
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// conflictError: another replica recorded a different outcome first.
+type conflictError struct{ theirs *messages.Result }
+
+func (e *conflictError) Error() string { return "another replica recorded a different outcome" }
+
+// conflict reports an outcome that lost to another replica's record. The
+// recorded outcome stands (its result and dead letter are published); ours
+// goes into a conflict audit event for the operator, because it may say
+// that the vendor did file a request recorded as ambiguous.
+func (p *Processor) conflict(d *delivery, ours, theirs *messages.Result) retry.Decision {
+	p.mu.Lock()
+	delete(p.local, ours.RequestID)
+	p.mu.Unlock()
+	ev := messages.AuditEvent{Event: messages.EventConflict, Status: ours.Status, Attempt: ours.Attempts, UpstreamRequestID: ours.UpstreamRequestID,
+		Message: "this replica's outcome differs from the one recorded by another replica; the recorded one stands"}
+	if ours.Error != nil {
+		ev.Class, ev.Code = ours.Error.Class, ours.Error.Code
+	}
+	p.audit(d, ev)
+	d.log.Error("outcome conflict with another replica", zap.String("ours", string(ours.Status)), zap.String("recorded", string(theirs.Status)),
+		zap.String("upstream_request_id", ours.UpstreamRequestID))
+	return retry.Decision{Action: retry.ActionTerm, Reason: "outcome conflict"}
 }
 
 // begin marks id as in hand on this replica; false if it already is.
@@ -421,7 +459,7 @@ func (p *Processor) publishFinal(d *delivery, res *messages.Result, event, deadR
 		if res.Error != nil {
 			class = res.Error.Class
 		}
-		if err := p.deadLetter(ctx, d, deadReason, class); err != nil {
+		if err := p.deadLetter(ctx, d, deadReason, class, res.CompletedAt); err != nil {
 			return p.brokerTrouble(d, "dead letter", err)
 		}
 	}
@@ -455,6 +493,13 @@ func (p *Processor) duplicate(d *delivery, entry ledger.Entry) retry.Decision {
 		return retry.Decision{Action: retry.ActionTerm, Reason: "done without a stored result"}
 	}
 	res := *entry.Result
+	if reason := deadReasonOf(&res); reason != "" {
+		// The first delivery may have failed to dead-letter it; the stable
+		// msg id stores it once either way.
+		if err := p.deadLetter(context.Background(), d, reason, res.Error.Class, res.CompletedAt); err != nil {
+			return p.brokerTrouble(d, "dead letter", err)
+		}
+	}
 	if err := p.publishResult(context.Background(), d, &res); err != nil {
 		return p.brokerTrouble(d, "publish stored result", err)
 	}
@@ -463,6 +508,21 @@ func (p *Processor) duplicate(d *delivery, entry ledger.Entry) retry.Decision {
 		return retry.Decision{Action: retry.ActionAck, Reason: "duplicate of a succeeded request"}
 	}
 	return retry.Decision{Action: retry.ActionTerm, Reason: "duplicate of a " + string(res.Status) + " request"}
+}
+
+// deadReasonOf says why a recorded outcome belongs in the dead letters, or
+// "" when it does not.
+func deadReasonOf(res *messages.Result) string {
+	if res.Status != messages.StatusFailed || res.Error == nil {
+		return ""
+	}
+	switch res.Error.Class {
+	case messages.ClassAmbiguous:
+		return "ambiguous"
+	case messages.ClassTransient:
+		return "retries exhausted"
+	}
+	return ""
 }
 
 // ambiguousAfterCrash resolves a create call found in "calling": the last
@@ -497,7 +557,7 @@ func (p *Processor) undecodable(d *delivery, err error) retry.Decision {
 	ctx := context.Background()
 	p.audit(d, messages.AuditEvent{Event: messages.EventUndecodable, Message: err.Error()})
 	p.metrics.Request(string(d.subjectAPI), "undecodable")
-	if derr := p.deadLetter(ctx, d, err.Error(), messages.ClassInvalid); derr != nil {
+	if derr := p.deadLetter(ctx, d, err.Error(), messages.ClassInvalid, time.Time{}); derr != nil {
 		return p.brokerTrouble(d, "dead letter", derr)
 	}
 	d.log.Warn("undecodable message dead-lettered", zap.Error(err))
@@ -606,7 +666,7 @@ func (p *Processor) audit(d *delivery, ev messages.AuditEvent) {
 }
 
 // deadLetter copies the original request to filing.dead.<api>.
-func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, class string) error {
+func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, class string, completedAt time.Time) error {
 	api := d.subjectAPI
 	if d.req != nil && d.req.API.Valid() {
 		api = d.req.API
@@ -624,12 +684,22 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, class s
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()
-	_, err := p.js.PublishMsg(pctx, m, jetstream.WithMsgID("dead:"+strconv.FormatUint(d.seq, 10)+":"+strconv.Itoa(d.count)))
+	_, err := p.js.PublishMsg(pctx, m, jetstream.WithMsgID(deadMsgID(d, completedAt)))
 	if err == nil {
 		p.audit(d, messages.AuditEvent{Event: messages.EventDeadLetter, Message: reason, Class: class})
 		p.metrics.DeadLetter(string(api), class)
 	}
 	return err
+}
+
+// deadMsgID identifies one dead letter: one per outcome of a request (so a
+// dead letter published again from the ledger is stored once), or per
+// stream message for an undecodable one.
+func deadMsgID(d *delivery, completedAt time.Time) string {
+	if d.req != nil && d.req.ID != "" && !completedAt.IsZero() {
+		return "dead:" + d.req.ID + ":" + strconv.FormatInt(completedAt.UnixNano(), 10)
+	}
+	return "dead:seq:" + strconv.FormatUint(d.seq, 10)
 }
 
 // auditAPI keeps an unknown api from breaking a subject.

@@ -89,6 +89,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, led ReplayLedger, subje
 		if err != nil {
 			return out, fmt.Errorf("replay dead letter %d: %w", d.Sequence, err)
 		}
+		if ack.Duplicate {
+			// Already replayed within the duplicate window: keep the dead
+			// letter rather than lose the request.
+			out = append(out, Replayed{Dead: d, Skipped: "already replayed (duplicate window); the earlier replay is in the request stream"})
+			continue
+		}
 		if err := stream.DeleteMsg(ctx, d.Sequence); err != nil {
 			return out, fmt.Errorf("replayed dead letter %d as request %d but could not remove it: %w", d.Sequence, ack.Sequence, err)
 		}

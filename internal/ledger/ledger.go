@@ -152,6 +152,20 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	return &Ledger{kv: kv, now: cfg.Now}, nil
 }
 
+// OpenExisting opens the ledger bucket the consumer created, without
+// creating it or changing its configuration (an operator's tool must not
+// scale a replicated ledger down).
+func OpenExisting(ctx context.Context, js jetstream.JetStream, bucket string) (*Ledger, error) {
+	if bucket == "" {
+		bucket = DefaultBucket
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: bucket %s (has a consumer run here?): %w", bucket, err)
+	}
+	return &Ledger{kv: kv, now: time.Now}, nil
+}
+
 // Bucket returns the name of the ledger's KV bucket.
 func (l *Ledger) Bucket() string { return l.kv.Bucket() }
 

@@ -78,4 +78,5 @@ const (
 	EventDuplicate   = "duplicate"
 	EventAmbiguous   = "ambiguous"
 	EventUndecodable = "undecodable"
+	EventConflict    = "conflict" // two replicas reached different outcomes; the recorded one stands
 )

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -53,10 +54,28 @@ func Consume(ctx context.Context, c jetstream.Consumer, h Handler, cfg LoopConfi
 	workCtx, cancelWork := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelWork(nil)
 
+	// The grace period starts when ctx ends (or the pull ends), not when
+	// the iterator has finished draining, which can take a while.
+	finished := make(chan struct{}) // every handler has returned
+	var graceOnce sync.Once
+	startGrace := func() {
+		graceOnce.Do(func() {
+			go func() {
+				timer := time.NewTimer(cfg.Grace)
+				defer timer.Stop()
+				select {
+				case <-timer.C:
+					cancelWork(ErrGraceOver)
+				case <-finished:
+				}
+			}()
+		})
+	}
 	stopped := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
+			startGrace()
 			it.Drain() // no more pulls; buffered messages still come out of Next
 		case <-stopped:
 		}
@@ -64,10 +83,16 @@ func Consume(ctx context.Context, c jetstream.Consumer, h Handler, cfg LoopConfi
 
 	sem := make(chan struct{}, cfg.Concurrency)
 	var wg sync.WaitGroup
+	var pullErr error
 	for {
 		msg, err := it.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				if ctx.Err() == nil {
+					// The server ended the pull (the consumer was deleted,
+					// …): exit with an error so a supervisor restarts us.
+					pullErr = fmt.Errorf("queue: the server closed the pull: %w", err)
+				}
 				break
 			}
 			if cfg.OnError != nil {
@@ -95,18 +120,10 @@ func Consume(ctx context.Context, c jetstream.Consumer, h Handler, cfg LoopConfi
 	}
 	close(stopped)
 	it.Stop()
-
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	timer := time.NewTimer(cfg.Grace)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		cancelWork(ErrGraceOver)
-		<-done
-	}
-	return nil
+	startGrace()
+	wg.Wait()
+	close(finished)
+	return pullErr
 }
 
 // handle runs h and keeps the ack deadline alive meanwhile.
