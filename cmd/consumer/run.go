@@ -133,7 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Durable:       cfg.Consumer.Durable,
 		AckWait:       time.Duration(cfg.Consumer.AckWait),
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
-		MaxAckPending: cfg.Consumer.Concurrency,
+		MaxAckPending: cfg.Consumer.MaxAckPending,
 	})
 	if err != nil {
 		return err

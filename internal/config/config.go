@@ -35,6 +35,7 @@ const (
 	DefaultMaxDeliver        = 10
 	DefaultAckWait           = 60 * time.Second
 	DefaultFetchBatch        = 16
+	DefaultMaxAckPending     = 1024
 	DefaultShutdownGrace     = 30 * time.Second
 	DefaultAdminListen       = "127.0.0.1:9090"
 	DefaultLogLevel          = "info"
@@ -149,6 +150,11 @@ type ConsumerConfig struct {
 	AckWait time.Duration `yaml:"ack_wait"`
 	// FetchBatch is the most messages asked for per pull; default 16.
 	FetchBatch int `yaml:"fetch_batch"`
+	// MaxAckPending caps the unacknowledged messages of the shared durable
+	// consumer across ALL replicas (each replica holds at most its
+	// concurrency plus one fetch batch); default 1024, room for 16 replicas
+	// of concurrency 64.
+	MaxAckPending int `yaml:"max_ack_pending"`
 	// ShutdownGrace is how long in-flight requests may finish on shutdown;
 	// default 30s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -305,6 +311,7 @@ func (c *Config) applyDefaults() {
 	setI(&k.MaxDeliver, DefaultMaxDeliver)
 	setD(&k.AckWait, DefaultAckWait)
 	setI(&k.FetchBatch, DefaultFetchBatch)
+	setI(&k.MaxAckPending, DefaultMaxAckPending)
 	setD(&k.ShutdownGrace, DefaultShutdownGrace)
 
 	r := &k.Retry

@@ -231,6 +231,7 @@ func (c *Config) validateConsumer(v *validator) {
 		v.add("consumer.ack_wait", "must be at least 1s")
 	}
 	v.atLeast("consumer.fetch_batch", k.FetchBatch, 1)
+	v.atLeast("consumer.max_ack_pending", k.MaxAckPending, 1)
 	if k.ShutdownGrace < 0 {
 		v.add("consumer.shutdown_grace", "must not be negative")
 	}

@@ -183,3 +183,40 @@ func TestDispatchNotValidated(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotValidated", err)
 	}
 }
+
+// TestGatewayTimeoutOnCreateIsAmbiguous: a bare 504 (or 502) may mean a
+// gateway forwarded the request and gave up: ambiguous for a create call,
+// transient for a read; a 503 or a vendor code is a definite answer.
+func TestGatewayTimeoutOnCreateIsAmbiguous(t *testing.T) {
+	var reply error
+	acct := dispatch.Account{
+		VMS: fakeVMS{add: func(context.Context, *messages.VMSQualification) (messages.VMSAddResult, volcengine.Metadata, error) {
+			return messages.VMSAddResult{}, volcengine.Metadata{}, reply
+		}},
+		Douyin: fakeDouyin{getClass: func(context.Context, *messages.DouyinGetClassAuth) (messages.DouyinClassAuthResult, douyin.Metadata, error) {
+			return messages.DouyinClassAuthResult{}, douyin.Metadata{}, reply
+		}},
+	}
+	d := dispatch.New(map[string]dispatch.Account{"default": acct})
+	tests := []struct {
+		name  string
+		api   messages.API
+		reply error
+		want  retry.Class
+	}{
+		{"504 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 504}, retry.ClassAmbiguous},
+		{"502 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 502}, retry.ClassAmbiguous},
+		{"503 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 503}, retry.ClassTransient},
+		{"504 with vendor code", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 504, Code: "SystemError"}, retry.ClassTransient},
+		{"504 read", messages.APIDouyinGetClassAuth, &douyin.APIError{HTTPStatus: 504}, retry.ClassTransient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reply = tt.reply
+			_, err := d.Dispatch(context.Background(), request(t, tt.api, ""))
+			if got := retry.ClassOf(err); got != tt.want {
+				t.Fatalf("class %q, want %q (err %v)", got, tt.want, err)
+			}
+		})
+	}
+}

@@ -3,6 +3,10 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"net/http"
+
+	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
@@ -41,5 +45,24 @@ func (e *AmbiguousError) Unwrap() error { return retry.ErrAmbiguous }
 func (e *AmbiguousError) Cause() error { return e.Err }
 
 func isAmbiguousSend(api messages.API, err error) bool {
-	return api.Creates() && errors.Is(err, retry.ErrAmbiguous) && errors.Is(err, retry.ErrTransient)
+	if !api.Creates() || !errors.Is(err, retry.ErrTransient) {
+		return false
+	}
+	return errors.Is(err, retry.ErrAmbiguous) || gatewayTimeout(err)
+}
+
+// gatewayTimeout reports a 502 or 504 without a vendor error code: a
+// gateway that forwarded the request and gave up waiting, so the vendor may
+// have acted on it. A reply that carries the vendor's own code is a
+// definite answer.
+func gatewayTimeout(err error) bool {
+	var v *volcengine.APIError
+	if errors.As(err, &v) {
+		return v.Code == "" && v.CodeN == 0 && (v.HTTPStatus == http.StatusBadGateway || v.HTTPStatus == http.StatusGatewayTimeout)
+	}
+	var d *douyin.APIError
+	if errors.As(err, &d) {
+		return d.Code == 0 && (d.HTTPStatus == http.StatusBadGateway || d.HTTPStatus == http.StatusGatewayTimeout)
+	}
+	return false
 }

@@ -345,3 +345,24 @@ func TestShutdownMidCallDoesNotRefile(t *testing.T) {
 		t.Fatalf("the vendor saw %d calls, want 1", n)
 	}
 }
+
+// TestReplyToOwnSubjectRefused: a reply_to into qualfile's own subjects is
+// not used (it would let a sender publish requests with our credentials);
+// the durable result is still stored.
+func TestReplyToOwnSubjectRefused(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	var env map[string]json.RawMessage
+	_ = json.Unmarshal(example(t, messages.APIDouyinGetClassAuth, "loop-1"), &env)
+	env["reply_to"], _ = json.Marshal("filing.request.douyin.get_class_auth")
+	data, _ := json.Marshal(env)
+	h.publish(messages.APIDouyinGetClassAuth, "loop-1", data)
+	if r := h.results(1, 10*time.Second)["loop-1"]; r.Status != messages.StatusSucceeded {
+		t.Fatalf("result %+v", r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// A result fed back as a request would be rejected: a second result.
+	if n := len(h.streamMsgs(h.streams.Results)); n != 1 {
+		t.Fatalf("%d results, want 1: the result was fed back as a request", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -572,10 +573,17 @@ func (p *Processor) rejected(d *delivery, err error) retry.Decision {
 		rerr.Fields = ve.Fields
 	}
 	res := p.result(d, messages.StatusRejected, 0, rerr)
-	if d.req.ID == "" || !d.req.API.Valid() {
-		// Without a valid id or api there is no ledger entry to keep.
+	if !d.req.API.Valid() {
 		res.API = d.subjectAPI
 	}
+	if len(res.RequestID) > messages.MaxIDLen {
+		// An id that long is itself a problem; the result names it by its
+		// start, so that the result fits in a message.
+		res.RequestID = res.RequestID[:messages.MaxIDLen] + "…"
+	}
+	// A rejection is decided by the message alone: every delivery of it
+	// gets the same verdict, stored once (keyed by the stream timestamp).
+	res.CompletedAt = d.receivedAt
 	return p.publishFinal(d, res, messages.EventRejected, "")
 }
 
@@ -626,6 +634,12 @@ func (p *Processor) publishResult(ctx context.Context, d *delivery, res *message
 		return err
 	}
 	if d.req != nil && d.req.ReplyTo != "" && p.reply != nil {
+		if strings.HasPrefix(d.req.ReplyTo, p.cfg.Subjects.Root()+".") || strings.HasPrefix(d.req.ReplyTo, "$") {
+			// A reply_to into qualfile's own subjects (or the system's)
+			// would let a sender publish there with our credentials.
+			d.log.Warn("reply_to names a qualfile or system subject; not replied", zap.String("reply_to", d.req.ReplyTo))
+			return nil
+		}
 		rm := nats.NewMsg(d.req.ReplyTo)
 		rm.Data = data
 		if err := p.reply.PublishMsg(rm); err != nil {
@@ -637,7 +651,11 @@ func (p *Processor) publishResult(ctx context.Context, d *delivery, res *message
 
 // resultMsgID identifies one outcome of one request.
 func resultMsgID(res *messages.Result) string {
-	return "result:" + res.RequestID + ":" + strconv.FormatInt(res.CompletedAt.UnixNano(), 10)
+	id := res.RequestID
+	if len(id) > messages.MaxIDLen {
+		id = id[:messages.MaxIDLen]
+	}
+	return "result:" + id + ":" + strconv.FormatInt(res.CompletedAt.UnixNano(), 10)
 }
 
 // audit publishes an audit event; a failure is logged, not fatal.

@@ -23,6 +23,9 @@ func (s Subjects) prefix() string {
 	return s.Prefix
 }
 
+// Root is the prefix in use ("filing" unless configured).
+func (s Subjects) Root() string { return s.prefix() }
+
 // Request is filing.request.<api>.
 func (s Subjects) Request(api API) string { return s.prefix() + ".request." + string(api) }
 
