@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,13 +110,14 @@ func TestSendNDJSONBarePayloads(t *testing.T) {
 // status: 0 when succeeded, 1 when failed.
 func TestSendWait(t *testing.T) {
 	_, nc, url := setup(t)
-	status := messages.StatusSucceeded
+	var status atomic.Value // read by the subscription's goroutine
+	status.Store(messages.StatusSucceeded)
 	sub, err := nc.Subscribe("filing.request.>", func(m *nats.Msg) {
 		req, err := messages.ParseRequest(m.Data)
 		if err != nil || req.ReplyTo == "" {
 			return
 		}
-		data, _ := json.Marshal(messages.Result{RequestID: req.ID, API: req.API, Status: status, Attempts: 1, Result: json.RawMessage(`{"id":9007199254740993}`)})
+		data, _ := json.Marshal(messages.Result{RequestID: req.ID, API: req.API, Status: status.Load().(messages.Status), Attempts: 1, Result: json.RawMessage(`{"id":9007199254740993}`)})
 		_ = nc.Publish(req.ReplyTo, data)
 	})
 	if err != nil {
@@ -126,7 +128,11 @@ func TestSendWait(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"id": 9007199254740993`) || !strings.Contains(errOut, "published example-sms-apply-0001") {
 		t.Fatalf("succeeded: %d\n%s\n%s", code, out, errOut)
 	}
-	status = messages.StatusFailed
+	// The same id again: dropped as a duplicate, not awaited in vain.
+	if code, _, errOut = cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--wait", "--timeout", "5s"); code != 2 || !strings.Contains(errOut, "already published") {
+		t.Fatalf("duplicate: %d %s", code, errOut)
+	}
+	status.Store(messages.StatusFailed)
 	b, _ := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
 	doc := strings.Replace(string(b), "example-sms-apply-0001", "example-sms-apply-0002", 1)
 	if code, out, _ = cli(t, url, doc, "send", "--api", "sms.apply_signature_ident", "--file", "-", "--wait", "--timeout", "5s"); code != 1 || !strings.Contains(out, `"status": "failed"`) {

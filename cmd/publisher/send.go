@@ -64,6 +64,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	enc.SetEscapeHTML(false)
 	subject := conn.subjects().Request(api)
 	pending := map[string]bool{}
+	dupes := 0
 	for _, doc := range docs {
 		data, id, err := envelope(doc, api, *account, inbox, time.Now())
 		if err != nil {
@@ -81,7 +82,11 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		if *wait {
 			fmt.Fprintf(stderr, "published %s to %s (stream %s seq %d)\n", id, subject, ack.Stream, ack.Sequence)
 			if ack.Duplicate {
-				fmt.Fprintf(stderr, "note: %s was already published in the duplicate window; this copy was dropped, waiting for the first one's result\n", id)
+				// The first copy's result went to the first sender's reply
+				// subject; this one would wait in vain.
+				fmt.Fprintf(stderr, "publisher: %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().Result(api))
+				dupes++
+				continue
 			}
 			pending[id] = true
 		} else if err := enc.Encode(p); err != nil {
@@ -91,7 +96,13 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	if !*wait {
 		return nil
 	}
-	return waitResults(ctx, results, pending, *timeout, stdout, stderr)
+	if err := waitResults(ctx, results, pending, *timeout, stdout, stderr); err != nil {
+		return err
+	}
+	if dupes > 0 {
+		return exitError(2) // some results could not be awaited
+	}
+	return nil
 }
 
 // waitResults prints each awaited result; it fails with status 1 when any
