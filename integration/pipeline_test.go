@@ -15,9 +15,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
-	"github.com/qualfile/qualfile/internal/dispatch/douyin"
-	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
@@ -104,21 +103,12 @@ func newPipeline(tb testing.TB, o pipelineOpts) *pipeline {
 	if p.sb == nil {
 		p.sb = startSandbox(tb)
 	}
-	creds := volcengine.Credentials{AccessKeyID: sandbox.DefaultAccessKeyID, SecretAccessKey: sandbox.DefaultSecretAccessKey}
-	vms, err := volcengine.NewVMS(volcengine.Config{Endpoint: p.sb.URL(), Credentials: creds, Timeout: 2 * time.Second})
+	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(p.sb.URL(),
+		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sms, err := volcengine.NewSMS(volcengine.Config{Endpoint: p.sb.URL(), Credentials: creds, Timeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	src := &douyin.TokenSource{AppID: sandbox.DefaultAppID, Secret: sandbox.DefaultAppSecret, BaseURL: p.sb.URL(), Store: tokens}
-	dy, err := douyin.New(douyin.Config{BaseURL: p.sb.URL(), AppID: sandbox.DefaultAppID, Tokens: src, Timeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	disp := dispatch.New(map[string]dispatch.Account{"default": {VMS: vms, SMS: sms, Douyin: dy}})
+	disp := dispatch.New(accounts)
 	p.proc, err = filing.New(filing.Config{
 		Subjects: p.subjects, Policy: o.policy, MaxDeliver: o.maxDeliver, Owner: o.owner, InFlightLease: p.ackWait,
 	}, disp, p.led, p.js, p.nc, zaptest.NewLogger(tb, zaptest.Level(zapcore.WarnLevel)).Named(o.owner), nil)

@@ -24,8 +24,6 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
-	"github.com/qualfile/qualfile/internal/dispatch/douyin"
-	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -166,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	clients, err := buildAccounts(accounts, tokens)
+	clients, err := dispatch.FromResolved(accounts, tokens)
 	if err != nil {
 		return err
 	}
@@ -228,37 +226,6 @@ func replicaID() (string, error) {
 		return "", err
 	}
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:]), nil
-}
-
-// buildAccounts makes the vendor clients of every account. Douyin tokens go
-// through the shared KV store, so all replicas use one token per appid.
-func buildAccounts(accounts map[string]config.ResolvedAccount, tokens douyin.TokenStore) (map[string]dispatch.Account, error) {
-	out := make(map[string]dispatch.Account, len(accounts))
-	for name, a := range accounts {
-		var acct dispatch.Account
-		if v := a.Volcengine; v != nil {
-			creds := volcengine.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken}
-			vms, err := volcengine.NewVMS(volcengine.Config{Endpoint: v.VMSEndpoint, Region: v.Region, Credentials: creds, Timeout: v.Timeout})
-			if err != nil {
-				return nil, fmt.Errorf("account %s: %w", name, err)
-			}
-			sms, err := volcengine.NewSMS(volcengine.Config{Endpoint: v.SMSEndpoint, Region: v.Region, Credentials: creds, Timeout: v.Timeout})
-			if err != nil {
-				return nil, fmt.Errorf("account %s: %w", name, err)
-			}
-			acct.VMS, acct.SMS = vms, sms
-		}
-		if d := a.Douyin; d != nil {
-			src := &douyin.TokenSource{AppID: d.AppID, Secret: d.AppSecret, BaseURL: d.BaseURL, Store: tokens, Timeout: d.Timeout}
-			c, err := douyin.New(douyin.Config{BaseURL: d.BaseURL, AppID: d.AppID, Tokens: src, Timeout: d.Timeout, CheckType: d.CheckType})
-			if err != nil {
-				return nil, fmt.Errorf("account %s: %w", name, err)
-			}
-			acct.Douyin = c
-		}
-		out[name] = acct
-	}
-	return out, nil
 }
 
 // newLogger is the one logger of the process: JSON lines on w, or a

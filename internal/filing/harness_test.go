@@ -15,9 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
-	"github.com/qualfile/qualfile/internal/dispatch/douyin"
-	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
@@ -105,21 +104,12 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 	if o.owner == "" {
 		o.owner = tb.Name()
 	}
-	creds := volcengine.Credentials{AccessKeyID: sandbox.DefaultAccessKeyID, SecretAccessKey: sandbox.DefaultSecretAccessKey}
-	vms, err := volcengine.NewVMS(volcengine.Config{Endpoint: h.sb.URL(), Credentials: creds, Timeout: 2 * time.Second})
+	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(h.sb.URL(),
+		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sms, err := volcengine.NewSMS(volcengine.Config{Endpoint: h.sb.URL(), Credentials: creds, Timeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	src := &douyin.TokenSource{AppID: sandbox.DefaultAppID, Secret: sandbox.DefaultAppSecret, BaseURL: h.sb.URL(), Store: tokens}
-	dy, err := douyin.New(douyin.Config{BaseURL: h.sb.URL(), AppID: sandbox.DefaultAppID, Tokens: src, Timeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	disp := dispatch.New(map[string]dispatch.Account{"default": {VMS: vms, SMS: sms, Douyin: dy}})
+	disp := dispatch.New(accounts)
 	h.proc, err = filing.New(filing.Config{
 		Subjects: h.subjects, Policy: o.policy, MaxDeliver: o.maxDeliver, Owner: o.owner, InFlightLease: 5 * time.Second,
 	}, disp, h.ledgerFor(o), h.js, h.nc, testLogger(tb), nil)
