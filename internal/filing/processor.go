@@ -369,15 +369,22 @@ func (p *Processor) recordDone(entry ledger.Entry, res *messages.Result) error {
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
-		_, err := p.ledger.Transition(ctx, entry, ledger.StateDone, func(e *ledger.Entry) {
+		// Each attempt has its own short deadline: a request lost in a
+		// reconnect would otherwise hold the whole budget.
+		actx, acancel := context.WithTimeout(ctx, p.cfg.PublishTimeout/2)
+		_, err := p.ledger.Transition(actx, entry, ledger.StateDone, func(e *ledger.Entry) {
 			e.Attempts = res.Attempts
 			e.Result = res
 		})
+		acancel()
 		if err == nil {
 			return nil
 		}
 		if errors.Is(err, ledger.ErrConflict) {
-			if cur, gerr := p.ledger.Get(ctx, entry.RequestID); gerr == nil {
+			gctx, gcancel := context.WithTimeout(ctx, p.cfg.PublishTimeout/2)
+			cur, gerr := p.ledger.Get(gctx, entry.RequestID)
+			gcancel()
+			if gerr == nil {
 				if cur.State == ledger.StateDone {
 					if cur.Result != nil && cur.Result.CompletedAt.Equal(res.CompletedAt) {
 						return nil // our earlier write landed
