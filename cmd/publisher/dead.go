@@ -71,15 +71,19 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	done, err := filing.Replay(ctx, js, led, conn.subjects(), *id, *force)
+	done, err := filing.Replay(ctx, js, led, nil, conn.subjects(), *id, *force)
 	skipped := 0
 	for _, r := range done {
 		if r.Skipped != "" {
 			skipped++
-			fmt.Fprintf(stderr, "skipped dead seq %d (%s): %s; use --force to replay anyway\n", r.Dead.Sequence, r.Dead.RequestID, r.Skipped)
+			hint := ""
+			if r.Forcible {
+				hint = "; use --force to replay anyway"
+			}
+			fmt.Fprintf(stderr, "skipped dead seq %d (%s): %s%s\n", r.Dead.Sequence, r.Dead.RequestID, r.Skipped, hint)
 			continue
 		}
-		fmt.Fprintf(stdout, "replayed dead seq %d (%s) as %s seq %d\n", r.Dead.Sequence, r.Dead.RequestID, r.Dead.OriginalSubject, r.Sequence)
+		fmt.Fprintf(stdout, "replayed dead seq %d (%s) as %s seq %d\n", r.Dead.Sequence, r.RequestID, r.Subject, r.Sequence)
 	}
 	if err != nil {
 		return err

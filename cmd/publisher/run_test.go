@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,8 +185,8 @@ func TestDeadListAndReplay(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "replayed dead seq 1 (req-transient)") {
 		t.Fatalf("replay: %d %s", code, out)
 	}
-	if _, err := led.Get(ctx, "req-transient"); !errors.Is(err, ledger.ErrNotFound) {
-		t.Fatalf("ledger entry not cleared: %v", err)
+	if e, err := led.Get(ctx, "req-transient"); err != nil || e.State != ledger.StateClaimed || e.Result != nil {
+		t.Fatalf("ledger entry not re-armed: %+v %v", e, err)
 	}
 	code, _, errOut := cli(t, url, "", "dead", "replay", "--all")
 	if code != 1 || !strings.Contains(errOut, "ambiguous") {

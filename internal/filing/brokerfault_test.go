@@ -22,14 +22,15 @@ type flakyLedger struct {
 
 var errBroker = errors.New("nats: timeout")
 
-func (f *flakyLedger) Transition(ctx context.Context, e ledger.Entry, to ledger.State, mutate func(*ledger.Entry)) (ledger.Entry, error) {
+func (f *flakyLedger) Put(ctx context.Context, prev, next ledger.Entry) (ledger.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	to := next.State
 	if to == ledger.StateDone && f.failDone > 0 {
 		f.failDone--
 		return ledger.Entry{}, errBroker
 	}
-	out, err := f.Ledger.Transition(ctx, e, to, mutate)
+	out, err := f.Ledger.Put(ctx, prev, next)
 	if err == nil && to == ledger.StateCalling && f.lostReply > 0 {
 		f.lostReply--
 		return ledger.Entry{}, errBroker

@@ -29,6 +29,7 @@ type DeadLetter struct {
 	OriginalSubject string
 	Deliveries      int
 	DeadAt          string
+	BodyObject      string // the body is in the object store under this name
 	Data            []byte
 }
 
@@ -44,6 +45,7 @@ func ParseDeadLetter(seq uint64, subject string, h nats.Header, data []byte) Dea
 		OriginalSubject: h.Get(HeaderOrigSubject),
 		Deliveries:      n,
 		DeadAt:          h.Get(HeaderDeadAt),
+		BodyObject:      h.Get(HeaderBodyObject),
 		Data:            data,
 	}
 }

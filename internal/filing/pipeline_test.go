@@ -150,7 +150,7 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 
 	// The storm is over; the operator replays it.
 	h.sb.RemoveFault(fault)
-	replayed, err := filing.Replay(context.Background(), h.js, h.led, h.subjects, "storm-1", false)
+	replayed, err := filing.Replay(context.Background(), h.js, h.led, nil, h.subjects, "storm-1", false)
 	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
 		t.Fatalf("replay %+v, %v", replayed, err)
 	}
@@ -227,7 +227,7 @@ func TestAmbiguousAfterCrash(t *testing.T) {
 	if n := h.sb.CountCalls(""); n != 0 {
 		t.Fatalf("sandbox called %d times for an ambiguous request", n)
 	}
-	replayed, err := filing.Replay(ctx, h.js, h.led, h.subjects, "crash-1", false)
+	replayed, err := filing.Replay(ctx, h.js, h.led, nil, h.subjects, "crash-1", false)
 	if err != nil || len(replayed) != 1 || !strings.Contains(replayed[0].Skipped, "ambiguous") {
 		t.Fatalf("replay without force: %+v %v", replayed, err)
 	}

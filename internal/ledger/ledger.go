@@ -57,15 +57,26 @@ const (
 	StateDone    State = "done"
 )
 
-// transitions lists the allowed moves:
+// transitions lists the allowed moves. The ledger enforces only this
+// table; when each move is right is decided by the filing pipeline.
 //
 //	claimed → calling  an upstream call is about to start
+//	claimed → done     no call needed (the outcome is known otherwise)
 //	calling → done     the call's outcome is recorded
 //	calling → claimed  the call failed definitely and will be retried later
-//	claimed → done     no call needed (result reused, request rejected)
+//	calling → calling  another replica takes over a read or an update
+//	done → done        a replica that learned the vendor's answer settles an
+//	                   ambiguous outcome (the new result supersedes it)
+//	done → calling     an ambiguous outcome whose call is known never to
+//	                   have been sent is filed after all
+//	done → claimed     an operator's replay
+//
+// From done, only a replay may move an outcome that is known: done → done
+// and done → calling need a result of class ambiguous (see Transition).
 var transitions = map[State][]State{
 	StateClaimed: {StateCalling, StateDone},
-	StateCalling: {StateDone, StateClaimed},
+	StateCalling: {StateDone, StateClaimed, StateCalling},
+	StateDone:    {StateDone, StateCalling, StateClaimed},
 }
 
 // CanTransition reports whether the state machine allows from → to.
@@ -88,6 +99,22 @@ type Entry struct {
 	// Owner names the replica that last moved the entry.
 	Owner     string    `json:"owner,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Fingerprint identifies the request the id was first used for (api,
+	// account and payload); a reuse of the id for another request is
+	// told apart by it.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Nonce names one move to StateCalling: the replica that wrote it
+	// knows whether a call was sent under it. A done entry keeps the nonce
+	// of the call its outcome belongs to.
+	Nonce string `json:"nonce,omitempty"`
+	// Seq is the request stream sequence of the message that recorded the
+	// outcome, so that its redelivery is told apart from a copy.
+	Seq uint64 `json:"seq,omitempty"`
+	// Trail is the request's audit events so far (without payloads), and
+	// Emitted how many of them were known published when the entry was
+	// written: whoever finishes the request publishes the rest.
+	Trail   []messages.AuditEvent `json:"trail,omitempty"`
+	Emitted int                   `json:"emitted,omitempty"`
 	// Result is the final outcome; set when State is StateDone.
 	Result *messages.Result `json:"result,omitempty"`
 	// Revision is the KV revision the entry was read at or written as; it
@@ -174,12 +201,22 @@ func (l *Ledger) Bucket() string { return l.kv.Bucket() }
 // true; otherwise it returns the existing entry (whatever its state) with
 // created false. Of concurrent Claims of one id exactly one creates.
 func (l *Ledger) Claim(ctx context.Context, id string, api messages.API, owner string) (Entry, bool, error) {
+	return l.ClaimEntry(ctx, Entry{RequestID: id, API: api, Owner: owner})
+}
+
+// ClaimEntry is Claim with the new entry given in full (its State and
+// UpdatedAt are set here): it creates e when the ledger has no entry for
+// e.RequestID, or returns the existing one with created false.
+func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
+	id := e.RequestID
 	key, err := Key(id)
 	if err != nil {
 		return Entry{}, false, err
 	}
+	tmpl := e
 	for attempt := 1; ; attempt++ {
-		e := Entry{RequestID: id, API: api, State: StateClaimed, Owner: owner, UpdatedAt: l.now()}
+		e := tmpl
+		e.State, e.UpdatedAt, e.Revision = StateClaimed, l.now(), 0
 		data, err := json.Marshal(e)
 		if err != nil {
 			return Entry{}, false, fmt.Errorf("ledger: encoding entry %q: %w", id, err)
@@ -218,7 +255,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 	if err != nil {
 		return Entry{}, err
 	}
-	if !CanTransition(e.State, to) {
+	if !CanTransition(e.State, to) || (e.State == StateDone && to != StateClaimed && !e.ambiguous()) {
 		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
 	}
 	if e.Revision == 0 {
@@ -247,6 +284,53 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 	}
 	next.Revision = rev
 	return next, nil
+}
+
+// Create stores e (in any state) when the ledger has no entry for
+// e.RequestID: a known outcome whose entry vanished (expired, or purged by
+// an older tool) is recorded again. An existing entry is a *ConflictError.
+func (l *Ledger) Create(ctx context.Context, e Entry) (Entry, error) {
+	key, err := Key(e.RequestID)
+	if err != nil {
+		return Entry{}, err
+	}
+	if e.State == StateDone && e.Result == nil {
+		return Entry{}, fmt.Errorf("ledger: entry %q: %w", e.RequestID, ErrNoResult)
+	}
+	e.UpdatedAt, e.Revision = l.now(), 0
+	data, err := json.Marshal(e)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: encoding entry %q: %w", e.RequestID, err)
+	}
+	rev, err := l.kv.Create(ctx, key, data)
+	if err != nil {
+		if isWrongLastSequence(err) {
+			return Entry{}, &ConflictError{RequestID: e.RequestID, Err: err}
+		}
+		return Entry{}, fmt.Errorf("ledger: creating %q: %w", e.RequestID, err)
+	}
+	e.Revision = rev
+	return e, nil
+}
+
+// Put stores next in place of prev: a Transition from prev to next.State
+// (same checks, compare-and-set on prev.Revision) that stores next's
+// fields as given, but for RequestID, State and Revision. A zero
+// next.UpdatedAt becomes now.
+func (l *Ledger) Put(ctx context.Context, prev, next Entry) (Entry, error) {
+	return l.Transition(ctx, prev, next.State, func(e *Entry) {
+		now := e.UpdatedAt
+		*e = next
+		if e.UpdatedAt.IsZero() {
+			e.UpdatedAt = now
+		}
+	})
+}
+
+// ambiguous reports whether e records an outcome nobody knows: a create
+// call sent without an answer.
+func (e Entry) ambiguous() bool {
+	return e.Result != nil && e.Result.Error != nil && e.Result.Error.Class == messages.ClassAmbiguous
 }
 
 // Get returns the entry of request id with its Revision; the error matches

@@ -190,28 +190,43 @@ func TestTransitions(t *testing.T) {
 		}
 	}
 
-	// claimed → calling → claimed → calling → done
+	// claimed → calling → claimed → calling → calling (taken over) → done
 	e := claim("t-1")
 	forbid(e, ledger.StateClaimed)
 	e = step(e, ledger.StateCalling, func(e *ledger.Entry) { e.Attempts++ })
-	forbid(e, ledger.StateCalling)
 	e = step(e, ledger.StateClaimed, nil)
 	e = step(e, ledger.StateCalling, func(e *ledger.Entry) { e.Attempts++ })
+	e = step(e, ledger.StateCalling, func(e *ledger.Entry) { e.Owner = "b" })
 	e = step(e, ledger.StateDone, withResult)
 	if e.Attempts != 2 {
 		t.Fatalf("attempts %d, want 2", e.Attempts)
 	}
-	for _, to := range []ledger.State{ledger.StateDone, ledger.StateClaimed, ledger.StateCalling, "bogus"} {
+	// A known outcome is moved only by a replay.
+	for _, to := range []ledger.State{ledger.StateDone, ledger.StateCalling, "bogus"} {
 		forbid(e, to)
 	}
 	// The forbidden attempts changed nothing.
 	if got, err := l.Get(c, "t-1"); err != nil || got.Revision != e.Revision {
 		t.Fatalf("after forbidden transitions: %+v %v", got, err)
 	}
+	step(e, ledger.StateClaimed, nil)
 
 	// claimed → done (no call needed).
 	d := step(claim("t-2"), ledger.StateDone, withResult)
 	forbid(d, ledger.StateDone)
+
+	// An ambiguous outcome may be settled: done → done, or done → calling
+	// when the call is known never to have been sent.
+	amb := step(claim("t-6"), ledger.StateDone, func(e *ledger.Entry) {
+		withResult(e)
+		e.Result.Error.Class = messages.ClassAmbiguous
+	})
+	step(amb, ledger.StateDone, withResult)
+	amb2 := step(claim("t-7"), ledger.StateDone, func(e *ledger.Entry) {
+		withResult(e)
+		e.Result.Error.Class = messages.ClassAmbiguous
+	})
+	step(amb2, ledger.StateCalling, nil)
 
 	// done needs a result.
 	if _, err := l.Transition(c, claim("t-3"), ledger.StateDone, nil); !errors.Is(err, ledger.ErrNoResult) {

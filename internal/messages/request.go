@@ -225,3 +225,7 @@ func sortedStringKeys(m map[string]string) []string {
 	sortStrings(keys)
 	return keys
 }
+
+// ValidReplySubject reports whether s may be used as a reply subject: a
+// NATS subject without wildcards or spaces, at most MaxReplyToLen long.
+func ValidReplySubject(s string) bool { return s != "" && utf8.ValidString(s) && validSubject(s) }

@@ -37,6 +37,11 @@ type Result struct {
 	ReceivedAt        time.Time         `json:"received_at"`
 	CompletedAt       time.Time         `json:"completed_at"`
 	Metadata          map[string]string `json:"metadata,omitempty"`
+	// Supersedes is the completed_at of an earlier result of the same
+	// request that this one replaces: an ambiguous outcome settled once
+	// the vendor's answer became known. A subscriber keeps, per request,
+	// the result that no other result supersedes.
+	Supersedes time.Time `json:"supersedes,omitzero"`
 }
 
 // ResultError says why a request did not succeed.
@@ -79,4 +84,9 @@ const (
 	EventAmbiguous   = "ambiguous"
 	EventUndecodable = "undecodable"
 	EventConflict    = "conflict" // two replicas reached different outcomes; the recorded one stands
+	// EventSettled: an ambiguous outcome was settled once the vendor's
+	// answer became known; the new result supersedes the ambiguous one.
+	EventSettled = "settled"
+	// EventReplayed: an operator replayed the request from a dead letter.
+	EventReplayed = "replayed"
 )

@@ -138,11 +138,12 @@ func conflicting(have, want jetstream.StreamConfig) []string {
 	return c
 }
 
-// BrokerReserve is how many deliveries the consumer allows beyond
-// MaxDeliver. The processor dead-letters a request on delivery MaxDeliver;
-// the extra deliveries exist only for a delivery whose outcome could not be
-// stored because NATS itself failed, so that it is not stranded without a
-// result.
+// BrokerReserve is how many deliveries beyond MaxDeliver the processor
+// still hands a request back to wait for another replica's call in flight;
+// after that it settles it. The server itself never stops redelivering
+// (its MaxDeliver is unlimited): a message whose outcome could not be
+// stored because NATS itself failed must never be stranded in the stream
+// without a result or a dead letter.
 const BrokerReserve = 3
 
 // ConsumerConfig configures the shared durable pull consumer.
@@ -150,7 +151,7 @@ type ConsumerConfig struct {
 	Subjects      messages.Subjects
 	Durable       string        // default "qualfile"
 	AckWait       time.Duration // default 60s
-	MaxDeliver    int           // default 10; the consumer allows BrokerReserve more
+	MaxDeliver    int           // default 10; the processor's limit, not the server's (unlimited)
 	MaxAckPending int           // default 64: with the loop's concurrency, bounds memory
 }
 
@@ -176,7 +177,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver + BrokerReserve,
+		MaxDeliver:    -1,
 		MaxAckPending: cfg.MaxAckPending,
 		FilterSubject: cfg.Subjects.AllRequests(),
 	})

@@ -213,17 +213,6 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int
 	}
 	p = p.withDefaults()
 
-	// The library computes the bare exponential sequence; jitter, throttle
-	// and budget are applied here so that they use the injected hooks.
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(p.InitialInterval),
-		backoff.WithMultiplier(p.Multiplier),
-		backoff.WithMaxInterval(p.MaxInterval),
-		backoff.WithRandomizationFactor(0),
-		backoff.WithMaxElapsedTime(0),
-		backoff.WithClockProvider(clockFunc(p.Now)),
-	)
-
 	start := p.Now()
 	for n := 1; ; n++ {
 		began := p.Now()
@@ -235,25 +224,12 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int
 			p.report(notify, a)
 			return n, err
 		}
-		if n >= p.MaxAttempts {
-			a.Final = true
-			p.report(notify, a)
-			return n, &ExhaustedError{Attempts: n, Elapsed: p.Now().Sub(start), Last: err}
-		}
-
-		next := b.NextBackOff()
-		limit := p.MaxInterval
-		if a.Class == ClassThrottled {
-			next = min(scale(next, p.ThrottleMultiplier), p.MaxThrottleInterval)
-			limit = p.MaxThrottleInterval
-		}
-		next = p.jitter(next, limit)
-
 		elapsed := p.Now().Sub(start)
-		if elapsed+next > p.MaxElapsedTime {
+		next, stop := p.next(n, a.Class, elapsed)
+		if stop != stopNone {
 			a.Final = true
 			p.report(notify, a)
-			return n, &ExhaustedError{Attempts: n, Elapsed: elapsed, Budget: true, Last: err}
+			return n, &ExhaustedError{Attempts: n, Elapsed: elapsed, Budget: stop == stopBudget, Last: err}
 		}
 
 		a.Next = next
@@ -267,6 +243,57 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int
 			return n, fmt.Errorf("retry: %w while waiting after attempt %d: %w", serr, n, err)
 		}
 	}
+}
+
+// Wait is the in-process wait after failed attempt n (1-based) of class c,
+// elapsed after the first attempt began: what Do would wait before attempt
+// n+1. ok is false when Do would give up instead (MaxAttempts made, the
+// wait would overrun MaxElapsedTime, or c is not retryable). A caller that
+// runs its own loop uses it to keep Do's schedule.
+func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration, ok bool) {
+	if !c.Retryable() {
+		return 0, false
+	}
+	d, stop := p.withDefaults().next(n, c, elapsed)
+	return d, stop == stopNone
+}
+
+type stopReason int
+
+const (
+	stopNone stopReason = iota
+	stopAttempts
+	stopBudget
+)
+
+// next computes the wait after attempt n; p must have its defaults.
+func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, stopReason) {
+	if n >= p.MaxAttempts {
+		return 0, stopAttempts
+	}
+	// The library computes the bare exponential sequence; jitter, throttle
+	// and budget are applied here so that they use the injected hooks.
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(p.InitialInterval),
+		backoff.WithMultiplier(p.Multiplier),
+		backoff.WithMaxInterval(p.MaxInterval),
+		backoff.WithRandomizationFactor(0),
+		backoff.WithMaxElapsedTime(0),
+	)
+	var next time.Duration
+	for range n {
+		next = b.NextBackOff()
+	}
+	limit := p.MaxInterval
+	if c == ClassThrottled {
+		next = min(scale(next, p.ThrottleMultiplier), p.MaxThrottleInterval)
+		limit = p.MaxThrottleInterval
+	}
+	next = p.jitter(next, limit)
+	if elapsed+next > p.MaxElapsedTime {
+		return 0, stopBudget
+	}
+	return next, stopNone
 }
 
 func (p Policy) report(notify func(Attempt), a Attempt) {
@@ -334,8 +361,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
-
-// clockFunc adapts a Now function to backoff.Clock.
-type clockFunc func() time.Time
-
-func (f clockFunc) Now() time.Time { return f() }

@@ -1,0 +1,540 @@
+package filing
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/retry"
+)
+
+// This file is the decision core of the pipeline: decide is a pure function
+// from what is known about one delivery to the next step. It does no I/O;
+// the runner (run.go) performs each step, writes the answer into known and
+// asks again, until a step settles the delivery. Every ack decision, ledger
+// transition and dead-letter rule is read here.
+
+// stepKind names what the runner does next.
+type stepKind int
+
+const (
+	stepWaitLocal  stepKind = iota + 1 // wait for this replica's other handler of the id
+	stepClaim                          // ledger: create the entry, or read the existing one
+	stepRead                           // ledger: read the entry again
+	stepWrite                          // ledger: store step.entry in place of known.entry
+	stepCall                           // one upstream attempt
+	stepSleep                          // wait step.delay (backoff)
+	stepEmit                           // publish the trail's unpublished audit events
+	stepEvent                          // publish step.event (not part of the trail)
+	stepDeadLetter                     // publish the dead letter
+	stepResult                         // store step.result and send it to reply_to
+	stepSettle                         // ack, nak with delay, or term; the last step
+)
+
+var stepNames = map[stepKind]string{
+	stepWaitLocal: "wait-local", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
+	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
+	stepResult: "result", stepSettle: "settle",
+}
+
+func (s stepKind) String() string { return stepNames[s] }
+
+// step is one thing for the runner to do.
+type step struct {
+	kind   stepKind
+	entry  ledger.Entry        // stepClaim (the new entry), stepWrite (the entry to store)
+	delay  time.Duration       // stepSleep; stepSettle with ActionNakWithDelay
+	event  messages.AuditEvent // stepEvent
+	result *messages.Result    // stepResult
+	dead   deadLetterSpec      // stepDeadLetter
+	action retry.Action        // stepSettle
+	reason string              // stepSettle, in a few words
+}
+
+// deadLetterSpec says what a dead letter records.
+type deadLetterSpec struct {
+	reason, class string
+	key           string // identifies the outcome, so that a copy is stored once
+}
+
+// limits are the fixed rules of the decisions.
+type limits struct {
+	maxDeliver    int           // a retryable failure on this delivery is dead-lettered
+	hardLimit     int           // past it, nothing is handed back but for broker trouble
+	lease         time.Duration // how long another replica's "calling" is taken to be live
+	recordBudget  time.Duration // how long knowledge that would be lost is kept trying
+	troubleBudget time.Duration // how long other broker trouble is retried in process
+	policy        retry.Policy
+	owner         string
+}
+
+// recollection is what this replica knows of a request beyond the ledger.
+// It outlives a delivery when it holds something the ledger does not.
+type recollection struct {
+	nonce      string           // the last "calling" nonce this replica wrote
+	dispatched bool             // a call was sent under nonce
+	answered   bool             // that call got a definite answer
+	outcome    *messages.Result // a final outcome not yet in the ledger
+	deadReason string
+	supersedes *messages.Result // the ambiguous outcome the new one settles
+}
+
+// keep reports whether this replica must remember the request after the
+// delivery: the ledger may lack what it knows (an outcome not recorded, a
+// "calling" nonce the ledger still names or may name).
+func (k *known) keep() bool {
+	if k.mem.outcome != nil {
+		return !k.recorded
+	}
+	if k.mem.nonce == "" {
+		return false
+	}
+	e := k.entry
+	return e == nil || k.uncertain || e.Nonce == k.mem.nonce
+}
+
+// known is everything known about one delivery.
+type known struct {
+	lim limits
+	now time.Time
+
+	// The message.
+	delivery    int
+	seq         uint64
+	receivedAt  time.Time
+	subjectAPI  messages.API // "" unless a known api
+	req         *messages.Request
+	parseErr    error // not a JSON object: undecodable
+	invalid     error // failed validation
+	fingerprint string
+	stopping    bool   // the shutdown grace period is over
+	panicked    string // a step panicked
+
+	// This replica.
+	busy bool         // another handler of this replica holds the id
+	mem  recollection // kept in step with the replica's memory by the runner
+
+	// The ledger.
+	entry     *ledger.Entry // nil until read
+	created   bool          // this delivery created it
+	missing   bool          // read, and there is none
+	stale     bool          // a write lost a compare-and-set: read again
+	uncertain bool          // a write failed: it may have landed
+
+	// This delivery's progress.
+	pending     []messages.AuditEvent // new events not yet in the ledger's trail
+	emitted     int                   // how many of trail() are known published
+	callDue     bool                  // the entry is "calling" under mem.nonce: call
+	attempts    int                   // calls made by this delivery
+	callStart   time.Time
+	lastErr     error
+	lastClass   retry.Class
+	lastOut     dispatch.Outcome
+	cutShort    bool // the last call was cut short by shutdown
+	emitFailed  bool // events could not go out; they go out later
+	deferred    bool // handed back to wait in the broker
+	deferDelay  time.Duration
+	deferReason string
+	recorded    bool // the outcome (mem.outcome) is in the ledger
+	deadDone    bool
+	resultDone  bool
+	eventDone   bool
+
+	// Trouble with the broker.
+	failed       stepKind // the last step failed (0: it did not)
+	failErr      error
+	failures     int
+	troubleSince time.Time
+}
+
+// trail is the request's audit events: the ledger's and this delivery's.
+func (k *known) trail() []messages.AuditEvent {
+	if k.entry == nil || len(k.pending) == 0 {
+		if k.entry == nil {
+			return k.pending
+		}
+		return k.entry.Trail
+	}
+	return append(append([]messages.AuditEvent(nil), k.entry.Trail...), k.pending...)
+}
+
+// decide returns the next step.
+func decide(k *known) step {
+	if k.failed != 0 {
+		return k.trouble()
+	}
+	switch {
+	case k.panicked != "":
+		return k.afterPanic()
+	case k.parseErr != nil:
+		return k.undecodable()
+	case k.invalid != nil:
+		return k.rejected()
+	case k.busy && k.stopping:
+		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown")
+	case k.busy:
+		return step{kind: stepWaitLocal}
+	case k.entry == nil:
+		return step{kind: stepClaim, entry: k.newEntry()}
+	case k.stale:
+		return step{kind: stepRead}
+	case k.missing:
+		if k.mem.outcome != nil {
+			return k.writeDone() // the entry vanished; the outcome is known
+		}
+		return step{kind: stepClaim, entry: k.newEntry()}
+	case k.entry.Fingerprint != "" && k.entry.Fingerprint != k.fingerprint:
+		return k.reused()
+	}
+	if k.mem.outcome != nil && !k.recorded {
+		return k.record()
+	}
+	if k.recorded {
+		return k.finish(k.mem.outcome, k.mem.deadReason)
+	}
+	if k.callDue && k.stopping && k.attempts == 0 {
+		k.callDue, k.deferred = false, true // nothing was sent: hand it back unsent
+	}
+	if k.callDue {
+		return step{kind: stepCall}
+	}
+	if k.attempts > 0 || k.deferred {
+		return k.afterCall()
+	}
+	switch e := k.entry; e.State {
+	case ledger.StateClaimed:
+		return k.toCalling(nil)
+	case ledger.StateCalling:
+		return k.calling()
+	default:
+		return k.done()
+	}
+}
+
+// calling decides about an entry found "calling".
+func (k *known) calling() step {
+	e := k.entry
+	if e.Nonce != "" && e.Nonce == k.mem.nonce {
+		// This replica wrote it and knows what became of it.
+		if !k.mem.dispatched || k.mem.answered || !k.req.API.Creates() {
+			return k.adopt()
+		}
+		return k.ambiguous("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
+	}
+	age := k.now.Sub(e.UpdatedAt)
+	if age < k.lim.lease && k.delivery < k.lim.hardLimit {
+		// Another replica is calling right now; look again after its lease.
+		return k.settle(retry.ActionNakWithDelay, max(k.lim.lease-age, time.Second), "in flight on another replica")
+	}
+	if k.req.API.Creates() {
+		return k.ambiguous("a previous delivery was calling the vendor when it stopped; the vendor may have filed it")
+	}
+	return k.toCalling(nil) // a read or an update may be sent again
+}
+
+// done decides about an entry found "done".
+func (k *known) done() step {
+	e := k.entry
+	if e.Result != nil && e.Result.Error != nil && e.Result.Error.Class == messages.ClassAmbiguous &&
+		e.Nonce != "" && e.Nonce == k.mem.nonce && (!k.mem.dispatched || k.mem.answered) {
+		// Recorded as ambiguous by another replica, but this one knows the
+		// call under that nonce was never sent (or got a definite "no"):
+		// file it now, once; its outcome settles the ambiguous one.
+		return k.toCalling(e.Result)
+	}
+	if e.Result == nil {
+		return k.settle(retry.ActionTerm, 0, "done without a stored result")
+	}
+	if e.Seq != k.seq {
+		// A copy of a request whose outcome is recorded: answer it.
+		if !k.eventDone {
+			return step{kind: stepEvent, event: k.event(messages.AuditEvent{Event: messages.EventDuplicate,
+				Status: e.Result.Status, Message: "outcome already recorded; stored result sent again"})}
+		}
+		if !k.resultDone {
+			return step{kind: stepResult, result: e.Result}
+		}
+		return k.settleFor(e.Result, "duplicate")
+	}
+	// A redelivery of the message that recorded it: finish what it began.
+	return k.finish(e.Result, deadReasonOf(e.Result))
+}
+
+// adopt goes on calling under the nonce this replica wrote.
+func (k *known) adopt() step {
+	k.callDue = true
+	return step{kind: stepCall}
+}
+
+// toCalling records that a call may be in flight from here on. supersedes
+// is the ambiguous outcome the call will settle, if any.
+func (k *known) toCalling(supersedes *messages.Result) step {
+	if k.mem.nonce == "" || k.mem.dispatched {
+		// A new nonce; one that was written (perhaps) but never called
+		// under is reused, so that a write that timed out but landed is
+		// recognised as this replica's own.
+		k.mem = recollection{nonce: k.newNonce(), supersedes: k.mem.supersedes}
+	}
+	e := *k.entry
+	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, k.lim.owner, k.mem.nonce, k.now, nil
+	return k.write(e, supersedes)
+}
+
+// afterCall decides what follows an upstream attempt.
+func (k *known) afterCall() step {
+	if k.deferred {
+		return k.deferral()
+	}
+	if k.cutShort {
+		// Shutdown cut the call short: it may have reached the vendor. The
+		// entry stays "calling"; the next delivery resolves it.
+		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown mid-call")
+	}
+	err, class := k.lastErr, k.lastClass
+	switch class {
+	case retry.ClassNone:
+		res := k.result(messages.StatusSucceeded, nil)
+		res.Result, res.UpstreamRequestID = k.lastOut.Result, k.lastOut.UpstreamRequestID
+		return k.decided(res, messages.EventSucceeded, "")
+	case retry.ClassAmbiguous:
+		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventAmbiguous, "ambiguous")
+	case retry.ClassInvalid:
+		return k.decided(k.result(messages.StatusRejected, k.resultError(class)), messages.EventRejected, "")
+	case retry.ClassPermanent:
+		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventFailed, "")
+	}
+	if wait, ok := k.lim.policy.Wait(k.attempts, class, k.now.Sub(k.callStart)); ok && !k.stopping {
+		if k.emitted < len(k.trail()) && !k.emitFailed {
+			return step{kind: stepEmit} // the attempt's event, before waiting
+		}
+		k.callDue = true
+		return step{kind: stepSleep, delay: wait}
+	}
+	dec := k.lim.policy.Decide(err, k.delivery, k.lim.maxDeliver)
+	if dec.Action == retry.ActionDeadLetter {
+		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventFailed, "retries exhausted")
+	}
+	k.deferred, k.deferDelay, k.deferReason = true, dec.Delay, dec.Reason
+	code, _, _ := describe(err)
+	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: k.entry.Attempts,
+		Class: string(class), Code: code, Message: fmt.Sprintf("redelivery in %s", dec.Delay.Round(time.Millisecond))}))
+	return k.deferral()
+}
+
+// deferral hands the request back to the broker to wait there, not in
+// memory. The last answer was a definite failure (or nothing was sent), so
+// the entry goes back to "claimed" and the next delivery may call again.
+func (k *known) deferral() step {
+	if k.entry.State == ledger.StateCalling && k.entry.Nonce == k.mem.nonce {
+		e := *k.entry
+		e.State, e.Nonce, e.UpdatedAt = ledger.StateClaimed, "", k.now
+		return k.write(e, nil)
+	}
+	if k.stopping || k.deferDelay == 0 {
+		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown")
+	}
+	return k.settle(retry.ActionNakWithDelay, k.deferDelay, k.deferReason)
+}
+
+// decided takes a final outcome in hand: from here on it must not be lost.
+func (k *known) decided(res *messages.Result, event, deadReason string) step {
+	k.mem.outcome, k.mem.deadReason = res, deadReason
+	k.pending = append(k.pending, k.outcomeEvents(res, event, deadReason)...)
+	return k.record()
+}
+
+// ambiguous records that nobody knows whether the vendor filed it.
+func (k *known) ambiguous(why string) step {
+	rerr := &messages.ResultError{Code: "AmbiguousOutcome", Class: messages.ClassAmbiguous, Message: why +
+		". Check with the vendor, then replay deliberately (publisher dead replay --force)"}
+	return k.decided(k.result(messages.StatusFailed, rerr), messages.EventAmbiguous, "ambiguous")
+}
+
+// record writes the outcome in hand to the ledger.
+func (k *known) record() step {
+	e := k.entry
+	if !k.missing && e.State == ledger.StateDone && e.Result != nil {
+		switch {
+		case e.Result.CompletedAt.Equal(k.mem.outcome.CompletedAt):
+			k.recorded = true // an earlier write of ours landed
+			return decide(k)
+		case e.Result.Error == nil || e.Result.Error.Class != messages.ClassAmbiguous || e.Nonce != k.mem.nonce:
+			return k.conflict()
+		}
+		// Ours settles the ambiguous outcome recorded for the same call.
+		if k.mem.supersedes == nil {
+			k.mem.supersedes = e.Result
+		}
+	}
+	return k.writeDone()
+}
+
+// writeDone stores the outcome in hand.
+func (k *known) writeDone() step {
+	res := *k.mem.outcome
+	if s := k.mem.supersedes; s != nil && res.Supersedes.IsZero() {
+		res.Supersedes = s.CompletedAt
+		k.mem.outcome = &res
+		for i := range k.pending {
+			if isOutcomeEvent(k.pending[i].Event) {
+				k.pending[i].Event, k.pending[i].Message = messages.EventSettled,
+					"settles the ambiguous outcome recorded at "+s.CompletedAt.Format(time.RFC3339Nano)
+			}
+		}
+	}
+	// The done entry keeps the nonce of the call its outcome belongs to.
+	e := ledger.Entry{Nonce: k.mem.nonce}
+	if !k.missing {
+		e = *k.entry
+	}
+	e.RequestID, e.API, e.Fingerprint = k.req.ID, k.req.API, k.fingerprint
+	e.State, e.Owner, e.UpdatedAt, e.Seq = ledger.StateDone, k.lim.owner, k.now, k.seq
+	e.Result, e.Attempts = k.mem.outcome, k.mem.outcome.Attempts
+	return k.write(e, nil)
+}
+
+// write stores e, with this delivery's new events in its trail.
+func (k *known) write(e ledger.Entry, supersedes *messages.Result) step {
+	if supersedes != nil {
+		k.mem.supersedes = supersedes
+	}
+	e.Trail = k.trail()
+	e.Emitted = k.emitted
+	if k.emitted < len(e.Trail) && e.State != ledger.StateDone && !k.emitFailed {
+		// Events go out before the write that follows them, so that the
+		// entry can say they did; a final outcome is recorded first.
+		return step{kind: stepEmit}
+	}
+	return step{kind: stepWrite, entry: e}
+}
+
+// finish publishes a recorded outcome and settles.
+func (k *known) finish(res *messages.Result, deadReason string) step {
+	switch {
+	case deadReason != "" && !k.deadDone:
+		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: deadReason, class: res.Error.Class, key: res.RequestID + ":" + stamp(res.CompletedAt)}}
+	case k.emitted < len(k.trail()):
+		return step{kind: stepEmit}
+	case !k.resultDone:
+		return step{kind: stepResult, result: res}
+	}
+	return k.settleFor(res, string(res.Status))
+}
+
+// settleFor settles a delivery whose outcome is res.
+func (k *known) settleFor(res *messages.Result, why string) step {
+	switch {
+	case deadReasonOf(res) != "":
+		return k.settle(retry.ActionDeadLetter, 0, deadReasonOf(res))
+	case res.Status == messages.StatusSucceeded:
+		return k.settle(retry.ActionAck, 0, why)
+	}
+	return k.settle(retry.ActionTerm, 0, why)
+}
+
+// conflict: another replica recorded a different definite outcome. Its
+// outcome stands; ours goes into a conflict event for the operator.
+func (k *known) conflict() step {
+	if !k.eventDone {
+		ours := k.mem.outcome
+		ev := messages.AuditEvent{Event: messages.EventConflict, Status: ours.Status, Attempt: ours.Attempts, UpstreamRequestID: ours.UpstreamRequestID,
+			Message: "this replica's outcome differs from the one recorded by another replica (" + string(k.entry.Result.Status) + "); the recorded one stands"}
+		if ours.Error != nil {
+			ev.Class, ev.Code = ours.Error.Class, ours.Error.Code
+		}
+		return step{kind: stepEvent, event: k.event(ev)}
+	}
+	return k.settle(retry.ActionTerm, 0, "outcome conflict")
+}
+
+// rejected answers a request that failed validation. A rejection is
+// decided by the message alone: every delivery of it gets the same
+// verdict, stored once (keyed by the stream timestamp).
+func (k *known) rejected() step {
+	res := k.rejection("InvalidRequest", "the request breaks the rules listed in fields")
+	if ve := asValidation(k.invalid); ve != nil {
+		res.Error.Fields = boundFields(ve.Fields)
+	}
+	return k.direct(res, messages.EventRejected)
+}
+
+// reused answers a request whose id was first used for another request.
+func (k *known) reused() step {
+	first := k.entry.API
+	return k.direct(k.rejection("IdReused", fmt.Sprintf(
+		"id %q was first used for another request (%s, other account or payload); give each request its own id", k.req.ID, first)),
+		messages.EventRejected)
+}
+
+// direct publishes a result decided by the message alone, then terminates.
+func (k *known) direct(res *messages.Result, event string) step {
+	if !k.resultDone {
+		return step{kind: stepResult, result: res}
+	}
+	if !k.eventDone {
+		ev := messages.AuditEvent{Event: event, Status: res.Status, Time: res.CompletedAt, Class: res.Error.Class, Code: res.Error.Code, Message: res.Error.Message}
+		return step{kind: stepEvent, event: k.event(ev)}
+	}
+	return k.settle(retry.ActionTerm, 0, event)
+}
+
+// undecodable dead-letters a message that is not a JSON object at all.
+func (k *known) undecodable() step {
+	if !k.deadDone {
+		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: bound(k.parseErr.Error(), 200), class: messages.ClassInvalid, key: "seq:" + fmt.Sprint(k.seq)}}
+	}
+	if !k.eventDone {
+		return step{kind: stepEvent, event: k.event(messages.AuditEvent{Event: messages.EventUndecodable, Time: k.receivedAt, Message: bound(k.parseErr.Error(), 200)})}
+	}
+	return k.settle(retry.ActionDeadLetter, 0, "undecodable")
+}
+
+// afterPanic dead-letters a message whose handling panicked (a bug), with
+// a failed result when it was a request, and terminates it. A call may
+// have reached the vendor: then the result is ambiguous.
+func (k *known) afterPanic() step {
+	reason := "internal error: " + k.panicked
+	class := messages.ClassPermanent
+	if k.mem.dispatched {
+		class = messages.ClassAmbiguous
+	}
+	switch {
+	case !k.deadDone:
+		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: reason, class: class, key: "seq:" + fmt.Sprint(k.seq)}}
+	case k.req != nil && k.req.ID != "" && !k.resultDone:
+		res := k.rejection("InternalError", reason)
+		res.Status, res.Error.Class, res.Error.Fields = messages.StatusFailed, class, nil
+		return step{kind: stepResult, result: res}
+	case !k.eventDone:
+		return step{kind: stepEvent, event: k.event(messages.AuditEvent{Event: messages.EventDeadLetter, Time: k.receivedAt, Class: class, Message: reason})}
+	}
+	return k.settle(retry.ActionDeadLetter, 0, "panic")
+}
+
+// trouble decides after a failed broker step: try again in process while
+// the budget lasts (longer while this replica holds knowledge the ledger
+// lacks), else hand the message back. Events that could not go out before
+// a write go out later (the entry says which are missing); only the last
+// ones, after the outcome is recorded, hold the message.
+func (k *known) trouble() step {
+	failed := k.failed
+	k.failed = 0
+	if failed == stepEmit && !k.recorded && k.entry != nil && k.entry.State != ledger.StateDone {
+		k.emitFailed = true
+		return decide(k)
+	}
+	budget := k.lim.troubleBudget
+	if k.keep() {
+		budget = k.lim.recordBudget
+	}
+	if !k.stopping && k.now.Sub(k.troubleSince) < budget {
+		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(k.failures-1, 6), 2*time.Second)}
+	}
+	return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(k.delivery, false), failed.String()+" failed")
+}
+
+func (k *known) settle(a retry.Action, delay time.Duration, reason string) step {
+	return step{kind: stepSettle, action: a, delay: delay, reason: reason}
+}

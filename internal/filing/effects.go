@@ -1,0 +1,235 @@
+package filing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// The runner's effects on the ledger and the streams. Each writes its
+// answer into known and returns the broker's error; none decides.
+
+// Dead-letter headers for a body kept in the object store.
+const (
+	HeaderBodyObject = "Qualfile-Body-Object"
+	HeaderBodySize   = "Qualfile-Body-Size"
+	HeaderBodySHA256 = "Qualfile-Body-Sha256"
+)
+
+// headroom is what a dead letter's or an event's own fields may add to a
+// message, beyond its body.
+const headroom = 4096
+
+// opCtx bounds one broker operation. It outlives the work context: an
+// outcome is recorded and published even after the grace period.
+func (r *runner) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.ctx), r.p.cfg.PublishTimeout)
+}
+
+func (r *runner) claim(e ledger.Entry) error {
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	got, created, err := r.p.ledger.ClaimEntry(ctx, e)
+	if err != nil {
+		return err
+	}
+	k := r.k
+	k.entry, k.created, k.missing, k.stale, k.emitted = &got, created, false, false, got.Emitted
+	if created {
+		r.p.observe(k, got.Trail[0])
+	}
+	return nil
+}
+
+func (r *runner) read() error {
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	k := r.k
+	got, err := r.p.ledger.Get(ctx, k.req.ID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		k.entry, k.missing, k.stale = &ledger.Entry{RequestID: k.req.ID}, true, false
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	published := 0 // of this delivery's pending events
+	if k.entry != nil {
+		published = max(0, k.emitted-len(k.entry.Trail))
+	}
+	k.entry, k.missing, k.stale, k.uncertain = &got, false, false, false
+	k.emitted = got.Emitted
+	if got.Emitted == len(got.Trail) {
+		k.emitted += published
+	}
+	return nil
+}
+
+func (r *runner) write(next ledger.Entry) error {
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	k := r.k
+	var got ledger.Entry
+	var err error
+	if k.missing || k.entry.Revision == 0 {
+		got, err = r.p.ledger.Create(ctx, next)
+	} else {
+		got, err = r.p.ledger.Put(ctx, *k.entry, next)
+	}
+	if err != nil {
+		k.uncertain = !errors.Is(err, ledger.ErrConflict)
+		return err
+	}
+	k.entry, k.missing, k.uncertain, k.pending = &got, false, false, nil
+	if got.State == ledger.StateDone && k.mem.outcome != nil && got.Result == k.mem.outcome {
+		k.recorded = true
+	}
+	return nil
+}
+
+// emit publishes the trail's events not yet known published, in order.
+func (r *runner) emit() error {
+	k := r.k
+	trail := k.trail()
+	for k.emitted < len(trail) {
+		if err := r.publishEvent(trail[k.emitted]); err != nil {
+			return err
+		}
+		k.emitted++
+	}
+	return nil
+}
+
+func (r *runner) publishEvent(ev messages.AuditEvent) error {
+	k := r.k
+	if ev.Event == messages.EventReceived && k.req != nil {
+		ev.Payload = messages.Redact(k.req.Payload)
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	if len(data) > r.p.cfg.MaxPayload-headroom && ev.Payload != nil {
+		sum := sha256.Sum256(ev.Payload)
+		ev.Payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
+			"bytes": len(ev.Payload), "sha256": hex.EncodeToString(sum[:])})
+		if data, err = json.Marshal(ev); err != nil {
+			return err
+		}
+	}
+	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event))
+	m.Data = data
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	_, err = r.p.js.PublishMsg(ctx, m)
+	return err
+}
+
+// deadLetter copies the original request to filing.dead.<api>: its bytes
+// as the body, or, when they would not fit, in the object store.
+func (r *runner) deadLetter(d deadLetterSpec) error {
+	k := r.k
+	api := k.subjectAPI
+	if k.req != nil && k.req.API.Valid() {
+		api = k.req.API
+	}
+	m := nats.NewMsg(r.p.cfg.Subjects.Dead(subjectAPI(api)))
+	m.Data = r.msg.Data()
+	m.Header.Set(HeaderDeadReason, headerValue(d.reason))
+	m.Header.Set(HeaderDeadClass, d.class)
+	m.Header.Set(HeaderOrigSubject, headerValue(r.msg.Subject()))
+	m.Header.Set(HeaderOrigSequence, strconv.FormatUint(k.seq, 10))
+	m.Header.Set(HeaderDeliveries, strconv.Itoa(k.delivery))
+	m.Header.Set(HeaderDeadAt, k.now.Format(time.RFC3339Nano))
+	if k.req != nil && k.req.ID != "" {
+		m.Header.Set(HeaderRequestID, headerValue(boundID(k.req.ID)))
+	}
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	if len(m.Data)+headroom > r.p.cfg.MaxPayload {
+		sum := sha256.Sum256(m.Data)
+		m.Header.Set(HeaderBodySize, strconv.Itoa(len(m.Data)))
+		m.Header.Set(HeaderBodySHA256, hex.EncodeToString(sum[:]))
+		if r.p.cfg.Objects != nil {
+			name := "dead-" + hex.EncodeToString(sum[:16]) + "-" + strconv.FormatUint(k.seq, 10)
+			if _, err := r.p.cfg.Objects.PutBytes(ctx, name, m.Data); err != nil {
+				return err
+			}
+			m.Header.Set(HeaderBodyObject, name)
+		}
+		m.Data = nil
+	}
+	_, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID("dead:"+d.key))
+	return err
+}
+
+// publishResult stores a result on filing.result.<api> and sends it to the
+// request's reply subject.
+func (r *runner) publishResult(res *messages.Result) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	api := res.API
+	if !api.Valid() {
+		api = r.k.subjectAPI
+	}
+	m := nats.NewMsg(r.p.cfg.Subjects.Result(subjectAPI(api)))
+	m.Data = data
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	// The same outcome published again (a redelivery answered from the
+	// ledger) is stored once; a new outcome of the same request is not.
+	if _, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID("result:"+boundID(res.RequestID)+":"+stamp(res.CompletedAt))); err != nil {
+		return err
+	}
+	if req := r.k.req; req != nil && req.ReplyTo != "" && r.p.reply != nil {
+		if !r.replyAllowed(req.ReplyTo) {
+			r.log().Warn("reply_to is not a subject qualfile replies to; not replied")
+			return nil
+		}
+		rm := nats.NewMsg(req.ReplyTo)
+		rm.Data = data
+		if err := r.p.reply.PublishMsg(rm); err != nil {
+			r.log().Warn("reply failed; the result is stored") // core NATS: best effort
+		}
+	}
+	return nil
+}
+
+// replyAllowed refuses reply subjects that are not subjects at all, and
+// those into qualfile's own subjects or the system's, which would let a
+// sender publish there with qualfile's credentials.
+func (r *runner) replyAllowed(s string) bool {
+	root := r.p.cfg.Subjects.Root()
+	return messages.ValidReplySubject(s) && s != root && !strings.HasPrefix(s, root+".") && !strings.HasPrefix(s, "$")
+}
+
+// subjectAPI is the api token of a subject: a known api, or "unknown".
+func subjectAPI(api messages.API) messages.API {
+	if api.Valid() {
+		return api
+	}
+	return "unknown"
+}
+
+// headerValue makes a value from a message safe for a header line.
+func headerValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, bound(s, 512))
+}

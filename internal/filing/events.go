@@ -1,0 +1,90 @@
+package filing
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// observe derives the log line and the metrics of one audit event, once,
+// when the event comes into being. The audit event is the one emission of
+// a state change; logs and dashboards are views of it, so they cannot
+// disagree with the trail. Every value that came from a message is bounded
+// (ids, accounts) or is one of a fixed set (api, event, class) before it
+// becomes a label or a field.
+func (p *Processor) observe(k *known, ev messages.AuditEvent) {
+	api := apiLabel(ev.API)
+	switch ev.Event {
+	case messages.EventAttempt:
+		p.metrics.Attempt(api, classLabel(ev.Class), time.Duration(ev.DurationMS)*time.Millisecond)
+	case messages.EventDeadLetter:
+		p.metrics.DeadLetter(api, classLabel(ev.Class))
+	case messages.EventUndecodable:
+		p.metrics.DeadLetter(api, messages.ClassInvalid)
+		p.metrics.Request(api, ev.Event)
+	case messages.EventDuplicate:
+		p.metrics.LedgerHit(api, "done")
+		p.metrics.Request(api, ev.Event)
+	case messages.EventReceived:
+	default:
+		p.metrics.Request(api, ev.Event)
+	}
+	level := zapcore.InfoLevel
+	switch ev.Event {
+	case messages.EventConflict:
+		level = zapcore.ErrorLevel
+	case messages.EventAmbiguous, messages.EventDeadLetter, messages.EventUndecodable:
+		level = zapcore.WarnLevel
+	}
+	if ce := p.log.Check(level, ev.Event); ce != nil {
+		fields := []zap.Field{zap.String("request_id", ev.RequestID), zap.String("api", api),
+			zap.String("account", bound(ev.Account, messages.MaxAccountLen)), zap.Int("delivery", ev.Delivery), zap.Uint64("stream_seq", k.seq)}
+		if ev.Attempt > 0 {
+			fields = append(fields, zap.Int("attempt", ev.Attempt))
+		}
+		if ev.Status != "" {
+			fields = append(fields, zap.String("status", string(ev.Status)))
+		}
+		if ev.Class != "" || ev.Code != "" {
+			fields = append(fields, zap.String("class", ev.Class), zap.String("code", bound(ev.Code, 64)))
+		}
+		if ev.UpstreamRequestID != "" {
+			fields = append(fields, zap.String("upstream_request_id", bound(ev.UpstreamRequestID, 128)))
+		}
+		if ev.Event == messages.EventAttempt {
+			fields = append(fields, zap.Int64("duration_ms", ev.DurationMS))
+		}
+		if ev.Message != "" && ev.Event != messages.EventAttempt {
+			fields = append(fields, zap.String("message", bound(ev.Message, 300)))
+		}
+		ce.Write(fields...)
+	}
+}
+
+// log is the delivery's logger, for what is not a state change (broker
+// trouble, a failed settle, a panic).
+func (r *runner) log() *zap.Logger {
+	k := r.k
+	fields := []zap.Field{zap.String("api", apiLabel(k.subjectAPI)), zap.Uint64("stream_seq", k.seq), zap.Int("delivery", k.delivery)}
+	if k.req != nil {
+		fields = append(fields, zap.String("request_id", boundID(k.req.ID)))
+	}
+	return r.p.log.With(fields...)
+}
+
+// apiLabel is an api as a label value: a known api or "unknown".
+func apiLabel(api messages.API) string { return string(subjectAPI(api)) }
+
+// classLabel is an error class as a label value, from a fixed set.
+func classLabel(class string) string {
+	switch class {
+	case "", "ok":
+		return "ok"
+	case "transient", "throttled", "permanent", "invalid", "ambiguous":
+		return class
+	}
+	return "other"
+}

@@ -1,0 +1,387 @@
+// Package filing handles one filing request from the request stream. The
+// decisions are made by a deterministic core without I/O (decide.go); a
+// thin runner (this file) performs each step it asks for — ledger read or
+// write, upstream call, publish, settle — and feeds the answer back. Every
+// state change emits one audit event, and the logs and metrics are derived
+// from that emission (events.go).
+package filing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/retry"
+)
+
+// Dispatcher makes one upstream call for a validated request.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
+}
+
+// Ledger is the idempotency ledger (*ledger.Ledger).
+type Ledger interface {
+	ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error)
+	Create(ctx context.Context, e ledger.Entry) (ledger.Entry, error)
+	Put(ctx context.Context, prev, next ledger.Entry) (ledger.Entry, error)
+	Get(ctx context.Context, id string) (ledger.Entry, error)
+}
+
+// Publisher publishes to JetStream and waits for the stream's ack.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Replier sends a result to a request's reply subject over core NATS.
+type Replier interface {
+	PublishMsg(msg *nats.Msg) error
+}
+
+// Objects stores the body of a dead letter too big to travel in it.
+type Objects interface {
+	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
+}
+
+// Config configures a Processor.
+type Config struct {
+	Subjects messages.Subjects
+	Policy   retry.Policy
+	// MaxDeliver: a retryable failure on this delivery is dead-lettered.
+	MaxDeliver int
+	// Owner names this replica in the ledger; unique per process.
+	Owner string
+	// InFlightLease is how long a "calling" entry of another replica is
+	// taken to be still in flight (normally the consumer's AckWait).
+	InFlightLease time.Duration
+	// PublishTimeout bounds each publish and ledger operation (default 10s).
+	PublishTimeout time.Duration
+	// RecordTimeout is how long a replica keeps trying to record what would
+	// otherwise be lost — a vendor's answer, a call it knows it never sent
+	// — before it hands the message back (default 2 min).
+	RecordTimeout time.Duration
+	// TroubleTimeout is how long other broker trouble is retried in process
+	// before the message is handed back (default 2s).
+	TroubleTimeout time.Duration
+	// CallTimeout bounds one upstream call (default 2 min); the clients
+	// have their own, shorter timeouts.
+	CallTimeout time.Duration
+	// MaxPayload is the server's max_payload (default 1 MiB): a dead letter
+	// that would not fit keeps its body in Objects.
+	MaxPayload int
+	// Objects holds oversized dead-letter bodies; nil drops such a body
+	// from its dead letter (keeping its size and digest).
+	Objects Objects
+	Now     func() time.Time
+}
+
+// Processor handles request messages. It is safe for concurrent use.
+type Processor struct {
+	cfg     Config
+	lim     limits
+	disp    Dispatcher
+	ledger  Ledger
+	js      Publisher
+	reply   Replier
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	mem     *memory
+}
+
+// New returns a Processor.
+func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log *zap.Logger, m *metrics.Metrics) (*Processor, error) {
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.PublishTimeout, 10*time.Second)
+	def(&cfg.RecordTimeout, 2*time.Minute)
+	def(&cfg.TroubleTimeout, 2*time.Second)
+	def(&cfg.InFlightLease, time.Minute)
+	def(&cfg.CallTimeout, 2*time.Minute)
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Owner == "" {
+		return nil, errors.New("filing: Config.Owner is required")
+	}
+	lim := limits{
+		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve, lease: cfg.InFlightLease,
+		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
+	}
+	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
+		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil
+}
+
+// Msg is what the processor needs of a JetStream message.
+type Msg interface {
+	Metadata() (*jetstream.MsgMetadata, error)
+	Data() []byte
+	Headers() nats.Header
+	Subject() string
+	DoubleAck(ctx context.Context) error
+	NakWithDelay(delay time.Duration) error
+	TermWithReason(reason string) error
+}
+
+// maxSteps bounds the steps of one delivery: a loop in the core is a bug,
+// and a bug must not spin forever.
+const maxSteps = 10000
+
+// Handle processes one delivery and settles it. ctx is the work context: it
+// is cancelled only when the shutdown grace period is over.
+func (p *Processor) Handle(ctx context.Context, msg Msg) {
+	p.metrics.InFlightAdd(1)
+	defer p.metrics.InFlightAdd(-1)
+	r := &runner{p: p, ctx: ctx, msg: msg, k: p.newKnown(msg)}
+	defer r.release()
+	for n := 0; ; n++ {
+		r.k.now, r.k.stopping = p.cfg.Now().UTC(), ctx.Err() != nil
+		s, ok := r.decide()
+		if !ok || n > maxSteps {
+			// The core itself failed; there is nothing left to decide with.
+			r.log().Error("decision core failed; handing the message back", zap.Int("steps", n))
+			r.settle(step{kind: stepSettle, action: retry.ActionNakWithDelay, delay: p.cfg.Policy.RedeliveryMax, reason: "internal error"})
+			return
+		}
+		if s.kind == stepSettle {
+			r.settle(s)
+			return
+		}
+		r.perform(s)
+	}
+}
+
+// newKnown reads what a message says about itself.
+func (p *Processor) newKnown(msg Msg) *known {
+	k := &known{lim: p.lim, delivery: 1, now: p.cfg.Now().UTC()}
+	k.receivedAt = k.now
+	subjectAPI, _ := p.cfg.Subjects.APIFromRequestSubject(msg.Subject())
+	if subjectAPI.Valid() {
+		k.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
+	}
+	if md, err := msg.Metadata(); err == nil {
+		k.seq, k.delivery = md.Sequence.Stream, int(md.NumDelivered)
+		if !md.Timestamp.IsZero() {
+			k.receivedAt = md.Timestamp.UTC()
+		}
+	}
+	if k.delivery > 1 {
+		p.metrics.Redelivery(apiLabel(k.subjectAPI))
+	}
+	req, err := messages.ParseRequest(msg.Data())
+	if err != nil {
+		k.parseErr = err
+		return k
+	}
+	k.req = req
+	if err := req.ValidateFor(subjectAPI); err != nil {
+		k.invalid = err
+		return k
+	}
+	k.fingerprint = Fingerprint(req)
+	return k
+}
+
+// runner performs the steps of one delivery.
+type runner struct {
+	p    *Processor
+	ctx  context.Context // the work context
+	msg  Msg
+	k    *known
+	held bool // this handler holds the id in memory
+}
+
+// decide runs the core, turning a panic into knowledge.
+func (r *runner) decide() (s step, ok bool) {
+	before := len(r.k.pending)
+	defer func() {
+		if v := recover(); v != nil {
+			if r.k.panicked != "" {
+				ok = false // the panic path itself panicked
+				return
+			}
+			r.panicked(v)
+			s, ok = r.decide()
+		}
+	}()
+	if r.k.req != nil && r.k.invalid == nil && !r.held && r.k.panicked == "" {
+		r.acquire()
+	}
+	s = decide(r.k)
+	for _, ev := range r.k.pending[min(before, len(r.k.pending)):] {
+		r.p.observe(r.k, ev)
+	}
+	return s, true
+}
+
+func (r *runner) panicked(v any) {
+	r.k.panicked = bound(fmt.Sprint(v), 300)
+	r.log().Error("panic while handling a message; it is dead-lettered", zap.String("panic", r.k.panicked), zap.ByteString("stack", debug.Stack()))
+}
+
+// perform does one step and writes its answer into known.
+func (r *runner) perform(s step) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.panicked(v)
+		}
+	}()
+	k := r.k
+	var err error
+	switch s.kind {
+	case stepWaitLocal:
+		r.waitLocal()
+	case stepSleep:
+		t := time.NewTimer(s.delay)
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+		}
+		t.Stop()
+	case stepCall:
+		r.call()
+	case stepClaim:
+		err = r.claim(s.entry)
+	case stepRead:
+		err = r.read()
+	case stepWrite:
+		err = r.write(s.entry)
+	case stepEmit:
+		err = r.emit()
+	case stepEvent:
+		if err = r.publishEvent(s.event); err == nil {
+			k.eventDone = true
+			r.p.observe(k, s.event)
+		}
+	case stepDeadLetter:
+		if err = r.deadLetter(s.dead); err == nil {
+			k.deadDone = true
+		}
+	case stepResult:
+		if err = r.publishResult(s.result); err == nil {
+			k.resultDone = true
+		}
+	}
+	switch {
+	case err == nil:
+		if s.kind != stepSleep && s.kind != stepWaitLocal {
+			k.failures, k.troubleSince = 0, time.Time{}
+		}
+	case errors.Is(err, ledger.ErrConflict):
+		k.stale = true
+	default:
+		if k.failures == 0 {
+			k.troubleSince = k.now
+		}
+		k.failed, k.failErr = s.kind, err
+		k.failures++
+		r.log().Warn("broker operation failed", zap.Stringer("op", s.kind), zap.Int("failures", k.failures), zap.Error(err))
+	}
+	r.remember()
+}
+
+// acquire takes the request's id in this replica's memory.
+func (r *runner) acquire() {
+	rec, wait := r.p.mem.acquire(r.k.req.ID)
+	r.k.busy, r.held = wait != nil, wait == nil
+	if r.held {
+		r.k.mem = rec
+	}
+}
+
+// waitLocal waits for this replica's other handler of the id to let go.
+func (r *runner) waitLocal() {
+	for {
+		rec, wait := r.p.mem.acquire(r.k.req.ID)
+		if wait == nil {
+			r.held, r.k.busy, r.k.mem = true, false, rec
+			return
+		}
+		select {
+		case <-wait:
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// remember mirrors the delivery's recollection into the replica's memory.
+func (r *runner) remember() {
+	if r.held {
+		r.p.mem.update(r.k.req.ID, r.k.mem)
+	}
+}
+
+// release lets go of the id, keeping what the ledger may lack.
+func (r *runner) release() {
+	if r.held {
+		r.p.mem.release(r.k.req.ID, r.k.mem, r.k.keep(), r.p.cfg.Now())
+	}
+}
+
+// settle is the one place that acks, naks or terminates a delivery; what
+// to do was decided by the core.
+func (r *runner) settle(s step) {
+	var err error
+	switch s.action {
+	case retry.ActionAck:
+		ctx, cancel := context.WithTimeout(context.Background(), r.p.cfg.PublishTimeout)
+		err = r.msg.DoubleAck(ctx)
+		cancel()
+	case retry.ActionNakWithDelay:
+		err = r.msg.NakWithDelay(s.delay)
+	case retry.ActionTerm, retry.ActionDeadLetter:
+		err = r.msg.TermWithReason(s.reason)
+	}
+	r.log().Debug("settled", zap.Stringer("action", s.action), zap.Duration("delay", s.delay), zap.String("reason", s.reason))
+	if err != nil {
+		// The broker redelivers after AckWait; the ledger makes that safe.
+		r.log().Warn("settle failed; the message will be redelivered", zap.Stringer("action", s.action), zap.Error(err))
+	}
+}
+
+// call makes one upstream attempt.
+func (r *runner) call() {
+	k := r.k
+	k.callDue = false
+	if k.attempts == 0 {
+		k.callStart = k.now
+	}
+	k.mem.dispatched, k.mem.answered = true, false
+	r.remember() // before the call: a crash of this handler must not forget it
+	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+	start := r.p.cfg.Now()
+	out, err := r.p.disp.Dispatch(ctx, k.req)
+	cancel()
+	took := r.p.cfg.Now().Sub(start)
+	k.attempts++
+	k.entry.Attempts++
+	k.lastOut, k.lastErr, k.lastClass = out, err, retry.ClassOf(err)
+	k.cutShort = err != nil && r.ctx.Err() != nil && k.lastClass != retry.ClassAmbiguous
+	k.mem.answered = !k.cutShort && k.lastClass != retry.ClassAmbiguous
+	k.now = r.p.cfg.Now().UTC()
+	ev := k.attemptEvent(took)
+	k.pending = append(k.pending, ev)
+	r.p.observe(k, ev)
+}
