@@ -26,12 +26,10 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
-	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
-	"github.com/qualfile/qualfile/internal/tokenkv"
 )
 
 // run wires the consumer and blocks until ctx ends and shutdown is done.
@@ -136,13 +134,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	led, err := ledger.Open(setupCtx, js, ledger.Config{Replicas: cfg.Streams.Replicas})
+	led, tokens, err := openState(setupCtx, js, cfg)
 	if err != nil {
 		return err
 	}
-	tokens, err := tokenkv.Open(setupCtx, js, tokenkv.Config{Replicas: cfg.Streams.Replicas})
-	if err != nil {
-		return err
+	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age", cfg.Ledger.MaxAge))
+	if legacy, err := findLegacyBuckets(setupCtx, js); err != nil {
+		log.Warn("could not look for buckets of an older version", zap.Error(err))
+	} else if len(legacy) > 0 {
+		log.Warn("buckets of an older version exist and are not used: their ledger entries no longer prevent a second filing (see the README, Upgrading)",
+			zap.Strings("buckets", legacy), zap.String("ledger", led.Bucket()))
 	}
 
 	// Accounts: the vendors, or the sandbox.
