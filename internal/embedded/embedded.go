@@ -236,15 +236,17 @@ func (l *logAdapter) Warnf(format string, v ...any) {
 	}
 }
 
-// Fatalf records the first fatal message for Start and logs it as an
-// error; it never exits.
+// Fatalf logs a fatal message as an error and then hands the first one to
+// Start; it never exits. The order matters: Start returns as soon as it
+// receives the message, and by then the line must be in the caller's log
+// (the channel send is what orders the two).
 func (l *logAdapter) Fatalf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
 	select {
 	case l.fatal <- fmt.Sprintf(format, v...):
 	default:
-	}
-	if l.next != nil {
-		l.next.Errorf(format, v...)
 	}
 }
 

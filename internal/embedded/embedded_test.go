@@ -203,6 +203,47 @@ func TestPortInUse(t *testing.T) {
 	}
 }
 
+// funcLogger is a Logger whose Errorf is a function field; the other
+// levels are dropped.
+type funcLogger struct {
+	errorf func(format string, v ...any)
+}
+
+func (funcLogger) Noticef(string, ...any)           {}
+func (funcLogger) Warnf(string, ...any)             {}
+func (funcLogger) Fatalf(string, ...any)            {}
+func (l funcLogger) Errorf(format string, v ...any) { l.errorf(format, v...) }
+func (funcLogger) Debugf(string, ...any)            {}
+func (funcLogger) Tracef(string, ...any)            {}
+
+// TestFatalLoggedBeforeSignalled: Start returns as soon as a fatal message
+// is signalled, so the message must reach the caller's logger first;
+// otherwise the caller may return (and read its log) before the line is
+// there, which made TestPortInUse fail now and then.
+func TestFatalLoggedBeforeSignalled(t *testing.T) {
+	l := &logAdapter{fatal: make(chan string, 1)}
+	var logged []string
+	l.next = funcLogger{errorf: func(format string, v ...any) {
+		if len(logged) == 0 && len(l.fatal) > 0 {
+			t.Errorf("the fatal message was signalled before it was logged")
+		}
+		logged = append(logged, fmt.Sprintf(format, v...))
+	}}
+	l.Fatalf("Error listening on port: %s", "127.0.0.1:4222")
+	l.Fatalf("a second one is logged but not signalled")
+	if len(logged) != 2 {
+		t.Errorf("logged %q, want both messages", logged)
+	}
+	select {
+	case msg := <-l.fatal:
+		if msg != "Error listening on port: 127.0.0.1:4222" {
+			t.Errorf("signalled %q, want the first message", msg)
+		}
+	default:
+		t.Fatal("nothing signalled")
+	}
+}
+
 func TestLogger(t *testing.T) {
 	logs := &recorder{}
 	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: logs, ServerName: "unit"})
