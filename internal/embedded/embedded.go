@@ -9,6 +9,12 @@
 // results and audit events. Serving other hosts is what a real NATS
 // deployment is for; AllowNonLoopback exists for containers whose network
 // is private to the consumer.
+//
+// Durability: the server syncs every JetStream write to disk before it
+// acknowledges it (nats-server's sync_interval: always). The server's
+// default syncs every two minutes, so an OS crash or power loss could lose
+// writes already acknowledged (results, ledger entries, audit events): not
+// acceptable for a ledger of legal filings. It costs one fsync per write.
 package embedded
 
 import (
@@ -121,6 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Port:                   port,
 		JetStream:              true,
 		StoreDir:               cfg.StoreDir,
+		SyncAlways:             true, // fsync before every ack (sync_interval: always)
 		NoSigs:                 true, // the caller owns signal handling
 		NoLog:                  true, // no default logger; ours is set below
 		Debug:                  cfg.Debug,

@@ -108,6 +108,19 @@ func TestStartPersistsStreams(t *testing.T) {
 	}
 }
 
+// TestSyncsBeforeAcknowledging: JetStream runs with sync always, so an
+// acknowledged write is on disk, not only in the page cache.
+func TestSyncsBeforeAcknowledging(t *testing.T) {
+	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	jsc := s.NATSServer().JetStreamConfig()
+	if jsc == nil {
+		t.Fatal("JetStream not enabled")
+	}
+	if !jsc.SyncAlways {
+		t.Errorf("JetStream config %+v: SyncAlways is off, acknowledged writes may be lost on power loss", *jsc)
+	}
+}
+
 func TestInProcessOption(t *testing.T) {
 	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
 	nc, err := nats.Connect("", s.InProcessOption())
