@@ -8,10 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
-	"github.com/qualfile/qualfile/internal/tokenkv"
 )
 
 // TestClusterReplicatedStreams runs two consumer replicas against a
@@ -41,7 +39,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	a := newPipeline(t, pipelineOpts{nc: ncA.Conn, replicas: replicas, maxDeliver: maxDeliver, owner: "replica-a", sb: sb})
 	b := newPipeline(t, pipelineOpts{nc: ncB.Conn, replicas: replicas, maxDeliver: maxDeliver, owner: "replica-b", sb: sb})
 	checkReplicas(t, a.js, replicas, a.streams.Requests, a.streams.Results, a.streams.Audit, a.streams.Dead,
-		"KV_"+ledger.DefaultBucket, "KV_"+tokenkv.DefaultBucket, "KV_"+tokenkv.DefaultLockBucket)
+		"KV_"+a.buckets.Ledger, "KV_"+a.buckets.Tokens, "KV_"+a.buckets.TokenLocks)
 
 	type request struct {
 		api messages.API
@@ -101,7 +99,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	t.Logf("all %d results after %s", total, time.Since(start).Round(time.Millisecond))
 	// The restarted node catches up and is a current replica again.
 	waitFor(t, 30*time.Second, victim.name+" to rejoin as a current replica", func() bool {
-		for _, name := range []string{a.streams.Requests, a.streams.Results, "KV_" + ledger.DefaultBucket} {
+		for _, name := range []string{a.streams.Requests, a.streams.Results, "KV_" + a.buckets.Ledger} {
 			info, err := tryStreamInfo(a.js, name)
 			if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != replicas-1 {
 				return false

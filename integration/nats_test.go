@@ -40,6 +40,14 @@ const (
 	natsReadyLog = "Server is ready"
 )
 
+// natsConfig is the configuration file every server runs with (flags add
+// JetStream's store, names and routes): JetStream syncs each write before
+// acknowledging it, as the README asks of production servers.
+const (
+	natsConfigPath = "/nats.conf"
+	natsConfig     = "jetstream {\n  sync_interval: always\n}\n"
+)
+
 // natsDockerfile wraps the host-built, statically linked nats-server.
 const natsDockerfile = `FROM scratch
 COPY nats-server /nats-server
@@ -241,7 +249,8 @@ func startNATS(tb testing.TB, img string, nw *testcontainers.DockerNetwork, name
 	defer cancel()
 	clientPort := dockernet.MustParsePort(natsClientPort)
 	ctr, err := testcontainers.Run(ctx, img,
-		testcontainers.WithCmd(args...),
+		testcontainers.WithCmd(append([]string{"-c", natsConfigPath}, args...)...),
+		testcontainers.WithFiles(testcontainers.ContainerFile{Reader: strings.NewReader(natsConfig), ContainerFilePath: natsConfigPath, FileMode: 0o644}),
 		testcontainers.WithExposedPorts(natsClientPort),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = dockernet.PortMap{clientPort: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}}}

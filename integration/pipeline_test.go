@@ -37,6 +37,7 @@ type pipeline struct {
 	led      *ledger.Ledger
 	subjects messages.Subjects
 	streams  queue.Streams
+	buckets  queue.Buckets
 	cons     jetstream.Consumer
 	proc     *filing.Processor
 	ackWait  time.Duration
@@ -84,6 +85,7 @@ func newPipeline(tb testing.TB, o pipelineOpts) *pipeline {
 	defer cancel()
 	p := &pipeline{tb: tb, js: newJetStream(tb, o.nc), nc: o.nc, subjects: messages.Subjects{Prefix: "filing"}, ackWait: 5 * time.Second}
 	p.streams = queue.StreamNames(p.subjects)
+	p.buckets = queue.BucketNames(p.subjects)
 	if _, err := queue.EnsureStreams(ctx, p.js, queue.StreamsConfig{Subjects: p.subjects, Replicas: o.replicas}); err != nil {
 		tb.Fatal(err)
 	}
@@ -92,10 +94,10 @@ func newPipeline(tb testing.TB, o pipelineOpts) *pipeline {
 		tb.Fatal(err)
 	}
 	p.cons = cons
-	if p.led, err = ledger.Open(ctx, p.js, ledger.Config{Replicas: o.replicas}); err != nil {
+	if p.led, err = ledger.Open(ctx, p.js, ledger.Config{Bucket: p.buckets.Ledger, Replicas: o.replicas}); err != nil {
 		tb.Fatal(err)
 	}
-	tokens, err := tokenkv.Open(ctx, p.js, tokenkv.Config{Replicas: o.replicas})
+	tokens, err := tokenkv.Open(ctx, p.js, tokenkv.Config{Bucket: p.buckets.Tokens, LockBucket: p.buckets.TokenLocks, Replicas: o.replicas})
 	if err != nil {
 		tb.Fatal(err)
 	}

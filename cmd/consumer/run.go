@@ -26,12 +26,10 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
-	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
-	"github.com/qualfile/qualfile/internal/tokenkv"
 )
 
 // run wires the consumer and blocks until ctx ends and shutdown is done.
@@ -39,7 +37,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
-	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it")
+	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it (embedded NATS server only)")
+	sandboxExternal := fs.Bool("sandbox-with-external-nats", false, "DANGER: let --sandbox use the configured NATS server; the simulator then answers every request queued there")
 	natsURL := fs.String("nats-url", "", "NATS URL; empty starts an embedded server (overrides config)")
 	concurrency := fs.Int("concurrency", 0, "requests handled at once (overrides config)")
 	adminListen := fs.String("admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
@@ -72,6 +71,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.Embedded.StoreDir = *storeDir
 	}
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := checkSandbox(*useSandbox, *sandboxExternal, cfg.NATS.URL); err != nil {
 		return err
 	}
 
@@ -136,18 +138,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	led, err := ledger.Open(setupCtx, js, ledger.Config{Replicas: cfg.Streams.Replicas})
+	led, tokens, err := openState(setupCtx, js, cfg)
 	if err != nil {
 		return err
 	}
-	tokens, err := tokenkv.Open(setupCtx, js, tokenkv.Config{Replicas: cfg.Streams.Replicas})
-	if err != nil {
-		return err
+	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age", cfg.Ledger.MaxAge))
+	if legacy, err := findLegacyBuckets(setupCtx, js); err != nil {
+		log.Warn("could not look for buckets of an older version", zap.Error(err))
+	} else if len(legacy) > 0 {
+		log.Warn("buckets of an older version exist and are not used: their ledger entries no longer prevent a second filing (see the README, Upgrading)",
+			zap.Strings("buckets", legacy), zap.String("ledger", led.Bucket()))
 	}
 
 	// Accounts: the vendors, or the sandbox.
 	var accounts map[string]config.ResolvedAccount
 	if *useSandbox {
+		if *sandboxExternal {
+			log.Warn("--sandbox-with-external-nats: the simulator answers every request queued on this NATS server, real ones included",
+				zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("subjects", subjects.AllRequests()))
+		}
 		sb, err := sandbox.New(sandbox.Config{})
 		if err != nil {
 			return err
@@ -214,6 +223,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("consumer stopped")
 	return err
+}
+
+// checkSandbox refuses --sandbox with a NATS URL (from --nats-url,
+// QUALFILE_NATS_URL or nats.url): the simulator would join that server's
+// shared durable consumer and "file" the real requests queued there. Only
+// --sandbox-with-external-nats allows it.
+func checkSandbox(sandbox, external bool, natsURL string) error {
+	switch {
+	case external && !sandbox:
+		return errExternalWithoutSandbox
+	case sandbox && natsURL != "" && !external:
+		return fmt.Errorf("%w: a NATS URL is configured (--nats-url, QUALFILE_NATS_URL or nats.url), and the simulator would take and answer the requests queued there, real ones included; "+
+			"remove the URL to use the embedded server, or add --sandbox-with-external-nats if that server only holds test traffic", errSandboxExternalNATS)
+	}
+	return nil
 }
 
 // replicaID names this process in the ledger: host, pid and a random part,

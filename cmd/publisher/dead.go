@@ -8,6 +8,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/queue"
 )
 
 // deadEntry is one line of `dead list`.
@@ -55,7 +56,7 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 	id := fs.String("id", "", "replay the dead letters of this request id")
 	all := fs.Bool("all", false, "replay every dead letter")
 	force := fs.Bool("force", false, "also replay ambiguous, succeeded or undecodable requests")
-	bucket := fs.String("ledger-bucket", ledger.DefaultBucket, "the consumer's ledger bucket")
+	bucket := fs.String("ledger-bucket", "", "the consumer's ledger bucket (default: named from --prefix, FILING_LEDGER for filing)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -67,6 +68,9 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer nc.Close()
+	if *bucket == "" {
+		*bucket = queue.BucketNames(conn.subjects()).Ledger
+	}
 	led, err := ledger.OpenExisting(ctx, js, *bucket)
 	if err != nil {
 		return err

@@ -153,7 +153,7 @@ func TestSendWait(t *testing.T) {
 func TestDeadListAndReplay(t *testing.T) {
 	js, _, url := setup(t)
 	ctx := context.Background()
-	led, err := ledger.Open(ctx, js, ledger.Config{})
+	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: "FILING_LEDGER"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,4 +204,57 @@ func TestDeadListAndReplay(t *testing.T) {
 		t.Fatalf("replay without --id or --all: %d", code)
 	}
 	_ = time.Second
+}
+
+// TestDeadReplayUsesThePrefixLedger: replaying a dead letter of one
+// deployment clears that deployment's ledger entry (in the bucket named
+// from --prefix) and leaves another deployment's entry of the same id
+// alone.
+func TestDeadReplayUsesThePrefixLedger(t *testing.T) {
+	js, _, url := setup(t)
+	ctx := context.Background()
+	staging := messages.Subjects{Prefix: "staging.filing"}
+	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: staging}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "req-shared-id"
+	done := func(bucket string) *ledger.Ledger {
+		t.Helper()
+		led, err := ledger.Open(ctx, js, ledger.Config{Bucket: bucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _, err := led.Claim(ctx, id, messages.APIVMSAddQualification, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := led.Transition(ctx, e, ledger.StateDone, func(e *ledger.Entry) {
+			e.Result = &messages.Result{RequestID: id, Status: messages.StatusFailed}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return led
+	}
+	prod, stagingLed := done("FILING_LEDGER"), done("STAGING_FILING_LEDGER")
+
+	m := nats.NewMsg(staging.Dead(messages.APIVMSAddQualification))
+	m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
+	m.Header.Set(filing.HeaderRequestID, id)
+	m.Header.Set(filing.HeaderDeadClass, messages.ClassTransient)
+	m.Header.Set(filing.HeaderDeadReason, "test")
+	m.Header.Set(filing.HeaderOrigSubject, staging.Request(messages.APIVMSAddQualification))
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := cli(t, url, "", "dead", "replay", "--id", id, "--prefix", staging.Prefix)
+	if code != 0 || !strings.Contains(out, "replayed dead seq 1 ("+id+")") {
+		t.Fatalf("replay: %d %s %s", code, out, errOut)
+	}
+	if _, err := stagingLed.Get(ctx, id); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("staging's entry not cleared: %v", err)
+	}
+	if e, err := prod.Get(ctx, id); err != nil || e.State != ledger.StateDone {
+		t.Errorf("prod's entry of the same id: %+v, %v; want it untouched", e, err)
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
+	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
 )
@@ -30,6 +31,7 @@ const (
 	DefaultReplicas          = 1
 	DefaultAuditMaxAge       = 90 * 24 * time.Hour
 	DefaultDuplicateWindow   = 24 * time.Hour
+	DefaultLedgerMaxAge      = ledger.DefaultMaxAge
 	DefaultDurable           = "qualfile"
 	DefaultConcurrency       = 64
 	DefaultMaxDeliver        = 10
@@ -55,6 +57,7 @@ type Config struct {
 	Embedded EmbeddedConfig     `yaml:"embedded"`
 	Subjects SubjectsConfig     `yaml:"subjects"`
 	Streams  StreamsConfig      `yaml:"streams"`
+	Ledger   LedgerConfig       `yaml:"ledger"`
 	Consumer ConsumerConfig     `yaml:"consumer"`
 	Admin    AdminConfig        `yaml:"admin"`
 	Log      LogConfig          `yaml:"log"`
@@ -133,6 +136,16 @@ type StreamsConfig struct {
 	// DeadMaxAge is how long dead letters are kept; 0 (default) is
 	// forever.
 	DeadMaxAge time.Duration `yaml:"dead_max_age"`
+}
+
+// LedgerConfig configures the idempotency ledger (KV bucket
+// <PREFIX>_LEDGER).
+type LedgerConfig struct {
+	// MaxAge is how long a request's entry is kept after its last change;
+	// default 720h (30 days). It must exceed streams.duplicate_window. An id
+	// published again after its entry expired is a new request and is
+	// filed again.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // ConsumerConfig configures the durable pull consumer and the work loop.
@@ -304,6 +317,8 @@ func (c *Config) applyDefaults() {
 	setI(&c.Streams.Replicas, DefaultReplicas)
 	setD(&c.Streams.AuditMaxAge, DefaultAuditMaxAge)
 	setD(&c.Streams.DuplicateWindow, DefaultDuplicateWindow)
+
+	setD(&c.Ledger.MaxAge, DefaultLedgerMaxAge)
 
 	k := &c.Consumer
 	setS(&k.Durable, DefaultDurable)

@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 		{"streams.duplicate_window", c.Streams.DuplicateWindow, 24 * time.Hour},
 		{"streams.results_max_age", c.Streams.ResultsMaxAge, time.Duration(0)},
 		{"streams.dead_max_age", c.Streams.DeadMaxAge, time.Duration(0)},
+		{"ledger.max_age", c.Ledger.MaxAge, 720 * time.Hour},
 		{"consumer.durable", c.Consumer.Durable, "qualfile"},
 		{"consumer.concurrency", c.Consumer.Concurrency, 64},
 		{"consumer.max_deliver", c.Consumer.MaxDeliver, 10},
@@ -140,6 +141,12 @@ func TestLoadYAML(t *testing.T) {
 				t.Errorf("got %+v %+v", c.Consumer, c.Streams)
 			}
 		}},
+		{name: "ledger max age", yaml: "ledger:\n  max_age: 1440h\n", check: func(t *testing.T, c *Config) {
+			if c.Ledger.MaxAge != 1440*time.Hour {
+				t.Errorf("ledger.max_age = %s", c.Ledger.MaxAge)
+			}
+		}},
+		{name: "ledger max age within the duplicate window", yaml: "ledger:\n  max_age: 12h\n", wantErr: []string{"ledger.max_age", "streams.duplicate_window"}},
 		{name: "bare number is not a duration", yaml: "consumer:\n  ack_wait: 60\n", wantErr: []string{"ack_wait", "time.Duration"}},
 		{name: "admin disabled", yaml: "admin:\n  listen: \"\"\n", check: func(t *testing.T, c *Config) {
 			if c.Admin.Listen != "" {
@@ -215,6 +222,7 @@ func TestEnvOverrides(t *testing.T) {
 		EnvStoreDir:       "/var/lib/qualfile",
 		EnvAckWait:        "2m",
 		EnvStreamReplicas: "3",
+		EnvLedgerMaxAge:   "1440h",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -233,6 +241,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"embedded.store_dir", c.Embedded.StoreDir, "/var/lib/qualfile"},
 		{"consumer.ack_wait", c.Consumer.AckWait, 2 * time.Minute},
 		{"streams.replicas", c.Streams.Replicas, 3},
+		{"ledger.max_age", c.Ledger.MaxAge, 1440 * time.Hour},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -240,11 +249,11 @@ func TestEnvOverrides(t *testing.T) {
 	}
 
 	// Bad values: every one is reported, by its variable.
-	_, err = Load("", env(map[string]string{EnvConcurrency: "many", EnvAckWait: "soon", EnvLogDevelopment: "maybe"}))
+	_, err = Load("", env(map[string]string{EnvConcurrency: "many", EnvAckWait: "soon", EnvLogDevelopment: "maybe", EnvLedgerMaxAge: "a month"}))
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v, want ErrInvalidConfig", err)
 	}
-	for _, want := range []string{EnvConcurrency, EnvAckWait, EnvLogDevelopment} {
+	for _, want := range []string{EnvConcurrency, EnvAckWait, EnvLogDevelopment, EnvLedgerMaxAge} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
@@ -286,6 +295,15 @@ func TestValidate(t *testing.T) {
 		{name: "replicas", mutate: func(c *Config) { c.Streams.Replicas = 7 }, wantErr: []string{"streams.replicas"}},
 		{name: "negative ages", mutate: func(c *Config) { c.Streams.AuditMaxAge, c.Streams.DeadMaxAge = -1, -1 }, wantErr: []string{"streams.audit_max_age", "streams.dead_max_age"}},
 		{name: "duplicate window", mutate: func(c *Config) { c.Streams.DuplicateWindow = 0 }, wantErr: []string{"streams.duplicate_window"}},
+		{name: "ledger max age longer than the duplicate window", mutate: func(c *Config) { c.Ledger.MaxAge = 25 * time.Hour }},
+		{name: "ledger max age zero", mutate: func(c *Config) { c.Ledger.MaxAge = 0 }, wantErr: []string{"ledger.max_age", "positive"}},
+		{name: "ledger max age negative", mutate: func(c *Config) { c.Ledger.MaxAge = -time.Hour }, wantErr: []string{"ledger.max_age", "positive"}},
+		{name: "ledger max age equal to the duplicate window", mutate: func(c *Config) { c.Ledger.MaxAge = 24 * time.Hour },
+			wantErr: []string{"ledger.max_age", "streams.duplicate_window"}},
+		{name: "ledger max age shorter than the duplicate window", mutate: func(c *Config) { c.Ledger.MaxAge = time.Hour },
+			wantErr: []string{"ledger.max_age", "streams.duplicate_window"}},
+		{name: "duplicate window raised past the ledger", mutate: func(c *Config) { c.Streams.DuplicateWindow = 1000 * time.Hour },
+			wantErr: []string{"ledger.max_age", "streams.duplicate_window (1000h0m0s)"}},
 		{name: "durable", mutate: func(c *Config) { c.Consumer.Durable = "q.f" }, wantErr: []string{"consumer.durable"}},
 		{name: "consumer numbers", mutate: func(c *Config) {
 			c.Consumer.Concurrency, c.Consumer.MaxDeliver, c.Consumer.FetchBatch = 0, 0, 0

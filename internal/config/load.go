@@ -28,6 +28,7 @@ const (
 	EnvEmbeddedListen     = EnvPrefix + "EMBEDDED_LISTEN"      // embedded.listen
 	EnvSubjectPrefix      = EnvPrefix + "SUBJECT_PREFIX"       // subjects.prefix
 	EnvStreamReplicas     = EnvPrefix + "STREAM_REPLICAS"      // streams.replicas
+	EnvLedgerMaxAge       = EnvPrefix + "LEDGER_MAX_AGE"       // ledger.max_age
 	EnvDurable            = EnvPrefix + "DURABLE"              // consumer.durable
 	EnvConcurrency        = EnvPrefix + "CONCURRENCY"          // consumer.concurrency
 	EnvMaxDeliver         = EnvPrefix + "MAX_DELIVER"          // consumer.max_deliver
@@ -160,6 +161,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str(EnvEmbeddedListen, &c.Embedded.Listen)
 	str(EnvSubjectPrefix, &c.Subjects.Prefix)
 	num(EnvStreamReplicas, &c.Streams.Replicas)
+	dur(EnvLedgerMaxAge, &c.Ledger.MaxAge)
 	str(EnvDurable, &c.Consumer.Durable)
 	num(EnvConcurrency, &c.Consumer.Concurrency)
 	num(EnvMaxDeliver, &c.Consumer.MaxDeliver)

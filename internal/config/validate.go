@@ -44,6 +44,7 @@ func (c *Config) Validate() error {
 	c.validateNATS(v)
 	c.validateEmbedded(v)
 	c.validateStreams(v)
+	c.validateLedger(v)
 	c.validateConsumer(v)
 	if c.Admin.Listen != "" {
 		v.hostPort("admin.listen", c.Admin.Listen)
@@ -218,6 +219,19 @@ func (c *Config) validateStreams(v *validator) {
 	v.positive("streams.duplicate_window", s.DuplicateWindow)
 	v.notNegative("streams.results_max_age", s.ResultsMaxAge)
 	v.notNegative("streams.dead_max_age", s.DeadMaxAge)
+}
+
+func (c *Config) validateLedger(v *validator) {
+	age := c.Ledger.MaxAge
+	switch {
+	case age <= 0:
+		v.add("ledger.max_age", "must be a positive duration such as 720h")
+	case age <= c.Streams.DuplicateWindow:
+		// Past the duplicate window only the ledger recognises an id
+		// published again; a ledger that forgets sooner lets a redelivered
+		// or republished request be filed twice.
+		v.add("ledger.max_age", "%s must be longer than streams.duplicate_window (%s): past the duplicate window only the ledger recognises a request id seen before", age, c.Streams.DuplicateWindow)
+	}
 }
 
 func (c *Config) validateConsumer(v *validator) {

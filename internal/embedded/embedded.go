@@ -9,6 +9,12 @@
 // results and audit events. Serving other hosts is what a real NATS
 // deployment is for; AllowNonLoopback exists for containers whose network
 // is private to the consumer.
+//
+// Durability: the server syncs every JetStream write to disk before it
+// acknowledges it (nats-server's sync_interval: always). The server's
+// default syncs every two minutes, so an OS crash or power loss could lose
+// writes already acknowledged (results, ledger entries, audit events): not
+// acceptable for a ledger of legal filings. It costs one fsync per write.
 package embedded
 
 import (
@@ -121,6 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Port:                   port,
 		JetStream:              true,
 		StoreDir:               cfg.StoreDir,
+		SyncAlways:             true, // fsync before every ack (sync_interval: always)
 		NoSigs:                 true, // the caller owns signal handling
 		NoLog:                  true, // no default logger; ours is set below
 		Debug:                  cfg.Debug,
@@ -236,15 +243,17 @@ func (l *logAdapter) Warnf(format string, v ...any) {
 	}
 }
 
-// Fatalf records the first fatal message for Start and logs it as an
-// error; it never exits.
+// Fatalf logs a fatal message as an error and then hands the first one to
+// Start; it never exits. The order matters: Start returns as soon as it
+// receives the message, and by then the line must be in the caller's log
+// (the channel send is what orders the two).
 func (l *logAdapter) Fatalf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
 	select {
 	case l.fatal <- fmt.Sprintf(format, v...):
 	default:
-	}
-	if l.next != nil {
-		l.next.Errorf(format, v...)
 	}
 }
 

@@ -108,6 +108,19 @@ func TestStartPersistsStreams(t *testing.T) {
 	}
 }
 
+// TestSyncsBeforeAcknowledging: JetStream runs with sync always, so an
+// acknowledged write is on disk, not only in the page cache.
+func TestSyncsBeforeAcknowledging(t *testing.T) {
+	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	jsc := s.NATSServer().JetStreamConfig()
+	if jsc == nil {
+		t.Fatal("JetStream not enabled")
+	}
+	if !jsc.SyncAlways {
+		t.Errorf("JetStream config %+v: SyncAlways is off, acknowledged writes may be lost on power loss", *jsc)
+	}
+}
+
 func TestInProcessOption(t *testing.T) {
 	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
 	nc, err := nats.Connect("", s.InProcessOption())
@@ -200,6 +213,47 @@ func TestPortInUse(t *testing.T) {
 	}
 	if strings.Contains(text, "FATAL") {
 		t.Errorf("Fatalf was called:\n%s", text)
+	}
+}
+
+// funcLogger is a Logger whose Errorf is a function field; the other
+// levels are dropped.
+type funcLogger struct {
+	errorf func(format string, v ...any)
+}
+
+func (funcLogger) Noticef(string, ...any)           {}
+func (funcLogger) Warnf(string, ...any)             {}
+func (funcLogger) Fatalf(string, ...any)            {}
+func (l funcLogger) Errorf(format string, v ...any) { l.errorf(format, v...) }
+func (funcLogger) Debugf(string, ...any)            {}
+func (funcLogger) Tracef(string, ...any)            {}
+
+// TestFatalLoggedBeforeSignalled: Start returns as soon as a fatal message
+// is signalled, so the message must reach the caller's logger first;
+// otherwise the caller may return (and read its log) before the line is
+// there, which made TestPortInUse fail now and then.
+func TestFatalLoggedBeforeSignalled(t *testing.T) {
+	l := &logAdapter{fatal: make(chan string, 1)}
+	var logged []string
+	l.next = funcLogger{errorf: func(format string, v ...any) {
+		if len(logged) == 0 && len(l.fatal) > 0 {
+			t.Errorf("the fatal message was signalled before it was logged")
+		}
+		logged = append(logged, fmt.Sprintf(format, v...))
+	}}
+	l.Fatalf("Error listening on port: %s", "127.0.0.1:4222")
+	l.Fatalf("a second one is logged but not signalled")
+	if len(logged) != 2 {
+		t.Errorf("logged %q, want both messages", logged)
+	}
+	select {
+	case msg := <-l.fatal:
+		if msg != "Error listening on port: 127.0.0.1:4222" {
+			t.Errorf("signalled %q, want the first message", msg)
+		}
+	default:
+		t.Fatal("nothing signalled")
 	}
 }
 

@@ -16,7 +16,8 @@
 // encoded reversibly: ':' becomes "=3A" and '.' becomes "=2E"; every other
 // character is kept. '=' never occurs in an id, so the encoding cannot be
 // ambiguous. Key and RequestID convert between the two, e.g. for
-// `nats kv get QUALFILE_LEDGER <key>`.
+// `nats kv get FILING_LEDGER <key>` (the consumer names the bucket from the
+// subject prefix, see queue.BucketNames).
 package ledger
 
 import (
@@ -124,7 +125,9 @@ type Entry struct {
 
 // Config configures Open. The zero value is usable.
 type Config struct {
-	// Bucket is the KV bucket; default DefaultBucket.
+	// Bucket is the KV bucket; default DefaultBucket. The consumer names
+	// it from the subject prefix (queue.BucketNames), so that deployments
+	// sharing a server do not share a ledger.
 	Bucket string
 	// Replicas is the bucket's replica count; default 1 (use 3 on a
 	// cluster), at most 5.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,21 +22,6 @@ type StreamsConfig struct {
 	AuditMaxAge     time.Duration // default 90 days
 	ResultsMaxAge   time.Duration // 0 = kept until removed
 	DeadMaxAge      time.Duration // 0 = kept until removed
-}
-
-// Streams are the names of the four streams.
-type Streams struct {
-	Requests, Results, Audit, Dead string
-}
-
-// StreamNames derives stream names from the subject prefix: "filing" gives
-// FILING_REQUESTS, FILING_RESULTS, FILING_AUDIT and FILING_DEAD.
-func StreamNames(s messages.Subjects) Streams {
-	p := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(s.Prefix))
-	if p == "" {
-		p = strings.ToUpper(messages.DefaultPrefix)
-	}
-	return Streams{Requests: p + "_REQUESTS", Results: p + "_RESULTS", Audit: p + "_AUDIT", Dead: p + "_DEAD"}
 }
 
 func (c StreamsConfig) withDefaults() StreamsConfig {

@@ -4,7 +4,8 @@
 // fetch independently: a fetch happens only under a lock held in a second
 // bucket, and everyone else waits for the result.
 //
-// Two buckets are used:
+// Two buckets are used (the consumer names both from the subject prefix,
+// see queue.BucketNames, e.g. FILING_TOKENS and FILING_TOKEN_LOCKS):
 //
 //   - the token bucket (default QUALFILE_TOKENS) holds, per appid, a JSON
 //     record of the token, its expiry and its fetch time, and nothing else;

@@ -54,7 +54,10 @@ type Config struct {
 	Tokens TokenProvider
 	// Timeout bounds one HTTP exchange; default 10s.
 	Timeout time.Duration
-	// HTTPClient is used for the calls; default http.DefaultClient.
+	// HTTPClient is used for the calls; default a client of this package's
+	// own. Redirects are never followed, whatever its CheckRedirect says
+	// (the body carries the access token): a 3xx reply is an error of
+	// class ErrRedirect.
 	HTTPClient *http.Client
 	// CheckType, when set, is sent as the Aweme-Check-Type header, which
 	// decides the sandbox's simulated review: CheckTypeOK or
@@ -98,14 +101,11 @@ func New(cfg Config) (*Client, error) {
 		appID:     cfg.AppID,
 		tokens:    cfg.Tokens,
 		timeout:   cfg.Timeout,
-		http:      cfg.HTTPClient,
+		http:      noRedirects(cfg.HTTPClient),
 		checkType: cfg.CheckType,
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
-	}
-	if c.http == nil {
-		c.http = http.DefaultClient
 	}
 	return c, nil
 }
@@ -228,6 +228,12 @@ func (c *Client) post(ctx context.Context, op, path string, tok Token, body func
 	}
 	defer resp.Body.Close()
 	meta := Metadata{LogID: resp.Header.Get("X-Tt-Logid"), HTTPStatus: resp.StatusCode}
+	if isRedirect(resp.StatusCode) {
+		return meta, &APIError{
+			Message: "redirected to " + redirectTarget(resp) + "; not followed, the request carries the access token",
+			LogID:   meta.LogID, HTTPStatus: meta.HTTPStatus, class: ErrRedirect,
+		}
+	}
 	raw, tooLarge, err := readBody(resp)
 	if err != nil {
 		return meta, c.transportError(ctx, op, err, true)

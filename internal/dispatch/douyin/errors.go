@@ -35,12 +35,18 @@ var ErrNilPayload = fmt.Errorf("douyin: nil payload: %w", retry.ErrInvalid)
 // credentials or grants need a human.
 var ErrTokenRejected = fmt.Errorf("douyin: access token rejected after a refresh: %w", retry.ErrPermanent)
 
+// ErrRedirect is the class of an *APIError or *TokenError for a 3xx reply.
+// Redirects are never followed, because every request body carries the
+// access token or the app secret; a host that redirects is misconfigured
+// (base_url) or not the vendor. It matches retry.ErrPermanent.
+var ErrRedirect = fmt.Errorf("douyin: redirect not followed: %w", retry.ErrPermanent)
+
 // APIError is a reply from an /auth/entity/* call that is not a success:
 // a non-zero err.err_code or err_no, an HTTP status other than 200, or a
 // body that cannot be read as the documented JSON. errors.Is matches the
 // class sentinel it was given where the reply was read (see classify):
-// retry.ErrTransient, retry.ErrThrottled, retry.ErrPermanent or
-// ErrTokenRejected.
+// retry.ErrTransient, retry.ErrThrottled, retry.ErrPermanent,
+// ErrTokenRejected or, for a 3xx reply, ErrRedirect.
 type APIError struct {
 	// Code is err.err_code, or err_no when err.err_code is 0; 0 when the
 	// reply had no usable code (the HTTP status or body decided the class).
@@ -139,7 +145,8 @@ func classify(code int64, status int) error {
 
 // TokenError is a failed access-token fetch (POST /api/apps/v2/token) that
 // got an answer. errors.Is matches its class: err_no -1 and HTTP 5xx are
-// retry.ErrTransient, HTTP 429 is retry.ErrThrottled, 40015 (bad appid),
+// retry.ErrTransient, HTTP 429 is retry.ErrThrottled, a 3xx is ErrRedirect
+// (permanent), 40015 (bad appid),
 // 40017 (bad secret), 40020 (bad grant_type), any other code and an
 // unreadable reply are retry.ErrPermanent. The message never contains the
 // secret or a token.

@@ -135,7 +135,10 @@ type TokenSource struct {
 	// RefreshBefore: a token is refreshed once it has less than this left,
 	// or less than half its lifetime if that is shorter; default 10m.
 	RefreshBefore time.Duration
-	// HTTPClient is used for the fetch; default http.DefaultClient.
+	// HTTPClient is used for the fetch; default a client of this package's
+	// own. Redirects are never followed, whatever its CheckRedirect says
+	// (the body carries the secret): a 3xx reply is a *TokenError of class
+	// ErrRedirect.
 	HTTPClient *http.Client
 	// Timeout bounds one fetch; default 10s.
 	Timeout time.Duration
@@ -288,16 +291,18 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 
-	hc := s.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
 	fetchedAt := s.now()
-	resp, err := hc.Do(req)
+	resp, err := noRedirects(s.HTTPClient).Do(req)
 	if err != nil {
 		return Token{}, &TransportError{Op: "token", Err: err}
 	}
 	defer resp.Body.Close()
+	if isRedirect(resp.StatusCode) {
+		return Token{}, &TokenError{
+			ErrTips:    "redirected to " + redirectTarget(resp) + "; not followed, the request carries the app secret",
+			HTTPStatus: resp.StatusCode, class: ErrRedirect,
+		}
+	}
 	raw, tooLarge, err := readBody(resp)
 	if err != nil {
 		return Token{}, &TransportError{Op: "token", Err: err}

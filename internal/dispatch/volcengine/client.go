@@ -69,7 +69,9 @@ type Config struct {
 	// Timeout bounds each call; DefaultTimeout when zero.
 	Timeout time.Duration
 	// HTTPClient sends the requests; a dedicated client (never
-	// http.DefaultClient) that does not follow redirects when nil.
+	// http.DefaultClient) when nil. Redirects are never followed, whatever
+	// its CheckRedirect says: a 3xx reply is an *APIError of class
+	// ErrRedirect.
 	HTTPClient *http.Client
 	// Now is the clock of the signer; time.Now when nil.
 	Now func() time.Time
@@ -122,9 +124,13 @@ func newClient(cfg Config, service, version, defaultEndpoint string) (*client, e
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
+	var hc *http.Client
+	if cfg.HTTPClient == nil {
 		hc = newHTTPClient()
+	} else {
+		c := *cfg.HTTPClient // not changed: a copy that refuses redirects
+		c.CheckRedirect = refuseRedirect
+		hc = &c
 	}
 	return &client{
 		endpoint: endpoint,
@@ -163,9 +169,35 @@ func newHTTPClient() *http.Client {
 	} else {
 		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 	}
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	return &http.Client{Transport: tr, CheckRedirect: refuseRedirect}
+}
+
+// refuseRedirect is a CheckRedirect that hands the 3xx reply back instead
+// of following it.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redirectError is the error of a 3xx reply: it names where the reply
+// pointed, scheme and host only (the rest of a Location is the other
+// side's and may echo the request).
+func redirectError(action string, resp *http.Response) error {
+	target := "nowhere (no Location)"
+	if loc := resp.Header.Get("Location"); loc != "" {
+		target = "an unreadable Location"
+		if u, err := url.Parse(loc); err == nil {
+			if resp.Request != nil && resp.Request.URL != nil {
+				u = resp.Request.URL.ResolveReference(u)
+			}
+			target = u.Scheme + "://" + u.Host
+			if len(target) > 100 {
+				target = target[:100] + "…"
+			}
+		}
+	}
+	return &APIError{
+		HTTPStatus: resp.StatusCode,
+		Action:     action,
+		Message:    "redirected to " + target + "; not followed, a signed request is never sent elsewhere",
+		class:      ErrRedirect,
 	}
 }
 
@@ -245,6 +277,9 @@ func (c *client) call(ctx context.Context, action string, payload any) (json.Raw
 	}
 	defer resp.Body.Close()
 	md.HTTPStatus = resp.StatusCode
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return nil, md, redirectError(action, resp)
+	}
 
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {

@@ -28,6 +28,12 @@ var ErrBadEndpoint = fmt.Errorf("%w: endpoint must be an absolute http or https 
 // vendor may have acted, so the request must not be re-filed blindly.
 var ErrNoResult = fmt.Errorf("volcengine: reply has no result: %w", retry.ErrPermanent)
 
+// ErrRedirect is the class of an *APIError for a 3xx reply. Redirects are
+// never followed: a signed POST must not be replayed elsewhere, and a host
+// that redirects is misconfigured (the endpoint) or not the vendor. It
+// matches retry.ErrPermanent.
+var ErrRedirect = fmt.Errorf("volcengine: redirect not followed: %w", retry.ErrPermanent)
+
 // ErrMalformedReply is matched (errors.Is) by an *APIError built from a reply
 // that is not the vendor's JSON envelope: not JSON, truncated, larger than
 // MaxResponseBytes, or with an unreadable Result.

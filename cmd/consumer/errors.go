@@ -1,0 +1,12 @@
+package main
+
+import "errors"
+
+var (
+	// errSandboxExternalNATS: --sandbox with a NATS URL. The simulator
+	// would join that server's durable consumer and "file" whatever
+	// requests it holds, real ones included.
+	errSandboxExternalNATS = errors.New("--sandbox refuses to run against an external NATS server")
+	// errExternalWithoutSandbox: --sandbox-with-external-nats alone.
+	errExternalWithoutSandbox = errors.New("--sandbox-with-external-nats only goes with --sandbox")
+)

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/config"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/tokenkv"
+)
+
+// legacyBuckets are the names the KV buckets had before they followed the
+// subject prefix; every deployment on a server shared them.
+var legacyBuckets = []string{"QUALFILE_LEDGER", "QUALFILE_TOKENS", "QUALFILE_TOKEN_LOCKS"}
+
+// openState opens (creating or updating) the deployment's KV buckets: the
+// idempotency ledger and the shared Douyin token store. They are named from
+// the subject prefix (queue.BucketNames), like the streams, so that two
+// deployments on one server never see each other's state.
+func openState(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (*ledger.Ledger, *tokenkv.Store, error) {
+	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
+	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: cfg.Streams.Replicas, MaxAge: cfg.Ledger.MaxAge})
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas})
+	if err != nil {
+		return nil, nil, err
+	}
+	return led, tokens, nil
+}
+
+// findLegacyBuckets returns which of legacyBuckets exist on the server: an
+// older version ran here, and its ledger entries are not consulted.
+func findLegacyBuckets(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var found []string
+	for _, name := range legacyBuckets {
+		_, err := js.KeyValue(ctx, name)
+		switch {
+		case err == nil:
+			found = append(found, name)
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+		default:
+			return found, fmt.Errorf("looking up bucket %s: %w", name, err)
+		}
+	}
+	return found, nil
+}

@@ -1,0 +1,54 @@
+package queue
+
+import (
+	"strings"
+
+	"github.com/qualfile/qualfile/internal/messages"
+)
+
+// Every JetStream name qualfile uses is derived here from the subject
+// prefix, so that two deployments with different prefixes on one server
+// never share a stream, a bucket or an object store.
+
+// Streams are the names of the four streams.
+type Streams struct {
+	Requests, Results, Audit, Dead string
+}
+
+// StreamNames derives stream names from the subject prefix: "filing" gives
+// FILING_REQUESTS, FILING_RESULTS, FILING_AUDIT and FILING_DEAD;
+// "acme.filing" gives ACME_FILING_REQUESTS and so on.
+func StreamNames(s messages.Subjects) Streams {
+	p := namePrefix(s)
+	return Streams{Requests: p + "_REQUESTS", Results: p + "_RESULTS", Audit: p + "_AUDIT", Dead: p + "_DEAD"}
+}
+
+// Buckets are the names of the KV buckets and the object store.
+type Buckets struct {
+	// Ledger is the idempotency ledger (package ledger).
+	Ledger string
+	// Tokens and TokenLocks hold the shared Douyin tokens and their fetch
+	// locks (package tokenkv).
+	Tokens, TokenLocks string
+	// Objects is reserved for the object store that will hold dead-letter
+	// bodies too large for a message; nothing creates it yet.
+	Objects string
+}
+
+// BucketNames derives the bucket names from the subject prefix the way
+// StreamNames does: "filing" gives FILING_LEDGER, FILING_TOKENS,
+// FILING_TOKEN_LOCKS and FILING_OBJECTS.
+func BucketNames(s messages.Subjects) Buckets {
+	p := namePrefix(s)
+	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS"}
+}
+
+// namePrefix is the prefix in upper case with '.' and '-' as '_', which
+// makes a valid stream and bucket name of any valid subject prefix.
+func namePrefix(s messages.Subjects) string {
+	p := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(s.Prefix))
+	if p == "" {
+		p = strings.ToUpper(messages.DefaultPrefix)
+	}
+	return p
+}
