@@ -138,10 +138,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	led, tokens, err := openState(setupCtx, js, cfg)
+	st, err := openState(setupCtx, js, cfg)
 	if err != nil {
 		return err
 	}
+	led := st.ledger
 	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age", cfg.Ledger.MaxAge))
 	if legacy, err := findLegacyBuckets(setupCtx, js); err != nil {
 		log.Warn("could not look for buckets of an older version", zap.Error(err))
@@ -173,7 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	clients, err := dispatch.FromResolved(accounts, tokens)
+	clients, err := dispatch.FromResolved(accounts, st.tokens)
 	if err != nil {
 		return err
 	}
@@ -195,6 +196,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         owner,
 		InFlightLease: time.Duration(cfg.Consumer.AckWait),
+		MaxPayload:    int(nc.MaxPayload()),
+		Objects:       st.objects,
 	}, dispatch.New(clients), led, js, nc, log, m)
 	if err != nil {
 		return err

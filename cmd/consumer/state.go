@@ -19,21 +19,36 @@ import (
 // subject prefix; every deployment on a server shared them.
 var legacyBuckets = []string{"QUALFILE_LEDGER", "QUALFILE_TOKENS", "QUALFILE_TOKEN_LOCKS"}
 
-// openState opens (creating or updating) the deployment's KV buckets: the
-// idempotency ledger and the shared Douyin token store. They are named from
-// the subject prefix (queue.BucketNames), like the streams, so that two
-// deployments on one server never see each other's state.
-func openState(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (*ledger.Ledger, *tokenkv.Store, error) {
+// state is the deployment's KV buckets and object store.
+type state struct {
+	ledger  *ledger.Ledger
+	tokens  *tokenkv.Store
+	objects jetstream.ObjectStore
+}
+
+// openState opens (creating or updating) the deployment's KV buckets — the
+// idempotency ledger and the shared Douyin token store — and the object
+// store of oversized dead-letter bodies. They are named from the subject
+// prefix (queue.BucketNames), like the streams, so that two deployments on
+// one server never see each other's state.
+func openState(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (state, error) {
 	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
 	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: cfg.Streams.Replicas, MaxAge: cfg.Ledger.MaxAge})
 	if err != nil {
-		return nil, nil, err
+		return state{}, err
 	}
 	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas})
 	if err != nil {
-		return nil, nil, err
+		return state{}, err
 	}
-	return led, tokens, nil
+	objects, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: b.Objects, Description: "qualfile dead-letter bodies too big for a message",
+		Storage: jetstream.FileStorage, Replicas: cfg.Streams.Replicas,
+	})
+	if err != nil {
+		return state{}, fmt.Errorf("object store %s: %w", b.Objects, err)
+	}
+	return state{ledger: led, tokens: tokens, objects: objects}, nil
 }
 
 // findLegacyBuckets returns which of legacyBuckets exist on the server: an

@@ -35,14 +35,15 @@ func TestOpenStateIsolatesPrefixes(t *testing.T) {
 	js, _, _ := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prodLed, prodTokens, err := openState(ctx, js, configWithPrefix(t, "filing"))
+	prod, err := openState(ctx, js, configWithPrefix(t, "filing"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stagingLed, stagingTokens, err := openState(ctx, js, configWithPrefix(t, "staging.filing"))
+	staging, err := openState(ctx, js, configWithPrefix(t, "staging.filing"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	prodLed, prodTokens, stagingLed, stagingTokens := prod.ledger, prod.tokens, staging.ledger, staging.tokens
 
 	if prodLed.Bucket() != "FILING_LEDGER" || stagingLed.Bucket() != "STAGING_FILING_LEDGER" {
 		t.Errorf("ledger buckets %s and %s, want FILING_LEDGER and STAGING_FILING_LEDGER", prodLed.Bucket(), stagingLed.Bucket())
@@ -88,7 +89,7 @@ func TestOpenStateLedgerMaxAge(t *testing.T) {
 	defer cancel()
 	cfg := configWithPrefix(t, "filing")
 	cfg.Ledger.MaxAge = 48 * time.Hour
-	if _, _, err := openState(ctx, js, cfg); err != nil {
+	if _, err := openState(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, "FILING_LEDGER")

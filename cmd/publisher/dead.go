@@ -75,7 +75,12 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	done, err := filing.Replay(ctx, js, led, nil, conn.subjects(), *id, *force)
+	// Oversized bodies are in the object store, when the consumer made one.
+	var objects filing.ObjectGetter
+	if os, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects); err == nil {
+		objects = os
+	}
+	done, err := filing.Replay(ctx, js, led, objects, conn.subjects(), *id, *force)
 	skipped := 0
 	for _, r := range done {
 		if r.Skipped != "" {

@@ -24,9 +24,9 @@ var ErrNoClient = fmt.Errorf("account has no credentials for this vendor: %w", m
 // validated (a programming error; class permanent).
 var ErrNotValidated = fmt.Errorf("request was not validated: %w", retry.ErrPermanent)
 
-// AmbiguousError is returned for a call that creates a record at the vendor
-// (VMS add, SMS apply, Douyin add_role) when the request was sent and no
-// answer came back. It matches retry.ErrAmbiguous and, on purpose, not
+// AmbiguousError is returned for a call that is not safe to send twice
+// (VMS add and update, SMS apply, Douyin add_role; see API.Resendable) when
+// the request was sent and no answer came back. It matches retry.ErrAmbiguous and, on purpose, not
 // retry.ErrTransient: sending it again could file twice.
 type AmbiguousError struct {
 	API messages.API
@@ -45,7 +45,7 @@ func (e *AmbiguousError) Unwrap() error { return retry.ErrAmbiguous }
 func (e *AmbiguousError) Cause() error { return e.Err }
 
 func isAmbiguousSend(api messages.API, err error) bool {
-	if !api.Creates() || !errors.Is(err, retry.ErrTransient) {
+	if api.Resendable() || !errors.Is(err, retry.ErrTransient) {
 		return false
 	}
 	return errors.Is(err, retry.ErrAmbiguous) || gatewayTimeout(err)

@@ -218,7 +218,7 @@ func (k *known) calling() step {
 	e := k.entry
 	if e.Nonce != "" && e.Nonce == k.mem.nonce {
 		// This replica wrote it and knows what became of it.
-		if !k.mem.dispatched || k.mem.answered || !k.req.API.Creates() {
+		if !k.mem.dispatched || k.mem.answered || k.req.API.Resendable() {
 			return k.adopt()
 		}
 		return k.ambiguous("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
@@ -228,10 +228,10 @@ func (k *known) calling() step {
 		// Another replica is calling right now; look again after its lease.
 		return k.settle(retry.ActionNakWithDelay, max(k.lim.lease-age, time.Second), "in flight on another replica")
 	}
-	if k.req.API.Creates() {
+	if !k.req.API.Resendable() {
 		return k.ambiguous("a previous delivery was calling the vendor when it stopped; the vendor may have filed it")
 	}
-	return k.toCalling(nil) // a read or an update may be sent again
+	return k.toCalling(nil) // a read may be sent again
 }
 
 // done decides about an entry found "done".

@@ -35,4 +35,11 @@ func (a API) Creates() bool {
 	return false
 }
 
+// Resendable reports whether the call may be sent again when nobody knows
+// whether the last one reached the vendor: only a pure read. A create
+// would file twice; UpdateQualification only accepts a rejected
+// qualification, so a second call after a lost answer fails although the
+// first one succeeded.
+func (a API) Resendable() bool { return a == APIDouyinGetClassAuth }
+
 func (a API) String() string { return string(a) }

@@ -30,8 +30,8 @@ type Buckets struct {
 	// Tokens and TokenLocks hold the shared Douyin tokens and their fetch
 	// locks (package tokenkv).
 	Tokens, TokenLocks string
-	// Objects is reserved for the object store that will hold dead-letter
-	// bodies too large for a message; nothing creates it yet.
+	// Objects is the object store of dead-letter bodies too large for a
+	// message.
 	Objects string
 }
 

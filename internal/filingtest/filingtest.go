@@ -1,0 +1,403 @@
+// Package filingtest runs the whole consumer pipeline for tests — streams,
+// the shared durable consumer, the ledger, the Douyin token store, the
+// dispatcher and the filing processor, wired like the daemon, with the
+// sandbox as every vendor — on a NATS connection the test provides: an
+// embedded server (internal/natstest) or a container (integration/). It
+// also reads the streams back, and wraps the pipeline's effects with
+// injectable faults (faults.go).
+package filingtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/qualfile/qualfile/internal/config"
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/internal/tokenkv"
+)
+
+// SetupTimeout bounds creating the streams, the consumer and the buckets.
+const SetupTimeout = 30 * time.Second
+
+// Options configures New. NC is required; everything else has a default.
+type Options struct {
+	NC          *nats.Conn
+	Prefix      string // subject prefix; default "filing"
+	Replicas    int    // streams and buckets; default 1
+	MaxDeliver  int    // default 5
+	Owner       string // the replica's name in the ledger; default the test name
+	Sandbox     *sandbox.Server
+	Policy      retry.Policy  // default FastPolicy
+	AckWait     time.Duration // default 5s; also the in-flight lease
+	Concurrency int           // default 16
+	Grace       time.Duration // default 5s
+	Logger      *zap.Logger   // default the test's, at warn level
+	// Tokens is the Douyin token store; default the shared KV store.
+	Tokens douyin.TokenStore
+	// Config adjusts the processor's configuration before it is built.
+	Config func(*filing.Config)
+	// Faults, when set, wraps the processor's effects.
+	Faults *Faults
+	// Upstream wraps the real dispatcher (inside Faults); Dispatcher wraps
+	// what the processor calls (outside Faults).
+	Upstream, Dispatcher func(filing.Dispatcher) filing.Dispatcher
+}
+
+// Pipeline is one consumer replica.
+type Pipeline struct {
+	TB        testing.TB
+	JS        jetstream.JetStream
+	NC        *nats.Conn
+	Sandbox   *sandbox.Server
+	Ledger    *ledger.Ledger
+	Subjects  messages.Subjects
+	Streams   queue.Streams
+	Objects   jetstream.ObjectStore
+	Consumer  jetstream.Consumer
+	Processor *filing.Processor
+	opts      Options
+}
+
+// FastPolicy keeps retries and redeliveries in the milliseconds.
+func FastPolicy() retry.Policy {
+	return retry.Policy{
+		InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond, MaxElapsedTime: time.Second,
+		MaxAttempts: 4, MaxThrottleInterval: 40 * time.Millisecond,
+		RedeliveryBase: 50 * time.Millisecond, RedeliveryMax: 200 * time.Millisecond,
+	}
+}
+
+// New sets up the streams, the consumer and the buckets, and builds a
+// processor; Run starts consuming.
+func New(tb testing.TB, o Options) *Pipeline {
+	tb.Helper()
+	if o.NC == nil {
+		tb.Fatal("filingtest: Options.NC is required")
+	}
+	if o.MaxDeliver == 0 {
+		o.MaxDeliver = 5
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Policy.InitialInterval == 0 {
+		o.Policy = FastPolicy()
+	}
+	if o.Owner == "" {
+		o.Owner = tb.Name()
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 5 * time.Second
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 16
+	}
+	if o.Grace == 0 {
+		o.Grace = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = Logger(tb)
+	}
+	js, err := jetstream.New(o.NC)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), SetupTimeout)
+	defer cancel()
+	p := &Pipeline{TB: tb, JS: js, NC: o.NC, Subjects: messages.Subjects{Prefix: o.Prefix}, opts: o}
+	p.Streams = queue.StreamNames(p.Subjects)
+	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: p.Subjects, Replicas: o.Replicas}); err != nil {
+		tb.Fatal(err)
+	}
+	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxAckPending: 256}); err != nil {
+		tb.Fatal(err)
+	}
+	b := queue.BucketNames(p.Subjects)
+	if p.Ledger, err = ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: o.Replicas}); err != nil {
+		tb.Fatal(err)
+	}
+	p.Objects, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b.Objects, Replicas: o.Replicas, Storage: jetstream.FileStorage})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tokens := o.Tokens
+	if tokens == nil {
+		if tokens, err = tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: o.Replicas}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	p.Sandbox = o.Sandbox
+	if p.Sandbox == nil {
+		p.Sandbox = StartSandbox(tb)
+	}
+	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(p.Sandbox.URL(),
+		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var disp filing.Dispatcher = dispatch.New(accounts)
+	var led filing.Ledger = p.Ledger
+	var pub filing.Publisher = js
+	if o.Upstream != nil {
+		disp = o.Upstream(disp)
+	}
+	if f := o.Faults; f != nil {
+		disp, led, pub = f.Dispatcher(disp), f.Ledger(led), f.Publisher(pub)
+	}
+	if o.Dispatcher != nil {
+		disp = o.Dispatcher(disp)
+	}
+	cfg := filing.Config{
+		Subjects: p.Subjects, Policy: o.Policy, MaxDeliver: o.MaxDeliver, Owner: o.Owner, InFlightLease: o.AckWait,
+		MaxPayload: int(o.NC.MaxPayload()), Objects: p.Objects,
+	}
+	if o.Config != nil {
+		o.Config(&cfg)
+	}
+	if p.Processor, err = filing.New(cfg, disp, led, pub, o.NC, o.Logger.Named(o.Owner), nil); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// Logger logs warnings and errors through the test (nothing in benchmarks).
+func Logger(tb testing.TB) *zap.Logger {
+	if _, ok := tb.(*testing.B); ok {
+		return zap.NewNop()
+	}
+	return zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel))
+}
+
+// StartSandbox starts the vendor simulator on a loopback port.
+func StartSandbox(tb testing.TB) *sandbox.Server {
+	tb.Helper()
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := sb.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sb.Close() })
+	return sb
+}
+
+// Run starts the consume loop until the test ends or stop is called; stop
+// is the graceful shutdown (stop pulling, finish in-flight work, settle).
+func (p *Pipeline) Run() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) {
+			if f := p.opts.Faults; f != nil {
+				p.Processor.Handle(ctx, f.Msg(m))
+				return
+			}
+			p.Processor.Handle(ctx, m)
+		}, queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace})
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	p.TB.Cleanup(stop)
+	return stop
+}
+
+// ExamplesDir is the repository's examples/ directory.
+func ExamplesDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "examples")
+}
+
+// Example returns examples/<api>.json with the given id.
+func Example(tb testing.TB, api messages.API, id string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(ExamplesDir(), string(api)+".json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		tb.Fatal(err)
+	}
+	m["id"], _ = json.Marshal(id)
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// Publish publishes a request with Nats-Msg-Id = id, retrying for a while
+// (a cluster failing over); the message id makes a retry safe.
+func (p *Pipeline) Publish(api messages.API, id string, data []byte) {
+	p.TB.Helper()
+	m := nats.NewMsg(p.Subjects.Request(api))
+	m.Data = data
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := p.JS.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.TB.Fatalf("publish %s: %v", id, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Count is the number of messages in a stream, or -1 when it cannot be
+// asked right now.
+func (p *Pipeline) Count(stream string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := p.JS.Stream(ctx, stream)
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int(info.State.Msgs)
+}
+
+// WaitResults waits until the result stream holds at least want messages.
+func (p *Pipeline) WaitResults(want int, timeout time.Duration) {
+	p.TB.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := p.Count(p.Streams.Results)
+		if n >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.TB.Fatalf("%d results after %s, want %d", n, timeout, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Results reads every stored result, grouped by request id, in order.
+func (p *Pipeline) Results() map[string][]messages.Result {
+	p.TB.Helper()
+	out := map[string][]messages.Result{}
+	for _, m := range p.StreamMsgs(p.Streams.Results) {
+		var r messages.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			p.TB.Fatal(err)
+		}
+		out[r.RequestID] = append(out[r.RequestID], r)
+	}
+	return out
+}
+
+// Final is the result no other result of the same request supersedes; ok
+// is false unless there is exactly one such.
+func Final(rs []messages.Result) (messages.Result, bool) {
+	superseded := map[time.Time]bool{}
+	for _, r := range rs {
+		if !r.Supersedes.IsZero() {
+			superseded[r.Supersedes.UTC()] = true
+		}
+	}
+	var final []messages.Result
+	for _, r := range rs {
+		if !superseded[r.CompletedAt.UTC()] {
+			final = append(final, r)
+		}
+	}
+	if len(final) != 1 {
+		return messages.Result{}, false
+	}
+	return final[0], true
+}
+
+// Audit returns the audit events of one request, in stream order.
+func (p *Pipeline) Audit(id string) []messages.AuditEvent {
+	p.TB.Helper()
+	var out []messages.AuditEvent
+	for _, m := range p.StreamMsgs(p.Streams.Audit) {
+		var ev messages.AuditEvent
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			p.TB.Fatal(err)
+		}
+		if ev.RequestID == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// CountEvents counts the events of one name.
+func CountEvents(evs []messages.AuditEvent, name string) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Event == name {
+			n++
+		}
+	}
+	return n
+}
+
+// Dead returns the dead letters.
+func (p *Pipeline) Dead() []filing.DeadLetter {
+	p.TB.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := filing.ReadDead(ctx, p.JS, p.Subjects)
+	if err != nil {
+		p.TB.Fatal(err)
+	}
+	return d
+}
+
+// StreamMsgs reads every message of a stream.
+func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
+	p.TB.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := p.JS.Stream(ctx, name)
+	if err != nil {
+		p.TB.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		p.TB.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			p.TB.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
