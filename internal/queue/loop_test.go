@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,5 +155,121 @@ func TestConsumeKeepsPullingWhenThePullRequestReturnsLate(t *testing.T) {
 	t.Logf("%d messages in %s, longest gap between handler starts %s", n, elapsed.Round(time.Millisecond), maxGap.Round(time.Millisecond))
 	if maxGap > maxIdle {
 		t.Fatalf("longest gap between handler starts %s, want at most %s", maxGap, maxIdle)
+	}
+}
+
+// consumeSetup makes the streams and the durable consumer and queues n
+// requests.
+func consumeSetup(t *testing.T, n int) (jetstream.JetStream, jetstream.Consumer) {
+	t.Helper()
+	js, _, _ := natstest.JetStream(t)
+	ctx := context.Background()
+	subj := messages.Subjects{Prefix: "filing"}
+	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: subj}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: subj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if _, err := js.Publish(ctx, subj.Request(messages.APIVMSAddQualification), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return js, cons
+}
+
+// TestConsumeShutdownGrace: when ctx ends, in-flight handlers get Grace to
+// finish, then their context is cancelled with ErrGraceOver, and Consume
+// returns once they have returned; nothing more is pulled.
+func TestConsumeShutdownGrace(t *testing.T) {
+	_, cons := consumeSetup(t, 5)
+	const grace = 500 * time.Millisecond
+	started := make(chan struct{}, 5)
+	causes := make(chan error, 5)
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- queue.Consume(runCtx, cons, func(ctx context.Context, m jetstream.Msg) {
+			started <- struct{}{}
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			_ = m.NakWithDelay(time.Second)
+		}, queue.LoopConfig{Concurrency: 2, Batch: 2, Grace: grace})
+	}()
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("handlers did not start")
+		}
+	}
+	cancel()
+	stopped := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Consume: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Consume did not return")
+	}
+	if took := time.Since(stopped); took < grace {
+		t.Fatalf("Consume returned %s after ctx ended, before the %s grace period", took, grace)
+	}
+	for range 2 {
+		if c := <-causes; !errors.Is(c, queue.ErrGraceOver) {
+			t.Fatalf("handler context cause %v, want ErrGraceOver", c)
+		}
+	}
+	if len(started) != 0 {
+		t.Fatalf("%d more handlers started after ctx ended", len(started))
+	}
+}
+
+// TestConsumeEndsWhenTheConsumerIsDeleted: the server ending the pull is an
+// error, so that a supervisor restarts the process; whether a pull was
+// waiting on the server when the consumer went (409 Consumer Deleted) or
+// the next pull finds no consumer (503 No Responders).
+func TestConsumeEndsWhenTheConsumerIsDeleted(t *testing.T) {
+	stream := queue.StreamNames(messages.Subjects{Prefix: "filing"}).Requests
+	for _, tc := range []struct {
+		name    string
+		backlog int
+	}{{"while a pull waits", 0}, {"between pulls", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			js, cons := consumeSetup(t, tc.backlog)
+			deleted := make(chan struct{})
+			deleteConsumer := func() {
+				if err := js.DeleteConsumer(context.Background(), stream, "qualfile"); err != nil {
+					t.Error(err)
+				}
+				close(deleted)
+			}
+			done := make(chan error, 1)
+			go func() {
+				// With the only slot busy no pull waits on the server.
+				done <- queue.Consume(context.Background(), cons, func(_ context.Context, m jetstream.Msg) {
+					deleteConsumer()
+					_ = m.Ack()
+				}, queue.LoopConfig{Concurrency: 1, Grace: time.Second})
+			}()
+			if tc.backlog == 0 {
+				time.Sleep(100 * time.Millisecond) // a pull is waiting on the server
+				deleteConsumer()
+			}
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "the server closed the pull") {
+					t.Fatalf("Consume returned %v, want the server closing the pull", err)
+				}
+				t.Logf("Consume: %v", err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Consume did not return after the consumer was deleted")
+			}
+			<-deleted
+		})
 	}
 }
