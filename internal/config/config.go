@@ -165,8 +165,7 @@ type ConsumerConfig struct {
 	FetchBatch int `yaml:"fetch_batch"`
 	// MaxAckPending caps the unacknowledged messages of the shared durable
 	// consumer across ALL replicas (each replica holds at most its
-	// concurrency plus one fetch batch); default 1024, room for 16 replicas
-	// of concurrency 64.
+	// concurrency); default 1024, room for 16 replicas of concurrency 64.
 	MaxAckPending int `yaml:"max_ack_pending"`
 	// ShutdownGrace is how long in-flight requests may finish on shutdown;
 	// default 30s.
