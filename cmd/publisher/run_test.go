@@ -251,8 +251,8 @@ func TestDeadReplayUsesThePrefixLedger(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "replayed dead seq 1 ("+id+")") {
 		t.Fatalf("replay: %d %s %s", code, out, errOut)
 	}
-	if _, err := stagingLed.Get(ctx, id); !errors.Is(err, ledger.ErrNotFound) {
-		t.Errorf("staging's entry not cleared: %v", err)
+	if e, err := stagingLed.Get(ctx, id); err != nil || e.State != ledger.StateClaimed || e.Result != nil {
+		t.Errorf("staging's entry not re-armed: %+v, %v", e, err)
 	}
 	if e, err := prod.Get(ctx, id); err != nil || e.State != ledger.StateDone {
 		t.Errorf("prod's entry of the same id: %+v, %v; want it untouched", e, err)

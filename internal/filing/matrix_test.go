@@ -37,9 +37,9 @@ type outcome string
 
 const (
 	upSuccess   outcome = "success"
-	upTransient outcome = "transient"  // SystemError, then success
-	upThrottled outcome = "throttled"  // FlowLimitExceeded, then success
-	upPermanent outcome = "permanent"  // a definite error
+	upTransient outcome = "transient"   // SystemError, then success
+	upThrottled outcome = "throttled"   // FlowLimitExceeded, then success
+	upPermanent outcome = "permanent"   // a definite error
 	upLost      outcome = "answer-lost" // the vendor acts on it, the answer never comes back
 	upStorm     outcome = "storm"       // SystemError until the request has waited in the broker once
 )

@@ -278,7 +278,9 @@ func (w *faultPublisher) PublishMsg(ctx context.Context, m *nats.Msg, opts ...je
 // sent), fail-after an answer lost after the vendor got the call (for a
 // create call the outcome is ambiguous), hang a connect that hangs until
 // the deadline.
-func (f *Faults) Dispatcher(d filing.Dispatcher) filing.Dispatcher { return &faultDispatcher{f: f, d: d} }
+func (f *Faults) Dispatcher(d filing.Dispatcher) filing.Dispatcher {
+	return &faultDispatcher{f: f, d: d}
+}
 
 type faultDispatcher struct {
 	f *Faults
