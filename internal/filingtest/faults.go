@@ -121,8 +121,17 @@ type Faults struct {
 	Stored *Stored
 
 	dead      atomic.Bool
+	cut       atomic.Bool
 	crashOnce sync.Once
 }
+
+// Cut cuts this process off from the broker (a partition) until Heal:
+// every effect on the broker fails without taking effect, and so does the
+// heartbeat. Upstream calls still go through.
+func (f *Faults) Cut() { f.cut.Store(true) }
+
+// Heal ends a Cut.
+func (f *Faults) Heal() { f.cut.Store(false) }
 
 // Stored is what the wrapped publishers stored, by request id.
 type Stored struct {
@@ -170,6 +179,13 @@ func (f *Faults) crash() {
 func (f *Faults) do(ctx context.Context, p Point, op func() error) error {
 	if f.dead.Load() {
 		return ErrCrashed
+	}
+	if f.cut.Load() && p != PointCall {
+		if ctx != nil {
+			<-ctx.Done() // a partition: the request times out
+			return fmt.Errorf("filingtest: cut off: %w", ctx.Err())
+		}
+		return ErrInjected
 	}
 	fault, ok := f.In.at(p)
 	if !ok {
@@ -311,8 +327,8 @@ func AnswerLost(api messages.API) error {
 	return err
 }
 
-// Msg wraps a delivery.
-func (f *Faults) Msg(m jetstream.Msg) filing.Msg { return &faultMsg{Msg: m, f: f} }
+// Msg wraps a delivery: its settles and its heartbeat.
+func (f *Faults) Msg(m jetstream.Msg) jetstream.Msg { return &faultMsg{Msg: m, f: f} }
 
 type faultMsg struct {
 	jetstream.Msg
@@ -332,6 +348,14 @@ func (w *faultMsg) DoubleAck(ctx context.Context) error {
 
 func (w *faultMsg) NakWithDelay(d time.Duration) error {
 	return w.settle("nak", func() error { return w.Msg.NakWithDelay(d) })
+}
+
+// InProgress is the heartbeat: a dead or cut-off process sends none.
+func (w *faultMsg) InProgress() error {
+	if w.f.dead.Load() || w.f.cut.Load() {
+		return ErrCrashed
+	}
+	return w.Msg.InProgress()
 }
 
 func (w *faultMsg) TermWithReason(reason string) error {

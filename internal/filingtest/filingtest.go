@@ -209,13 +209,11 @@ func (p *Pipeline) Run() (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) {
-			if f := p.opts.Faults; f != nil {
-				p.Processor.Handle(ctx, f.Msg(m))
-				return
-			}
-			p.Processor.Handle(ctx, m)
-		}, queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace})
+		cfg := queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace}
+		if f := p.opts.Faults; f != nil {
+			cfg.Wrap = f.Msg
+		}
+		_ = queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) { p.Processor.Handle(ctx, m) }, cfg)
 	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }

@@ -23,6 +23,10 @@ type LoopConfig struct {
 	Grace       time.Duration // how long in-flight work may finish after ctx ends; default 30s
 	// OnError is told about pull errors (nil = ignored); the loop goes on.
 	OnError func(error)
+	// Wrap, when set, wraps every message before it is handled and kept
+	// alive: tests put faults between the pipeline and the broker with it,
+	// the heartbeat included.
+	Wrap func(jetstream.Msg) jetstream.Msg
 }
 
 // ErrGraceOver is the cause of the work context's cancellation.
@@ -136,6 +140,9 @@ func Consume(ctx context.Context, c jetstream.Consumer, h Handler, cfg LoopConfi
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
+				if cfg.Wrap != nil {
+					msg = cfg.Wrap(msg)
+				}
 				handle(workCtx, msg, h, cfg.AckWait/3)
 			}()
 		}
