@@ -42,6 +42,9 @@ func TestDefault(t *testing.T) {
 		got, want any
 	}{
 		{"nats.url", c.NATS.URL, ""},
+		{"nats.health.interval", c.NATS.Health.Interval, 5 * time.Second},
+		{"nats.health.timeout", c.NATS.Health.Timeout, 2 * time.Second},
+		{"nats.health.failures", c.NATS.Health.Failures, 3},
 		{"embedded.store_dir", c.Embedded.StoreDir, "./data"},
 		{"embedded.listen", c.Embedded.Listen, "127.0.0.1:4222"},
 		{"subjects.prefix", c.Subjects.Prefix, "filing"},
@@ -138,6 +141,11 @@ func TestLoadYAML(t *testing.T) {
 		{name: "durations", yaml: "consumer:\n  ack_wait: 90s\n  shutdown_grace: 1m30s\nstreams:\n  results_max_age: 720h\n", check: func(t *testing.T, c *Config) {
 			if c.Consumer.AckWait != 90*time.Second || c.Consumer.ShutdownGrace != 90*time.Second || c.Streams.ResultsMaxAge != 720*time.Hour {
 				t.Errorf("got %+v %+v", c.Consumer, c.Streams)
+			}
+		}},
+		{name: "health watch", yaml: "nats:\n  health:\n    interval: 1s\n    timeout: 500ms\n    failures: 5\n", check: func(t *testing.T, c *Config) {
+			if h := c.NATS.Health; h.Interval != time.Second || h.Timeout != 500*time.Millisecond || h.Failures != 5 {
+				t.Errorf("nats.health = %+v", h)
 			}
 		}},
 		{name: "bare number is not a duration", yaml: "consumer:\n  ack_wait: 60\n", wantErr: []string{"ack_wait", "time.Duration"}},
@@ -274,6 +282,9 @@ func TestValidate(t *testing.T) {
 		{name: "password_env holds a password", mutate: func(c *Config) { c.NATS.User, c.NATS.PasswordEnv = "u", "s3cr3t!pw" }, wantErr: []string{"nats.password_env", "not the secret itself"}},
 		{name: "tls cert without key", mutate: func(c *Config) { c.NATS.TLS.CertFile = "c.pem" }, wantErr: []string{"nats.tls"}},
 		{name: "connect timeout", mutate: func(c *Config) { c.NATS.ConnectTimeout = -time.Second }, wantErr: []string{"nats.connect_timeout"}},
+		{name: "health watch", mutate: func(c *Config) {
+			c.NATS.Health.Interval, c.NATS.Health.Timeout, c.NATS.Health.Failures = 0, -time.Second, -1
+		}, wantErr: []string{"nats.health.interval", "nats.health.timeout", "nats.health.failures"}},
 		{name: "embedded non-loopback", mutate: func(c *Config) { c.Embedded.Listen = "0.0.0.0:4222" }, wantErr: []string{"embedded.listen", "loopback"}},
 		{name: "embedded all interfaces", mutate: func(c *Config) { c.Embedded.Listen = ":4222" }, wantErr: []string{"embedded.listen"}},
 		{name: "embedded localhost ok", mutate: func(c *Config) { c.Embedded.Listen = "localhost:4222" }},
