@@ -200,7 +200,7 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if !waitUntil(timeout, cond) {
 		t.Fatalf("timed out after %s waiting for %s", timeout, what)
