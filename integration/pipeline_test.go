@@ -18,6 +18,7 @@ import (
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -27,8 +28,9 @@ import (
 )
 
 // pipeline is one consumer replica: queue + filing + ledger + tokenkv +
-// dispatch on one NATS connection, wired like the daemon (and like
-// internal/filing's harness), with the sandbox as every vendor.
+// dispatch and the JetStream health watch on one NATS connection, wired
+// like the daemon (and like internal/filing's harness), with the sandbox as
+// every vendor.
 type pipeline struct {
 	tb       testing.TB
 	js       jetstream.JetStream
@@ -40,7 +42,26 @@ type pipeline struct {
 	cons     jetstream.Consumer
 	proc     *filing.Processor
 	ackWait  time.Duration
+	health   *jshealth.Watcher
+
+	healthMu  sync.Mutex
+	healthLog []healthChange
 }
+
+// healthChange is one change the health watch reported, and when.
+type healthChange struct {
+	at time.Time
+	jshealth.Change
+}
+
+// Health watch timing of the test replicas: a replica whose server cannot
+// serve JetStream is not ready, and moves, within about
+// healthFailures × (healthInterval + healthTimeout).
+const (
+	healthInterval = time.Second
+	healthTimeout  = time.Second
+	healthFailures = 3
+)
 
 type pipelineOpts struct {
 	nc         *nats.Conn // required
@@ -115,7 +136,30 @@ func newPipeline(tb testing.TB, o pipelineOpts) *pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	probe, err := jshealth.OpenProbe(ctx, p.js, jshealth.ProbeConfig{Replicas: o.replicas, Key: o.owner})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.health, err = jshealth.New(jshealth.Config{
+		Probe: probe, Reconnect: p.nc.ForceReconnect,
+		Interval: healthInterval, Timeout: healthTimeout, Failures: healthFailures,
+		Report: func(c jshealth.Change) {
+			p.healthMu.Lock()
+			p.healthLog = append(p.healthLog, healthChange{time.Now(), c})
+			p.healthMu.Unlock()
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return p
+}
+
+// healthChanges returns what the health watch reported so far.
+func (p *pipeline) healthChanges() []healthChange {
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	return append([]healthChange(nil), p.healthLog...)
 }
 
 // startSandbox starts the vendor simulator on a loopback port.
@@ -132,16 +176,21 @@ func startSandbox(tb testing.TB) *sandbox.Server {
 	return sb
 }
 
-// run starts the consume loop until the test ends or stop is called; stop
-// is the graceful shutdown (stop pulling, finish in-flight work, ack).
+// run starts the consume loop and the health watch until the test ends or
+// stop is called; stop is the graceful shutdown (stop pulling, finish
+// in-flight work, ack).
 func (p *pipeline) run() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		_ = queue.Consume(ctx, p.cons, func(ctx context.Context, m jetstream.Msg) { p.proc.Handle(ctx, m) },
 			queue.LoopConfig{Concurrency: 16, AckWait: p.ackWait, Grace: 5 * time.Second})
+	}()
+	go func() {
+		defer wg.Done()
+		p.health.Run(ctx)
 	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
