@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -289,22 +290,38 @@ func (p *pipeline) results() map[string][]messages.Result {
 	return out
 }
 
-// streamMsgs reads every message of a stream.
+// streamMsgs reads every message of a stream. A read that fails (a
+// cluster electing a leader after a fault answers 503 for a moment) is
+// started again, for up to a minute.
 func (p *pipeline) streamMsgs(name string) []*jetstream.RawStreamMsg {
 	p.tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := p.tryStreamMsgs(name)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			p.tb.Fatalf("reading stream %s: %v", name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (p *pipeline) tryStreamMsgs(name string) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := p.js.Stream(ctx, name)
 	if err != nil {
-		p.tb.Fatal(err)
+		return nil, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		p.tb.Fatal(err)
+		return nil, err
 	}
 	var out []*jetstream.RawStreamMsg
 	if info.State.Msgs == 0 {
-		return nil
+		return nil, nil
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
@@ -312,9 +329,9 @@ func (p *pipeline) streamMsgs(name string) []*jetstream.RawStreamMsg {
 			continue
 		}
 		if err != nil {
-			p.tb.Fatal(err)
+			return nil, fmt.Errorf("message %d: %w", seq, err)
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }
