@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +34,10 @@ import (
 const envIntegration = "QUALFILE_INTEGRATION"
 
 const (
-	natsModule     = "github.com/nats-io/nats-server/v2"
-	natsImageRepo  = "qualfile-nats-test"
-	natsClientPort = "4222/tcp"
+	natsModule      = "github.com/nats-io/nats-server/v2"
+	natsImageRepo   = "qualfile-nats-test"
+	natsClientPort  = "4222/tcp"
+	natsMonitorPort = "8222/tcp"
 	// natsReadyLog is what nats-server logs once it accepts clients.
 	natsReadyLog = "Server is ready"
 )
@@ -207,22 +209,33 @@ func goCmd(ctx context.Context, goTool, dir string, env []string, args ...string
 
 // --- containers --------------------------------------------------------------
 
-// natsNode is one nats-server container. Its client port is published on
-// 127.0.0.1 only, on a fixed host port so that a restart keeps the URL.
+// natsNode is one nats-server container. Its client and monitoring ports
+// are published on 127.0.0.1 only, on fixed host ports so that a restart
+// keeps the URLs.
 type natsNode struct {
-	name string
-	url  string // nats://127.0.0.1:<port>
-	ctr  testcontainers.Container
+	name   string
+	url    string // nats://127.0.0.1:<port>
+	monURL string // http://127.0.0.1:<port>, the monitoring endpoints
+	ctr    testcontainers.Container
+	// routes is the network that carries the cluster's routes (nil for a
+	// single server); the client port is published from another one.
+	routes *testcontainers.DockerNetwork
+}
+
+// attachment is a network a container joins, with its aliases there.
+type attachment struct {
+	nw      *testcontainers.DockerNetwork
+	aliases []string
 }
 
 // newNetwork creates a private Docker network, removed when the test ends
 // (after the containers on it, cleanups running last-in first-out).
-func newNetwork(tb testing.TB) *testcontainers.DockerNetwork {
+func newNetwork(tb testing.TB, opts ...tcnetwork.NetworkCustomizer) *testcontainers.DockerNetwork {
 	tb.Helper()
 	requireDocker(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nw, err := tcnetwork.New(ctx)
+	nw, err := tcnetwork.New(ctx, opts...)
 	if err != nil {
 		tb.Fatalf("integration: docker network: %v", err)
 	}
@@ -236,35 +249,49 @@ func newNetwork(tb testing.TB) *testcontainers.DockerNetwork {
 	return nw
 }
 
-// startNATS starts a nats-server container on nw with the network alias
-// name and the given arguments, and waits until it accepts clients. The
-// container is terminated when the test ends; when the test failed, its log
-// is written to the test log first. Safe to call from several goroutines.
-func startNATS(tb testing.TB, img string, nw *testcontainers.DockerNetwork, name string, args ...string) (*natsNode, error) {
+// startNATS starts a nats-server container with the given arguments and
+// waits until it accepts clients. The first network carries the published
+// ports (client 4222, monitoring 8222, both on 127.0.0.1 only); the others
+// are joined as well, each with its aliases. The container is terminated
+// when the test ends; when the test failed, its log is written to the test
+// log first. Safe to call from several goroutines.
+func startNATS(tb testing.TB, img, name string, nets []attachment, args ...string) (*natsNode, error) {
 	port, err := freeLoopbackPort()
+	if err != nil {
+		return nil, err
+	}
+	monPort, err := freeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	clientPort := dockernet.MustParsePort(natsClientPort)
-	ctr, err := testcontainers.Run(ctx, img,
-		testcontainers.WithCmd(append([]string{"-c", natsConfigPath}, args...)...),
+	monitorPort := dockernet.MustParsePort(natsMonitorPort)
+	loopback := netip.MustParseAddr("127.0.0.1")
+	opts := []testcontainers.ContainerCustomizer{
+		testcontainers.WithCmd(slices.Concat([]string{"-c", natsConfigPath}, args, []string{"-m", strings.TrimSuffix(natsMonitorPort, "/tcp")})...),
 		testcontainers.WithFiles(testcontainers.ContainerFile{Reader: strings.NewReader(natsConfig), ContainerFilePath: natsConfigPath, FileMode: 0o644}),
-		testcontainers.WithExposedPorts(natsClientPort),
+		testcontainers.WithExposedPorts(natsClientPort, natsMonitorPort),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-			hc.PortBindings = dockernet.PortMap{clientPort: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}}}
+			hc.PortBindings = dockernet.PortMap{
+				clientPort:  {{HostIP: loopback, HostPort: strconv.Itoa(port)}},
+				monitorPort: {{HostIP: loopback, HostPort: strconv.Itoa(monPort)}},
+			}
 		}),
-		tcnetwork.WithNetwork([]string{name}, nw),
-		testcontainers.WithWaitStrategy(wait.ForLog(natsReadyLog).WithStartupTimeout(30*time.Second)),
-	)
+		testcontainers.WithWaitStrategy(wait.ForLog(natsReadyLog).WithStartupTimeout(30 * time.Second)),
+	}
+	for _, a := range nets {
+		opts = append(opts, tcnetwork.WithNetwork(a.aliases, a.nw))
+	}
+	ctr, err := testcontainers.Run(ctx, img, opts...)
 	if ctr != nil {
 		tb.Cleanup(func() { terminate(tb, name, ctr) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start nats-server %s: %w", name, err)
 	}
-	n := &natsNode{name: name, url: fmt.Sprintf("nats://127.0.0.1:%d", port), ctr: ctr}
+	n := &natsNode{name: name, url: fmt.Sprintf("nats://127.0.0.1:%d", port), monURL: fmt.Sprintf("http://127.0.0.1:%d", monPort), ctr: ctr}
 	if err := n.checkLoopbackOnly(ctx); err != nil {
 		return nil, err
 	}
@@ -364,21 +391,28 @@ func startServer(tb testing.TB) *natsNode {
 	tb.Helper()
 	img := natsImage(tb)
 	nw := newNetwork(tb)
-	n, err := startNATS(tb, img, nw, "nats", "-js", "-sd", "/data", "-n", "single")
+	n, err := startNATS(tb, img, "nats", []attachment{{nw, []string{"nats"}}}, "-js", "-sd", "/data", "-n", "single")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return n
 }
 
-// startCluster starts a JetStream cluster of size nodes (n1, n2, …) on a
-// private network. Routes and the cluster port stay inside the network;
-// only the client ports are published, on 127.0.0.1. Clients are not told
-// the servers' network addresses (--no_advertise).
+// startCluster starts a JetStream cluster of size nodes (n1, n2, …). Each
+// node is on two private networks: the routes run on an internal one, where
+// the nodes know each other by name (and advertise that name, never an
+// address, so no route can form another way), and the client and monitoring
+// ports are published, on 127.0.0.1 only, from the other. So a node can be
+// cut off from the cluster (cutRoutes) while its clients stay connected.
+// The routes network is internal: it never provides a container's gateway,
+// so Docker keeps the published ports on the client network and
+// disconnecting the routes leaves client connections alone. Clients are not
+// told the servers' addresses (--no_advertise).
 func startCluster(tb testing.TB, size int) []*natsNode {
 	tb.Helper()
 	img := natsImage(tb)
-	nw := newNetwork(tb)
+	clients := newNetwork(tb)
+	routesNet := newNetwork(tb, tcnetwork.WithInternal())
 	routes := make([]string, size)
 	for i := range size {
 		routes[i] = fmt.Sprintf("nats://n%d:6222", i+1)
@@ -391,10 +425,13 @@ func startCluster(tb testing.TB, size int) []*natsNode {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("n%d", i+1)
-			nodes[i], errs[i] = startNATS(tb, img, nw, name,
+			nodes[i], errs[i] = startNATS(tb, img, name, []attachment{{clients, nil}, {routesNet, []string{name}}},
 				"-js", "-sd", "/data", "-n", name,
-				"--cluster_name", "qf", "--cluster", "nats://0.0.0.0:6222",
+				"--cluster_name", "qf", "--cluster", "nats://0.0.0.0:6222", "--cluster_advertise", name+":6222",
 				"--routes", strings.Join(routes, ","), "--no_advertise")
+			if nodes[i] != nil {
+				nodes[i].routes = routesNet
+			}
 		}()
 	}
 	wg.Wait()

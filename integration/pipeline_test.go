@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -27,8 +29,9 @@ import (
 )
 
 // pipeline is one consumer replica: queue + filing + ledger + tokenkv +
-// dispatch on one NATS connection, wired like the daemon (and like
-// internal/filing's harness), with the sandbox as every vendor.
+// dispatch and the JetStream health watch on one NATS connection, wired
+// like the daemon (and like internal/filing's harness), with the sandbox as
+// every vendor.
 type pipeline struct {
 	tb       testing.TB
 	js       jetstream.JetStream
@@ -41,7 +44,26 @@ type pipeline struct {
 	cons     jetstream.Consumer
 	proc     *filing.Processor
 	ackWait  time.Duration
+	health   *jshealth.Watcher
+
+	healthMu  sync.Mutex
+	healthLog []healthChange
 }
+
+// healthChange is one change the health watch reported, and when.
+type healthChange struct {
+	at time.Time
+	jshealth.Change
+}
+
+// Health watch timing of the test replicas: a replica whose server cannot
+// serve JetStream is not ready, and moves, within about
+// healthFailures × (healthInterval + healthTimeout).
+const (
+	healthInterval = time.Second
+	healthTimeout  = time.Second
+	healthFailures = 3
+)
 
 type pipelineOpts struct {
 	nc         *nats.Conn // required
@@ -117,7 +139,30 @@ func newPipeline(tb testing.TB, o pipelineOpts) *pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	probe, err := jshealth.OpenProbe(ctx, p.js, jshealth.ProbeConfig{Bucket: queue.BucketNames(p.subjects).Health, Replicas: o.replicas, Key: o.owner})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.health, err = jshealth.New(jshealth.Config{
+		Probe: probe, Reconnect: p.nc.ForceReconnect,
+		Interval: healthInterval, Timeout: healthTimeout, Failures: healthFailures,
+		Report: func(c jshealth.Change) {
+			p.healthMu.Lock()
+			p.healthLog = append(p.healthLog, healthChange{time.Now(), c})
+			p.healthMu.Unlock()
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return p
+}
+
+// healthChanges returns what the health watch reported so far.
+func (p *pipeline) healthChanges() []healthChange {
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	return append([]healthChange(nil), p.healthLog...)
 }
 
 // startSandbox starts the vendor simulator on a loopback port.
@@ -134,16 +179,21 @@ func startSandbox(tb testing.TB) *sandbox.Server {
 	return sb
 }
 
-// run starts the consume loop until the test ends or stop is called; stop
-// is the graceful shutdown (stop pulling, finish in-flight work, ack).
+// run starts the consume loop and the health watch until the test ends or
+// stop is called; stop is the graceful shutdown (stop pulling, finish
+// in-flight work, ack).
 func (p *pipeline) run() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		_ = queue.Consume(ctx, p.cons, func(ctx context.Context, m jetstream.Msg) { p.proc.Handle(ctx, m) },
 			queue.LoopConfig{Concurrency: 16, AckWait: p.ackWait, Grace: 5 * time.Second})
+	}()
+	go func() {
+		defer wg.Done()
+		p.health.Run(ctx)
 	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
@@ -242,22 +292,38 @@ func (p *pipeline) results() map[string][]messages.Result {
 	return out
 }
 
-// streamMsgs reads every message of a stream.
+// streamMsgs reads every message of a stream. A read that fails (a
+// cluster electing a leader after a fault answers 503 for a moment) is
+// started again, for up to a minute.
 func (p *pipeline) streamMsgs(name string) []*jetstream.RawStreamMsg {
 	p.tb.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := p.tryStreamMsgs(name)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			p.tb.Fatalf("reading stream %s: %v", name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (p *pipeline) tryStreamMsgs(name string) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := p.js.Stream(ctx, name)
 	if err != nil {
-		p.tb.Fatal(err)
+		return nil, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		p.tb.Fatal(err)
+		return nil, err
 	}
 	var out []*jetstream.RawStreamMsg
 	if info.State.Msgs == 0 {
-		return nil
+		return nil, nil
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
@@ -265,9 +331,9 @@ func (p *pipeline) streamMsgs(name string) []*jetstream.RawStreamMsg {
 			continue
 		}
 		if err != nil {
-			p.tb.Fatal(err)
+			return nil, fmt.Errorf("message %d: %w", seq, err)
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -203,7 +204,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	stopAdmin, err := startAdmin(cfg.Admin.Listen, reg, nc, js, subjects, log)
+	// JetStream health: a replica whose JetStream requests keep failing
+	// (its server cut off from the cluster majority, frozen, …) says so in
+	// /readyz and moves to another server.
+	probe, err := jshealth.OpenProbe(setupCtx, js, jshealth.ProbeConfig{Bucket: queue.BucketNames(subjects).Health, Replicas: cfg.Streams.Replicas, Key: owner})
+	if err != nil {
+		return err
+	}
+	health, err := jshealth.New(jshealth.Config{
+		Probe:     probe,
+		Reconnect: nc.ForceReconnect,
+		Interval:  cfg.NATS.Health.Interval,
+		Timeout:   cfg.NATS.Health.Timeout,
+		Failures:  cfg.NATS.Health.Failures,
+		Report:    reportHealth(log, nc),
+		Metrics:   m,
+	})
+	if err != nil {
+		return err
+	}
+	if servers := nc.Servers(); len(servers) < 2 && cfg.Streams.Replicas > 1 {
+		log.Warn("only one NATS server known: the JetStream health watch cannot move this replica to another server; list every server in nats.url",
+			zap.Strings("servers", servers))
+	}
+	healthCtx, stopHealthCtx := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); health.Run(healthCtx) }()
+	stopHealth := func() { stopHealthCtx(); <-healthDone }
+	defer stopHealth()
+
+	stopAdmin, err := startAdmin(cfg.Admin.Listen, reg, nc, js, subjects, health.Err, log)
 	if err != nil {
 		return err
 	}
@@ -220,6 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Grace:       time.Duration(cfg.Consumer.ShutdownGrace),
 		OnError:     func(err error) { log.Warn("pull", zap.Error(err)) },
 	})
+	stopHealth()
 	log.Info("stopped pulling; draining the connection")
 	if derr := drain(nc, 10*time.Second); derr != nil {
 		log.Warn("drain", zap.Error(derr))
@@ -274,9 +305,30 @@ func newLogger(level string, development bool, w io.Writer) (*zap.Logger, error)
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
 
+// reportHealth logs the JetStream health watch's changes.
+func reportHealth(log *zap.Logger, nc *nats.Conn) func(jshealth.Change) {
+	return func(c jshealth.Change) {
+		st := c.Status
+		fields := []zap.Field{zap.Int("failures", st.Failures), zap.Time("last_success", st.LastSuccess), zap.String("nats", nc.ConnectedUrlRedacted())}
+		switch c.Kind {
+		case jshealth.BecameNotReady:
+			log.Warn("JetStream not answering: not ready", append(fields, zap.Error(st.LastError))...)
+		case jshealth.Reconnected:
+			if c.ReconnectErr != nil {
+				log.Error("JetStream not answering: could not force a reconnect", append(fields, zap.Error(c.ReconnectErr))...)
+				return
+			}
+			log.Warn("JetStream not answering: moving to another NATS server", append(fields, zap.Int("reconnects", st.Reconnects))...)
+		case jshealth.BecameReady:
+			log.Info("JetStream answering again: ready", fields...)
+		}
+	}
+}
+
 // startAdmin serves /metrics, /healthz and /readyz; an empty address
-// disables it.
-func startAdmin(addr string, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, log *zap.Logger) (func(), error) {
+// disables it. /readyz fails while NATS is disconnected, while jetStreamErr
+// reports the JetStream health watch failing, or when a stream is missing.
+func startAdmin(addr string, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, log *zap.Logger) (func(), error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -286,6 +338,10 @@ func startAdmin(addr string, reg *prometheus.Registry, nc *nats.Conn, js jetstre
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !nc.IsConnected() {
 			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+			return
+		}
+		if err := jetStreamErr(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

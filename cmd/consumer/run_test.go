@@ -134,15 +134,20 @@ func TestRunSandboxQuickStart(t *testing.T) {
 		}
 	}
 
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": `qualfile_requests_total{api="vms.add_qualification",outcome="succeeded"} 1`} {
-		resp, err := http.Get("http://" + adminAddr + path)
+	for _, c := range []struct{ path, want string }{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", `qualfile_requests_total{api="vms.add_qualification",outcome="succeeded"} 1`},
+		{"/metrics", "qualfile_jetstream_ready 1"},
+	} {
+		resp, err := http.Get("http://" + adminAddr + c.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s: %d, want %q in\n%.2000s", path, resp.StatusCode, want, body)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), c.want) {
+			t.Errorf("GET %s: %d, want %q in\n%.2000s", c.path, resp.StatusCode, c.want, body)
 		}
 	}
 

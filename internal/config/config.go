@@ -44,6 +44,9 @@ const (
 	DefaultNATSName          = "qualfile"
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultReconnectWait     = 2 * time.Second
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultHealthTimeout     = 2 * time.Second
+	DefaultHealthFailures    = 3
 	DefaultRegion            = volcengine.DefaultRegion
 	DefaultVolcengineTimeout = volcengine.DefaultTimeout
 	DefaultDouyinTimeout     = douyin.DefaultTimeout
@@ -87,6 +90,22 @@ type NATSConfig struct {
 	// ReconnectWait is the wait between reconnect attempts; default 2s.
 	// The client reconnects forever.
 	ReconnectWait time.Duration `yaml:"reconnect_wait"`
+	// Health is the JetStream health watch behind /readyz.
+	Health HealthConfig `yaml:"health"`
+}
+
+// HealthConfig is the JetStream health watch: every Interval the consumer
+// writes to a small KV bucket (a write needs a stream leader with a
+// majority behind it), and after Failures consecutive failures it reports
+// not ready in /readyz and moves its connection to another server.
+type HealthConfig struct {
+	// Interval is the time between probes; default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one probe; default 2s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Failures is the number of consecutive failed probes before the
+	// consumer is not ready and reconnects elsewhere; default 3.
+	Failures int `yaml:"failures"`
 }
 
 // TLSConfig is the client side of a TLS connection to NATS. Server
@@ -307,6 +326,9 @@ func (c *Config) applyDefaults() {
 	setS(&c.NATS.Name, DefaultNATSName)
 	setD(&c.NATS.ConnectTimeout, DefaultConnectTimeout)
 	setD(&c.NATS.ReconnectWait, DefaultReconnectWait)
+	setD(&c.NATS.Health.Interval, DefaultHealthInterval)
+	setD(&c.NATS.Health.Timeout, DefaultHealthTimeout)
+	setI(&c.NATS.Health.Failures, DefaultHealthFailures)
 
 	setS(&c.Embedded.StoreDir, DefaultStoreDir)
 	setS(&c.Embedded.Listen, DefaultEmbeddedListen)

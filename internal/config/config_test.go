@@ -42,6 +42,9 @@ func TestDefault(t *testing.T) {
 		got, want any
 	}{
 		{"nats.url", c.NATS.URL, ""},
+		{"nats.health.interval", c.NATS.Health.Interval, 5 * time.Second},
+		{"nats.health.timeout", c.NATS.Health.Timeout, 2 * time.Second},
+		{"nats.health.failures", c.NATS.Health.Failures, 3},
 		{"embedded.store_dir", c.Embedded.StoreDir, "./data"},
 		{"embedded.listen", c.Embedded.Listen, "127.0.0.1:4222"},
 		{"subjects.prefix", c.Subjects.Prefix, "filing"},
@@ -147,6 +150,11 @@ func TestLoadYAML(t *testing.T) {
 			}
 		}},
 		{name: "ledger max age within the duplicate window", yaml: "ledger:\n  max_age: 12h\n", wantErr: []string{"ledger.max_age", "streams.duplicate_window"}},
+		{name: "health watch", yaml: "nats:\n  health:\n    interval: 1s\n    timeout: 500ms\n    failures: 5\n", check: func(t *testing.T, c *Config) {
+			if h := c.NATS.Health; h.Interval != time.Second || h.Timeout != 500*time.Millisecond || h.Failures != 5 {
+				t.Errorf("nats.health = %+v", h)
+			}
+		}},
 		{name: "bare number is not a duration", yaml: "consumer:\n  ack_wait: 60\n", wantErr: []string{"ack_wait", "time.Duration"}},
 		{name: "admin disabled", yaml: "admin:\n  listen: \"\"\n", check: func(t *testing.T, c *Config) {
 			if c.Admin.Listen != "" {
@@ -283,6 +291,9 @@ func TestValidate(t *testing.T) {
 		{name: "password_env holds a password", mutate: func(c *Config) { c.NATS.User, c.NATS.PasswordEnv = "u", "s3cr3t!pw" }, wantErr: []string{"nats.password_env", "not the secret itself"}},
 		{name: "tls cert without key", mutate: func(c *Config) { c.NATS.TLS.CertFile = "c.pem" }, wantErr: []string{"nats.tls"}},
 		{name: "connect timeout", mutate: func(c *Config) { c.NATS.ConnectTimeout = -time.Second }, wantErr: []string{"nats.connect_timeout"}},
+		{name: "health watch", mutate: func(c *Config) {
+			c.NATS.Health.Interval, c.NATS.Health.Timeout, c.NATS.Health.Failures = 0, -time.Second, -1
+		}, wantErr: []string{"nats.health.interval", "nats.health.timeout", "nats.health.failures"}},
 		{name: "embedded non-loopback", mutate: func(c *Config) { c.Embedded.Listen = "0.0.0.0:4222" }, wantErr: []string{"embedded.listen", "loopback"}},
 		{name: "embedded all interfaces", mutate: func(c *Config) { c.Embedded.Listen = ":4222" }, wantErr: []string{"embedded.listen"}},
 		{name: "embedded localhost ok", mutate: func(c *Config) { c.Embedded.Listen = "localhost:4222" }},

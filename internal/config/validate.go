@@ -152,6 +152,9 @@ func (c *Config) validateNATS(v *validator) {
 	}
 	v.positive("nats.connect_timeout", n.ConnectTimeout)
 	v.positive("nats.reconnect_wait", n.ReconnectWait)
+	v.positive("nats.health.interval", n.Health.Interval)
+	v.positive("nats.health.timeout", n.Health.Timeout)
+	v.atLeast("nats.health.failures", n.Health.Failures, 1)
 }
 
 // natsURLProblem checks a NATS URL list the way the client reads it

@@ -17,6 +17,10 @@ type Metrics struct {
 	Redeliveries    *prometheus.CounterVec // by api
 	DeadLetters     *prometheus.CounterVec // by api and reason class
 	LedgerHits      *prometheus.CounterVec // by api and state found
+	// JetStream health (internal/jshealth).
+	JetStreamReady         prometheus.Gauge // 1 ready, 0 not
+	JetStreamProbeFailures prometheus.Gauge // consecutive failed probes
+	JetStreamReconnects    prometheus.Counter
 }
 
 // New registers the collectors with reg.
@@ -51,8 +55,21 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: "qualfile", Name: "ledger_hits_total",
 			Help: "Deliveries whose request id was already in the ledger, by api and state found.",
 		}, []string{"api", "state"}),
+		JetStreamReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "jetstream_ready",
+			Help: "1 while JetStream health probes succeed, 0 after the configured number of consecutive failures.",
+		}),
+		JetStreamProbeFailures: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "jetstream_probe_failures",
+			Help: "Consecutive failed JetStream health probes (0 after a success).",
+		}),
+		JetStreamReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "qualfile", Name: "jetstream_forced_reconnects_total",
+			Help: "Reconnects to another NATS server forced because JetStream health probes kept failing.",
+		}),
 	}
-	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits)
+	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits,
+		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects)
 	return m
 }
 
@@ -100,5 +117,25 @@ func (m *Metrics) DeadLetter(api, reason string) {
 func (m *Metrics) LedgerHit(api, state string) {
 	if m != nil {
 		m.LedgerHits.WithLabelValues(api, state).Inc()
+	}
+}
+
+// JetStreamHealth records the JetStream health state.
+func (m *Metrics) JetStreamHealth(ready bool, consecutiveFailures int) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	m.JetStreamReady.Set(v)
+	m.JetStreamProbeFailures.Set(float64(consecutiveFailures))
+}
+
+// JetStreamReconnect counts a reconnect forced by the health watcher.
+func (m *Metrics) JetStreamReconnect() {
+	if m != nil {
+		m.JetStreamReconnects.Inc()
 	}
 }

@@ -33,14 +33,16 @@ type Buckets struct {
 	// Objects is the object store of dead-letter bodies too large for a
 	// message.
 	Objects string
+	// Health is the bucket the JetStream health probe writes to.
+	Health string
 }
 
 // BucketNames derives the bucket names from the subject prefix the way
 // StreamNames does: "filing" gives FILING_LEDGER, FILING_TOKENS,
-// FILING_TOKEN_LOCKS and FILING_OBJECTS.
+// FILING_TOKEN_LOCKS, FILING_OBJECTS and FILING_HEALTH.
 func BucketNames(s messages.Subjects) Buckets {
 	p := namePrefix(s)
-	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS"}
+	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH"}
 }
 
 // namePrefix is the prefix in upper case with '.' and '-' as '_', which

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/qualfile/qualfile/internal/jshealth"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/queue"
+)
+
+// TestReadyzFollowsJetStreamHealth: /readyz turns 503, with the watcher's
+// reason, after the configured number of failed JetStream probes, although
+// the connection is up and every stream exists; a successful probe makes
+// it ready again.
+func TestReadyzFollowsJetStreamHealth(t *testing.T) {
+	js, nc, _ := natstest.JetStream(t)
+	subjects := messages.Subjects{Prefix: "filing"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: subjects}); err != nil {
+		t.Fatal(err)
+	}
+	var probeErr error
+	reconnects := 0
+	w, err := jshealth.New(jshealth.Config{
+		Probe:     func(context.Context) error { return probeErr },
+		Reconnect: func() error { reconnects++; return nil },
+		Failures:  3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	stop, err := startAdmin(addr, prometheus.NewRegistry(), nc, js, subjects, w.Err, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	w.Check(ctx)
+	if code, body := readyz(); code != http.StatusOK || !strings.Contains(body, "ready") {
+		t.Fatalf("healthy: %d %q", code, body)
+	}
+	probeErr = errors.New("nats: timeout")
+	for i := 1; i <= 3; i++ {
+		w.Check(ctx)
+		code, body := readyz()
+		if i < 3 && code != http.StatusOK {
+			t.Fatalf("after %d failed probes: %d %q, want still ready", i, code, body)
+		}
+		if i == 3 && (code != http.StatusServiceUnavailable || !strings.Contains(body, "3 consecutive probe failures") ||
+			!strings.Contains(body, "last success") || !strings.Contains(body, "nats: timeout")) {
+			t.Fatalf("after 3 failed probes: %d %q, want 503 with the reason", code, body)
+		}
+	}
+	if reconnects != 1 {
+		t.Errorf("%d reconnects forced, want 1", reconnects)
+	}
+	probeErr = nil
+	w.Check(ctx)
+	if code, body := readyz(); code != http.StatusOK {
+		t.Fatalf("after a successful probe: %d %q, want ready", code, body)
+	}
+}

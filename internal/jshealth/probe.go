@@ -1,0 +1,100 @@
+package jshealth
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of ProbeConfig.
+const (
+	DefaultBucket = "QUALFILE_HEALTH"
+	DefaultMaxAge = time.Hour
+)
+
+// ProbeConfig configures OpenProbe.
+type ProbeConfig struct {
+	// Bucket is the KV bucket the probe writes to; default DefaultBucket.
+	Bucket string
+	// Replicas of the bucket: the streams' replica count (1 on one
+	// server, 3 on a cluster); default 1, at most 5.
+	Replicas int
+	// Key is this replica's key in the bucket (its ledger owner name; bytes
+	// outside [A-Za-z0-9_-] become '_'); default "probe".
+	Key string
+	// MaxAge is how long a key outlives the last write of its replica;
+	// default DefaultMaxAge.
+	MaxAge time.Duration
+	// Now stamps the value; default time.Now.
+	Now func() time.Time
+}
+
+// OpenProbe creates the probe's bucket, or updates its configuration (every
+// replica calls it at start), and returns the probe: a put of the current
+// time under the replica's key.
+//
+// The probe is a write on purpose. A put is acknowledged only once the
+// bucket's stream leader has the write committed by a majority of its
+// peers, so it fails, within the probe's timeout, on a server cut off from
+// the cluster majority whether that server leads the bucket (the write
+// never commits) or not (the leader cannot be reached). A read would not:
+// a cut-off server that led a stream or the meta group keeps answering
+// stream info and account info from its own state until it notices it
+// lost its quorum, which can take 10 to 20 seconds (it did in the
+// integration suite's partition test). The bucket is in memory, keeps one
+// value per key, and holds one small key per replica.
+func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (func(context.Context) error, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	switch {
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
+	case cfg.MaxAge < 0:
+		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
+	}
+	key := probeKey(cfg.Key)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "qualfile: JetStream health probe, one key per consumer replica",
+		History:     1,
+		TTL:         cfg.MaxAge,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jshealth: opening bucket %s: %w", cfg.Bucket, err)
+	}
+	return func(ctx context.Context) error {
+		if _, err := kv.Put(ctx, key, []byte(cfg.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+			return fmt.Errorf("jshealth: probe write to %s: %w", cfg.Bucket, err)
+		}
+		return nil
+	}, nil
+}
+
+// probeKey makes a KV key of a replica name.
+func probeKey(name string) string {
+	if name == "" {
+		return "probe"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, name)
+}
