@@ -183,13 +183,17 @@ func startSandbox(tb testing.TB) *sandbox.Server {
 // stop is called; stop is the graceful shutdown (stop pulling, finish
 // in-flight work, ack).
 func (p *pipeline) run() (stop func()) {
+	owner := p.proc.Owner()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_ = queue.Consume(ctx, p.cons, func(ctx context.Context, m jetstream.Msg) { p.proc.Handle(ctx, m) },
-			queue.LoopConfig{Concurrency: 16, AckWait: p.ackWait, Grace: 5 * time.Second})
+		err := queue.Consume(ctx, p.cons, func(ctx context.Context, m jetstream.Msg) { p.proc.Handle(ctx, m) },
+			queue.LoopConfig{Concurrency: 16, AckWait: p.ackWait, Grace: 5 * time.Second, OnError: func(err error) { p.tb.Logf("%s: pull: %v", owner, err) }})
+		if err != nil {
+			p.tb.Errorf("%s: the consume loop ended: %v", owner, err)
+		}
 	}()
 	go func() {
 		defer wg.Done()

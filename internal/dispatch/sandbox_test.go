@@ -679,9 +679,9 @@ func TestSandboxTimeout(t *testing.T) {
 				t.Fatal("Dispatch succeeded despite the latency")
 			}
 			var amb *dispatch.AmbiguousError
-			if api.Creates() {
+			if !api.Resendable() {
 				if !errors.As(err, &amb) {
-					t.Fatalf("create call %s: error %v (%T), want a *dispatch.AmbiguousError", api, err, err)
+					t.Fatalf("call %s, not safe to send twice: error %v (%T), want a *dispatch.AmbiguousError", api, err, err)
 				}
 				if c := retry.ClassOf(err); c != retry.ClassAmbiguous {
 					t.Errorf("ClassOf = %q, want %q", c, retry.ClassAmbiguous)
@@ -694,7 +694,7 @@ func TestSandboxTimeout(t *testing.T) {
 				}
 			} else {
 				if errors.As(err, &amb) {
-					t.Fatalf("%s does not create a record, yet the error is ambiguous: %v", api, err)
+					t.Fatalf("%s is a read, yet the error is ambiguous: %v", api, err)
 				}
 				if c := retry.ClassOf(err); c != retry.ClassTransient {
 					t.Errorf("ClassOf(%v) = %q, want %q", err, c, retry.ClassTransient)
@@ -950,10 +950,10 @@ func TestSandboxCallerDeadline(t *testing.T) {
 				t.Fatalf("recorded calls = %+v, want the request to have reached the sandbox", summarize(calls))
 			}
 			class := retry.ClassOf(err)
-			if api.Creates() {
+			if !api.Resendable() {
 				var amb *dispatch.AmbiguousError
 				if !errors.As(err, &amb) || class != retry.ClassAmbiguous {
-					t.Errorf("create call sent, caller's deadline expired: class %q, error %v (%T); want a *dispatch.AmbiguousError", class, err, err)
+					t.Errorf("call sent, caller's deadline expired: class %q, error %v (%T); want a *dispatch.AmbiguousError", class, err, err)
 				}
 				return
 			}

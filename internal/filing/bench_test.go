@@ -77,7 +77,7 @@ func BenchmarkBacklog(b *testing.B) {
 				if ms.HeapInuse > peak.Load() {
 					peak.Store(ms.HeapInuse)
 				}
-				if info, err := h.cons.Info(ctx); err == nil && uint64(info.NumAckPending) > maxPending.Load() {
+				if info, err := h.Consumer.Info(ctx); err == nil && uint64(info.NumAckPending) > maxPending.Load() {
 					maxPending.Store(uint64(info.NumAckPending))
 				}
 			}
@@ -90,7 +90,7 @@ func BenchmarkBacklog(b *testing.B) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Every result stored, not only every call made.
-	s, _ := h.js.Stream(ctx, h.streams.Results)
+	s, _ := h.js.Stream(ctx, h.Streams.Results)
 	for {
 		info, err := s.Info(ctx)
 		if err == nil && info.State.Msgs >= uint64(b.N) {

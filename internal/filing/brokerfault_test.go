@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 )
@@ -50,7 +51,7 @@ func TestLedgerHiccupsLoseNoOutcome(t *testing.T) {
 		{"calling reply lost", 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{wrapLedger: func(l *ledger.Ledger) interface{ ledgerAPI } {
+			h := newHarness(t, harnessOpts{wrapLedger: func(l *ledger.Ledger) filing.Ledger {
 				return &flakyLedger{Ledger: l, failDone: tc.failDone, lostReply: tc.lostReply}
 			}})
 			h.run()

@@ -2,6 +2,7 @@ package filing
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
@@ -78,7 +79,6 @@ type recollection struct {
 	answered   bool             // that call got a definite answer
 	outcome    *messages.Result // a final outcome not yet in the ledger
 	deadReason string
-	supersedes *messages.Result // the ambiguous outcome the new one settles
 }
 
 // keep reports whether this replica must remember the request after the
@@ -134,6 +134,8 @@ type known struct {
 	lastOut     dispatch.Outcome
 	cutShort    bool // the last call was cut short by shutdown
 	emitFailed  bool // events could not go out; they go out later
+	settling    bool // the outcome in hand settles an ambiguous one
+	yielded     bool // another replica's different outcome stands
 	deferred    bool // handed back to wait in the broker
 	deferDelay  time.Duration
 	deferReason string
@@ -187,6 +189,9 @@ func decide(k *known) step {
 		return step{kind: stepClaim, entry: k.newEntry()}
 	case k.entry.Fingerprint != "" && k.entry.Fingerprint != k.fingerprint:
 		return k.reused()
+	}
+	if k.yielded {
+		return k.finish(k.entry.Result, deadReasonOf(k.entry.Result))
 	}
 	if k.mem.outcome != nil && !k.recorded {
 		return k.record()
@@ -268,18 +273,21 @@ func (k *known) adopt() step {
 	return step{kind: stepCall}
 }
 
-// toCalling records that a call may be in flight from here on. supersedes
-// is the ambiguous outcome the call will settle, if any.
-func (k *known) toCalling(supersedes *messages.Result) step {
+// toCalling records that a call may be in flight from here on. settles is
+// the ambiguous outcome the call will settle, if any.
+func (k *known) toCalling(settles *messages.Result) step {
 	if k.mem.nonce == "" || k.mem.dispatched {
 		// A new nonce; one that was written (perhaps) but never called
 		// under is reused, so that a write that timed out but landed is
 		// recognised as this replica's own.
-		k.mem = recollection{nonce: k.newNonce(), supersedes: k.mem.supersedes}
+		k.mem = recollection{nonce: k.newNonce()}
 	}
 	e := *k.entry
+	if settles != nil {
+		e.Supersedes, k.settling = settles.CompletedAt, true
+	}
 	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, k.lim.owner, k.mem.nonce, k.now, nil
-	return k.write(e, supersedes)
+	return k.write(e)
 }
 
 // afterCall decides what follows an upstream attempt.
@@ -330,7 +338,7 @@ func (k *known) deferral() step {
 	if k.entry.State == ledger.StateCalling && k.entry.Nonce == k.mem.nonce {
 		e := *k.entry
 		e.State, e.Nonce, e.UpdatedAt = ledger.StateClaimed, "", k.now
-		return k.write(e, nil)
+		return k.write(e)
 	}
 	if k.stopping || k.deferDelay == 0 {
 		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown")
@@ -364,42 +372,47 @@ func (k *known) record() step {
 			return k.conflict()
 		}
 		// Ours settles the ambiguous outcome recorded for the same call.
-		if k.mem.supersedes == nil {
-			k.mem.supersedes = e.Result
-		}
+		k.settling = true
 	}
 	return k.writeDone()
 }
 
 // writeDone stores the outcome in hand.
 func (k *known) writeDone() step {
-	res := *k.mem.outcome
-	if s := k.mem.supersedes; s != nil && res.Supersedes.IsZero() {
-		res.Supersedes = s.CompletedAt
-		k.mem.outcome = &res
-		for i := range k.pending {
-			if isOutcomeEvent(k.pending[i].Event) {
-				k.pending[i].Event, k.pending[i].Message = messages.EventSettled,
-					"settles the ambiguous outcome recorded at "+s.CompletedAt.Format(time.RFC3339Nano)
-			}
-		}
-	}
 	// The done entry keeps the nonce of the call its outcome belongs to.
 	e := ledger.Entry{Nonce: k.mem.nonce}
 	if !k.missing {
 		e = *k.entry
 	}
+	// The new outcome replaces an earlier one: an ambiguous outcome this
+	// replica settles, or the outcome an operator's replay set aside.
+	at := e.Supersedes
+	if e.State == ledger.StateDone && e.Result != nil {
+		at = e.Result.CompletedAt
+	}
+	if res := *k.mem.outcome; !at.IsZero() && res.Supersedes.IsZero() {
+		// A result that supersedes another is also the later one, so that
+		// "the latest completed_at" and "the one not superseded" agree.
+		res.Supersedes, res.CompletedAt = at, latest(res.CompletedAt, k.now, at.Add(time.Nanosecond))
+		k.mem.outcome = &res
+		for i := range k.pending {
+			if ev := &k.pending[i]; isOutcomeEvent(ev.Event) {
+				ev.Message = strings.TrimPrefix(ev.Message+"; ", "; ") + "supersedes the outcome recorded at " + at.Format(time.RFC3339Nano)
+				if k.settling {
+					ev.Event = messages.EventSettled
+				}
+			}
+		}
+	}
+	e.Supersedes = time.Time{}
 	e.RequestID, e.API, e.Fingerprint = k.req.ID, k.req.API, k.fingerprint
 	e.State, e.Owner, e.UpdatedAt, e.Seq = ledger.StateDone, k.lim.owner, k.now, k.seq
 	e.Result, e.Attempts = k.mem.outcome, k.mem.outcome.Attempts
-	return k.write(e, nil)
+	return k.write(e)
 }
 
 // write stores e, with this delivery's new events in its trail.
-func (k *known) write(e ledger.Entry, supersedes *messages.Result) step {
-	if supersedes != nil {
-		k.mem.supersedes = supersedes
-	}
+func (k *known) write(e ledger.Entry) step {
 	e.Trail = k.trail()
 	e.Emitted = k.emitted
 	if k.emitted < len(e.Trail) && e.State != ledger.StateDone && !k.emitFailed {
@@ -434,8 +447,9 @@ func (k *known) settleFor(res *messages.Result, why string) step {
 	return k.settle(retry.ActionTerm, 0, why)
 }
 
-// conflict: another replica recorded a different definite outcome. Its
-// outcome stands; ours goes into a conflict event for the operator.
+// conflict: another replica recorded a different definite outcome (it
+// took this one's entry for a dead one's). Its outcome stands and is
+// published; ours goes into a conflict event for the operator.
 func (k *known) conflict() step {
 	if !k.eventDone {
 		ours := k.mem.outcome
@@ -446,7 +460,16 @@ func (k *known) conflict() step {
 		}
 		return step{kind: stepEvent, event: k.event(ev)}
 	}
-	return k.settle(retry.ActionTerm, 0, "outcome conflict")
+	// Our attempts happened and stay in the trail; our outcome did not
+	// become the record.
+	kept := k.pending[:0]
+	for _, ev := range k.pending {
+		if !isOutcomeEvent(ev.Event) && ev.Event != messages.EventDeadLetter {
+			kept = append(kept, ev)
+		}
+	}
+	k.pending, k.yielded, k.mem.outcome, k.mem.deadReason = kept, true, nil, ""
+	return decide(k)
 }
 
 // rejected answers a request that failed validation. A rejection is
@@ -533,6 +556,16 @@ func (k *known) trouble() step {
 		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(k.failures-1, 6), 2*time.Second)}
 	}
 	return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(k.delivery, false), failed.String()+" failed")
+}
+
+func latest(ts ...time.Time) time.Time {
+	var t time.Time
+	for _, u := range ts {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
 }
 
 func (k *known) settle(a retry.Action, delay time.Duration, reason string) step {

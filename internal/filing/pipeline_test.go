@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
@@ -172,7 +170,7 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 	// Both outcomes are in the durable result stream: the replay's success
 	// is not dropped as a duplicate of the first failure.
 	var statuses []messages.Status
-	for _, m := range h.streamMsgs(h.streams.Results) {
+	for _, m := range h.streamMsgs(h.Streams.Results) {
 		var r messages.Result
 		_ = json.Unmarshal(m.Data, &r)
 		statuses = append(statuses, r.Status)
@@ -285,14 +283,9 @@ func TestShutdownLosesNothing(t *testing.T) {
 
 // TestTwoConsumersShareWorkAndToken runs two replicas on one stream.
 func TestTwoConsumersShareWorkAndToken(t *testing.T) {
-	js, nc, srv := natstest.JetStream(t)
-	a := newHarness(t, harnessOpts{js: js, nc: nc, owner: "replica-a"})
-	nc2 := natstest.Connect(t, srv)
-	js2, err := jetstream.New(nc2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newHarness(t, harnessOpts{js: js2, nc: nc2, owner: "replica-b", sb: a.sb})
+	_, nc, srv := natstest.JetStream(t)
+	a := newHarness(t, harnessOpts{nc: nc, owner: "replica-a"})
+	b := newHarness(t, harnessOpts{nc: natstest.Connect(t, srv), owner: "replica-b", sb: a.sb})
 	a.run()
 	b.run()
 	const n = 40
@@ -362,7 +355,7 @@ func TestReplyToOwnSubjectRefused(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	// A result fed back as a request would be rejected: a second result.
-	if n := len(h.streamMsgs(h.streams.Results)); n != 1 {
+	if n := len(h.streamMsgs(h.Streams.Results)); n != 1 {
 		t.Fatalf("%d results, want 1: the result was fed back as a request", n)
 	}
 }

@@ -155,6 +155,9 @@ func replayOne(ctx context.Context, js jetstream.JetStream, led ReplayLedger, ob
 		}
 		if e.State != ledger.StateClaimed {
 			next := e
+			if e.Result != nil {
+				next.Supersedes = e.Result.CompletedAt // the replay's outcome replaces it
+			}
 			next.State, next.Owner, next.Nonce, next.Result, next.Seq, next.UpdatedAt = ledger.StateClaimed, "replay", "", nil, 0, time.Time{}
 			next.Trail = append(append([]messages.AuditEvent(nil), e.Trail...), messages.AuditEvent{
 				RequestID: req.ID, API: req.API, Account: req.AccountOrDefault(), Event: messages.EventReplayed, Time: time.Now().UTC(),

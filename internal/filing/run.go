@@ -133,6 +133,9 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil
 }
 
+// Owner is the replica's name in the ledger.
+func (p *Processor) Owner() string { return p.cfg.Owner }
+
 // Msg is what the processor needs of a JetStream message.
 type Msg interface {
 	Metadata() (*jetstream.MsgMetadata, error)

@@ -29,6 +29,7 @@ import (
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
@@ -60,6 +61,10 @@ type Options struct {
 	// Upstream wraps the real dispatcher (inside Faults); Dispatcher wraps
 	// what the processor calls (outside Faults).
 	Upstream, Dispatcher func(filing.Dispatcher) filing.Dispatcher
+	// Ledger, when set, wraps the ledger the processor uses.
+	Ledger func(*ledger.Ledger) filing.Ledger
+	// Metrics, when set, receives the processor's metrics.
+	Metrics *metrics.Metrics
 }
 
 // Pipeline is one consumer replica.
@@ -156,6 +161,9 @@ func New(tb testing.TB, o Options) *Pipeline {
 	}
 	var disp filing.Dispatcher = dispatch.New(accounts)
 	var led filing.Ledger = p.Ledger
+	if o.Ledger != nil {
+		led = o.Ledger(p.Ledger)
+	}
 	var pub filing.Publisher = js
 	if o.Upstream != nil {
 		disp = o.Upstream(disp)
@@ -173,7 +181,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if o.Config != nil {
 		o.Config(&cfg)
 	}
-	if p.Processor, err = filing.New(cfg, disp, led, pub, o.NC, o.Logger.Named(o.Owner), nil); err != nil {
+	if p.Processor, err = filing.New(cfg, disp, led, pub, o.NC, o.Logger.Named(o.Owner), o.Metrics); err != nil {
 		tb.Fatal(err)
 	}
 	return p

@@ -116,6 +116,9 @@ type Entry struct {
 	// written: whoever finishes the request publishes the rest.
 	Trail   []messages.AuditEvent `json:"trail,omitempty"`
 	Emitted int                   `json:"emitted,omitempty"`
+	// Supersedes is the completed_at of an outcome set aside (by a replay,
+	// or to settle an ambiguous outcome): the next one recorded replaces it.
+	Supersedes time.Time `json:"supersedes,omitzero"`
 	// Result is the final outcome; set when State is StateDone.
 	Result *messages.Result `json:"result,omitempty"`
 	// Revision is the KV revision the entry was read at or written as; it
