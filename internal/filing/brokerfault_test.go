@@ -41,18 +41,27 @@ func (f *flakyLedger) Put(ctx context.Context, prev, next ledger.Entry) (ledger.
 
 // TestLedgerHiccupsLoseNoOutcome: a result the ledger fails to take a few
 // times is still recorded, and a "calling" write whose reply was lost does
-// not make the request ambiguous; the vendor is called exactly once.
+// not make the request ambiguous; the vendor is called exactly once. With
+// no time to retry in the handler, the message is handed back and the
+// redelivery is settled from what this replica remembers.
 func TestLedgerHiccupsLoseNoOutcome(t *testing.T) {
 	for _, tc := range []struct {
 		name                string
 		failDone, lostReply int
+		record              time.Duration
 	}{
-		{"done write fails", 3, 0},
-		{"calling reply lost", 0, 1},
+		{"done write fails", 3, 0, 0},
+		{"calling reply lost", 0, 1, 0},
+		{"done write fails, handed back", 1, 0, time.Nanosecond},
+		{"calling reply lost, handed back", 0, 1, time.Nanosecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{wrapLedger: func(l *ledger.Ledger) filing.Ledger {
 				return &flakyLedger{Ledger: l, failDone: tc.failDone, lostReply: tc.lostReply}
+			}, config: func(c *filing.Config) {
+				if tc.record > 0 {
+					c.RecordTimeout = tc.record
+				}
 			}})
 			h.run()
 			h.publish(messages.APIVMSAddQualification, "hiccup-1", example(t, messages.APIVMSAddQualification, "hiccup-1"))
@@ -64,5 +73,43 @@ func TestLedgerHiccupsLoseNoOutcome(t *testing.T) {
 				t.Fatalf("sandbox saw %d filings, want 1", n)
 			}
 		})
+	}
+}
+
+// claimFails fails the first n ledger claims, as a broker that is down.
+type claimFails struct {
+	filing.Ledger
+	mu sync.Mutex
+	n  int
+}
+
+func (c *claimFails) ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error) {
+	c.mu.Lock()
+	fail := c.n > 0
+	c.n--
+	c.mu.Unlock()
+	if fail {
+		return ledger.Entry{}, false, errBroker
+	}
+	return c.Ledger.ClaimEntry(ctx, e)
+}
+
+// TestBrokerTroubleNeverStrands: a request handed back again and again
+// because NATS itself fails must not run out of deliveries on the server
+// and sit in the stream with no result: it is filed once the broker is
+// back, however many deliveries that took.
+func TestBrokerTroubleNeverStrands(t *testing.T) {
+	const maxDeliver, failures = 2, 12
+	h := newHarness(t, harnessOpts{maxDeliver: maxDeliver, wrapLedger: func(l *ledger.Ledger) filing.Ledger {
+		return &claimFails{Ledger: l, n: failures}
+	}, config: func(c *filing.Config) { c.TroubleTimeout = time.Nanosecond }})
+	h.run()
+	h.publish(messages.APIVMSAddQualification, "trouble-1", example(t, messages.APIVMSAddQualification, "trouble-1"))
+	r := h.results(1, 20*time.Second)["trouble-1"]
+	if r.Status != messages.StatusSucceeded {
+		t.Fatalf("result %+v", r)
+	}
+	if evs := h.audit("trouble-1"); evs[0].Delivery <= maxDeliver+3 {
+		t.Errorf("received on delivery %d; the test wants more deliveries than the old server limit", evs[0].Delivery)
 	}
 }

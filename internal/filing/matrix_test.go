@@ -241,7 +241,7 @@ func runMatrixCase(t *testing.T, env matrixEnv, c matrixCase, stats *matrixStats
 			NC: env.nc, Prefix: env.prefix, Sandbox: env.sb, Tokens: tokens, Faults: f,
 			Owner: fmt.Sprintf("%s-%d", id, generation), AckWait: time.Second, Grace: 300 * time.Millisecond, Concurrency: 4,
 			Config: func(cfg *filing.Config) {
-				cfg.PublishTimeout, cfg.RecordTimeout, cfg.TroubleTimeout, cfg.CallTimeout = 250*time.Millisecond, 1500*time.Millisecond, 200*time.Millisecond, 2*time.Second
+				cfg.PublishTimeout, cfg.RecordTimeout, cfg.TroubleTimeout, cfg.CallTimeout = 250*time.Millisecond, 1500*time.Millisecond, 200*time.Millisecond, time.Second
 			},
 			Upstream: func(real filing.Dispatcher) filing.Dispatcher {
 				up.mu.Lock()

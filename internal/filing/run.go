@@ -61,8 +61,10 @@ type Config struct {
 	MaxDeliver int
 	// Owner names this replica in the ledger; unique per process.
 	Owner string
-	// InFlightLease is how long a "calling" entry of another replica is
-	// taken to be still in flight (normally the consumer's AckWait).
+	// InFlightLease is at least how long a "calling" entry of another
+	// replica is taken to be still in flight (normally the consumer's
+	// AckWait). The lease is never shorter than one delivery's calls can
+	// last: the in-process retry budget plus CallTimeout.
 	InFlightLease time.Duration
 	// PublishTimeout bounds each publish and ledger operation (default 10s).
 	PublishTimeout time.Duration
@@ -73,8 +75,8 @@ type Config struct {
 	// TroubleTimeout is how long other broker trouble is retried in process
 	// before the message is handed back (default 2s).
 	TroubleTimeout time.Duration
-	// CallTimeout bounds one upstream call (default 2 min); the clients
-	// have their own, shorter timeouts.
+	// CallTimeout bounds one upstream call (default 1 min); the clients
+	// have their own timeouts (10 s by default).
 	CallTimeout time.Duration
 	// MaxPayload is the server's max_payload (default 1 MiB): a dead letter
 	// that would not fit keeps its body in Objects.
@@ -112,7 +114,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	def(&cfg.RecordTimeout, 2*time.Minute)
 	def(&cfg.TroubleTimeout, 2*time.Second)
 	def(&cfg.InFlightLease, time.Minute)
-	def(&cfg.CallTimeout, 2*time.Minute)
+	def(&cfg.CallTimeout, time.Minute)
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = 1 << 20
 	}
@@ -126,7 +128,8 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		return nil, errors.New("filing: Config.Owner is required")
 	}
 	lim := limits{
-		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve, lease: cfg.InFlightLease,
+		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
+		lease: max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
 	}
 	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,

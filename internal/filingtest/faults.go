@@ -119,6 +119,8 @@ type Faults struct {
 	OnSettle func(msg jetstream.Msg, action string)
 	// Stored records what landed: results and dead letters by request id.
 	Stored *Stored
+	// DropHeartbeats drops every InProgress, as a lost connection would.
+	DropHeartbeats bool
 
 	dead      atomic.Bool
 	cut       atomic.Bool
@@ -352,7 +354,7 @@ func (w *faultMsg) NakWithDelay(d time.Duration) error {
 
 // InProgress is the heartbeat: a dead or cut-off process sends none.
 func (w *faultMsg) InProgress() error {
-	if w.f.dead.Load() || w.f.cut.Load() {
+	if w.f.dead.Load() || w.f.cut.Load() || w.f.DropHeartbeats {
 		return ErrCrashed
 	}
 	return w.Msg.InProgress()

@@ -245,6 +245,10 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int
 	}
 }
 
+// Budget is MaxElapsedTime after defaults: every in-process attempt of a Do
+// starts within it.
+func (p Policy) Budget() time.Duration { return p.withDefaults().MaxElapsedTime }
+
 // Wait is the in-process wait after failed attempt n (1-based) of class c,
 // elapsed after the first attempt began: what Do would wait before attempt
 // n+1. ok is false when Do would give up instead (MaxAttempts made, the

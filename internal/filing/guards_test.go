@@ -1,0 +1,77 @@
+package filing_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/filingtest"
+	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/natstest"
+)
+
+// slowUpstream makes every call take d.
+func slowUpstream(d time.Duration) func(filing.Dispatcher) filing.Dispatcher {
+	return func(real filing.Dispatcher) filing.Dispatcher {
+		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return dispatch.Outcome{}, ctx.Err()
+			}
+			return real.Dispatch(ctx, req)
+		})
+	}
+}
+
+// TestInFlightLeaseHoldsBackAnotherReplica: when a replica's heartbeat is
+// lost mid-call, the broker redelivers to another replica; it must not
+// call too while the first one's call may still be running.
+func TestInFlightLeaseHoldsBackAnotherReplica(t *testing.T) {
+	_, nc, srv := natstest.JetStream(t)
+	call := func(cfg *filing.Config) { cfg.CallTimeout = 5 * time.Second }
+	a := filingtest.New(t, filingtest.Options{NC: nc, Owner: "replica-a", AckWait: time.Second, Concurrency: 1, Config: call,
+		Faults: &filingtest.Faults{DropHeartbeats: true}, Upstream: slowUpstream(2500 * time.Millisecond)})
+	b := filingtest.New(t, filingtest.Options{NC: natstest.Connect(t, srv), Owner: "replica-b", AckWait: time.Second, Sandbox: a.Sandbox, Config: call})
+	a.Run()
+	id := "lease-1"
+	a.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
+	time.Sleep(200 * time.Millisecond) // a has it
+	b.Run()
+	waitFor(t, 20*time.Second, "settled", func() bool {
+		f, ok := filingtest.Final(b.Results()[id])
+		return ok && f.Status == messages.StatusSucceeded && drained(b)
+	})
+	if calls := a.Sandbox.CountCalls(messages.APIVMSAddQualification); calls != 1 {
+		t.Fatalf("the vendor saw %d calls, want 1", calls)
+	}
+	if n := len(b.Results()[id]); n != 1 {
+		t.Errorf("%d results, want 1: %s", n, statuses(b.Results()[id]))
+	}
+}
+
+// TestHeartbeatKeepsALongCall: a call longer than the ack wait is kept
+// alive with InProgress: the message is delivered once.
+func TestHeartbeatKeepsALongCall(t *testing.T) {
+	_, nc, _ := natstest.JetStream(t)
+	p := filingtest.New(t, filingtest.Options{NC: nc, AckWait: time.Second, Upstream: slowUpstream(2500 * time.Millisecond),
+		Config: func(cfg *filing.Config) { cfg.CallTimeout = 5 * time.Second }})
+	p.Run()
+	id := "long-1"
+	p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
+	waitFor(t, 15*time.Second, "settled", func() bool { return len(p.Results()[id]) == 1 && drained(p) })
+	ci, err := p.Consumer.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumRedelivered != 0 {
+		t.Errorf("%d redeliveries of a message whose handler was alive", ci.NumRedelivered)
+	}
+	for _, ev := range p.Audit(id) {
+		if ev.Delivery != 1 {
+			t.Errorf("event %s on delivery %d", ev.Event, ev.Delivery)
+		}
+	}
+}
