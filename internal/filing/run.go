@@ -129,7 +129,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	}
 	lim := limits{
 		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
-		lease: max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
+		lease:        max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
 	}
 	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
