@@ -5,162 +5,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
-// This file is the decision core of the pipeline: decide is a pure function
-// from what is known about one delivery to the next step. It does no I/O;
-// the runner (run.go) performs each step, writes the answer into known and
-// asks again, until a step settles the delivery. Every ack decision, ledger
-// transition and dead-letter rule is read here.
-
-// stepKind names what the runner does next.
-type stepKind int
-
-const (
-	stepWaitLocal  stepKind = iota + 1 // wait for this replica's other handler of the id
-	stepClaim                          // ledger: create the entry, or read the existing one
-	stepRead                           // ledger: read the entry again
-	stepWrite                          // ledger: store step.entry in place of known.entry
-	stepCall                           // one upstream attempt
-	stepSleep                          // wait step.delay (backoff)
-	stepEmit                           // publish the trail's unpublished audit events
-	stepEvent                          // publish step.event (not part of the trail)
-	stepDeadLetter                     // publish the dead letter
-	stepResult                         // store step.result and send it to reply_to
-	stepSettle                         // ack, nak with delay, or term; the last step
-)
-
-var stepNames = map[stepKind]string{
-	stepWaitLocal: "wait-local", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
-	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
-	stepResult: "result", stepSettle: "settle",
-}
-
-func (s stepKind) String() string { return stepNames[s] }
-
-// step is one thing for the runner to do.
-type step struct {
-	kind   stepKind
-	entry  ledger.Entry        // stepClaim (the new entry), stepWrite (the entry to store)
-	delay  time.Duration       // stepSleep; stepSettle with ActionNakWithDelay
-	event  messages.AuditEvent // stepEvent
-	result *messages.Result    // stepResult
-	dead   deadLetterSpec      // stepDeadLetter
-	action retry.Action        // stepSettle
-	reason string              // stepSettle, in a few words
-}
-
-// deadLetterSpec says what a dead letter records.
-type deadLetterSpec struct {
-	reason, class string
-	key           string // identifies the outcome, so that a copy is stored once
-}
-
-// limits are the fixed rules of the decisions.
-type limits struct {
-	maxDeliver    int           // a retryable failure on this delivery is dead-lettered
-	hardLimit     int           // past it, nothing is handed back but for broker trouble
-	lease         time.Duration // how long another replica's "calling" is taken to be live
-	recordBudget  time.Duration // how long knowledge that would be lost is kept trying
-	troubleBudget time.Duration // how long other broker trouble is retried in process
-	policy        retry.Policy
-	owner         string
-}
-
-// recollection is what this replica knows of a request beyond the ledger.
-// It outlives a delivery when it holds something the ledger does not.
-type recollection struct {
-	nonce      string           // the last "calling" nonce this replica wrote
-	dispatched bool             // a call was sent under nonce
-	answered   bool             // that call got a definite answer
-	outcome    *messages.Result // a final outcome not yet in the ledger
-	deadReason string
-}
-
-// keep reports whether this replica must remember the request after the
-// delivery: the ledger may lack what it knows (an outcome not recorded, a
-// "calling" nonce the ledger still names or may name).
-func (k *known) keep() bool {
-	if k.mem.outcome != nil {
-		return !k.recorded
-	}
-	if k.mem.nonce == "" {
-		return false
-	}
-	e := k.entry
-	return e == nil || k.uncertain || e.Nonce == k.mem.nonce
-}
-
-// known is everything known about one delivery.
-type known struct {
-	lim limits
-	now time.Time
-
-	// The message.
-	delivery    int
-	seq         uint64
-	receivedAt  time.Time
-	subjectAPI  messages.API // "" unless a known api
-	req         *messages.Request
-	parseErr    error // not a JSON object: undecodable
-	invalid     error // failed validation
-	fingerprint string
-	stopping    bool   // the shutdown grace period is over
-	panicked    string // a step panicked
-
-	// This replica.
-	busy bool         // another handler of this replica holds the id
-	mem  recollection // kept in step with the replica's memory by the runner
-
-	// The ledger.
-	entry     *ledger.Entry // nil until read
-	created   bool          // this delivery created it
-	missing   bool          // read, and there is none
-	stale     bool          // a write lost a compare-and-set: read again
-	uncertain bool          // a write failed: it may have landed
-
-	// This delivery's progress.
-	pending     []messages.AuditEvent // new events not yet in the ledger's trail
-	emitted     int                   // how many of trail() are known published
-	callDue     bool                  // the entry is "calling" under mem.nonce: call
-	attempts    int                   // calls made by this delivery
-	callStart   time.Time
-	lastErr     error
-	lastClass   retry.Class
-	lastOut     dispatch.Outcome
-	cutShort    bool // the last call was cut short by shutdown
-	emitFailed  bool // events could not go out; they go out later
-	settling    bool // the outcome in hand settles an ambiguous one
-	yielded     bool // another replica's different outcome stands
-	deferred    bool // handed back to wait in the broker
-	deferDelay  time.Duration
-	deferReason string
-	recorded    bool // the outcome (mem.outcome) is in the ledger
-	deadDone    bool
-	resultDone  bool
-	eventDone   bool
-
-	// Trouble with the broker.
-	failed       stepKind // the last step failed (0: it did not)
-	failErr      error
-	failures     int
-	troubleSince time.Time
-}
-
-// trail is the request's audit events: the ledger's and this delivery's.
-func (k *known) trail() []messages.AuditEvent {
-	if k.entry == nil || len(k.pending) == 0 {
-		if k.entry == nil {
-			return k.pending
-		}
-		return k.entry.Trail
-	}
-	return append(append([]messages.AuditEvent(nil), k.entry.Trail...), k.pending...)
-}
+// This file is the decision core of the pipeline: decide is a deterministic
+// function from what is known about one delivery (state.go) to the next
+// step. It does no I/O and reads no clock; it notes its own decisions in
+// known (an outcome taken in hand, a nonce chosen), as a state machine
+// does. The runner (run.go) performs each step, writes the answer into
+// known and asks again, until a step settles the delivery. Every ack
+// decision, ledger transition and dead-letter rule is read here.
 
 // decide returns the next step.
 func decide(k *known) step {
