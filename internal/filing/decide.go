@@ -12,7 +12,8 @@ import (
 
 // This file is the decision core of the pipeline: decide is a deterministic
 // function from what is known about one delivery (state.go) to the next
-// step. It does no I/O and reads no clock; it notes its own decisions in
+// step (its clock is known.now, its dice the retry policy's jitter). It
+// does no I/O; it notes its own decisions in
 // known (an outcome taken in hand, a nonce chosen), as a state machine
 // does. The runner (run.go) performs each step, writes the answer into
 // known and asks again, until a step settles the delivery. Every ack

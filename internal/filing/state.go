@@ -156,4 +156,3 @@ func (k *known) trail() []messages.AuditEvent {
 	}
 	return append(append([]messages.AuditEvent(nil), k.entry.Trail...), k.pending...)
 }
-
