@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -37,13 +38,13 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	ncB := connect(t, "replica-b", urls(nodes[1], nodes[2], nodes[0])...)
 	waitClusterReady(t, newJetStream(t, ncA.Conn), replicas, 60*time.Second)
 
-	sb := startSandbox(t)
+	sb := filingtest.StartSandbox(t)
 	// Every call takes a little while, so that the node stops mid-run.
 	sb.Inject(sandbox.Fault{Latency: 20 * time.Millisecond})
-	a := newPipeline(t, pipelineOpts{nc: ncA.Conn, replicas: replicas, maxDeliver: maxDeliver, owner: "replica-a", sb: sb})
-	b := newPipeline(t, pipelineOpts{nc: ncB.Conn, replicas: replicas, maxDeliver: maxDeliver, owner: "replica-b", sb: sb})
-	checkReplicas(t, a.js, replicas, a.streams.Requests, a.streams.Results, a.streams.Audit, a.streams.Dead,
-		"KV_"+a.buckets.Ledger, "KV_"+a.buckets.Tokens, "KV_"+a.buckets.TokenLocks)
+	a := newPipeline(t, filingtest.Options{NC: ncA.Conn, Replicas: replicas, MaxDeliver: maxDeliver, Owner: "replica-a", Sandbox: sb})
+	b := newPipeline(t, filingtest.Options{NC: ncB.Conn, Replicas: replicas, MaxDeliver: maxDeliver, Owner: "replica-b", Sandbox: sb})
+	checkReplicas(t, a.JS, replicas, a.Streams.Requests, a.Streams.Results, a.Streams.Audit, a.Streams.Dead,
+		"KV_"+a.Buckets.Ledger, "KV_"+a.Buckets.Tokens, "KV_"+a.Buckets.TokenLocks)
 
 	type request struct {
 		api messages.API
@@ -59,33 +60,33 @@ func TestClusterReplicatedStreams(t *testing.T) {
 			wantVMS++
 		}
 	}
-	publish := func(p *pipeline, rs []request) {
+	publish := func(p *filingtest.Pipeline, rs []request) {
 		for _, r := range rs {
-			p.publish(r.api, r.id, example(t, r.api, r.id))
+			p.Publish(r.api, r.id, filingtest.Example(t, r.api, r.id))
 		}
 	}
 
 	start := time.Now()
 	publish(a, reqs[:total/2])
-	a.run()
-	b.run()
-	waitFor(t, 60*time.Second, "40 results before the node stop", func() bool { return a.resultCount() >= 40 })
+	a.Run()
+	b.Run()
+	waitFor(t, 60*time.Second, "40 results before the node stop", func() bool { return a.Count(a.Streams.Results) >= 40 })
 
 	// Stop the node leading the request stream (and so, most likely, the
 	// shared consumer): the hardest node to lose.
 	victim := nodes[0]
-	if info := streamInfo(t, a.js, a.streams.Requests); info.Cluster != nil && byName[info.Cluster.Leader] != nil {
+	if info := streamInfo(t, a.JS, a.Streams.Requests); info.Cluster != nil && byName[info.Cluster.Leader] != nil {
 		victim = byName[info.Cluster.Leader]
 	}
-	atStop := a.resultCount()
+	atStop := a.Count(a.Streams.Results)
 	t.Logf("stopping %s (request stream leader) after %d results, %s in", victim.name, atStop, time.Since(start).Round(time.Millisecond))
 	victim.stop(t)
 	stoppedAt := time.Now()
 
 	// Upstream keeps publishing while the node is down.
 	publish(b, reqs[total/2:])
-	progressed := waitUntil(30*time.Second, func() bool { return b.resultCount() >= total*3/4 })
-	duringOutage := b.resultCount()
+	progressed := waitUntil(30*time.Second, func() bool { return b.Count(b.Streams.Results) >= total*3/4 })
+	duringOutage := b.Count(b.Streams.Results)
 	t.Logf("%d results with %s down for %s (target reached: %v)", duringOutage, victim.name, time.Since(stoppedAt).Round(time.Millisecond), progressed)
 	if duringOutage <= atStop {
 		t.Errorf("no progress with one of three nodes down: %d results before, %d after", atStop, duringOutage)
@@ -93,18 +94,18 @@ func TestClusterReplicatedStreams(t *testing.T) {
 
 	victim.start(t)
 	t.Logf("%s started again after %s down", victim.name, time.Since(stoppedAt).Round(time.Millisecond))
-	a.waitResults(total, 90*time.Second)
+	a.WaitResults(total, 90*time.Second)
 	// Let late redeliveries (lost acks) settle: the request stream is a
 	// work queue, empty once every request is acked or terminated.
 	waitFor(t, 60*time.Second, "the request stream to drain", func() bool {
-		info, err := tryStreamInfo(a.js, a.streams.Requests)
+		info, err := tryStreamInfo(a.JS, a.Streams.Requests)
 		return err == nil && info.State.Msgs == 0
 	})
 	t.Logf("all %d results after %s", total, time.Since(start).Round(time.Millisecond))
 	// The restarted node catches up and is a current replica again.
 	waitFor(t, 30*time.Second, victim.name+" to rejoin as a current replica", func() bool {
-		for _, name := range []string{a.streams.Requests, a.streams.Results, "KV_" + a.buckets.Ledger} {
-			info, err := tryStreamInfo(a.js, name)
+		for _, name := range []string{a.Streams.Requests, a.Streams.Results, "KV_" + a.Buckets.Ledger} {
+			info, err := tryStreamInfo(a.JS, name)
 			if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != replicas-1 {
 				return false
 			}
@@ -117,7 +118,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		return true
 	})
 
-	got := a.results()
+	got := a.Results()
 	if len(got) != total {
 		t.Errorf("results for %d request ids, want %d", len(got), total)
 	}
@@ -131,7 +132,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		if rs[0].Status != messages.StatusSucceeded {
 			t.Errorf("%s: %s, want succeeded (error %+v)", r.id, rs[0].Status, rs[0].Error)
 		}
-		e, err := a.led.Get(context.Background(), r.id)
+		e, err := a.Ledger.Get(context.Background(), r.id)
 		if err != nil {
 			t.Fatalf("ledger %s: %v", r.id, err)
 		}
@@ -150,7 +151,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	if n := sb.TokenFetches(sandbox.DefaultAppID); n != 1 {
 		t.Errorf("%d Douyin tokens fetched for %s, want 1 shared by both replicas", n, sandbox.DefaultAppID)
 	}
-	if dead := a.streamMsgs(a.streams.Dead); len(dead) != 0 {
+	if dead := a.StreamMsgs(a.Streams.Dead); len(dead) != 0 {
 		t.Errorf("%d dead letters", len(dead))
 	}
 }
@@ -218,9 +219,9 @@ type clusterFault struct {
 	nodes      []*natsNode
 	admin      *conn
 	ncA, ncB   *conn
-	a, b       *pipeline
+	a, b       *filingtest.Pipeline
 	sb         *sandbox.Server
-	upstream   *pipeline // publishes; connected to the nodes that stay healthy
+	upstream   *filingtest.Pipeline // publishes; connected to the nodes that stay healthy
 	maxDeliver int
 }
 
@@ -229,9 +230,9 @@ type clusterFault struct {
 const faultLatency = 100 * time.Millisecond
 
 // faultStreams are every stream and bucket of the pipeline.
-func faultStreams(p *pipeline) []string {
-	b := p.buckets
-	return []string{p.streams.Requests, p.streams.Results, p.streams.Audit, p.streams.Dead,
+func faultStreams(p *filingtest.Pipeline) []string {
+	b := p.Buckets
+	return []string{p.Streams.Requests, p.Streams.Results, p.Streams.Audit, p.Streams.Dead,
 		"KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks, "KV_" + b.Health}
 }
 
@@ -249,12 +250,12 @@ func startClusterFault(t *testing.T, order func(meta *natsNode, nodes []*natsNod
 	f.ncA = connect(t, "replica-a", urls(aOrder...)...)
 	f.ncB = connect(t, "replica-b", urls(bOrder...)...)
 	up := connect(t, "upstream", urls(healthy...)...)
-	f.sb = startSandbox(t)
+	f.sb = filingtest.StartSandbox(t)
 	f.sb.Inject(sandbox.Fault{Latency: faultLatency})
-	f.a = newPipeline(t, pipelineOpts{nc: f.ncA.Conn, replicas: replicas, maxDeliver: f.maxDeliver, owner: "replica-a", sb: f.sb})
-	f.b = newPipeline(t, pipelineOpts{nc: f.ncB.Conn, replicas: replicas, maxDeliver: f.maxDeliver, owner: "replica-b", sb: f.sb})
-	f.upstream = newPipeline(t, pipelineOpts{nc: up.Conn, replicas: replicas, maxDeliver: f.maxDeliver, owner: "upstream", sb: f.sb})
-	checkReplicas(t, f.a.js, replicas, faultStreams(f.a)...)
+	f.a = newPipeline(t, filingtest.Options{NC: f.ncA.Conn, Replicas: replicas, MaxDeliver: f.maxDeliver, Owner: "replica-a", Sandbox: f.sb})
+	f.b = newPipeline(t, filingtest.Options{NC: f.ncB.Conn, Replicas: replicas, MaxDeliver: f.maxDeliver, Owner: "replica-b", Sandbox: f.sb})
+	f.upstream = newPipeline(t, filingtest.Options{NC: up.Conn, Replicas: replicas, MaxDeliver: f.maxDeliver, Owner: "upstream", Sandbox: f.sb})
+	checkReplicas(t, f.a.JS, replicas, faultStreams(f.a)...)
 	for _, c := range []struct {
 		c    *conn
 		want *natsNode
@@ -272,14 +273,14 @@ func (f *clusterFault) leaders(t *testing.T) string {
 	var parts []string
 	for _, s := range faultStreams(f.upstream) {
 		leader := "?"
-		if info, err := tryStreamInfo(f.upstream.js, s); err == nil && info.Cluster != nil {
+		if info, err := tryStreamInfo(f.upstream.JS, s); err == nil && info.Cluster != nil {
 			leader = info.Cluster.Leader
 		}
 		parts = append(parts, s+"="+leader)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if ci, err := f.upstream.cons.Info(ctx); err == nil && ci.Cluster != nil {
+	if ci, err := f.upstream.Consumer.Info(ctx); err == nil && ci.Cluster != nil {
 		parts = append(parts, "consumer "+ci.Config.Durable+"="+ci.Cluster.Leader)
 	}
 	return strings.Join(parts, " ")
@@ -289,7 +290,7 @@ func (f *clusterFault) leaders(t *testing.T) string {
 func (f *clusterFault) publish(t *testing.T, reqs []faultRequest) {
 	t.Helper()
 	for _, r := range reqs {
-		f.upstream.publish(r.api, r.id, taggedExample(t, r.api, r.id))
+		f.upstream.Publish(r.api, r.id, taggedExample(t, r.api, r.id))
 	}
 }
 
@@ -310,7 +311,7 @@ func (f *clusterFault) waitSettled(t *testing.T, timeout time.Duration) {
 			leader = l
 		}
 		for _, s := range faultStreams(f.upstream) {
-			info, err := tryStreamInfo(f.upstream.js, s)
+			info, err := tryStreamInfo(f.upstream.JS, s)
 			if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != len(f.nodes)-1 {
 				return false
 			}
@@ -341,7 +342,7 @@ func others(nodes []*natsNode, skip ...*natsNode) []*natsNode {
 }
 
 // summarize lists the kinds of health changes, "no changes" without any.
-func summarize(cs []healthChange) string {
+func summarize(cs []filingtest.HealthChange) string {
 	if len(cs) == 0 {
 		return "no changes"
 	}
@@ -353,13 +354,13 @@ func summarize(cs []healthChange) string {
 }
 
 // healthEvents summarises the health watch's changes after since.
-func healthEvents(p *pipeline, since time.Time) (notReadyAfter, reconnectAfter, readyAfter time.Duration, reconnects int) {
+func healthEvents(p *filingtest.Pipeline, since time.Time) (notReadyAfter, reconnectAfter, readyAfter time.Duration, reconnects int) {
 	notReadyAfter, reconnectAfter, readyAfter = -1, -1, -1
-	for _, c := range p.healthChanges() {
-		if c.at.Before(since) {
+	for _, c := range p.HealthChanges() {
+		if c.At.Before(since) {
 			continue
 		}
-		d := c.at.Sub(since).Round(100 * time.Millisecond)
+		d := c.At.Sub(since).Round(100 * time.Millisecond)
 		switch c.Kind {
 		case jshealth.BecameNotReady:
 			if notReadyAfter < 0 {
@@ -399,9 +400,9 @@ func TestClusterPartitionedLeader(t *testing.T) {
 		return append([]*natsNode{cut}, rest...), append(slices.Clone(rest), cut), rest
 	})
 	for _, s := range faultStreams(f.a) {
-		moveStreamLeader(t, f.admin.Conn, f.upstream.js, s, cut.name)
+		moveStreamLeader(t, f.admin.Conn, f.upstream.JS, s, cut.name)
 	}
-	moveConsumerLeader(t, f.admin.Conn, f.upstream.js, f.a.streams.Requests, "qualfile", cut.name)
+	moveConsumerLeader(t, f.admin.Conn, f.upstream.JS, f.a.Streams.Requests, "qualfile", cut.name)
 	if meta := waitMetaLeader(t, f.nodes, 30*time.Second); meta != cut {
 		t.Fatalf("meta leader moved to %s while placing the stream leaders on %s", meta.name, cut.name)
 	}
@@ -419,11 +420,11 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	reqs := faultRequests("part", total)
 	start := time.Now()
 	f.publish(t, reqs[:total/2])
-	f.a.run()
-	f.b.run()
-	waitFor(t, 60*time.Second, "100 results before the partition", func() bool { return f.upstream.resultCount() >= 100 })
+	f.a.Run()
+	f.b.Run()
+	waitFor(t, 60*time.Second, "100 results before the partition", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
 
-	atCut := f.upstream.resultCount()
+	atCut := f.upstream.Count(f.upstream.Streams.Results)
 	heal := cut.cutRoutes(t)
 	cutAt := time.Now()
 	t.Logf("cut %s off the routes after %d results, %s in", cut.name, atCut, time.Since(start).Round(time.Millisecond))
@@ -442,7 +443,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 				probeFailedAfter = time.Since(cutAt).Round(100 * time.Millisecond)
 			}
 			ctx, cancel = context.WithTimeout(context.Background(), healthTimeout)
-			_, serr := pinnedJS.Stream(ctx, f.a.streams.Requests) // a stream info request
+			_, serr := pinnedJS.Stream(ctx, f.a.Streams.Requests) // a stream info request
 			cancel()
 			if serr != nil && streamInfoFailedAfter < 0 {
 				streamInfoFailedAfter = time.Since(cutAt).Round(100 * time.Millisecond)
@@ -455,7 +456,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 		time.Sleep(d)
 	}
 	<-done
-	duringCut := f.upstream.resultCount()
+	duringCut := f.upstream.Count(f.upstream.Streams.Results)
 	aURL := f.ncA.ConnectedUrl()
 	routes, rerr := cut.numRoutes()
 	heal()
@@ -465,7 +466,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 
 	notReady, moved, ready, reconnects := healthEvents(f.a, cutAt)
 	t.Logf("replica a health watch: not ready after %s, reconnect forced after %s (%d), ready again after %s; replica b: %s",
-		notReady, moved, reconnects, ready, summarize(f.b.healthChanges()))
+		notReady, moved, reconnects, ready, summarize(f.b.HealthChanges()))
 	if probeFailedAfter < 0 || probeFailedAfter > 5*time.Second {
 		t.Errorf("the health probe on the cut node failed after %s, want within 5s of the cut", probeFailedAfter)
 	}
@@ -512,9 +513,9 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 		if s == ledgerStream {
 			to = frozen
 		}
-		moveStreamLeader(t, f.admin.Conn, f.upstream.js, s, to.name)
+		moveStreamLeader(t, f.admin.Conn, f.upstream.JS, s, to.name)
 	}
-	moveConsumerLeader(t, f.admin.Conn, f.upstream.js, f.a.streams.Requests, "qualfile", lead.name)
+	moveConsumerLeader(t, f.admin.Conn, f.upstream.JS, f.a.Streams.Requests, "qualfile", lead.name)
 	if meta := waitMetaLeader(t, f.nodes, 30*time.Second); meta != lead {
 		t.Fatalf("meta leader moved to %s while placing the stream leaders", meta.name)
 	}
@@ -523,11 +524,11 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 	reqs := faultRequests("pause", total)
 	start := time.Now()
 	f.publish(t, reqs[:total/2])
-	f.a.run()
-	f.b.run()
-	waitFor(t, 60*time.Second, "100 results before the pause", func() bool { return f.upstream.resultCount() >= 100 })
+	f.a.Run()
+	f.b.Run()
+	waitFor(t, 60*time.Second, "100 results before the pause", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
 
-	atPause := f.upstream.resultCount()
+	atPause := f.upstream.Count(f.upstream.Streams.Results)
 	unpause := frozen.pause(t)
 	pausedAt := time.Now()
 	t.Logf("paused %s after %d results, %s in", frozen.name, atPause, time.Since(start).Round(time.Millisecond))
@@ -535,10 +536,10 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 	if d := pause - time.Since(pausedAt); d > 0 {
 		time.Sleep(d)
 	}
-	duringPause := f.upstream.resultCount()
+	duringPause := f.upstream.Count(f.upstream.Streams.Results)
 	aURL := f.ncA.ConnectedUrl()
 	ledgerLeader := "?"
-	if info, err := tryStreamInfo(f.upstream.js, ledgerStream); err == nil && info.Cluster != nil {
+	if info, err := tryStreamInfo(f.upstream.JS, ledgerStream); err == nil && info.Cluster != nil {
 		ledgerLeader = info.Cluster.Leader
 	}
 	unpause()
@@ -548,7 +549,7 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 
 	notReady, moved, ready, reconnects := healthEvents(f.a, pausedAt)
 	t.Logf("replica a health watch: not ready after %s, reconnect forced after %s (%d), ready again after %s; replica b: %s",
-		notReady, moved, reconnects, ready, summarize(f.b.healthChanges()))
+		notReady, moved, reconnects, ready, summarize(f.b.HealthChanges()))
 	if notReady < 0 || moved < 0 || notReady > pause || moved > pause {
 		t.Errorf("replica a (on the paused node) was not reported not ready and moved during the pause: not ready after %s, moved after %s", notReady, moved)
 	}

@@ -7,7 +7,8 @@
 // routes run on a network of their own, so that a node can be cut off from
 // the others while its clients stay connected. The pipeline (queue, filing,
 // ledger, tokenkv, dispatch, the JetStream health watch) and the vendor
-// sandbox run in the test process.
+// sandbox run in the test process, built by internal/filingtest, the
+// harness internal/filing's tests use too.
 //
 // The cluster fault tests cut the leading node off (TestClusterPartitionedLeader)
 // and freeze the ledger's leader (TestClusterPausedLedgerLeader), and count

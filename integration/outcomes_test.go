@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
 )
@@ -57,7 +58,7 @@ var tagPattern = regexp.MustCompile(regexp.QuoteMeta(tagOpen) + `([A-Za-z0-9._:-
 // free-text Description.
 func taggedExample(tb testing.TB, api messages.API, id string) []byte {
 	tb.Helper()
-	b := example(tb, api, id)
+	b := filingtest.Example(tb, api, id)
 	if api != messages.APIVMSAddQualification {
 		return b
 	}
@@ -109,7 +110,7 @@ type outcomes struct {
 // collectOutcomes waits (up to drainTimeout) for the request stream and
 // the shared consumer to be empty, then reads the results and the sandbox's
 // calls. p must be connected to a server that can serve JetStream.
-func collectOutcomes(t *testing.T, p *pipeline, sb *sandbox.Server, reqs []faultRequest, drainTimeout time.Duration) *outcomes {
+func collectOutcomes(t *testing.T, p *filingtest.Pipeline, sb *sandbox.Server, reqs []faultRequest, drainTimeout time.Duration) *outcomes {
 	t.Helper()
 	o := &outcomes{
 		published:   len(reqs),
@@ -119,11 +120,11 @@ func collectOutcomes(t *testing.T, p *pipeline, sb *sandbox.Server, reqs []fault
 		accepted:    map[string]bool{},
 	}
 	o.drained = waitUntil(drainTimeout, func() bool {
-		o.reqStreamMsg, o.ackPending, o.numPending = p.leftovers()
+		o.reqStreamMsg, o.ackPending, o.numPending = leftovers(p)
 		return o.reqStreamMsg == 0 && o.ackPending == 0 && o.numPending == 0
 	})
 
-	for id, rs := range p.results() {
+	for id, rs := range p.Results() {
 		o.results += len(rs)
 		if len(rs) > 1 {
 			o.multiResult++
@@ -177,7 +178,7 @@ func collectOutcomes(t *testing.T, p *pipeline, sb *sandbox.Server, reqs []fault
 			o.unsentAmbig = append(o.unsentAmbig, r.id)
 		}
 	}
-	o.deadLetters = len(p.streamMsgs(p.streams.Dead))
+	o.deadLetters = len(p.StreamMsgs(p.Streams.Dead))
 	return o
 }
 
@@ -239,14 +240,14 @@ func head(s []string) string {
 // leftovers is what is still in the request stream and the shared
 // consumer: stored messages, unacknowledged deliveries, undelivered
 // messages (all ^0 / -1 when the stream cannot be asked right now).
-func (p *pipeline) leftovers() (msgs uint64, ackPending int, pending uint64) {
-	info, err := tryStreamInfo(p.js, p.streams.Requests)
+func leftovers(p *filingtest.Pipeline) (msgs uint64, ackPending int, pending uint64) {
+	info, err := tryStreamInfo(p.JS, p.Streams.Requests)
 	if err != nil {
 		return ^uint64(0), -1, ^uint64(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ci, err := p.cons.Info(ctx)
+	ci, err := p.Consumer.Info(ctx)
 	if err != nil {
 		return info.State.Msgs, -1, ^uint64(0)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
 )
@@ -19,15 +20,15 @@ func TestConsumerRestartRedelivers(t *testing.T) {
 	n := startServer(t)
 	nc := connect(t, "first", n.url)
 	waitJetStream(t, newJetStream(t, nc.Conn), 30*time.Second)
-	sb := startSandbox(t)
+	sb := filingtest.StartSandbox(t)
 	sb.Inject(sandbox.Fault{API: api, Latency: 5 * time.Millisecond})
-	first := newPipeline(t, pipelineOpts{nc: nc.Conn, owner: "first", sb: sb})
+	first := newPipeline(t, filingtest.Options{NC: nc.Conn, Owner: "first", Sandbox: sb})
 	for i := range total {
 		id := fmt.Sprintf("restart-%03d", i)
-		first.publish(api, id, example(t, api, id))
+		first.Publish(api, id, filingtest.Example(t, api, id))
 	}
 
-	stop := first.run()
+	stop := first.Run()
 	deadline := time.Now().Add(60 * time.Second)
 	for sb.CountCalls(api) < total/3 {
 		if time.Now().After(deadline) {
@@ -37,17 +38,17 @@ func TestConsumerRestartRedelivers(t *testing.T) {
 	}
 	stop() // SIGTERM: stop pulling, hand back what was not started, finish in-flight work
 	atStop := sb.CountCalls(api)
-	t.Logf("first consumer stopped after %d calls, %d results", atStop, first.resultCount())
+	t.Logf("first consumer stopped after %d calls, %d results", atStop, first.Count(first.Streams.Results))
 	if atStop >= total {
 		t.Fatalf("the consumer finished before it was stopped (%d calls); the test proves nothing", atStop)
 	}
 
 	nc2 := connect(t, "second", n.url)
-	second := newPipeline(t, pipelineOpts{nc: nc2.Conn, owner: "second", sb: sb})
-	second.run()
-	second.waitResults(total, 90*time.Second)
+	second := newPipeline(t, filingtest.Options{NC: nc2.Conn, Owner: "second", Sandbox: sb})
+	second.Run()
+	second.WaitResults(total, 90*time.Second)
 
-	got := second.results()
+	got := second.Results()
 	if len(got) != total {
 		t.Errorf("results for %d request ids, want %d", len(got), total)
 	}
@@ -59,7 +60,7 @@ func TestConsumerRestartRedelivers(t *testing.T) {
 			t.Errorf("%s: %+v, want one succeeded result", id, rs)
 			continue
 		}
-		e, err := second.led.Get(context.Background(), id)
+		e, err := second.Ledger.Get(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,10 +3,12 @@ package integration
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/messages"
 )
 
@@ -17,15 +19,15 @@ func TestSingleServerEndToEnd(t *testing.T) {
 	n := startServer(t)
 	nc := connect(t, "single", n.url)
 	waitJetStream(t, newJetStream(t, nc.Conn), 30*time.Second)
-	p := newPipeline(t, pipelineOpts{nc: nc.Conn})
-	p.run()
+	p := newPipeline(t, filingtest.Options{NC: nc.Conn})
+	p.Run()
 
 	for _, api := range messages.APIs() {
 		id := "e2e-" + string(api)
-		p.publish(api, id, example(t, api, id))
+		p.Publish(api, id, filingtest.Example(t, api, id))
 	}
 	invalidAPI := messages.APIVMSAddQualification
-	invalid, err := os.ReadFile(examplePath(invalidAPI, true))
+	invalid, err := os.ReadFile(filepath.Join(filingtest.ExamplesDir(), "invalid", string(invalidAPI)+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +37,11 @@ func TestSingleServerEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(invalid, &env); err != nil {
 		t.Fatal(err)
 	}
-	p.publish(invalidAPI, "e2e-invalid", invalid)
+	p.Publish(invalidAPI, "e2e-invalid", invalid)
 
 	want := len(messages.APIs()) + 1
-	p.waitResults(want, 30*time.Second)
-	got := p.results()
+	p.WaitResults(want, 30*time.Second)
+	got := p.Results()
 	if len(got) != want {
 		t.Errorf("results for %d request ids, want %d: %v", len(got), want, got)
 	}
@@ -53,7 +55,7 @@ func TestSingleServerEndToEnd(t *testing.T) {
 		if r.Status != messages.StatusSucceeded || r.API != api || r.Attempts != 1 || r.UpstreamRequestID == "" || len(r.Result) == 0 {
 			t.Errorf("%s: %+v (error %+v)", api, r, r.Error)
 		}
-		if n := p.sb.CountCalls(api); n != 1 {
+		if n := p.Sandbox.CountCalls(api); n != 1 {
 			t.Errorf("%s: the sandbox saw %d calls, want 1", api, n)
 		}
 	}
@@ -74,7 +76,7 @@ func TestSingleServerEndToEnd(t *testing.T) {
 	}
 	t.Logf("invalid example rejected with %d field problems", len(r.Error.Fields))
 	// One call per valid example and none for the invalid one.
-	if n := p.sb.CountCalls(invalidAPI); n != 1 {
+	if n := p.Sandbox.CountCalls(invalidAPI); n != 1 {
 		t.Errorf("%s: the sandbox saw %d calls, want 1 (the invalid request must not be sent)", invalidAPI, n)
 	}
 }

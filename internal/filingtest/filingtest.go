@@ -3,14 +3,15 @@
 // dispatcher and the filing processor, wired like the daemon, with the
 // sandbox as every vendor — on a NATS connection the test provides: an
 // embedded server (internal/natstest) or a container (integration/). It
-// also reads the streams back, and wraps the pipeline's effects with
-// injectable faults (faults.go).
+// also runs the JetStream health watch when asked, reads the streams back,
+// and wraps the pipeline's effects with injectable faults (faults.go).
 package filingtest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,6 +28,7 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
@@ -41,17 +43,18 @@ const SetupTimeout = 30 * time.Second
 
 // Options configures New. NC is required; everything else has a default.
 type Options struct {
-	NC          *nats.Conn
-	Prefix      string // subject prefix; default "filing"
-	Replicas    int    // streams and buckets; default 1
-	MaxDeliver  int    // default 5
-	Owner       string // the replica's name in the ledger; default the test name
-	Sandbox     *sandbox.Server
-	Policy      retry.Policy  // default FastPolicy
-	AckWait     time.Duration // default 5s; also the in-flight lease
-	Concurrency int           // default 16
-	Grace       time.Duration // default 5s
-	Logger      *zap.Logger   // default the test's, at warn level
+	NC            *nats.Conn
+	Prefix        string // subject prefix; default "filing"
+	Replicas      int    // streams and buckets; default 1
+	MaxDeliver    int    // default 5
+	MaxAckPending int    // of the shared consumer; default 256
+	Owner         string // the replica's name in the ledger; default the test name
+	Sandbox       *sandbox.Server
+	Policy        retry.Policy  // default FastPolicy
+	AckWait       time.Duration // default 5s; also the in-flight lease
+	Concurrency   int           // default 16
+	Grace         time.Duration // default 5s
+	Logger        *zap.Logger   // default the test's, at warn level
 	// Tokens is the Douyin token store; default the shared KV store.
 	Tokens douyin.TokenStore
 	// Config adjusts the processor's configuration before it is built.
@@ -65,6 +68,22 @@ type Options struct {
 	Ledger func(*ledger.Ledger) filing.Ledger
 	// Metrics, when set, receives the processor's metrics.
 	Metrics *metrics.Metrics
+	// Health, when set, makes Run also run the JetStream health watch, as
+	// the daemon does: a jshealth.Watcher with this configuration, its
+	// Probe by default a put in the prefix's health bucket under Owner,
+	// its Reconnect by default NC.ForceReconnect. HealthChanges lists what
+	// it reported.
+	Health *jshealth.Config
+	// OnPullError, when set, is told of every failed pull the consume loop
+	// goes on after.
+	OnPullError func(error)
+	// OnLoopError, when set, is told the error the consume loop ended with
+	// before Run's stop (the server closed the pull).
+	OnLoopError func(error)
+	// ReadRetry is how long a failed read of a stream (StreamMsgs,
+	// Results, Audit) is started again, a cluster electing leaders after a
+	// fault answering 503 for a moment; default 0, the test fails at once.
+	ReadRetry time.Duration
 }
 
 // Pipeline is one consumer replica.
@@ -76,10 +95,22 @@ type Pipeline struct {
 	Ledger    *ledger.Ledger
 	Subjects  messages.Subjects
 	Streams   queue.Streams
+	Buckets   queue.Buckets
 	Objects   jetstream.ObjectStore
 	Consumer  jetstream.Consumer
 	Processor *filing.Processor
-	opts      Options
+	// Health is the JetStream health watch (nil unless Options.Health).
+	Health *jshealth.Watcher
+	opts   Options
+
+	healthMu  sync.Mutex
+	healthLog []HealthChange
+}
+
+// HealthChange is one change the health watch reported, and when.
+type HealthChange struct {
+	At time.Time
+	jshealth.Change
 }
 
 // FastPolicy keeps retries and redeliveries in the milliseconds.
@@ -113,6 +144,9 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if o.AckWait == 0 {
 		o.AckWait = 5 * time.Second
 	}
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 256
+	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 16
 	}
@@ -133,10 +167,11 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: p.Subjects, Replicas: o.Replicas}); err != nil {
 		tb.Fatal(err)
 	}
-	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxAckPending: 256}); err != nil {
+	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxAckPending: o.MaxAckPending}); err != nil {
 		tb.Fatal(err)
 	}
-	b := queue.BucketNames(p.Subjects)
+	p.Buckets = queue.BucketNames(p.Subjects)
+	b := p.Buckets
 	if p.Ledger, err = ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: o.Replicas}); err != nil {
 		tb.Fatal(err)
 	}
@@ -184,7 +219,43 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if p.Processor, err = filing.New(cfg, disp, led, pub, o.NC, o.Logger.Named(o.Owner), o.Metrics); err != nil {
 		tb.Fatal(err)
 	}
+	if o.Health != nil {
+		if p.Health, err = p.newHealth(ctx, *o.Health); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	return p
+}
+
+// newHealth builds the health watch of Options.Health.
+func (p *Pipeline) newHealth(ctx context.Context, cfg jshealth.Config) (*jshealth.Watcher, error) {
+	if cfg.Probe == nil {
+		probe, err := jshealth.OpenProbe(ctx, p.JS, jshealth.ProbeConfig{Bucket: p.Buckets.Health, Replicas: p.opts.Replicas, Key: p.opts.Owner})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Probe = probe
+	}
+	if cfg.Reconnect == nil {
+		cfg.Reconnect = p.NC.ForceReconnect
+	}
+	report := cfg.Report
+	cfg.Report = func(c jshealth.Change) {
+		p.healthMu.Lock()
+		p.healthLog = append(p.healthLog, HealthChange{time.Now(), c})
+		p.healthMu.Unlock()
+		if report != nil {
+			report(c)
+		}
+	}
+	return jshealth.New(cfg)
+}
+
+// HealthChanges returns what the health watch reported so far.
+func (p *Pipeline) HealthChanges() []HealthChange {
+	p.healthMu.Lock()
+	defer p.healthMu.Unlock()
+	return append([]HealthChange(nil), p.healthLog...)
 }
 
 // Logger logs warnings and errors through the test (nothing in benchmarks).
@@ -209,20 +280,31 @@ func StartSandbox(tb testing.TB) *sandbox.Server {
 	return sb
 }
 
-// Run starts the consume loop until the test ends or stop is called; stop
-// is the graceful shutdown (stop pulling, finish in-flight work, settle).
+// Run starts the consume loop, and the health watch if there is one,
+// until the test ends or stop is called; stop is the graceful shutdown
+// (stop pulling, finish in-flight work, settle).
 func (p *Pipeline) Run() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cfg := queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace}
+		cfg := queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace, OnError: p.opts.OnPullError}
 		if f := p.opts.Faults; f != nil {
 			cfg.Wrap = f.Msg
 		}
-		_ = queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) { p.Processor.Handle(ctx, m) }, cfg)
+		err := queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) { p.Processor.Handle(ctx, m) }, cfg)
+		if err != nil && p.opts.OnLoopError != nil {
+			p.opts.OnLoopError(err)
+		}
 	}()
+	if p.Health != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Health.Run(ctx)
+		}()
+	}
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
 	p.TB.Cleanup(stop)
@@ -378,22 +460,37 @@ func (p *Pipeline) Dead() []filing.DeadLetter {
 	return d
 }
 
-// StreamMsgs reads every message of a stream.
+// StreamMsgs reads every message of a stream. A read that fails is
+// started again for Options.ReadRetry.
 func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
 	p.TB.Helper()
+	deadline := time.Now().Add(p.opts.ReadRetry)
+	for {
+		out, err := p.readStream(name)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			p.TB.Fatalf("reading stream %s: %v", name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (p *Pipeline) readStream(name string) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := p.JS.Stream(ctx, name)
 	if err != nil {
-		p.TB.Fatal(err)
+		return nil, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		p.TB.Fatal(err)
+		return nil, err
 	}
 	var out []*jetstream.RawStreamMsg
 	if info.State.Msgs == 0 {
-		return nil
+		return nil, nil
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
@@ -401,9 +498,9 @@ func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
 			continue
 		}
 		if err != nil {
-			p.TB.Fatal(err)
+			return nil, fmt.Errorf("message %d: %w", seq, err)
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }
