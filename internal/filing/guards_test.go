@@ -5,10 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/natstest"
 )
 
@@ -56,18 +60,19 @@ func TestInFlightLeaseHoldsBackAnotherReplica(t *testing.T) {
 // alive with InProgress: the message is delivered once.
 func TestHeartbeatKeepsALongCall(t *testing.T) {
 	_, nc, _ := natstest.JetStream(t)
-	p := filingtest.New(t, filingtest.Options{NC: nc, AckWait: time.Second, Upstream: slowUpstream(2500 * time.Millisecond),
+	m := metrics.New(prometheus.NewRegistry())
+	p := filingtest.New(t, filingtest.Options{NC: nc, AckWait: time.Second, Upstream: slowUpstream(2500 * time.Millisecond), Metrics: m,
 		Config: func(cfg *filing.Config) { cfg.CallTimeout = 5 * time.Second }})
 	p.Run()
 	id := "long-1"
 	p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
 	waitFor(t, 15*time.Second, "settled", func() bool { return len(p.Results()[id]) == 1 && drained(p) })
-	ci, err := p.Consumer.Info(context.Background())
-	if err != nil {
+	var c dto.Metric
+	if err := m.Redeliveries.WithLabelValues(string(messages.APIVMSAddQualification)).Write(&c); err != nil {
 		t.Fatal(err)
 	}
-	if ci.NumRedelivered != 0 {
-		t.Errorf("%d redeliveries of a message whose handler was alive", ci.NumRedelivered)
+	if n := c.GetCounter().GetValue(); n != 0 {
+		t.Errorf("%v redeliveries of a message whose handler was alive", n)
 	}
 	for _, ev := range p.Audit(id) {
 		if ev.Delivery != 1 {
