@@ -29,12 +29,7 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	}
 	const n = 1000
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "consumer")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := consumerBinary(t)
 
 	sb, err := sandbox.New(sandbox.Config{})
 	if err != nil {
