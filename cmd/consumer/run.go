@@ -133,7 +133,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Subjects:      subjects,
 		Durable:       cfg.Consumer.Durable,
 		AckWait:       time.Duration(cfg.Consumer.AckWait),
-		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		MaxAckPending: cfg.Consumer.MaxAckPending,
 	})
 	if err != nil {

@@ -167,7 +167,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: p.Subjects, Replicas: o.Replicas}); err != nil {
 		tb.Fatal(err)
 	}
-	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxAckPending: o.MaxAckPending}); err != nil {
+	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxAckPending: o.MaxAckPending}); err != nil {
 		tb.Fatal(err)
 	}
 	p.Buckets = queue.BucketNames(p.Subjects)

@@ -135,7 +135,6 @@ type ConsumerConfig struct {
 	Subjects      messages.Subjects
 	Durable       string        // default "qualfile"
 	AckWait       time.Duration // default 60s
-	MaxDeliver    int           // default 10; the processor's limit, not the server's (unlimited)
 	MaxAckPending int           // default 64: with the loop's concurrency, bounds memory
 }
 
@@ -147,9 +146,6 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = time.Minute
-	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = 10
 	}
 	if cfg.MaxAckPending <= 0 {
 		cfg.MaxAckPending = 64
