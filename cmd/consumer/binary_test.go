@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // consumerBin is the consumer binary built once for the tests that run the
@@ -43,6 +45,28 @@ func consumerBinary(t *testing.T) string {
 		t.Fatal(b.err)
 	}
 	return b.path
+}
+
+// startConsumer starts the binary with env and args, stops it when the
+// test ends, and waits until it says it is ready.
+func startConsumer(t *testing.T, name, bin string, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	var out syncBuffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "consumer ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready:\n%s", name, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, &out
 }
 
 func TestMain(m *testing.M) {

@@ -110,22 +110,7 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 		"QUALFILE_ACK_WAIT=2s",
 	)
 	start := func(name string) (*exec.Cmd, *syncBuffer) {
-		var out syncBuffer
-		cmd := exec.Command(bin, "--config", cfgPath, "--admin-listen", freeAddr(t))
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(out.String(), "consumer ready") {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready:\n%s", name, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return cmd, &out
+		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", freeAddr(t))
 	}
 	victim, victimOut := start("replica to kill")
 	_, survivorOut := start("surviving replica")

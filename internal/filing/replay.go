@@ -17,27 +17,12 @@ import (
 
 // ReadDead returns every message of the dead-letter stream.
 func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
-	name := queue.StreamNames(subjects).Dead
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream %s: %w", name, err)
-	}
-	info, err := s.Info(ctx)
+	msgs, err := queue.ReadAll(ctx, js, queue.StreamNames(subjects).Dead)
 	if err != nil {
 		return nil, err
 	}
-	var out []DeadLetter
-	if info.State.Msgs == 0 {
-		return nil, nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read dead letter %d: %w", seq, err)
-		}
+	out := make([]DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
 		out = append(out, ParseDeadLetter(m.Sequence, m.Subject, m.Header, m.Data))
 	}
 	return out, nil
