@@ -196,6 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         owner,
 		InFlightLease: time.Duration(cfg.Consumer.AckWait),
+		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(nc.MaxPayload()),
 		Objects:       st.objects,
 	}, dispatch.New(clients), led, js, nc, log, m)

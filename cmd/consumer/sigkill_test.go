@@ -83,7 +83,14 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 		sb.Inject(f)
 	}
 
-	cfg := fmt.Sprintf(`accounts:
+	// The killed replica's "calling" entries are taken for dead once its
+	// calls cannot be running any more: the retry budget plus the call
+	// timeout (3 s here).
+	cfg := fmt.Sprintf(`consumer:
+  call_timeout: 2s
+  retry:
+    budget: 1s
+accounts:
   default:
     volcengine:
       access_key_id: %s
@@ -105,8 +112,7 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 		"QUALFILE_NATS_URL="+srv.ClientURL(),
 		"QUALFILE_ADMIN_LISTEN=",
 		fmt.Sprintf("QUALFILE_CONCURRENCY=%d", concurrency),
-		// The killed replica's messages come back after 2 s, and its
-		// "calling" entries are taken for dead after the same lease.
+		// The killed replica's messages come back after 2 s.
 		"QUALFILE_ACK_WAIT=2s",
 	)
 	start := func(name string) (*exec.Cmd, *syncBuffer) {

@@ -39,6 +39,7 @@ const (
 	DefaultFetchBatch        = 16
 	DefaultMaxAckPending     = 1024
 	DefaultShutdownGrace     = 30 * time.Second
+	DefaultCallTimeout       = time.Minute
 	DefaultAdminListen       = "127.0.0.1:9090"
 	DefaultLogLevel          = "info"
 	DefaultNATSName          = "qualfile"
@@ -189,6 +190,10 @@ type ConsumerConfig struct {
 	// ShutdownGrace is how long in-flight requests may finish on shutdown;
 	// default 30s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// CallTimeout bounds one upstream call, above the clients' own
+	// timeouts; default 1m. With retry.budget it is also how long another
+	// replica's call in flight is waited for before it is resolved.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 	// Retry is the backoff policy of upstream calls.
 	Retry RetryConfig `yaml:"retry"`
 }
@@ -349,6 +354,7 @@ func (c *Config) applyDefaults() {
 	setI(&k.FetchBatch, DefaultFetchBatch)
 	setI(&k.MaxAckPending, DefaultMaxAckPending)
 	setD(&k.ShutdownGrace, DefaultShutdownGrace)
+	setD(&k.CallTimeout, DefaultCallTimeout)
 
 	r := &k.Retry
 	setD(&r.InitialInterval, retry.DefaultInitialInterval)

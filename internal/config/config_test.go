@@ -60,6 +60,7 @@ func TestDefault(t *testing.T) {
 		{"consumer.ack_wait", c.Consumer.AckWait, 60 * time.Second},
 		{"consumer.fetch_batch", c.Consumer.FetchBatch, 16},
 		{"consumer.shutdown_grace", c.Consumer.ShutdownGrace, 30 * time.Second},
+		{"consumer.call_timeout", c.Consumer.CallTimeout, time.Minute},
 		{"retry.initial_interval", c.Consumer.Retry.InitialInterval, 200 * time.Millisecond},
 		{"retry.multiplier", c.Consumer.Retry.Multiplier, 2.0},
 		{"retry.max_interval", c.Consumer.Retry.MaxInterval, 5 * time.Second},
@@ -318,8 +319,8 @@ func TestValidate(t *testing.T) {
 		{name: "durable", mutate: func(c *Config) { c.Consumer.Durable = "q.f" }, wantErr: []string{"consumer.durable"}},
 		{name: "consumer numbers", mutate: func(c *Config) {
 			c.Consumer.Concurrency, c.Consumer.MaxDeliver, c.Consumer.FetchBatch = 0, 0, 0
-			c.Consumer.AckWait, c.Consumer.ShutdownGrace = 10*time.Millisecond, -1
-		}, wantErr: []string{"consumer.concurrency", "consumer.max_deliver", "consumer.fetch_batch", "consumer.ack_wait", "consumer.shutdown_grace"}},
+			c.Consumer.AckWait, c.Consumer.ShutdownGrace, c.Consumer.CallTimeout = 10*time.Millisecond, -1, time.Millisecond
+		}, wantErr: []string{"consumer.concurrency", "consumer.max_deliver", "consumer.fetch_batch", "consumer.ack_wait", "consumer.shutdown_grace", "consumer.call_timeout"}},
 		{name: "retry", mutate: func(c *Config) {
 			r := &c.Consumer.Retry
 			r.Multiplier, r.Jitter, r.MaxAttempts = 0.5, 1.5, 0

@@ -37,6 +37,7 @@ const (
 	EnvLogLevel           = EnvPrefix + "LOG_LEVEL"            // log.level
 	EnvLogDevelopment     = EnvPrefix + "LOG_DEVELOPMENT"      // log.development
 	EnvShutdownGrace      = EnvPrefix + "SHUTDOWN_GRACE"       // consumer.shutdown_grace
+	EnvCallTimeout        = EnvPrefix + "CALL_TIMEOUT"         // consumer.call_timeout
 	EnvNATSConnectTimeout = EnvPrefix + "NATS_CONNECT_TIMEOUT" // nats.connect_timeout
 )
 
@@ -167,6 +168,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num(EnvMaxDeliver, &c.Consumer.MaxDeliver)
 	dur(EnvAckWait, &c.Consumer.AckWait)
 	dur(EnvShutdownGrace, &c.Consumer.ShutdownGrace)
+	dur(EnvCallTimeout, &c.Consumer.CallTimeout)
 	str(EnvAdminListen, &c.Admin.Listen)
 	str(EnvLogLevel, &c.Log.Level)
 	boolean(EnvLogDevelopment, &c.Log.Development)

@@ -252,6 +252,9 @@ func (c *Config) validateConsumer(v *validator) {
 	if k.ShutdownGrace < 0 {
 		v.add("consumer.shutdown_grace", "must not be negative")
 	}
+	if k.CallTimeout < time.Second {
+		v.add("consumer.call_timeout", "must be at least 1s")
+	}
 
 	r := k.Retry
 	n := len(v.errs)
