@@ -38,6 +38,13 @@ func decide(k *known) step {
 	case k.entry == nil:
 		return step{kind: stepClaim, entry: k.newEntry()}
 	case k.stale:
+		if k.mem.derived {
+			k.dropOutcome() // a verdict drawn from an entry that has since changed
+		}
+		if k.conflicts > 3 {
+			k.conflicts = 0 // a follower behind the leader: give it a moment
+			return step{kind: stepSleep, delay: 50 * time.Millisecond}
+		}
 		return step{kind: stepRead}
 	case k.missing:
 		if k.mem.outcome != nil {
@@ -56,8 +63,8 @@ func decide(k *known) step {
 	if k.recorded {
 		return k.finish(k.mem.outcome, k.mem.deadReason)
 	}
-	if k.callDue && k.stopping && k.attempts == 0 {
-		k.callDue, k.deferred = false, true // nothing was sent: hand it back unsent
+	if k.callDue && k.stopping {
+		k.callDue, k.deferred = false, true // the grace period is over: send nothing more
 	}
 	if k.callDue {
 		return step{kind: stepCall}
@@ -126,6 +133,10 @@ func (k *known) done() step {
 
 // adopt goes on calling under the nonce this replica wrote.
 func (k *known) adopt() step {
+	if k.stopping {
+		k.deferred = true
+		return k.deferral()
+	}
 	k.callDue = true
 	return step{kind: stepCall}
 }
@@ -133,11 +144,14 @@ func (k *known) adopt() step {
 // toCalling records that a call may be in flight from here on. settles is
 // the ambiguous outcome the call will settle, if any.
 func (k *known) toCalling(settles *messages.Result) step {
+	if k.stopping {
+		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown")
+	}
 	if k.mem.nonce == "" || k.mem.dispatched {
 		// A new nonce; one that was written (perhaps) but never called
 		// under is reused, so that a write that timed out but landed is
 		// recognised as this replica's own.
-		k.mem = recollection{nonce: k.newNonce()}
+		k.mem = recollection{nonce: k.newNonce(), fingerprint: k.fingerprint}
 	}
 	e := *k.entry
 	if settles != nil {
@@ -192,6 +206,12 @@ func (k *known) afterCall() step {
 // memory. The last answer was a definite failure (or nothing was sent), so
 // the entry goes back to "claimed" and the next delivery may call again.
 func (k *known) deferral() step {
+	if e := k.entry; e.State == ledger.StateDone && isAmbiguous(e.Result) && e.Nonce == k.mem.nonce && !k.stopping {
+		// Another replica took our call for lost meanwhile; it was a
+		// definite "no": file it now, and settle the ambiguous record.
+		k.deferred, k.attempts = false, 0
+		return k.toCalling(e.Result)
+	}
 	if k.entry.State == ledger.StateCalling && k.entry.Nonce == k.mem.nonce {
 		e := *k.entry
 		e.State, e.Nonce, e.UpdatedAt = ledger.StateClaimed, "", k.now
@@ -214,7 +234,20 @@ func (k *known) decided(res *messages.Result, event, deadReason string) step {
 func (k *known) ambiguous(why string) step {
 	rerr := &messages.ResultError{Code: "AmbiguousOutcome", Class: messages.ClassAmbiguous, Message: why +
 		". Check with the vendor, then replay deliberately (publisher dead replay --force)"}
-	return k.decided(k.result(messages.StatusFailed, rerr), messages.EventAmbiguous, "ambiguous")
+	step := k.decided(k.result(messages.StatusFailed, rerr), messages.EventAmbiguous, "ambiguous")
+	k.mem.derived = true // drawn from the entry, not from the vendor
+	return step
+}
+
+// dropOutcome forgets an outcome in hand and its events.
+func (k *known) dropOutcome() {
+	kept := k.pending[:0]
+	for _, ev := range k.pending {
+		if !isOutcomeEvent(ev.Event) && ev.Event != messages.EventDeadLetter {
+			kept = append(kept, ev)
+		}
+	}
+	k.pending, k.mem.outcome, k.mem.deadReason, k.mem.derived = kept, nil, "", false
 }
 
 // record writes the outcome in hand to the ledger.
@@ -224,6 +257,11 @@ func (k *known) record() step {
 		switch {
 		case e.Result.CompletedAt.Equal(k.mem.outcome.CompletedAt):
 			k.recorded = true // an earlier write of ours landed
+			return decide(k)
+		case isAmbiguous(k.mem.outcome) && isAmbiguous(e.Result):
+			// Nothing new is known: the stored verdict stands.
+			k.dropOutcome()
+			k.yielded = true
 			return decide(k)
 		case e.Result.Error == nil || e.Result.Error.Class != messages.ClassAmbiguous || e.Nonce != k.mem.nonce:
 			return k.conflict()
@@ -319,13 +357,8 @@ func (k *known) conflict() step {
 	}
 	// Our attempts happened and stay in the trail; our outcome did not
 	// become the record.
-	kept := k.pending[:0]
-	for _, ev := range k.pending {
-		if !isOutcomeEvent(ev.Event) && ev.Event != messages.EventDeadLetter {
-			kept = append(kept, ev)
-		}
-	}
-	k.pending, k.yielded, k.mem.outcome, k.mem.deadReason = kept, true, nil, ""
+	k.dropOutcome()
+	k.yielded = true
 	return decide(k)
 }
 
@@ -377,8 +410,26 @@ func (k *known) undecodable() step {
 func (k *known) afterPanic() step {
 	reason := "internal error: " + k.panicked
 	class := messages.ClassPermanent
-	if k.mem.dispatched {
+	if k.mem.dispatched && !k.mem.answered {
 		class = messages.ClassAmbiguous
+	}
+	if k.panics == 1 && k.req != nil && k.fingerprint != "" && k.entry != nil && !k.missing {
+		// A request with a ledger entry: its outcome is recorded and
+		// published like any other (a second panic takes the way below).
+		k.panicked = ""
+		switch {
+		case k.recorded:
+			return k.finish(k.mem.outcome, k.mem.deadReason)
+		case k.mem.outcome != nil && !k.mem.derived:
+			return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(k.delivery, false), "internal error with an outcome held")
+		}
+		k.dropOutcome()
+		res := k.result(messages.StatusFailed, &messages.ResultError{Code: "InternalError", Class: class, Message: reason})
+		event := messages.EventFailed
+		if class == messages.ClassAmbiguous {
+			event = messages.EventAmbiguous
+		}
+		return k.decided(res, event, reason)
 	}
 	switch {
 	case !k.deadDone:

@@ -151,6 +151,59 @@ func TestDecide(t *testing.T) {
 				t.Errorf("settle %+v", s)
 			}
 		}},
+		{"an ambiguous verdict drawn from an entry that changed is dropped", func(k *known) {
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "theirs", UpdatedAt: t0.Add(-2 * time.Minute), Revision: 3}
+			if s := decide(k); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
+				panic("setup: want the ambiguous write")
+			}
+			k.stale = true // the write lost: the entry moved on
+		}, stepRead, func(t *testing.T, k *known, _ step) {
+			if k.mem.outcome != nil || len(k.pending) != 0 {
+				t.Errorf("the verdict is still held: %+v, %d pending events", k.mem.outcome, len(k.pending))
+			}
+		}},
+		{"past the grace period nothing is called", func(k *known) {
+			k.stopping = true
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Fingerprint: "fp", Revision: 1}
+		}, stepSettle, func(t *testing.T, _ *known, s step) {
+			if s.action != retry.ActionNakWithDelay {
+				t.Errorf("settle %+v", s)
+			}
+		}},
+		{"past the grace period a calling write of ours is taken back", func(k *known) {
+			k.stopping = true
+			k.mem = recollection{nonce: "mine"}
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Revision: 3}
+		}, stepWrite, func(t *testing.T, _ *known, s step) {
+			if s.entry.State != ledger.StateClaimed {
+				t.Errorf("write %+v", s.entry)
+			}
+		}},
+		{"a definite failure over another replica's ambiguous record files it now", func(k *known) {
+			k.mem = recollection{nonce: "mine", dispatched: true, answered: true}
+			k.deferred, k.attempts = true, 4
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateDone, Nonce: "mine", Result: done(messages.StatusFailed, messages.ClassAmbiguous, t0), Revision: 5}
+		}, stepWrite, func(t *testing.T, _ *known, s step) {
+			if s.entry.State != ledger.StateCalling || !s.entry.Supersedes.Equal(t0) {
+				t.Errorf("write %+v", s.entry)
+			}
+		}},
+		{"an ambiguous outcome does not supersede an ambiguous one", func(k *known) {
+			k.mem = recollection{nonce: "mine", dispatched: true, outcome: done(messages.StatusFailed, messages.ClassAmbiguous, t0.Add(time.Second))}
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateDone, Nonce: "mine", Seq: 7, Result: done(messages.StatusFailed, messages.ClassAmbiguous, t0), Revision: 5}
+		}, stepDeadLetter, func(t *testing.T, k *known, s step) {
+			if !k.yielded || s.dead.key != "d-1:"+stamp(t0) {
+				t.Errorf("dead letter %+v, yielded %v: want the stored outcome's", s.dead, k.yielded)
+			}
+		}},
+		{"a panic with a ledger entry records a failed outcome", func(k *known) {
+			k.panicked, k.panics = "boom", 1
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Fingerprint: "fp", Revision: 1}
+		}, stepWrite, func(t *testing.T, _ *known, s step) {
+			if s.entry.State != ledger.StateDone || s.entry.Result.Error.Code != "InternalError" {
+				t.Errorf("write %+v", s.entry)
+			}
+		}},
 		{"undecodable is dead-lettered", func(k *known) { k.req, k.parseErr = nil, &messages.DecodeError{Reason: "not a JSON object"} }, stepDeadLetter, nil},
 		{"a panic is dead-lettered", func(k *known) { k.panicked = "boom" }, stepDeadLetter, func(t *testing.T, _ *known, s step) {
 			if s.dead.reason != "internal error: boom" {

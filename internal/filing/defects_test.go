@@ -402,7 +402,9 @@ func (c *cutAfter) Put(ctx context.Context, prev, next ledger.Entry) (ledger.Ent
 func twoReplicas(t *testing.T, aUpstream func(filing.Dispatcher) filing.Dispatcher, aLedger func(*ledger.Ledger, *filingtest.Faults) filing.Ledger) (a, b *filingtest.Pipeline, fa *filingtest.Faults) {
 	_, nc, srv := natstest.JetStream(t)
 	fa = &filingtest.Faults{}
-	quick := func(cfg *filing.Config) { cfg.PublishTimeout, cfg.RecordTimeout = 300*time.Millisecond, 30*time.Second }
+	quick := func(cfg *filing.Config) {
+		cfg.PublishTimeout, cfg.RecordTimeout, cfg.CallTimeout = 300*time.Millisecond, 30*time.Second, 2*time.Second
+	}
 	a = filingtest.New(t, filingtest.Options{NC: nc, Owner: "replica-a", AckWait: time.Second, Concurrency: 1, Faults: fa, Config: quick,
 		Upstream: aUpstream, Ledger: func(l *ledger.Ledger) filing.Ledger {
 			if aLedger == nil {

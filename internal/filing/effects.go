@@ -45,7 +45,7 @@ func (r *runner) claim(e ledger.Entry) error {
 		return err
 	}
 	k := r.k
-	k.entry, k.created, k.missing, k.stale, k.emitted = &got, created, false, false, got.Emitted
+	k.entry, k.created, k.missing, k.stale, k.emitted = &got, created, false, false, published(got, k.seq)
 	if created {
 		r.p.observe(k, got.Trail[0])
 	}
@@ -64,16 +64,32 @@ func (r *runner) read() error {
 	if err != nil {
 		return err
 	}
-	published := 0 // of this delivery's pending events
+	if t := k.tried; t != nil && t.State == got.State && t.Owner == got.Owner && t.UpdatedAt.Equal(got.UpdatedAt) && t.Nonce == got.Nonce {
+		// Our own write, which timed out but landed: it succeeded.
+		r.wrote(got)
+		return nil
+	}
+	pending := 0 // of this delivery's pending events, published already
 	if k.entry != nil {
-		published = max(0, k.emitted-len(k.entry.Trail))
+		pending = max(0, k.emitted-len(k.entry.Trail))
 	}
 	k.entry, k.missing, k.stale, k.uncertain = &got, false, false, false
-	k.emitted = got.Emitted
-	if got.Emitted == len(got.Trail) {
-		k.emitted += published
+	k.emitted = published(got, k.seq)
+	if k.emitted == len(got.Trail) {
+		k.emitted += pending
 	}
 	return nil
+}
+
+// published is how many of an entry's trail events are known to be out.
+// The writer of a done entry publishes the rest of its trail before it
+// settles the message, so only a redelivery of that very message (its
+// stream sequence) publishes them again; for everyone else they are out.
+func published(e ledger.Entry, seq uint64) int {
+	if e.State == ledger.StateDone && e.Seq != seq {
+		return len(e.Trail)
+	}
+	return e.Emitted
 }
 
 func (r *runner) write(next ledger.Entry) error {
@@ -89,13 +105,20 @@ func (r *runner) write(next ledger.Entry) error {
 	}
 	if err != nil {
 		k.uncertain = !errors.Is(err, ledger.ErrConflict)
+		k.tried = &next
 		return err
 	}
-	k.entry, k.missing, k.uncertain, k.pending = &got, false, false, nil
-	if got.State == ledger.StateDone && k.mem.outcome != nil && got.Result == k.mem.outcome {
+	r.wrote(got)
+	return nil
+}
+
+// wrote takes in a write that landed.
+func (r *runner) wrote(got ledger.Entry) {
+	k := r.k
+	k.entry, k.missing, k.uncertain, k.stale, k.pending, k.tried, k.conflicts = &got, false, false, false, nil, nil, 0
+	if got.State == ledger.StateDone && k.mem.outcome != nil && got.Result != nil && got.Result.CompletedAt.Equal(k.mem.outcome.CompletedAt) {
 		k.recorded = true
 	}
-	return nil
 }
 
 // emit publishes the trail's events not yet known published, in order.

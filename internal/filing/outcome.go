@@ -114,11 +114,19 @@ func isOutcomeEvent(event string) bool {
 	return false
 }
 
+// isAmbiguous reports whether res records that nobody knows the outcome.
+func isAmbiguous(res *messages.Result) bool {
+	return res != nil && res.Error != nil && res.Error.Class == messages.ClassAmbiguous
+}
+
 // deadReasonOf says why a recorded outcome belongs in the dead letters, or
 // "" when it does not.
 func deadReasonOf(res *messages.Result) string {
 	if res == nil || res.Status != messages.StatusFailed || res.Error == nil {
 		return ""
+	}
+	if res.Error.Code == "InternalError" {
+		return "internal error"
 	}
 	switch res.Error.Class {
 	case messages.ClassAmbiguous:

@@ -144,6 +144,11 @@ func replayOne(ctx context.Context, js jetstream.JetStream, led ReplayLedger, ob
 				next.Supersedes = e.Result.CompletedAt // the replay's outcome replaces it
 			}
 			next.State, next.Owner, next.Nonce, next.Result, next.Seq, next.UpdatedAt = ledger.StateClaimed, "replay", "", nil, 0, time.Time{}
+			// The trail so far went out with the request's outcome; the
+			// replay's own event is the first one left to publish.
+			if e.State == ledger.StateDone {
+				next.Emitted = len(e.Trail)
+			}
 			next.Trail = append(append([]messages.AuditEvent(nil), e.Trail...), messages.AuditEvent{
 				RequestID: req.ID, API: req.API, Account: req.AccountOrDefault(), Event: messages.EventReplayed, Time: time.Now().UTC(),
 				Message: "replayed by an operator from dead letter " + strconv.FormatUint(d.Sequence, 10) + forcedNote(force)})

@@ -159,7 +159,7 @@ const maxSteps = 10000
 func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	p.metrics.InFlightAdd(1)
 	defer p.metrics.InFlightAdd(-1)
-	r := &runner{p: p, ctx: ctx, msg: msg, k: p.newKnown(msg)}
+	r := &runner{p: p, ctx: ctx, msg: msg, k: p.safeKnown(msg)}
 	defer r.release()
 	for n := 0; ; n++ {
 		r.k.now, r.k.stopping = p.cfg.Now().UTC(), ctx.Err() != nil
@@ -176,6 +176,18 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 		}
 		r.perform(s)
 	}
+}
+
+// safeKnown is newKnown, with a panic on untrusted bytes turned into
+// knowledge (the message is dead-lettered).
+func (p *Processor) safeKnown(msg Msg) (k *known) {
+	defer func() {
+		if v := recover(); v != nil {
+			k = &known{lim: p.lim, delivery: 1, now: p.cfg.Now().UTC(), panicked: bound(fmt.Sprint(v), 300), panics: 1}
+			k.receivedAt = k.now
+		}
+	}()
+	return p.newKnown(msg)
 }
 
 // newKnown reads what a message says about itself.
@@ -243,6 +255,7 @@ func (r *runner) decide() (s step, ok bool) {
 
 func (r *runner) panicked(v any) {
 	r.k.panicked = bound(fmt.Sprint(v), 300)
+	r.k.panics++
 	r.log().Error("panic while handling a message; it is dead-lettered", zap.String("panic", r.k.panicked), zap.ByteString("stack", debug.Stack()))
 }
 
@@ -296,6 +309,10 @@ func (r *runner) perform(s step) {
 		}
 	case errors.Is(err, ledger.ErrConflict):
 		k.stale = true
+		k.conflicts++
+	case errors.Is(err, ledger.ErrBadTransition) || errors.As(err, new(*ledger.DecodeError)):
+		// Not the broker: a bug or a corrupt entry; retrying cannot help.
+		r.panicked(err)
 	default:
 		if k.failures == 0 {
 			k.troubleSince = k.now
@@ -311,8 +328,8 @@ func (r *runner) perform(s step) {
 func (r *runner) acquire() {
 	rec, wait := r.p.mem.acquire(r.k.req.ID)
 	r.k.busy, r.held = wait != nil, wait == nil
-	if r.held {
-		r.k.mem = rec
+	if r.held && (rec.fingerprint == "" || rec.fingerprint == r.k.fingerprint) {
+		r.k.mem = rec // what is remembered is about this very request
 	}
 }
 
@@ -321,7 +338,10 @@ func (r *runner) waitLocal() {
 	for {
 		rec, wait := r.p.mem.acquire(r.k.req.ID)
 		if wait == nil {
-			r.held, r.k.busy, r.k.mem = true, false, rec
+			r.held, r.k.busy = true, false
+			if rec.fingerprint == "" || rec.fingerprint == r.k.fingerprint {
+				r.k.mem = rec
+			}
 			return
 		}
 		select {

@@ -69,11 +69,13 @@ type limits struct {
 // recollection is what this replica knows of a request beyond the ledger.
 // It outlives a delivery when it holds something the ledger does not.
 type recollection struct {
-	nonce      string           // the last "calling" nonce this replica wrote
-	dispatched bool             // a call was sent under nonce
-	answered   bool             // that call got a definite answer
-	outcome    *messages.Result // a final outcome not yet in the ledger
-	deadReason string
+	nonce       string           // the last "calling" nonce this replica wrote
+	dispatched  bool             // a call was sent under nonce
+	answered    bool             // that call got a definite answer
+	outcome     *messages.Result // a final outcome not yet in the ledger
+	deadReason  string
+	derived     bool   // the outcome was concluded from the ledger, not told by the vendor
+	fingerprint string // of the request this is about
 }
 
 // keep reports whether this replica must remember the request after the
@@ -81,7 +83,7 @@ type recollection struct {
 // "calling" nonce the ledger still names or may name).
 func (k *known) keep() bool {
 	if k.mem.outcome != nil {
-		return !k.recorded
+		return !k.recorded && !k.mem.derived
 	}
 	if k.mem.nonce == "" {
 		return false
@@ -106,6 +108,7 @@ type known struct {
 	fingerprint string
 	stopping    bool   // the shutdown grace period is over
 	panicked    string // a step panicked
+	panics      int    // how many times
 
 	// This replica.
 	busy bool         // another handler of this replica holds the id
@@ -116,7 +119,9 @@ type known struct {
 	created   bool          // this delivery created it
 	missing   bool          // read, and there is none
 	stale     bool          // a write lost a compare-and-set: read again
+	conflicts int           // compare-and-sets lost in a row
 	uncertain bool          // a write failed: it may have landed
+	tried     *ledger.Entry // that write
 
 	// This delivery's progress.
 	pending     []messages.AuditEvent // new events not yet in the ledger's trail

@@ -210,6 +210,9 @@ func New(tb testing.TB, o Options) *Pipeline {
 	cfg := filing.Config{
 		Subjects: p.Subjects, Policy: o.Policy, MaxDeliver: o.MaxDeliver, Owner: o.Owner, InFlightLease: o.AckWait,
 		MaxPayload: int(o.NC.MaxPayload()), Objects: p.Objects,
+		// The sandbox answers at once; a short call timeout keeps the
+		// in-flight lease (retry budget + call timeout) short in tests.
+		CallTimeout: 5 * time.Second,
 	}
 	if o.Config != nil {
 		o.Config(&cfg)
