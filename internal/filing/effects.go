@@ -46,9 +46,6 @@ func (r *runner) claim(e ledger.Entry) error {
 	}
 	k := r.k
 	k.entry, k.created, k.missing, k.stale, k.emitted = &got, created, false, false, published(got, k.seq)
-	if created {
-		r.p.observe(k, got.Trail[0])
-	}
 	return nil
 }
 
@@ -134,8 +131,11 @@ func (r *runner) emit() error {
 	return nil
 }
 
+// publishEvent publishes one audit event; its log line and metrics are
+// derived from it once it is out, so that they say what the trail says.
 func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	k := r.k
+	observed := ev
 	if ev.Event == messages.EventReceived && k.req != nil {
 		ev.Payload = messages.Redact(k.req.Payload)
 	}
@@ -155,8 +155,11 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	m.Data = data
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	_, err = r.p.js.PublishMsg(ctx, m)
-	return err
+	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
+		return err
+	}
+	r.p.observe(k, observed)
+	return nil
 }
 
 // deadLetter copies the original request to filing.dead.<api>: its bytes

@@ -9,8 +9,8 @@ import (
 	"github.com/qualfile/qualfile/internal/messages"
 )
 
-// observe derives the log line and the metrics of one audit event, once,
-// when the event comes into being. The audit event is the one emission of
+// observe derives the log line and the metrics of one audit event, once
+// it is published. The audit event is the one emission of
 // a state change; logs and dashboards are views of it, so they cannot
 // disagree with the trail. Every value that came from a message is bounded
 // (ids, accounts) or is one of a fixed set (api, event, class) before it

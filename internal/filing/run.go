@@ -232,7 +232,6 @@ type runner struct {
 
 // decide runs the core, turning a panic into knowledge.
 func (r *runner) decide() (s step, ok bool) {
-	before := len(r.k.pending)
 	defer func() {
 		if v := recover(); v != nil {
 			if r.k.panicked != "" {
@@ -246,11 +245,7 @@ func (r *runner) decide() (s step, ok bool) {
 	if r.k.req != nil && r.k.invalid == nil && !r.held && r.k.panicked == "" {
 		r.acquire()
 	}
-	s = decide(r.k)
-	for _, ev := range r.k.pending[min(before, len(r.k.pending)):] {
-		r.p.observe(r.k, ev)
-	}
-	return s, true
+	return decide(r.k), true
 }
 
 func (r *runner) panicked(v any) {
@@ -291,7 +286,6 @@ func (r *runner) perform(s step) {
 	case stepEvent:
 		if err = r.publishEvent(s.event); err == nil {
 			k.eventDone = true
-			r.p.observe(k, s.event)
 		}
 	case stepDeadLetter:
 		if err = r.deadLetter(s.dead); err == nil {
@@ -407,7 +401,5 @@ func (r *runner) call() {
 	k.cutShort = err != nil && r.ctx.Err() != nil && k.lastClass != retry.ClassAmbiguous
 	k.mem.answered = !k.cutShort && k.lastClass != retry.ClassAmbiguous
 	k.now = r.p.cfg.Now().UTC()
-	ev := k.attemptEvent(took)
-	k.pending = append(k.pending, ev)
-	r.p.observe(k, ev)
+	k.pending = append(k.pending, k.attemptEvent(took))
 }
