@@ -91,12 +91,13 @@ func TestPoisonSubjectAndPanicDoNotStopTheConsumer(t *testing.T) {
 	if n := panics.Load(); n != 1 {
 		t.Errorf("the panicking handler ran %d times, want 1", n)
 	}
-	var reasons []string
+	var letters []string
 	for _, d := range p.Dead() {
-		reasons = append(reasons, d.Reason)
+		letters = append(letters, d.Subject+" "+d.Reason)
 	}
-	if !strings.Contains(strings.Join(reasons, "|"), "internal error: boom") || !strings.Contains(strings.Join(reasons, "|"), "UTF-8") {
-		t.Errorf("dead letter reasons %q", reasons)
+	want := []string{"filing.dead.unknown undecodable message: not valid UTF-8", "filing.dead.vms.add_qualification internal error: boom"}
+	if strings.Join(letters, "|") != strings.Join(want, "|") {
+		t.Errorf("dead letters %q, want %q", letters, want)
 	}
 	// Every label value is valid.
 	if _, err := reg.Gather(); err != nil {
