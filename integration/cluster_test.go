@@ -481,7 +481,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	}
 
 	f.waitSettled(t, 60*time.Second)
-	o := collectOutcomes(t, f.upstream, f.sb, reqs, 90*time.Second)
+	o := collectOutcomes(t, f.upstream, f.sb, reqs, 90*time.Second, f.a, f.b)
 	t.Logf("all settled %s after the heal, %s in all", time.Since(healedAt).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	o.log(t)
 	t.Logf("reconnects: replica a %d, replica b %d", f.ncA.reconnects.Load(), f.ncB.reconnects.Load())
@@ -561,7 +561,7 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 	}
 
 	f.waitSettled(t, 60*time.Second)
-	o := collectOutcomes(t, f.upstream, f.sb, reqs, 90*time.Second)
+	o := collectOutcomes(t, f.upstream, f.sb, reqs, 90*time.Second, f.a, f.b)
 	t.Logf("all settled %s after the pause ended, %s in all", time.Since(resumedAt).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	o.log(t)
 	t.Logf("reconnects: replica a %d, replica b %d", f.ncA.reconnects.Load(), f.ncB.reconnects.Load())

@@ -110,7 +110,7 @@ type outcomes struct {
 // collectOutcomes waits (up to drainTimeout) for the request stream and
 // the shared consumer to be empty, then reads the results and the sandbox's
 // calls. p must be connected to a server that can serve JetStream.
-func collectOutcomes(t *testing.T, p *filingtest.Pipeline, sb *sandbox.Server, reqs []faultRequest, drainTimeout time.Duration) *outcomes {
+func collectOutcomes(t *testing.T, p *filingtest.Pipeline, sb *sandbox.Server, reqs []faultRequest, drainTimeout time.Duration, replicas ...*filingtest.Pipeline) *outcomes {
 	t.Helper()
 	o := &outcomes{
 		published:   len(reqs),
@@ -121,6 +121,13 @@ func collectOutcomes(t *testing.T, p *filingtest.Pipeline, sb *sandbox.Server, r
 	}
 	o.drained = waitUntil(drainTimeout, func() bool {
 		o.reqStreamMsg, o.ackPending, o.numPending = leftovers(p)
+		for _, r := range replicas {
+			// A replica may still be settling what it alone knows (a
+			// vendor answer, a call it never sent) after the stream is empty.
+			if r.Processor.Active() > 0 {
+				return false
+			}
+		}
 		return o.reqStreamMsg == 0 && o.ackPending == 0 && o.numPending == 0
 	})
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,6 +99,7 @@ type Processor struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 	mem     *memory
+	active  atomic.Int64 // handlers running
 }
 
 // New returns a Processor.
@@ -136,6 +138,10 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil
 }
 
+// Active is the number of deliveries being handled right now, a replica
+// still settling what it knows included.
+func (p *Processor) Active() int { return int(p.active.Load()) }
+
 // Owner is the replica's name in the ledger.
 func (p *Processor) Owner() string { return p.cfg.Owner }
 
@@ -159,6 +165,8 @@ const maxSteps = 10000
 func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	p.metrics.InFlightAdd(1)
 	defer p.metrics.InFlightAdd(-1)
+	p.active.Add(1)
+	defer p.active.Add(-1)
 	r := &runner{p: p, ctx: ctx, msg: msg, k: p.safeKnown(msg)}
 	defer r.release()
 	for n := 0; ; n++ {
