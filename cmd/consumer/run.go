@@ -174,7 +174,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	clients, err := dispatch.FromResolved(accounts, st.tokens)
+	hc := dispatch.NewHTTPClient(cfg.Consumer.Concurrency)
+	defer hc.CloseIdleConnections()
+	clients, err := dispatch.FromResolved(accounts, st.tokens, hc)
 	if err != nil {
 		return err
 	}

@@ -187,8 +187,10 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if p.Sandbox == nil {
 		p.Sandbox = StartSandbox(tb)
 	}
+	hc := dispatch.NewHTTPClient(o.Concurrency)
+	tb.Cleanup(hc.CloseIdleConnections)
 	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(p.Sandbox.URL(),
-		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens)
+		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens, hc)
 	if err != nil {
 		tb.Fatal(err)
 	}
