@@ -21,8 +21,9 @@ const (
 // runs it on the containers: with the JetStream health watch, like the
 // daemon; a consumer holding at most 64 unacknowledged messages; pull
 // errors logged and a consume loop that ends on an error failing the
-// test; and stream reads started again for up to a minute while a cluster
-// elects leaders after a fault. o.NC is required.
+// test; stream reads started again for up to a minute while a cluster
+// elects leaders after a fault; and its log held until the end, written
+// out only when the test failed. o.NC is required.
 func newPipeline(tb testing.TB, o filingtest.Options) *filingtest.Pipeline {
 	tb.Helper()
 	var p *filingtest.Pipeline
@@ -31,6 +32,9 @@ func newPipeline(tb testing.TB, o filingtest.Options) *filingtest.Pipeline {
 	o.ReadRetry = time.Minute
 	o.OnPullError = func(err error) { tb.Logf("%s: pull: %v", p.Processor.Owner(), err) }
 	o.OnLoopError = func(err error) { tb.Errorf("%s: the consume loop ended: %v", p.Processor.Owner(), err) }
+	if o.Logger == nil {
+		o.Logger = filingtest.HeldLogger(tb)
+	}
 	p = filingtest.New(tb, o)
 	return p
 }

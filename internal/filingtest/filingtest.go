@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/qualfile/qualfile/internal/config"
@@ -154,7 +157,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if o.Logger == nil {
 		o.Logger = Logger(tb)
 	}
-	js, err := jetstream.New(o.NC)
+	js, err := jetstream.New(o.NC, jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -267,6 +270,49 @@ func Logger(tb testing.TB) *zap.Logger {
 		return zap.NewNop()
 	}
 	return zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel))
+}
+
+// HeldLogger logs warnings and errors into memory and, when the test has
+// failed, writes the last maxHeldLines of them to the test log at cleanup:
+// after the test's own messages, so that the reason for a failure is not
+// buried under hundreds of replica warnings.
+func HeldLogger(tb testing.TB) *zap.Logger {
+	h := &heldLines{}
+	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	tb.Cleanup(func() {
+		if !tb.Failed() {
+			return
+		}
+		lines, dropped := h.take()
+		tb.Logf("replica log, warnings and errors (%d earlier lines dropped):\n%s", dropped, strings.Join(lines, ""))
+	})
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(h), zap.WarnLevel))
+}
+
+const maxHeldLines = 2000
+
+// heldLines keeps the last maxHeldLines lines written to it.
+type heldLines struct {
+	mu      sync.Mutex
+	lines   []string
+	dropped int
+}
+
+func (h *heldLines) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.lines) == maxHeldLines {
+		h.lines = h.lines[1:]
+		h.dropped++
+	}
+	h.lines = append(h.lines, string(b))
+	return len(b), nil
+}
+
+func (h *heldLines) take() ([]string, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.lines), h.dropped
 }
 
 // StartSandbox starts the vendor simulator on a loopback port.
