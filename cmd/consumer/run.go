@@ -109,7 +109,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	// Audit events and results are sent asynchronously and their acks
+	// awaited together; an ack that never comes is given up after this
+	// (the handler has stopped waiting long before), so none is kept.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
 		return err
 	}

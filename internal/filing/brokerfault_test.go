@@ -3,9 +3,12 @@ package filing_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -37,6 +40,19 @@ func (f *flakyLedger) Put(ctx context.Context, prev, next ledger.Entry) (ledger.
 		return ledger.Entry{}, errBroker
 	}
 	return out, err
+}
+
+// ClaimEntry loses the reply of a claim that lands "calling" (a request's
+// first move to "calling" is its claim).
+func (f *flakyLedger) ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out, created, err := f.Ledger.ClaimEntry(ctx, e)
+	if err == nil && created && out.State == ledger.StateCalling && f.lostReply > 0 {
+		f.lostReply--
+		return ledger.Entry{}, false, errBroker
+	}
+	return out, created, err
 }
 
 // TestLedgerHiccupsLoseNoOutcome: a result the ledger fails to take a few
@@ -76,7 +92,9 @@ func TestLedgerHiccupsLoseNoOutcome(t *testing.T) {
 	}
 }
 
-// claimFails fails the first n ledger claims, as a broker that is down.
+// claimFails fails the first n ledger claims, as a broker without a
+// ledger stream does: nobody received them (a claim that may have landed
+// is kept trying in the handler instead, see keep).
 type claimFails struct {
 	filing.Ledger
 	mu sync.Mutex
@@ -89,7 +107,7 @@ func (c *claimFails) ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Ent
 	c.n--
 	c.mu.Unlock()
 	if fail {
-		return ledger.Entry{}, false, errBroker
+		return ledger.Entry{}, false, fmt.Errorf("ledger: claiming %q: %w", e.RequestID, nats.ErrNoResponders)
 	}
 	return c.Ledger.ClaimEntry(ctx, e)
 }

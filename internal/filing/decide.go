@@ -36,7 +36,7 @@ func decide(k *known) step {
 	case k.busy:
 		return step{kind: stepWaitLocal}
 	case k.entry == nil:
-		return step{kind: stepClaim, entry: k.newEntry()}
+		return k.claim()
 	case k.stale:
 		if k.mem.derived {
 			k.dropOutcome() // a verdict drawn from an entry that has since changed
@@ -50,7 +50,7 @@ func decide(k *known) step {
 		if k.mem.outcome != nil {
 			return k.writeDone() // the entry vanished; the outcome is known
 		}
-		return step{kind: stepClaim, entry: k.newEntry()}
+		return k.claim()
 	case k.entry.Fingerprint != "" && k.entry.Fingerprint != k.fingerprint:
 		return k.reused()
 	}
@@ -80,6 +80,24 @@ func decide(k *known) step {
 	default:
 		return k.done()
 	}
+}
+
+// claim creates the request's entry, or reads the one there is. For a
+// request this replica knows nothing of, a call is what follows, so the
+// entry is created straight in "calling" under a new nonce: one ledger
+// write where a claim and a move to "calling" were two. A crash between
+// that write and the call is then taken for a call in flight, as a crash
+// right after a move to "calling" always was. When this replica remembers
+// something of the request (its entry exists, or existed), or once the
+// grace period is over, the entry is created "claimed".
+func (k *known) claim() step {
+	e := k.newEntry()
+	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil {
+		k.mem = recollection{nonce: k.newNonce(), fingerprint: k.fingerprint}
+		k.fresh = true
+		e.State, e.Nonce = ledger.StateCalling, k.mem.nonce
+	}
+	return step{kind: stepClaim, entry: e}
 }
 
 // calling decides about an entry found "calling".
@@ -323,10 +341,13 @@ func (k *known) finish(res *messages.Result, deadReason string) step {
 	switch {
 	case deadReason != "" && !k.deadDone:
 		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: deadReason, class: res.Error.Class, key: res.RequestID + ":" + stamp(res.CompletedAt)}}
-	case k.emitted < len(k.trail()):
-		return step{kind: stepEmit}
-	case !k.resultDone:
-		return step{kind: stepResult, result: res}
+	case k.emitted < len(k.trail()) || !k.resultDone:
+		// The events and the result go out together.
+		s := step{kind: stepEmit}
+		if !k.resultDone {
+			s.result = res
+		}
+		return s
 	}
 	return k.settleFor(res, string(res.Status))
 }

@@ -398,6 +398,20 @@ func (c *cutAfter) Put(ctx context.Context, prev, next ledger.Entry) (ledger.Ent
 	return out, err
 }
 
+// ClaimEntry cuts after a claim that creates the entry in state to (a
+// request's first move to "calling" is its claim).
+func (c *cutAfter) ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error) {
+	out, created, err := c.Ledger.ClaimEntry(ctx, e)
+	cut := false
+	if created && out.State == c.to && err == nil {
+		c.once.Do(func() { c.f.Cut(); cut = true })
+	}
+	if cut {
+		return ledger.Entry{}, false, filingtest.ErrLostReply
+	}
+	return out, created, err
+}
+
 // twoReplicas starts replica a (cut off at will, one handler) and replica
 // b on one embedded server; a's recording budget outlasts the cut.
 func twoReplicas(t *testing.T, aUpstream func(filing.Dispatcher) filing.Dispatcher, aLedger func(*ledger.Ledger, *filingtest.Faults) filing.Ledger) (a, b *filingtest.Pipeline, fa *filingtest.Faults) {

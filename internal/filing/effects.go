@@ -42,6 +42,9 @@ func (r *runner) claim(e ledger.Entry) error {
 	defer cancel()
 	got, created, err := r.p.ledger.ClaimEntry(ctx, e)
 	if err != nil {
+		// A claim nobody answered may have landed; one that no stream
+		// received did not.
+		r.k.uncertain = !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse)
 		return err
 	}
 	k := r.k
@@ -118,48 +121,118 @@ func (r *runner) wrote(got ledger.Entry) {
 	}
 }
 
-// emit publishes the trail's events not yet known published, in order.
-func (r *runner) emit() error {
+// emit publishes the trail's events not yet known published and, when res
+// is not nil, the result after them: sent at once, in order on one
+// connection, and their acks awaited together — one round trip, not one
+// per message. The events known published afterwards are those up to the
+// first that failed; a log line and metrics are derived from each of them.
+func (r *runner) emit(res *messages.Result) error {
 	k := r.k
-	trail := k.trail()
-	for k.emitted < len(trail) {
-		if err := r.publishEvent(trail[k.emitted]); err != nil {
-			return err
+	evs := k.trail()[k.emitted:]
+	futures := make([]jetstream.PubAckFuture, 0, len(evs)+1)
+	var sendErr error
+	for _, ev := range evs {
+		m, err := r.eventMsg(ev)
+		if err == nil {
+			var f jetstream.PubAckFuture
+			if f, err = r.p.js.PublishMsgAsync(m); err == nil {
+				futures = append(futures, f)
+				continue
+			}
 		}
+		sendErr = err
+		break
+	}
+	sentEvents := len(futures)
+	var data []byte
+	if res != nil && sendErr == nil {
+		var m *nats.Msg
+		var err error
+		if m, data, err = r.resultMsg(res); err == nil {
+			var f jetstream.PubAckFuture
+			if f, err = r.p.js.PublishMsgAsync(m, jetstream.WithMsgID(resultMsgID(res))); err == nil {
+				futures = append(futures, f)
+			}
+		}
+		sendErr = err
+	}
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	errs := awaitAll(ctx, futures)
+	for i := range sentEvents {
+		if errs[i] != nil {
+			break
+		}
+		r.p.observe(k, evs[i])
 		k.emitted++
 	}
+	if res != nil && len(futures) > sentEvents && errs[sentEvents] == nil {
+		k.resultDone = true
+		r.reply(data)
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// awaitAll waits for each publish's ack, until ctx is done.
+func awaitAll(ctx context.Context, futures []jetstream.PubAckFuture) []error {
+	errs := make([]error, len(futures))
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return errs
 }
 
 // publishEvent publishes one audit event; its log line and metrics are
 // derived from it once it is out, so that they say what the trail says.
 func (r *runner) publishEvent(ev messages.AuditEvent) error {
-	k := r.k
-	observed := ev
-	if ev.Event == messages.EventReceived && k.req != nil {
-		ev.Payload = messages.Redact(k.req.Payload)
+	m, err := r.eventMsg(ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
+		return err
+	}
+	r.p.observe(r.k, ev)
+	return nil
+}
+
+// eventMsg is the message of one audit event. A received event carries
+// the request's payload, redacted.
+func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
+	if ev.Event == messages.EventReceived && r.k.req != nil {
+		ev.Payload = r.k.req.RedactedPayload()
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(data) > r.p.cfg.MaxPayload-headroom && ev.Payload != nil {
 		sum := sha256.Sum256(ev.Payload)
 		ev.Payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
 			"bytes": len(ev.Payload), "sha256": hex.EncodeToString(sum[:])})
 		if data, err = json.Marshal(ev); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event))
 	m.Data = data
-	ctx, cancel := r.opCtx()
-	defer cancel()
-	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
-		return err
-	}
-	r.p.observe(k, observed)
-	return nil
+	return m, nil
 }
 
 // deadLetter copies the original request to filing.dead.<api>: its bytes
@@ -203,9 +276,24 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 // publishResult stores a result on filing.result.<api> and sends it to the
 // request's reply subject.
 func (r *runner) publishResult(res *messages.Result) error {
-	data, err := json.Marshal(res)
+	m, data, err := r.resultMsg(res)
 	if err != nil {
 		return err
+	}
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	if _, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID(resultMsgID(res))); err != nil {
+		return err
+	}
+	r.reply(data)
+	return nil
+}
+
+// resultMsg is the message that stores res on filing.result.<api>.
+func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return nil, nil, err
 	}
 	api := res.API
 	if !api.Valid() {
@@ -213,25 +301,32 @@ func (r *runner) publishResult(res *messages.Result) error {
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Result(subjectAPI(api)))
 	m.Data = data
-	ctx, cancel := r.opCtx()
-	defer cancel()
-	// The same outcome published again (a redelivery answered from the
-	// ledger) is stored once; a new outcome of the same request is not.
-	if _, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID("result:"+boundID(res.RequestID)+":"+stamp(res.CompletedAt))); err != nil {
-		return err
+	return m, data, nil
+}
+
+// resultMsgID: the same outcome published again (a redelivery answered
+// from the ledger) is stored once; a new outcome of the same request is
+// not.
+func resultMsgID(res *messages.Result) string {
+	return "result:" + boundID(res.RequestID) + ":" + stamp(res.CompletedAt)
+}
+
+// reply sends a stored result to the request's reply subject, if any:
+// core NATS, best effort.
+func (r *runner) reply(data []byte) {
+	req := r.k.req
+	if req == nil || req.ReplyTo == "" || r.p.reply == nil {
+		return
 	}
-	if req := r.k.req; req != nil && req.ReplyTo != "" && r.p.reply != nil {
-		if !r.replyAllowed(req.ReplyTo) {
-			r.log().Warn("reply_to is not a subject qualfile replies to; not replied")
-			return nil
-		}
-		rm := nats.NewMsg(req.ReplyTo)
-		rm.Data = data
-		if err := r.p.reply.PublishMsg(rm); err != nil {
-			r.log().Warn("reply failed; the result is stored") // core NATS: best effort
-		}
+	if !r.replyAllowed(req.ReplyTo) {
+		r.log().Warn("reply_to is not a subject qualfile replies to; not replied")
+		return
 	}
-	return nil
+	rm := nats.NewMsg(req.ReplyTo)
+	rm.Data = data
+	if err := r.p.reply.PublishMsg(rm); err != nil {
+		r.log().Warn("reply failed; the result is stored")
+	}
 }
 
 // replyAllowed refuses reply subjects that are not subjects at all, and

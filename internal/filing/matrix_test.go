@@ -234,7 +234,7 @@ func runMatrixCase(t *testing.T, env matrixEnv, c matrixCase, stats *matrixStats
 	generation := 0
 	start := func() {
 		generation++
-		f := &filingtest.Faults{In: in, Stored: stored, OnSettle: onSettle, OnCrash: func() { crashed <- struct{}{} }}
+		f := &filingtest.Faults{In: in, Stored: stored, OnSettle: onSettle, OnCrash: func() { crashed <- struct{}{} }, AsyncTimeout: 250 * time.Millisecond}
 		inc := &incarnation{f: f}
 		incs = append(incs, inc)
 		p = filingtest.New(t, filingtest.Options{

@@ -33,7 +33,11 @@ func (k *known) newEntry() ledger.Entry {
 // newNonce names one move to "calling": unique per replica, message,
 // delivery and move.
 func (k *known) newNonce() string {
-	return k.lim.owner + "/" + strconv.FormatUint(k.seq, 10) + "/" + strconv.Itoa(k.delivery) + "/" + strconv.Itoa(k.entry.Attempts) + "/" + stamp(k.now)
+	attempts := 0
+	if k.entry != nil {
+		attempts = k.entry.Attempts
+	}
+	return k.lim.owner + "/" + strconv.FormatUint(k.seq, 10) + "/" + strconv.Itoa(k.delivery) + "/" + strconv.Itoa(attempts) + "/" + stamp(k.now)
 }
 
 // event fills in what every audit event of this delivery carries.

@@ -39,9 +39,12 @@ type Ledger interface {
 	Get(ctx context.Context, id string) (ledger.Entry, error)
 }
 
-// Publisher publishes to JetStream and waits for the stream's ack.
+// Publisher publishes to JetStream: one message, waiting for the stream's
+// ack, or several sent at once (PublishMsgAsync, in order on one
+// connection) whose acks are awaited together.
 type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
 // Replier sends a result to a request's reply subject over core NATS.
@@ -290,7 +293,7 @@ func (r *runner) perform(s step) {
 	case stepWrite:
 		err = r.write(s.entry)
 	case stepEmit:
-		err = r.emit()
+		err = r.emit(s.result)
 	case stepEvent:
 		if err = r.publishEvent(s.event); err == nil {
 			k.eventDone = true

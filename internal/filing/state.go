@@ -22,7 +22,7 @@ const (
 	stepWrite                          // ledger: store step.entry in place of known.entry
 	stepCall                           // one upstream attempt
 	stepSleep                          // wait step.delay (backoff)
-	stepEmit                           // publish the trail's unpublished audit events
+	stepEmit                           // publish the trail's unpublished audit events (and step.result, if any)
 	stepEvent                          // publish step.event (not part of the trail)
 	stepDeadLetter                     // publish the dead letter
 	stepResult                         // store step.result and send it to reply_to
@@ -43,7 +43,7 @@ type step struct {
 	entry  ledger.Entry        // stepClaim (the new entry), stepWrite (the entry to store)
 	delay  time.Duration       // stepSleep; stepSettle with ActionNakWithDelay
 	event  messages.AuditEvent // stepEvent
-	result *messages.Result    // stepResult
+	result *messages.Result    // stepResult; stepEmit, published after the events
 	dead   deadLetterSpec      // stepDeadLetter
 	action retry.Action        // stepSettle
 	reason string              // stepSettle, in a few words
@@ -89,7 +89,12 @@ func (k *known) keep() bool {
 		return false
 	}
 	e := k.entry
-	return e == nil || k.uncertain || e.Nonce == k.mem.nonce
+	if e == nil {
+		// Not read yet: the nonce was remembered from an earlier delivery,
+		// or this one's claim under it may have landed.
+		return !k.fresh || k.uncertain
+	}
+	return k.uncertain || e.Nonce == k.mem.nonce
 }
 
 // known is everything known about one delivery.
@@ -121,6 +126,7 @@ type known struct {
 	stale     bool          // a write lost a compare-and-set: read again
 	conflicts int           // compare-and-sets lost in a row
 	uncertain bool          // a write failed: it may have landed
+	fresh     bool          // mem.nonce was chosen by this delivery's claim
 	tried     *ledger.Entry // that write
 
 	// This delivery's progress.

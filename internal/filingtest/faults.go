@@ -121,10 +121,20 @@ type Faults struct {
 	Stored *Stored
 	// DropHeartbeats drops every InProgress, as a lost connection would.
 	DropHeartbeats bool
+	// AsyncTimeout bounds each asynchronous publish, which the wrapper
+	// performs before it returns (default 2s).
+	AsyncTimeout time.Duration
 
 	dead      atomic.Bool
 	cut       atomic.Bool
 	crashOnce sync.Once
+}
+
+func (f *Faults) asyncTimeout() time.Duration {
+	if f.AsyncTimeout > 0 {
+		return f.AsyncTimeout
+	}
+	return 2 * time.Second
 }
 
 // Cut cuts this process off from the broker (a partition) until Heal:
@@ -291,6 +301,33 @@ func (w *faultPublisher) PublishMsg(ctx context.Context, m *nats.Msg, opts ...je
 	})
 	return ack, err
 }
+
+// PublishMsgAsync publishes m as PublishMsg does, faults included, before
+// it returns (so that the order of messages is kept), bounded by
+// AsyncTimeout; the future it returns is already resolved.
+func (w *faultPublisher) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.f.asyncTimeout())
+	defer cancel()
+	ack, err := w.PublishMsg(ctx, m, opts...)
+	f := &resolved{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	if err != nil {
+		f.err <- err
+	} else {
+		f.ok <- ack
+	}
+	return f, nil
+}
+
+// resolved is a jetstream.PubAckFuture whose answer is in.
+type resolved struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func (f *resolved) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *resolved) Err() <-chan error            { return f.err }
+func (f *resolved) Msg() *nats.Msg               { return f.msg }
 
 // Dispatcher wraps the upstream: fail-before is a connection refused (not
 // sent), fail-after an answer lost after the vendor got the call (for a

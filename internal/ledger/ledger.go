@@ -210,9 +210,11 @@ func (l *Ledger) Claim(ctx context.Context, id string, api messages.API, owner s
 	return l.ClaimEntry(ctx, Entry{RequestID: id, API: api, Owner: owner})
 }
 
-// ClaimEntry is Claim with the new entry given in full (its State and
-// UpdatedAt are set here): it creates e when the ledger has no entry for
-// e.RequestID, or returns the existing one with created false.
+// ClaimEntry is Claim with the new entry given in full: it creates e when
+// the ledger has no entry for e.RequestID, or returns the existing one with
+// created false. The new entry is StateCalling when e says so (a call
+// follows at once, under e.Nonce), else StateClaimed; UpdatedAt is set
+// here.
 func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 	id := e.RequestID
 	key, err := Key(id)
@@ -222,7 +224,10 @@ func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 	tmpl := e
 	for attempt := 1; ; attempt++ {
 		e := tmpl
-		e.State, e.UpdatedAt, e.Revision = StateClaimed, l.now(), 0
+		if e.State != StateCalling {
+			e.State = StateClaimed
+		}
+		e.UpdatedAt, e.Revision = l.now(), 0
 		data, err := json.Marshal(e)
 		if err != nil {
 			return Entry{}, false, fmt.Errorf("ledger: encoding entry %q: %w", id, err)
