@@ -1,10 +1,12 @@
 package messages_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/qualfile/qualfile/internal/messages"
@@ -47,6 +49,19 @@ func FuzzRequest(f *testing.F) {
 		case err == nil:
 			if r.Typed() == nil {
 				t.Fatal("valid request without a typed payload")
+			}
+			// The payload is decoded once, while its shape is checked:
+			// the typed payload is what Go's decoder makes of it, and the
+			// redaction is the one of the bytes.
+			want := messages.NewPayload(r.API)
+			if err := json.Unmarshal(r.Payload, want); err != nil {
+				t.Fatalf("a valid payload does not decode: %v", err)
+			}
+			if !reflect.DeepEqual(r.Typed(), want) {
+				t.Fatalf("typed payload\n%+v\nwant\n%+v", r.Typed(), want)
+			}
+			if got, want := r.RedactedPayload(), messages.Redact(r.Payload); !bytes.Equal(got, want) {
+				t.Fatalf("redacted payload\n%s\nwant\n%s", got, want)
 			}
 		case errors.As(err, &ve):
 			if len(ve.Fields) == 0 {

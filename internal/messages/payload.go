@@ -2,7 +2,6 @@ package messages
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -29,35 +28,34 @@ func NewPayload(api API) any {
 // *ValidationError whose field paths start with prefix ("payload" for an
 // envelope; "" for a bare vendor body).
 func DecodePayload(api API, raw []byte, prefix string) (any, error) {
+	v, _, err := decodePayload(api, raw, prefix)
+	return v, err
+}
+
+// decodePayload is DecodePayload that also returns the decoded document,
+// for redaction to reuse.
+func decodePayload(api API, raw []byte, prefix string) (any, any, error) {
 	var p problems
 	v := NewPayload(api)
 	if v == nil {
 		p.add(join(prefix, ""), "unknown api %q", api)
-		return nil, p.err()
+		return nil, nil, p.err()
 	}
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		p.add(orRoot(prefix), "required")
-		return nil, p.err()
+		return nil, nil, p.err()
 	}
-	clean, ok := checkShape(&p, prefix, v, raw)
+	// checkShape fills v from the document, decoded once, leaving out what
+	// breaks the shape (already a problem).
+	tree, ok := checkShape(&p, prefix, v, raw)
 	if !ok {
-		return nil, p.err()
-	}
-	// clean holds only exactly named fields of the right JSON types, so
-	// decoding it cannot fail; what was dropped is already a problem.
-	b, err := json.Marshal(clean)
-	if err == nil {
-		err = json.Unmarshal(b, v)
-	}
-	if err != nil {
-		p.add(orRoot(prefix), "cannot decode: %v", err)
-		return nil, p.err()
+		return nil, nil, p.err()
 	}
 	validatePayload(&p, prefix, api, v)
 	if err := p.err(); err != nil {
-		return v, err
+		return v, nil, err
 	}
-	return v, nil
+	return v, tree, nil
 }
 
 func orRoot(prefix string) string {

@@ -41,6 +41,8 @@ type Request struct {
 	// Validate reports them with everything else.
 	decodeProblems []FieldError
 	typed          any
+	tree           any // the payload as decoded by Validate, until redacted
+	redacted       json.RawMessage
 }
 
 // ParseRequest reads an envelope. It fails with a *DecodeError only when data
@@ -187,11 +189,11 @@ func (r *Request) ValidateFor(subjectAPI API) error {
 	case len(r.Payload) == 0:
 		p.add("payload", "required: the vendor's request body")
 	case apiOK:
-		typed, err := DecodePayload(r.API, r.Payload, "payload")
+		typed, tree, err := decodePayload(r.API, r.Payload, "payload")
 		if ve, ok := err.(*ValidationError); ok {
 			p.list = append(p.list, ve.Fields...)
 		} else if err == nil {
-			r.typed = typed
+			r.typed, r.tree = typed, tree
 		}
 	}
 	return p.err()
@@ -201,6 +203,19 @@ func (r *Request) ValidateFor(subjectAPI API) error {
 // *VMSQualification, *SMSApplySignatureIdent, *DouyinAddRole or
 // *DouyinGetClassAuth; nil before that.
 func (r *Request) Typed() any { return r.typed }
+
+// RedactedPayload is Redact(r.Payload), computed once, from the payload
+// Validate decoded when there is one.
+func (r *Request) RedactedPayload() json.RawMessage {
+	switch {
+	case r.redacted != nil:
+	case r.tree != nil:
+		r.redacted, r.tree = mustMarshal(redactValue(r.tree, 0)), nil
+	default:
+		r.redacted = Redact(r.Payload)
+	}
+	return r.redacted
+}
 
 func apiList() string {
 	names := make([]string, len(apis))

@@ -31,13 +31,14 @@ var credentialFields = map[string]bool{"appid": true, "access_token": true, "sec
 // checkShape compares the JSON in raw with the struct that v points to: every
 // key must be a field of that struct spelled exactly as the vendor spells it,
 // and every value must have the field's JSON type. All problems are added.
-// It returns the document with every offending key and value removed, so
-// that decoding it cannot fill a field from a key spelt in another case (Go's
-// decoder would) and the rules can still report the rest.
-func checkShape(p *problems, prefix string, v any, raw []byte) (clean any, ok bool) {
+// It fills v from the document as it goes, leaving out every offending key
+// and value, so that no field is filled from a key spelt in another case
+// (Go's decoder would) and the rules can still report the rest: the
+// document is decoded once. It returns the decoded document (numbers as
+// json.Number), which redaction may reuse.
+func checkShape(p *problems, prefix string, v any, raw []byte) (tree any, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var tree any
 	if err := dec.Decode(&tree); err != nil {
 		p.add(orRoot(prefix), "not valid JSON: %s", jsonProblem(err))
 		return nil, false
@@ -46,41 +47,55 @@ func checkShape(p *problems, prefix string, v any, raw []byte) (clean any, ok bo
 		p.add(orRoot(prefix), "unexpected data after the JSON value")
 		return nil, false
 	}
-	clean, ok = walkShape(p, orRoot(prefix), tree, reflect.TypeOf(v), 0, true)
-	return clean, ok
-}
-
-// walkShape checks value against t and returns what of it may be decoded.
-func walkShape(p *problems, path string, value any, t reflect.Type, depth int, root bool) (any, bool) {
-	if depth > MaxDepth {
-		p.add(path, "nested deeper than %d levels", MaxDepth)
+	if !walkShape(p, orRoot(prefix), tree, reflect.ValueOf(v), 0, true) {
 		return nil, false
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	return tree, true
+}
+
+// walkShape checks value against the type of dst and stores in dst what of
+// it may be decoded. It reports whether value was stored (a null leaves dst
+// as it is and counts as stored: the rules decide whether it is required).
+func walkShape(p *problems, path string, value any, dst reflect.Value, depth int, root bool) bool {
+	if depth > MaxDepth {
+		p.add(path, "nested deeper than %d levels", MaxDepth)
+		return false
 	}
 	if value == nil {
-		return nil, true // null: the rules decide whether the field is required
+		return true
 	}
+	for dst.Kind() == reflect.Pointer {
+		if dst.IsNil() {
+			dst.Set(reflect.New(dst.Type().Elem()))
+		}
+		dst = dst.Elem()
+	}
+	t := dst.Type()
 	if t == rawMessageType {
-		return value, true
+		b, err := json.Marshal(value)
+		if err != nil {
+			p.add(path, "cannot be encoded: %v", err)
+			return false
+		}
+		dst.SetBytes(b)
+		return true
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		obj, ok := value.(map[string]any)
 		if !ok {
 			p.add(path, "must be an object, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
 		fields := structFields(t)
-		clean := make(map[string]any, len(obj))
 		for _, key := range sortedKeys(obj) {
 			sub := childPath(path, key)
 			f, ok := fields[key]
 			switch {
 			case ok:
-				if v, ok := walkShape(p, sub, obj[key], f.Type, depth+1, false); ok {
-					clean[key] = v
+				field := reflect.New(f.Type).Elem()
+				if walkShape(p, sub, obj[key], field, depth+1, false) {
+					dst.FieldByIndex(f.Index).Set(field)
 				}
 			case root && credentialFields[key]:
 				p.add(sub, "must not be in the payload: the account's credentials supply it")
@@ -88,29 +103,31 @@ func walkShape(p *problems, path string, value any, t reflect.Type, depth int, r
 				p.add(sub, "unknown field%s", suggestion(key, fields))
 			}
 		}
-		return clean, true
+		return true
 	case reflect.Slice:
 		arr, ok := value.([]any)
 		if !ok {
 			p.add(path, "must be an array, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
 		if len(arr) > MaxArrayLen {
 			p.add(path, "has %d items, at most %d allowed", len(arr), MaxArrayLen)
-			return nil, false
+			return false
 		}
-		clean := make([]any, 0, len(arr))
+		out := reflect.MakeSlice(t, 0, len(arr))
 		for i, el := range arr {
-			if v, ok := walkShape(p, index(path, i), el, t.Elem(), depth+1, false); ok {
-				clean = append(clean, v)
+			item := reflect.New(t.Elem()).Elem()
+			if walkShape(p, index(path, i), el, item, depth+1, false) {
+				out = reflect.Append(out, item)
 			}
 		}
-		return clean, true
+		dst.Set(out)
+		return true
 	case reflect.String:
 		s, ok := value.(string)
 		if !ok {
 			p.add(path, "must be a string, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
 		limit := MaxStringLen
 		if strings.HasSuffix(path, ".fileContent") {
@@ -118,52 +135,63 @@ func walkShape(p *problems, path string, value any, t reflect.Type, depth int, r
 		}
 		if len(s) > limit {
 			p.add(path, "is %d bytes long, at most %d allowed", len(s), limit)
-			return nil, false
+			return false
 		}
-		return s, true
+		dst.SetString(s)
+		return true
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		n, ok := value.(json.Number)
 		if !ok {
 			p.add(path, "must be an integer, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
-		if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
+		i, err := strconv.ParseInt(string(n), 10, t.Bits())
+		if err != nil {
 			if errors.Is(err, strconv.ErrRange) {
 				p.add(path, "integer %s is out of range", truncate(string(n), 40))
 			} else {
 				p.add(path, "must be an integer, not %s", truncate(string(n), 40))
 			}
-			return nil, false
+			return false
 		}
-		return n, true
+		dst.SetInt(i)
+		return true
 	case reflect.Bool:
-		if _, ok := value.(bool); !ok {
+		b, ok := value.(bool)
+		if !ok {
 			p.add(path, "must be true or false, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
-		return value, true
+		dst.SetBool(b)
+		return true
 	case reflect.Map:
 		obj, ok := value.(map[string]any)
 		if !ok {
 			p.add(path, "must be an object, not %s", jsonKind(value))
-			return nil, false
+			return false
 		}
-		clean := make(map[string]any, len(obj))
+		if t.Key().Kind() != reflect.String {
+			break
+		}
+		out := reflect.MakeMapWithSize(t, len(obj))
 		for _, key := range sortedKeys(obj) {
-			if v, ok := walkShape(p, childPath(path, key), obj[key], t.Elem(), depth+1, false); ok {
-				clean[key] = v
+			item := reflect.New(t.Elem()).Elem()
+			if walkShape(p, childPath(path, key), obj[key], item, depth+1, false) {
+				out.SetMapIndex(reflect.ValueOf(key).Convert(t.Key()), item)
 			}
 		}
-		return clean, true
+		dst.Set(out)
+		return true
 	}
 	p.add(path, "cannot be checked")
-	return nil, false
+	return false
 }
 
 var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
 
 type shapeField struct {
-	Type reflect.Type
+	Type  reflect.Type
+	Index []int
 }
 
 var fieldCache sync.Map // reflect.Type → map[string]shapeField
@@ -186,7 +214,7 @@ func structFields(t reflect.Type) map[string]shapeField {
 		if name == "" {
 			name = f.Name
 		}
-		m[name] = shapeField{Type: f.Type}
+		m[name] = shapeField{Type: f.Type, Index: f.Index}
 	}
 	fieldCache.Store(t, m)
 	return m
