@@ -9,9 +9,13 @@
 // periodically (Probe, by default a quorum write: see OpenProbe), counts
 // consecutive failures, and after Failures of them in a row reports the
 // replica not ready (Err, for /readyz) and asks the client to move to
-// another server (Reconnect, nats.Conn.ForceReconnect). It asks again
-// after every further Failures failures, so a replica that lands on
-// another bad server moves on. A success makes it ready again.
+// another server (Reconnect, nats.Conn.ForceReconnect). While the failures
+// go on it asks again, so a replica that lands on another bad server moves
+// on, but each time after twice as many failures as the time before (up
+// to MaxMoveFactor × Failures): while the cluster's majority elects new
+// leaders after losing a node, its servers fail the probe for a while too,
+// and a replica moved on after every Failures failures would come back
+// round to the node it left. A success makes it ready again.
 package jshealth
 
 import (
@@ -30,6 +34,11 @@ const (
 	DefaultTimeout  = 2 * time.Second
 	DefaultFailures = 3
 )
+
+// MaxMoveFactor bounds how far apart repeated moves get: after the first
+// move, the next comes after 2, 4, … and at most MaxMoveFactor times
+// Failures further failures.
+const MaxMoveFactor = 8
 
 // ErrInvalidConfig means a Config field is missing or out of range.
 var ErrInvalidConfig = errors.New("jshealth: invalid config")
@@ -121,6 +130,9 @@ type Watcher struct {
 	cfg Config
 	mu  sync.Mutex
 	st  Status
+	// The next move comes at this many consecutive failures; the one
+	// after it moveStep failures later, and so on, the step doubling.
+	nextMove, moveStep int
 }
 
 // New returns a Watcher that is ready until its probes say otherwise (the
@@ -149,7 +161,7 @@ func New(cfg Config) (*Watcher, error) {
 	case cfg.Failures < 1:
 		return nil, fmt.Errorf("%w: failures %d, at least 1", ErrInvalidConfig, cfg.Failures)
 	}
-	w := &Watcher{cfg: cfg, st: Status{Ready: true, Since: cfg.Now()}}
+	w := &Watcher{cfg: cfg, st: Status{Ready: true, Since: cfg.Now()}, nextMove: cfg.Failures, moveStep: cfg.Failures}
 	cfg.Metrics.JetStreamHealth(true, 0)
 	return w, nil
 }
@@ -190,6 +202,7 @@ func (w *Watcher) Check(ctx context.Context) Status {
 	reconnect := false
 	if err == nil {
 		w.st.Failures, w.st.LastError, w.st.LastSuccess = 0, nil, now
+		w.nextMove, w.moveStep = w.cfg.Failures, w.cfg.Failures
 		if !w.st.Ready {
 			w.st.Ready = true
 			changes = append(changes, Change{Kind: BecameReady, Status: w.st})
@@ -201,7 +214,11 @@ func (w *Watcher) Check(ctx context.Context) Status {
 			w.st.Ready = false
 			changes = append(changes, Change{Kind: BecameNotReady, Status: w.st})
 		}
-		reconnect = w.st.Failures%w.cfg.Failures == 0 && w.cfg.Reconnect != nil
+		if w.st.Failures >= w.nextMove && w.cfg.Reconnect != nil {
+			reconnect = true
+			w.moveStep = min(2*w.moveStep, MaxMoveFactor*w.cfg.Failures)
+			w.nextMove = w.st.Failures + w.moveStep
+		}
 	}
 	st := w.st
 	w.mu.Unlock()

@@ -153,14 +153,21 @@ func TestWatcherTransitions(t *testing.T) {
 		t.Errorf("forced reconnects counter %v, want 1", n)
 	}
 
-	// Still failing on the new server: one more reconnect after three more
-	// failures, none in between.
-	for i := 4; i <= 6; i++ {
+	// Still failing on the new server: the next moves come after twice as
+	// many failures each time (6 more, then 12, then at most 24), none in
+	// between, so that a replica does not come round to the server it left
+	// while the cluster elects new leaders.
+	moves := map[int]bool{9: true, 21: true, 45: true, 69: true}
+	for i := 4; i <= 70; i++ {
+		before := reconnects
 		sc.next(timeout)
 		st = w.Check(context.Background())
+		if moved := reconnects > before; moved != moves[i] {
+			t.Fatalf("after %d failures: moved %v, want %v (%d reconnects)", i, moved, moves[i], reconnects)
+		}
 	}
-	if st.Ready || st.Failures != 6 || reconnects != 2 {
-		t.Fatalf("after 6 failures: %+v, %d reconnects; want not ready and 2 reconnects", st, reconnects)
+	if st.Ready || st.Failures != 70 || reconnects != 5 {
+		t.Fatalf("after 70 failures: %+v, %d reconnects; want not ready and 5 reconnects", st, reconnects)
 	}
 
 	// A success: ready again.
@@ -173,12 +180,24 @@ func TestWatcherTransitions(t *testing.T) {
 	if r, f := gauges(); r != 1 || f != 0 {
 		t.Errorf("gauges ready %v failures %v, want 1 and 0", r, f)
 	}
+	// A success starts the count again: the next run of failures moves
+	// after Failures of them.
+	for i := 1; i <= 3; i++ {
+		before := reconnects
+		sc.next(timeout)
+		w.Check(context.Background())
+		if moved := reconnects > before; moved != (i == 3) {
+			t.Fatalf("after a success and %d failures: moved %v", i, moved)
+		}
+	}
+	changes = changes[:len(changes)-2] // not ready, moved: checked above
 
 	var kinds []jshealth.ChangeKind
 	for _, c := range changes {
 		kinds = append(kinds, c.Kind)
 	}
-	want := []jshealth.ChangeKind{jshealth.BecameNotReady, jshealth.Reconnected, jshealth.Reconnected, jshealth.BecameReady}
+	want := []jshealth.ChangeKind{jshealth.BecameNotReady, jshealth.Reconnected, jshealth.Reconnected, jshealth.Reconnected,
+		jshealth.Reconnected, jshealth.Reconnected, jshealth.BecameReady}
 	if len(kinds) != len(want) {
 		t.Fatalf("changes %v, want %v", kinds, want)
 	}
