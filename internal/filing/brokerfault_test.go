@@ -76,7 +76,9 @@ func TestLedgerHiccupsLoseNoOutcome(t *testing.T) {
 				return &flakyLedger{Ledger: l, failDone: tc.failDone, lostReply: tc.lostReply}
 			}, config: func(c *filing.Config) {
 				if tc.record > 0 {
-					c.RecordTimeout = tc.record
+					// No time to retry in the handler: what it knows goes
+					// with the message back to the broker, in memory.
+					c.RecordTimeout, c.TroubleTimeout = tc.record, tc.record
 				}
 			}})
 			h.run()

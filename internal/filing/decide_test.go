@@ -43,9 +43,35 @@ func TestDecide(t *testing.T) {
 		want  stepKind
 		check func(t *testing.T, k *known, s step)
 	}{
-		{"a new request is claimed", func(k *known) {}, stepClaim, func(t *testing.T, _ *known, s step) {
+		{"a new request is claimed straight into calling", func(k *known) {}, stepClaim, func(t *testing.T, k *known, s step) {
 			if s.entry.Fingerprint != "fp" || len(s.entry.Trail) != 1 || s.entry.Trail[0].Event != messages.EventReceived {
 				t.Errorf("claim entry %+v", s.entry)
+			}
+			if s.entry.State != ledger.StateCalling || s.entry.Nonce == "" || s.entry.Nonce != k.mem.nonce {
+				t.Errorf("claim entry %+v, memory %+v: want calling under the nonce remembered", s.entry, k.mem)
+			}
+		}},
+		{"a request this replica remembers is claimed, not called", func(k *known) {
+			k.mem = recollection{nonce: "mine"}
+		}, stepClaim, func(t *testing.T, k *known, s step) {
+			if s.entry.State == ledger.StateCalling || s.entry.Nonce != "" || k.mem.nonce != "mine" {
+				t.Errorf("claim entry %+v, memory %+v: want a plain claim, the nonce kept", s.entry, k.mem)
+			}
+		}},
+		{"after the grace period a new request is claimed, not called", func(k *known) {
+			k.stopping = true
+		}, stepClaim, func(t *testing.T, k *known, s step) {
+			if s.entry.State == ledger.StateCalling || k.mem.nonce != "" {
+				t.Errorf("claim entry %+v, memory %+v: want a plain claim", s.entry, k.mem)
+			}
+		}},
+		{"a calling write that may have landed is tried again under its nonce", func(k *known) {
+			k.mem = recollection{nonce: "mine"}
+			k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Fingerprint: "fp", Trail: []messages.AuditEvent{{Event: "received"}}, Revision: 1}
+			k.emitted = 1
+		}, stepWrite, func(t *testing.T, k *known, s step) {
+			if s.entry.State != ledger.StateCalling || s.entry.Nonce != "mine" {
+				t.Errorf("write %+v: want calling under the nonce remembered", s.entry)
 			}
 		}},
 		{"another handler of this replica holds the id", func(k *known) { k.busy = true }, stepWaitLocal, nil},
