@@ -27,6 +27,7 @@ type bench struct {
 	up          *upstream
 	nc          *nats.Conn
 	js          jetstream.JetStream
+	pub         *publisher
 	reqs        *requests
 	qualfileBin string
 	procs       children
@@ -98,6 +99,9 @@ func (b *bench) setUp(ctx context.Context) error {
 		return fmt.Errorf("connect to NATS %s: %w", b.nats.url, err)
 	}
 	if b.js, err = jetstream.New(b.nc); err != nil {
+		return err
+	}
+	if b.pub, err = newPublisher(b.nc); err != nil {
 		return err
 	}
 	b.logf("NATS %s; upstream %s (latency %s); requests %s, %d bytes each", b.nats.describe(), b.up.url, b.o.UpstreamLatency, b.reqs.api, b.reqs.size())

@@ -269,25 +269,36 @@ func (s *rssSampler) finish() int64 {
 	return s.max.Load()
 }
 
+// publisher is the driver's JetStream context for publishing requests
+// asynchronously, with the failures of the current publish.
+type publisher struct {
+	jetstream.JetStream
+	failed   atomic.Int64
+	firstErr atomic.Value
+}
+
+func newPublisher(nc *nats.Conn) (*publisher, error) {
+	p := &publisher{}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(time.Minute),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			if p.failed.Add(1) == 1 {
+				p.firstErr.Store(err)
+			}
+		}))
+	p.JetStream = js
+	return p, err
+}
+
 // publish publishes requests from to from+n-1 of a run to its request
 // subject, asynchronously, and waits until the stream has acknowledged
 // every one. at, when given, receives each request's publish time, and
 // rate, when positive, paces the publishing (requests per second).
 func (b *bench) publish(ctx context.Context, prefix string, from, n int, at []atomic.Int64, rate float64) error {
 	subject := messages.Subjects{Prefix: prefix}.Request(b.reqs.api)
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	js, err := jetstream.New(b.nc,
-		jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncTimeout(time.Minute),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-			if failed.Add(1) == 1 {
-				firstErr.Store(err)
-			}
-		}))
-	if err != nil {
-		return err
-	}
+	js := b.pub
+	js.failed.Store(0)
 	start := time.Now()
 	report := time.Now()
 	for i := from; i < from+n; {
@@ -321,8 +332,8 @@ func (b *bench) publish(ctx context.Context, prefix string, from, n int, at []at
 	case <-time.After(5 * time.Minute):
 		return fmt.Errorf("publishing %d requests: not all acknowledged within 5 minutes", n)
 	}
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("publishing %d requests: %d failed, the first with: %v", n, f, firstErr.Load())
+	if f := js.failed.Load(); f > 0 {
+		return fmt.Errorf("publishing %d requests: %d failed, the first with: %v", n, f, js.firstErr.Load())
 	}
 	return nil
 }

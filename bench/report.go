@@ -306,10 +306,15 @@ func (r *report) markdown() string {
 	if r.Rate > 0 {
 		fmt.Fprintf(&b, "Latency (publish → result) at %s requests/s offered (%s), %s per pipeline and repeat after a %s warm-up; achieved rate:",
 			formatNumber(r.Rate, 0), r.RateSource, p.LatencyFor, p.LatencyWarmUp)
+		var parts []string
 		for _, s := range r.Summary {
-			fmt.Fprintf(&b, " %s %s/s;", s.Pipeline, cell(s.AchievedRate, 0))
+			part := fmt.Sprintf("%s %s/s", s.Pipeline, cell(s.AchievedRate, 0))
+			if s.AchievedRate.N > 0 && s.AchievedRate.Median < 0.95*r.Rate {
+				part += " (**below the offered rate**: it fell behind, so its latency is mostly queueing and grows with the phase)"
+			}
+			parts = append(parts, part)
 		}
-		b.WriteString(" a pipeline slower than the offered rate queues, and its latency grows with the phase.\n\n")
+		b.WriteString(" " + strings.Join(parts, "; ") + ".\n\n")
 	}
 	b.WriteString("CPU: the pipeline's process from /proc/<pid>/stat, the driver (bench process: embedded NATS server, upstream, result collector) from getrusage, both over the window from the first to the last result; peak RSS is the pipeline process's VmHWM.\n")
 
