@@ -310,7 +310,10 @@ func (b *bench) publish(ctx context.Context, prefix string, from, n int, at []at
 			if at != nil {
 				at[i].Store(time.Now().UnixNano())
 			}
-			if _, err := js.PublishAsync(subject, b.reqs.data(i), jetstream.WithMsgID(b.reqs.id(i))); err != nil {
+			// With 4,096 unacknowledged, a publish waits (up to a minute)
+			// for acks: a server that fsyncs every write is slow to give
+			// them.
+			if _, err := js.PublishAsync(subject, b.reqs.data(i), jetstream.WithMsgID(b.reqs.id(i)), jetstream.WithStallWait(time.Minute)); err != nil {
 				return fmt.Errorf("publish %s: %w", b.reqs.id(i), err)
 			}
 		}
