@@ -302,7 +302,7 @@ func (b *bench) publish(ctx context.Context, prefix string, from, n int, at []at
 	start := time.Now()
 	report := time.Now()
 	for i := from; i < from+n; {
-		due := from + n
+		due := min(from+n, i+10000) // in chunks, to check ctx and report progress
 		if rate > 0 {
 			due = min(due, from+int(rate*time.Since(start).Seconds())+1)
 		}
