@@ -63,7 +63,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Repeats, "repeats", 3, "rounds of the interleaved pipelines")
 	fs.IntVar(&o.Requests, "requests", 20000, "backlog of each throughput run")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "handlers of each pipeline (qualfile's consumer.concurrency)")
-	fs.DurationVar(&o.UpstreamLatency, "upstream-latency", 5*time.Millisecond, "how long the upstream waits before answering a filing call")
+	fs.DurationVar(&o.UpstreamLatency, "upstream-latency", 0, "how long the upstream waits before answering a filing call")
 	fs.Float64Var(&o.Rate, "rate", 0, "offered rate of the latency phase, requests/s; 0: half of plain's median peak of this run")
 	fs.DurationVar(&o.LatencyFor, "latency-duration", 5*time.Second, "how long the latency phase offers its rate, per pipeline and repeat")
 	fs.IntVar(&o.Backlog, "backlog", 1000000, "requests queued before qualfile starts in the backlog run")

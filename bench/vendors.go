@@ -40,7 +40,9 @@ func checkUpstream(ctx context.Context, root, url string) error {
 			Douyin: &config.ResolvedDouyin{AppID: benchAppID, AppSecret: benchAppSecret, BaseURL: url, Timeout: 10 * time.Second},
 		},
 	}
-	clients, err := dispatch.FromResolved(accounts, douyin.NewMemoryStore())
+	hc := dispatch.NewHTTPClient(1)
+	defer hc.CloseIdleConnections()
+	clients, err := dispatch.FromResolved(accounts, douyin.NewMemoryStore(), hc)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
@@ -41,7 +42,7 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	stop, err := startAdmin(addr, prometheus.NewRegistry(), nc, js, subjects, w.Err, zap.NewNop())
+	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, js, subjects, w.Err, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +81,29 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 	w.Check(ctx)
 	if code, body := readyz(); code != http.StatusOK {
 		t.Fatalf("after a successful probe: %d %q, want ready", code, body)
+	}
+}
+
+// TestPprofOnlyWhenAskedFor: the admin listener serves Go's profiles only
+// with admin.pprof.
+func TestPprofOnlyWhenAskedFor(t *testing.T) {
+	js, nc, _ := natstest.JetStream(t)
+	for _, on := range []bool{false, true} {
+		addr := freeAddr(t)
+		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, js, messages.Subjects{Prefix: "filing"}, func() error { return nil }, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		stop()
+		served := resp.StatusCode == http.StatusOK && strings.Contains(string(b), "goroutine profile")
+		if served != on {
+			t.Errorf("admin.pprof %v: /debug/pprof/goroutine answered %d, served %v", on, resp.StatusCode, served)
+		}
 	}
 }

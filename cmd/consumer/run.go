@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"time"
@@ -238,7 +239,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stopHealth := func() { stopHealthCtx(); <-healthDone }
 	defer stopHealth()
 
-	stopAdmin, err := startAdmin(cfg.Admin.Listen, reg, nc, js, subjects, health.Err, log)
+	stopAdmin, err := startAdmin(cfg.Admin, reg, nc, js, subjects, health.Err, log)
 	if err != nil {
 		return err
 	}
@@ -330,14 +331,23 @@ func reportHealth(log *zap.Logger, nc *nats.Conn) func(jshealth.Change) {
 	}
 }
 
-// startAdmin serves /metrics, /healthz and /readyz; an empty address
-// disables it. /readyz fails while NATS is disconnected, while jetStreamErr
-// reports the JetStream health watch failing, or when a stream is missing.
-func startAdmin(addr string, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, log *zap.Logger) (func(), error) {
+// startAdmin serves /metrics, /healthz and /readyz (and /debug/pprof/ when
+// asked for); an empty address disables it. /readyz fails while NATS is
+// disconnected, while jetStreamErr reports the JetStream health watch
+// failing, or when a stream is missing.
+func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, log *zap.Logger) (func(), error) {
+	addr := ac.Listen
 	if addr == "" {
 		return func() {}, nil
 	}
 	mux := http.NewServeMux()
+	if ac.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

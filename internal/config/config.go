@@ -229,11 +229,17 @@ type RetryConfig struct {
 	RedeliveryMax time.Duration `yaml:"redelivery_max"`
 }
 
-// AdminConfig is the admin HTTP listener (/metrics, /healthz, /readyz).
+// AdminConfig is the admin HTTP listener (/metrics, /healthz, /readyz and,
+// when asked for, /debug/pprof/).
 type AdminConfig struct {
 	// Listen is the address; default "127.0.0.1:9090". An explicit empty
 	// string in the YAML disables the listener.
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiles under /debug/pprof/ (default off):
+	// CPU, heap, goroutines, for finding where the time goes. They reveal
+	// nothing of the requests but may be costly to take, so keep the
+	// listener on loopback.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig configures logging.

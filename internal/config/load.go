@@ -34,6 +34,7 @@ const (
 	EnvMaxDeliver         = EnvPrefix + "MAX_DELIVER"          // consumer.max_deliver
 	EnvAckWait            = EnvPrefix + "ACK_WAIT"             // consumer.ack_wait
 	EnvAdminListen        = EnvPrefix + "ADMIN_LISTEN"         // admin.listen
+	EnvAdminPprof         = EnvPrefix + "ADMIN_PPROF"          // admin.pprof
 	EnvLogLevel           = EnvPrefix + "LOG_LEVEL"            // log.level
 	EnvLogDevelopment     = EnvPrefix + "LOG_DEVELOPMENT"      // log.development
 	EnvShutdownGrace      = EnvPrefix + "SHUTDOWN_GRACE"       // consumer.shutdown_grace
@@ -170,6 +171,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur(EnvShutdownGrace, &c.Consumer.ShutdownGrace)
 	dur(EnvCallTimeout, &c.Consumer.CallTimeout)
 	str(EnvAdminListen, &c.Admin.Listen)
+	boolean(EnvAdminPprof, &c.Admin.Pprof)
 	str(EnvLogLevel, &c.Log.Level)
 	boolean(EnvLogDevelopment, &c.Log.Development)
 	return errors.Join(errs...)
