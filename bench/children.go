@@ -30,9 +30,11 @@ type child struct {
 	stderr *tail // nil when stderr goes to a file
 	// logPath is the file stderr goes to, when it does (qualfile's log).
 	logPath string
-	done    chan struct{}
-	err     error // of Wait, once done is closed
-	owner   *children
+	admin   string // qualfile's admin listener
+
+	done  chan struct{}
+	err   error // of Wait, once done is closed
+	owner *children
 }
 
 // start starts cmd. Its stdout and (unless cmd.Stderr is set) stderr are

@@ -401,7 +401,19 @@ func (b *bench) drain(ctx context.Context, pipeline string, repeat, n, concurren
 	col.pid.Store(int64(ch.pid()))
 	r.StartSeconds = time.Since(started).Seconds()
 	rss := sampleRSS(ch.pid(), 100*time.Millisecond)
+	var profiled chan error
+	if pipeline == pipelineQualfile && repeat == 1 && b.o.Profile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- profile(ctx, ch, 3*time.Second, b.o.Profile) }()
+	}
 	werr := col.wait(ctx, ch, time.Minute, time.Time{})
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			b.logf("profile: %v", err)
+		} else {
+			b.logf("wrote a CPU profile of qualfile to %s", b.o.Profile)
+		}
+	}
 	mem, _ := processMemory(ch.pid())
 	r.MaxSampledRSSMiB = mib(rss.finish())
 	r.PeakRSSMiB = mib(mem.HWM)

@@ -46,6 +46,7 @@ type options struct {
 	SweepRounds     int
 	Pipelines       []string
 	Out             string
+	Profile         string
 }
 
 func (o options) has(p string) bool { return slices.Contains(o.Pipelines, p) }
@@ -72,6 +73,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&sweep, "sweep", "64,256,512,1024", "qualfile concurrencies of the sweep at 100 ms upstream latency (empty: no sweep)")
 	fs.IntVar(&o.SweepRounds, "sweep-rounds", 40, "requests per sweep point, in multiples of its concurrency")
 	fs.StringVar(&pipelines, "pipelines", strings.Join(allPipelines, ","), "pipelines to measure, a subset of "+strings.Join(allPipelines, ","))
+	fs.StringVar(&o.Profile, "profile", "", "write a CPU profile of qualfile's first throughput run (3 s, through its admin.pprof) to this file")
 	fs.StringVar(&o.Out, "out", "", "directory of the results (default results, or results/short with -short)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,6 +65,7 @@ consumer:
   shutdown_grace: 2s
 admin:
   listen: %q
+  pprof: %t
 log:
   level: info
 accounts:
@@ -78,7 +80,7 @@ accounts:
       app_id: %s
       app_secret_env: %s
       base_url: %q
-`, b.nats.url, prefix, b.o.Replicas, s.concurrency, s.fetchBatch, s.maxAckPending, admin,
+`, b.nats.url, prefix, b.o.Replicas, s.concurrency, s.fetchBatch, s.maxAckPending, admin, b.o.Profile != "",
 		envAccessKeyID, envSecretAccessKey, b.up.url, b.up.url, benchAppID, envAppSecret, b.up.url)
 }
 
@@ -112,7 +114,7 @@ func (b *bench) startQualfile(ctx context.Context, prefix string, concurrency in
 	if err != nil {
 		return nil, err
 	}
-	ch.logPath = logPath
+	ch.logPath, ch.admin = logPath, admin
 	if err := waitReadyz(ctx, ch, "http://"+admin+"/readyz", 60*time.Second); err != nil {
 		ch.stop(5 * time.Second)
 		return nil, err
@@ -157,4 +159,31 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// profile writes a CPU profile of the qualfile child over the next d to
+// path, through its admin listener's /debug/pprof/profile.
+func profile(ctx context.Context, ch *child, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", ch.admin, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: d + 10*time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

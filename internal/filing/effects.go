@@ -213,26 +213,42 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 }
 
 // eventMsg is the message of one audit event. A received event carries
-// the request's payload, redacted.
+// the request's payload, redacted (or, when that would not fit in a
+// message, its size and digest).
 func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
-	if ev.Event == messages.EventReceived && r.k.req != nil {
-		ev.Payload = r.k.req.RedactedPayload()
-	}
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > r.p.cfg.MaxPayload-headroom && ev.Payload != nil {
-		sum := sha256.Sum256(ev.Payload)
-		ev.Payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
-			"bytes": len(ev.Payload), "sha256": hex.EncodeToString(sum[:])})
-		if data, err = json.Marshal(ev); err != nil {
-			return nil, err
+	if ev.Event == messages.EventReceived && r.k.req != nil && ev.Payload == nil {
+		payload := r.k.req.RedactedPayload()
+		if len(data)+len(payload) > r.p.cfg.MaxPayload-headroom {
+			sum := sha256.Sum256(payload)
+			payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
+				"bytes": len(payload), "sha256": hex.EncodeToString(sum[:])})
 		}
+		// Spliced in as it is: the redaction is compact JSON already, and
+		// json.Marshal would scan and copy it once more.
+		data = withField(data, "payload", payload)
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event))
 	m.Data = data
 	return m, nil
+}
+
+// withField adds "name":value at the end of the JSON object obj; value
+// must be valid JSON, and name must not need escaping.
+func withField(obj []byte, name string, value []byte) []byte {
+	out := make([]byte, 0, len(obj)+len(name)+len(value)+4)
+	out = append(out, obj[:len(obj)-1]...)
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, '"')
+	out = append(out, name...)
+	out = append(out, '"', ':')
+	out = append(out, value...)
+	return append(out, '}')
 }
 
 // deadLetter copies the original request to filing.dead.<api>: its bytes

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -357,5 +358,49 @@ func TestReplyToOwnSubjectRefused(t *testing.T) {
 	// A result fed back as a request would be rejected: a second result.
 	if n := len(h.streamMsgs(h.Streams.Results)); n != 1 {
 		t.Fatalf("%d results, want 1: the result was fed back as a request", n)
+	}
+}
+
+// TestReceivedEventCarriesTheRedactedPayload: the received audit event of
+// every api holds the request's payload as messages.Redact makes it (ID and
+// phone numbers masked, names and secrets replaced, file contents reduced
+// to size and digest), and nothing of it unredacted.
+func TestReceivedEventCarriesTheRedactedPayload(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	for _, api := range messages.APIs() {
+		h.publish(api, "red-"+string(api), example(t, api, "red-"+string(api)))
+	}
+	h.results(len(messages.APIs()), 10*time.Second)
+	for _, api := range messages.APIs() {
+		id := "red-" + string(api)
+		var env struct {
+			Payload json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(example(t, api, id), &env); err != nil {
+			t.Fatal(err)
+		}
+		var received *messages.AuditEvent
+		for _, ev := range h.audit(id) {
+			if ev.Event == messages.EventReceived {
+				received = &ev
+			}
+		}
+		if received == nil {
+			t.Fatalf("%s: no received event", api)
+		}
+		var got, want any
+		if err := json.Unmarshal(received.Payload, &got); err != nil {
+			t.Fatalf("%s: received payload %q: %v", api, received.Payload, err)
+		}
+		if err := json.Unmarshal(messages.Redact(env.Payload), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: received payload\n%s\nwant\n%s", api, received.Payload, messages.Redact(env.Payload))
+		}
+		if strings.Contains(string(received.Payload), "base64,") {
+			t.Errorf("%s: a file's content is in the received event: %.200s", api, received.Payload)
+		}
 	}
 }
