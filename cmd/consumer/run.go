@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/embedded"
@@ -37,7 +39,7 @@ import (
 // run wires the consumer and blocks until ctx ends and shutdown is done.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // usage goes where the caller asked for it, below
 	configPath := fs.String("config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
 	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it (embedded NATS server only)")
 	sandboxExternal := fs.Bool("sandbox-with-external-nats", false, "DANGER: let --sandbox use the configured NATS server; the simulator then answers every request queued there")
@@ -46,11 +48,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	adminListen := fs.String("admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
 	storeDir := fs.String("store-dir", "", "embedded server store directory (overrides config)")
+	version := fs.Bool("version", false, "print the version, the commit and the Go version, and exit")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: consumer [flags]   (configuration: --config FILE, QUALFILE_* variables; see the README)")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return nil
+		}
+		usage(stderr)
 		return err
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := checkFlags(fs); err != nil {
+		return err
 	}
 
 	cfg, err := config.Load(*configPath, getenv)
@@ -412,3 +433,23 @@ func (l natsLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) 
 func (l natsLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
 func (l natsLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
 func (l natsLogger) Tracef(format string, v ...any)  { l.s.Debugf(format, v...) }
+
+// checkFlags refuses flag values that cannot be meant, instead of falling
+// back to the configuration's: a flag given is a flag obeyed.
+func checkFlags(fs *flag.FlagSet) error {
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		v := f.Value.String()
+		switch f.Name {
+		case "concurrency":
+			if n, err := strconv.Atoi(v); err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("--concurrency %s: must be at least 1", v))
+			}
+		case "config", "nats-url", "admin-listen", "log-level", "store-dir":
+			if strings.TrimSpace(v) == "" {
+				errs = append(errs, fmt.Errorf("--%s: must not be empty", f.Name))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,5 +183,41 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	err := run(context.Background(), []string{"--config", path}, func(string) string { return "" }, &stdout, &stderr)
 	if err == nil || strings.Contains(err.Error(), "literal") {
 		t.Fatalf("err = %v; want a config error that does not echo the secret", err)
+	}
+}
+
+// TestHelpVersionAndBadFlags: --help and -h print the usage on stdout and
+// succeed, --version prints the build, and a flag value that cannot be
+// meant is an error rather than replaced by the configuration's.
+func TestHelpVersionAndBadFlags(t *testing.T) {
+	getenv := func(string) string { return "" }
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, getenv, &stdout, &stderr); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		if !strings.HasPrefix(stdout.String(), "usage: consumer") || !strings.Contains(stdout.String(), "-concurrency") || stderr.Len() != 0 {
+			t.Errorf("%v: stdout %q, stderr %q", args, stdout.String(), stderr.String())
+		}
+	}
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, getenv, &stdout, io.Discard); err != nil || !strings.HasPrefix(stdout.String(), "qualfile ") || !strings.Contains(stdout.String(), runtime.Version()) {
+		t.Errorf("--version: %q, %v", stdout.String(), err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--concurrency", "-5"}, "--concurrency -5: must be at least 1"},
+		{[]string{"--concurrency", "0"}, "--concurrency 0: must be at least 1"},
+		{[]string{"--concurrency", "many"}, "invalid value"},
+		{[]string{"--nats-url", ""}, "--nats-url: must not be empty"},
+		{[]string{"--bogus"}, "flag provided but not defined"},
+	} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), tc.args, getenv, io.Discard, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -23,10 +23,10 @@ type deadEntry struct {
 }
 
 func runDeadList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead list", stderr)
+	fs := newFlagSet("dead list", stdout, stderr)
 	var conn connFlags
-	conn.register(fs, getenv)
-	if err := parse(fs, args); err != nil {
+	conn.register(fs.FlagSet, getenv)
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	nc, js, err := conn.connect(ctx)
@@ -50,14 +50,14 @@ func runDeadList(ctx context.Context, args []string, getenv func(string) string,
 }
 
 func runDeadReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead replay", stderr)
+	fs := newFlagSet("dead replay", stdout, stderr)
 	var conn connFlags
-	conn.register(fs, getenv)
+	conn.register(fs.FlagSet, getenv)
 	id := fs.String("id", "", "replay the dead letters of this request id")
 	all := fs.Bool("all", false, "replay every dead letter")
 	force := fs.Bool("force", false, "also replay ambiguous, succeeded or undecodable requests")
 	bucket := fs.String("ledger-bucket", "", "the consumer's ledger bucket (default: named from --prefix, FILING_LEDGER for filing)")
-	if err := parse(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if (*id == "") == !*all {

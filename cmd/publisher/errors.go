@@ -10,6 +10,10 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
+// errHelp ends a command that printed its usage because it was asked to:
+// exit status 0.
+const errHelp = exitError(0)
+
 // errUsage is matched by every usage error.
 var errUsage = errors.New("usage")
 

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/qualfile/qualfile/internal/buildinfo"
 )
 
 const usageText = `usage:
+  publisher --version
   publisher send --api API --file FILE|- [--account NAME] [--wait [--timeout 60s]]
   publisher validate --api API --file FILE|-
   publisher dead list
@@ -40,25 +44,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return runDeadList(ctx, args[2:], getenv, stdout, stderr)
 		case "replay":
 			return runDeadReplay(ctx, args[2:], getenv, stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usageText)
+			return nil
 		}
+		fmt.Fprint(stderr, usageText)
 		return usagef("unknown dead command %q", args[1])
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
+		return nil
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, buildinfo.Read())
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)
 	return usagef("unknown command %q", args[0])
 }
 
-// newFlagSet returns a flag set that reports errors as usage errors.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// flagSet is a subcommand's flags: an error is a usage error (its usage
+// on stderr), and -h/--help a success (its usage on stdout).
+type flagSet struct {
+	*flag.FlagSet
+	name           string
+	stdout, stderr io.Writer
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
+func newFlagSet(name string, stdout, stderr io.Writer) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &flagSet{FlagSet: fs, name: name, stdout: stdout, stderr: stderr}
+}
+
+// usage prints the subcommand's flags to w.
+func (fs *flagSet) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: publisher %s [flags]\n", fs.name)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+func (fs *flagSet) parse(args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.usage(fs.stdout)
+			return errHelp
+		}
+		fs.usage(fs.stderr)
 		return usagef("%v", err)
 	}
 	if fs.NArg() > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -256,5 +257,38 @@ func TestDeadReplayUsesThePrefixLedger(t *testing.T) {
 	}
 	if e, err := prod.Get(ctx, id); err != nil || e.State != ledger.StateDone {
 		t.Errorf("prod's entry of the same id: %+v, %v; want it untouched", e, err)
+	}
+}
+
+// TestHelpAndVersionExitZero: -h, --help and help on the binary and on
+// every subcommand print a usage on stdout and exit 0; --version prints
+// the build; an unknown flag is a usage error (exit 2).
+func TestHelpAndVersionExitZero(t *testing.T) {
+	getenv := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--help"}, "publisher send"},
+		{[]string{"-h"}, "publisher send"},
+		{[]string{"help"}, "publisher send"},
+		{[]string{"send", "--help"}, "usage: publisher send"},
+		{[]string{"send", "-h"}, "-api"},
+		{[]string{"validate", "--help"}, "usage: publisher validate"},
+		{[]string{"dead", "--help"}, "publisher dead replay"},
+		{[]string{"dead", "list", "--help"}, "usage: publisher dead list"},
+		{[]string{"dead", "replay", "-h"}, "-force"},
+		{[]string{"--version"}, "qualfile "},
+		{[]string{"version"}, "qualfile "},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := exitCode(run(context.Background(), tc.args, getenv, strings.NewReader(""), &stdout, &stderr), &stderr)
+		if code != 0 || !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and %q", tc.args, code, stdout.String(), stderr.String(), tc.want)
+		}
+	}
+	var stderr bytes.Buffer
+	if code := exitCode(run(context.Background(), []string{"send", "--bogus"}, getenv, strings.NewReader(""), io.Discard, &stderr), &stderr); code != 2 || !strings.Contains(stderr.String(), "-bogus") {
+		t.Errorf("send --bogus: exit %d, stderr %q; want 2 naming the flag", code, stderr.String())
 	}
 }

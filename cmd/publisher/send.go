@@ -24,15 +24,15 @@ type published struct {
 }
 
 func runSend(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("send", stderr)
+	fs := newFlagSet("send", stdout, stderr)
 	var conn connFlags
-	conn.register(fs, getenv)
+	conn.register(fs.FlagSet, getenv)
 	apiFlag := fs.String("api", "", "the call: "+apiNames())
 	file := fs.String("file", "", "request envelope or bare payload; - reads stdin (NDJSON for many)")
 	account := fs.String("account", "", "credential profile for bare payloads (consumer default: default)")
 	wait := fs.Bool("wait", false, "wait for each result and print it")
 	timeout := fs.Duration("timeout", time.Minute, "with --wait: how long to wait for all results")
-	if err := parse(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	api := messages.API(*apiFlag)

@@ -11,10 +11,10 @@ import (
 
 // runValidate checks requests offline and prints every problem.
 func runValidate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", stderr)
+	fs := newFlagSet("validate", stdout, stderr)
 	apiFlag := fs.String("api", "", "the call: "+apiNames())
 	file := fs.String("file", "", "request envelope or bare payload; - reads stdin (NDJSON for many)")
-	if err := parse(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	api := messages.API(*apiFlag)
