@@ -212,6 +212,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	m.Preset(filing.MetricLabels())
+	bi := buildinfo.Read()
+	m.Build(bi.Version, bi.Commit, bi.GoVersion)
 
 	owner, err := replicaID()
 	if err != nil {
@@ -257,7 +260,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	healthCtx, stopHealthCtx := context.WithCancel(ctx)
 	healthDone := make(chan struct{})
 	go func() { defer close(healthDone); health.Run(healthCtx) }()
-	stopHealth := func() { stopHealthCtx(); <-healthDone }
+	backlogDone := make(chan struct{})
+	go func() { defer close(backlogDone); watchBacklog(healthCtx, cons, m, cfg.NATS.Health.Interval) }()
+	stopHealth := func() { stopHealthCtx(); <-healthDone; <-backlogDone }
 	defer stopHealth()
 
 	stopAdmin, err := startAdmin(cfg.Admin, reg, nc, js, subjects, health.Err, log)
@@ -452,4 +457,26 @@ func checkFlags(fs *flag.FlagSet) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// watchBacklog samples the shared consumer's pending and ack-pending
+// counts into the metrics every interval, until ctx ends.
+func watchBacklog(ctx context.Context, cons jetstream.Consumer, m *metrics.Metrics, interval time.Duration) {
+	if interval <= 0 {
+		interval = jshealth.DefaultInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		ictx, cancel := context.WithTimeout(ctx, interval)
+		if info, err := cons.Info(ictx); err == nil {
+			m.Consumer(info.NumPending, info.NumAckPending)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -140,6 +140,12 @@ func TestRunSandboxQuickStart(t *testing.T) {
 		{"/readyz", "ready"},
 		{"/metrics", `qualfile_requests_total{api="vms.add_qualification",outcome="succeeded"} 1`},
 		{"/metrics", "qualfile_jetstream_ready 1"},
+		// Every series exists from the start, at zero.
+		{"/metrics", `qualfile_requests_total{api="unknown",outcome="ambiguous"} 0`},
+		{"/metrics", `qualfile_dead_letters_total{api="douyin.add_role",reason="transient"} 0`},
+		{"/metrics", `qualfile_build_info{commit=`},
+		{"/metrics", "qualfile_consumer_pending "},
+		{"/metrics", "qualfile_consumer_ack_pending "},
 	} {
 		resp, err := http.Get("http://" + adminAddr + c.path)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/internal/metrics"
 )
 
 // observe derives the log line and the metrics of one audit event, once
@@ -73,6 +74,24 @@ func (r *runner) log() *zap.Logger {
 		fields = append(fields, zap.String("request_id", boundID(k.req.ID)))
 	}
 	return r.p.log.With(fields...)
+}
+
+// MetricLabels are the values the processor gives each label: every api
+// and "unknown", every outcome, class, dead-letter class and ledger state
+// it records (see observe), for metrics.Preset.
+func MetricLabels() metrics.Labels {
+	apis := []string{"unknown"}
+	for _, a := range messages.APIs() {
+		apis = append(apis, string(a))
+	}
+	return metrics.Labels{
+		APIs: apis,
+		Outcomes: []string{messages.EventSucceeded, messages.EventFailed, messages.EventRejected, messages.EventAmbiguous,
+			messages.EventDeferred, messages.EventDuplicate, messages.EventUndecodable, messages.EventSettled, messages.EventConflict},
+		Classes:      []string{"ok", "transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
+		DeadReasons:  []string{"transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
+		LedgerStates: []string{"done"},
+	}
 }
 
 // apiLabel is an api as a label value: a known api or "unknown".

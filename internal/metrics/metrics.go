@@ -21,6 +21,17 @@ type Metrics struct {
 	JetStreamReady         prometheus.Gauge // 1 ready, 0 not
 	JetStreamProbeFailures prometheus.Gauge // consecutive failed probes
 	JetStreamReconnects    prometheus.Counter
+	// The shared durable consumer, as the server counts it.
+	ConsumerPending    prometheus.Gauge // messages not yet delivered
+	ConsumerAckPending prometheus.Gauge // delivered, not yet acknowledged
+	BuildInfo          *prometheus.GaugeVec
+}
+
+// Labels are the values each label may take, known when the process
+// starts: Preset creates every series of them at zero, so that a rate or
+// an alert has a series before the first event.
+type Labels struct {
+	APIs, Outcomes, Classes, DeadReasons, LedgerStates []string
 }
 
 // New registers the collectors with reg.
@@ -68,9 +79,59 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Reconnects to another NATS server forced because JetStream health probes kept failing.",
 		}),
 	}
+	m.ConsumerPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "qualfile", Name: "consumer_pending",
+		Help: "Requests in the stream not yet delivered to any replica (the shared consumer's num_pending).",
+	})
+	m.ConsumerAckPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "qualfile", Name: "consumer_ack_pending",
+		Help: "Requests delivered to a replica and not yet acknowledged (the shared consumer's num_ack_pending).",
+	})
+	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "qualfile", Name: "build_info",
+		Help: "1, labelled with the running binary's version, commit and Go version.",
+	}, []string{"version", "commit", "goversion"})
 	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits,
-		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects)
+		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects, m.ConsumerPending, m.ConsumerAckPending, m.BuildInfo)
 	return m
+}
+
+// Preset creates every series of l at zero.
+func (m *Metrics) Preset(l Labels) {
+	if m == nil {
+		return
+	}
+	for _, api := range l.APIs {
+		for _, o := range l.Outcomes {
+			m.Requests.WithLabelValues(api, o)
+		}
+		for _, c := range l.Classes {
+			m.Attempts.WithLabelValues(api, c)
+		}
+		for _, r := range l.DeadReasons {
+			m.DeadLetters.WithLabelValues(api, r)
+		}
+		for _, st := range l.LedgerStates {
+			m.LedgerHits.WithLabelValues(api, st)
+		}
+		m.UpstreamLatency.WithLabelValues(api)
+		m.Redeliveries.WithLabelValues(api)
+	}
+}
+
+// Build records the running binary's build.
+func (m *Metrics) Build(version, commit, goVersion string) {
+	if m != nil {
+		m.BuildInfo.WithLabelValues(version, commit, goVersion).Set(1)
+	}
+}
+
+// Consumer records the shared consumer's backlog.
+func (m *Metrics) Consumer(pending uint64, ackPending int) {
+	if m != nil {
+		m.ConsumerPending.Set(float64(pending))
+		m.ConsumerAckPending.Set(float64(ackPending))
+	}
 }
 
 // Request counts one request outcome.
