@@ -62,7 +62,7 @@ func TestSingleServerEndToEnd(t *testing.T) {
 	if no := string(got["e2e-vms.add_qualification"][0].Result); !strings.Contains(no, `"QualificationNo":"QUA`) {
 		t.Errorf("vms add result %s", no)
 	}
-	if id := string(got["e2e-sms.apply_signature_ident"][0].Result); id != `{"id":9007199254740993}` {
+	if id := string(got["e2e-sms.apply_signature_ident"][0].Result); id != `{"id":9007199254740993,"id_string":"9007199254740993"}` {
 		t.Errorf("sms result %s, want the exact 64-bit id", id)
 	}
 

@@ -97,7 +97,7 @@ func (d *Dispatcher) call(ctx context.Context, acct Account, req *messages.Reque
 			return Outcome{}, fmt.Errorf("account %q, sms: %w", req.AccountOrDefault(), ErrNoClient)
 		}
 		res, md, err := acct.SMS.ApplySignatureIdent(ctx, p)
-		return outcome(res, md.RequestID, err)
+		return outcome(res.WithIDString(), md.RequestID, err)
 	case *messages.DouyinAddRole:
 		if acct.Douyin == nil {
 			return Outcome{}, fmt.Errorf("account %q, douyin: %w", req.AccountOrDefault(), ErrNoClient)

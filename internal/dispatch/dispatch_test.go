@@ -104,7 +104,7 @@ func TestDispatchRoutes(t *testing.T) {
 	}{
 		{messages.APIVMSAddQualification, "add:北京示例科技有限公司", `{"QualificationNo":"QUA1"}`, "req-add"},
 		{messages.APIVMSUpdateQualification, "update:QUA164664762128220429", `{}`, "req-upd"},
-		{messages.APISMSApplySignatureIdent, "sms:示例科技短信资质", `{"id":9007199254740993}`, "req-sms"},
+		{messages.APISMSApplySignatureIdent, "sms:示例科技短信资质", `{"id":9007199254740993,"id_string":"9007199254740993"}`, "req-sms"},
 		{messages.APIDouyinAddRole, "role:E_7230706235463548989", `{"add_role_taskid":"Role_1"}`, "log-1"},
 		{messages.APIDouyinGetClassAuth, "class:E_7230706235463548989", `{"class_auths":[{"industry_code":10000}]}`, "log-2"},
 	}

@@ -35,7 +35,7 @@ func TestExamplesSucceed(t *testing.T) {
 	if no := string(got["ex-vms.add_qualification"].Result); !strings.Contains(no, `"QualificationNo":"QUA`) {
 		t.Errorf("vms add result %s", no)
 	}
-	if id := string(got["ex-sms.apply_signature_ident"].Result); id != `{"id":9007199254740993}` {
+	if id := string(got["ex-sms.apply_signature_ident"].Result); id != `{"id":9007199254740993,"id_string":"9007199254740993"}` {
 		t.Errorf("sms result %s, want the exact 64-bit id", id)
 	}
 }

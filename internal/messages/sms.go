@@ -1,5 +1,7 @@
 package messages
 
+import "strconv"
+
 // SMSApplySignatureIdent is the body of Volcengine SMS ApplySignatureIdent
 // (Version 2021-01-11), with the vendor's field names.
 type SMSApplySignatureIdent struct {
@@ -51,7 +53,17 @@ type SMSFile struct {
 }
 
 // SMSApplyResult is the Result of ApplySignatureIdent; the id is a 64-bit
-// integer and is never read through float64.
+// integer and is never read through float64. IDString is the same id as a
+// string: JavaScript's JSON.parse reads integers above 2^53 inexactly
+// (9007199254740993 becomes 9007199254740992), so a subscriber in
+// JavaScript reads id_string.
 type SMSApplyResult struct {
-	ID int64 `json:"id"`
+	ID       int64  `json:"id"`
+	IDString string `json:"id_string,omitempty"` // in qualfile's results, not in the vendor's reply
+}
+
+// WithIDString is r with IDString filled in from ID.
+func (r SMSApplyResult) WithIDString() SMSApplyResult {
+	r.IDString = strconv.FormatInt(r.ID, 10)
+	return r
 }
