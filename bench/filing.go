@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // reference is the work of one filing in the plain and Watermill
 // pipelines, the same in both: decode the request and validate it with
-// qualfile's own parser and rules (internal/messages), POST the vendor body
+// qualfile's own parser and rules (the messages package), POST the vendor body
 // to the upstream with one shared http.Client, and encode a result. It has
 // none of qualfile's guarantees: no ledger, no signature, no audit trail.
 type reference struct {

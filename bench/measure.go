@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // collector counts the results of one run with a core NATS subscription

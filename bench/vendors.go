@@ -10,7 +10,7 @@ import (
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Bench credentials of the one account, "default". They are not secrets

@@ -12,9 +12,9 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/jshealth"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // TestClusterReplicatedStreams runs two consumer replicas against a

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // The fault tests' bookkeeping: what was published, what the vendor (the

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // TestConsumerRestartRedelivers stops the consumer gracefully in the middle

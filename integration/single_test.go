@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // TestSingleServerEndToEnd files each of the five examples through one

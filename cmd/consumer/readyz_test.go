@@ -14,9 +14,9 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/jshealth"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // TestReadyzFollowsJetStreamHealth: /readyz turns 503, with the watcher's

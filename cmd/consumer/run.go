@@ -30,10 +30,10 @@ import (
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/jshealth"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // run wires the consumer and blocks until ctx ends and shutdown is done.

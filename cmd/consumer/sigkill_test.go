@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // killTag is the short name of each api in the request ids of

@@ -10,9 +10,9 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/tokenkv"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // legacyBuckets are the names the KV buckets had before they followed the

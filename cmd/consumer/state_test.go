@@ -12,8 +12,8 @@ import (
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // configWithPrefix is the default configuration with another subject

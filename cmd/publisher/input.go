@@ -11,7 +11,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // readDocs reads one JSON document, or many as NDJSON, from a file or "-".

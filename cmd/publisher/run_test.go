@@ -17,9 +17,9 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // cli runs the publisher with the given stdin and returns its exit status

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // runValidate checks requests offline and prints every problem.

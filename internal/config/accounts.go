@@ -14,7 +14,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Redacted replaces a secret wherever a resolved account is formatted.

@@ -19,8 +19,8 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Defaults.

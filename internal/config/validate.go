@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // MaxReplicas is the most replicas a JetStream stream can have.

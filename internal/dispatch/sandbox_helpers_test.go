@@ -14,8 +14,8 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // fakeClock is a clock that runs with real time plus an offset that a test

@@ -12,7 +12,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // flakyLedger fails some ledger writes the way a NATS leader election does:

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // This file is the decision core of the pipeline: decide is a deterministic

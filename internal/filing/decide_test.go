@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // The decision core is a function of what is known, so its rules can be

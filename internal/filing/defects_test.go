@@ -19,10 +19,10 @@ import (
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Tests for the defects of the state-machine issue, each on the whole

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // The runner's effects on the ledger and the streams. Each writes its

@@ -6,8 +6,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // observe derives the log line and the metrics of one audit event, once

@@ -11,9 +11,9 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // slowUpstream makes every call take d.

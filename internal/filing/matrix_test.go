@@ -20,10 +20,10 @@ import (
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // The fault matrix: every effect point × every fault × each of the five

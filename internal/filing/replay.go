@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // ReadDead returns every message of the dead-letter stream.

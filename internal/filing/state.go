@@ -5,8 +5,8 @@ import (
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // The state of the decision core: the steps it asks for, its fixed rules,

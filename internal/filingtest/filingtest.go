@@ -31,12 +31,12 @@ import (
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/internal/tokenkv"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // SetupTimeout bounds creating the streams, the consumer and the buckets.

@@ -3,7 +3,7 @@ package queue
 import (
 	"strings"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Every JetStream name qualfile uses is derived here from the subject

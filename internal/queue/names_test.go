@@ -3,8 +3,8 @@ package queue_test
 import (
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestBucketNamesFollowPrefix(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestEnsureStreamsIdempotent(t *testing.T) {

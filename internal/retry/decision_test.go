@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestDecide(t *testing.T) {

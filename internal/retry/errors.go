@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Class sentinels. A vendor client wraps its typed error around one of these

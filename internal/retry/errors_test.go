@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // vendorError stands in for a vendor client's typed error wrapping a class.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // CheckTypeHeader is the Douyin sandbox header that decides a review:

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Fault is an injected misbehaviour. See the package documentation for how

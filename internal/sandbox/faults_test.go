@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestFaultCount(t *testing.T) {

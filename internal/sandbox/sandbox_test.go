@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // clock is a settable test clock.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // ReviewStatus is the review state of a filing.

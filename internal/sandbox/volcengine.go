@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Volcengine services and versions the sandbox answers.

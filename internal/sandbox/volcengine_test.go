@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestVolcengineSignatureErrors(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // fullAddRole sets every field of the payload to a non-zero value.

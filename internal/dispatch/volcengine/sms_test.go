@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // seedSMSBody is the request body of the vendor's ApplySignatureIdent page,

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // VMS calls the Volcengine VMS qualification API (Version 2022-01-01,

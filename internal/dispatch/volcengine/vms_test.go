@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/messages"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // seedVMSBody is the request body of the vendor's AddQualification page,

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestParseRequestUndecodable(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 func TestRedactExamples(t *testing.T) {

@@ -9,15 +9,15 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // FuzzRequest decodes and validates arbitrary bytes: it must never panic, and
 // every outcome must be one of the three documented ones. Its seed corpus
 // (the examples and some hostile inputs) runs with every `go test`.
 func FuzzRequest(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*.json"))
-	more, _ := filepath.Glob(filepath.Join("..", "..", "examples", "invalid", "*.json"))
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*.json"))
+	more, _ := filepath.Glob(filepath.Join("..", "examples", "invalid", "*.json"))
 	for _, name := range append(files, more...) {
 		b, err := os.ReadFile(name)
 		if err != nil {

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qualfile/qualfile/internal/messages"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // exampleTree reads examples/<name>.json as a generic JSON tree.
 func exampleTree(tb testing.TB, name string) map[string]any {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "examples", name+".json"))
+	b, err := os.ReadFile(filepath.Join("..", "examples", name+".json"))
 	if err != nil {
 		tb.Fatal(err)
 	}

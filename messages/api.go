@@ -1,6 +1,12 @@
 // Package messages holds qualfile's wire types: the request envelope, the
 // five vendor payloads, the result and the audit event, subject names,
-// validation and PII redaction. It imports neither nats nor zap.
+// validation and PII redaction. It is public so that Go services that
+// publish requests or read results can use the very types and rules
+// qualfile does:
+//
+//	import "github.com/qualfile/qualfile/messages"
+//
+// It imports neither nats nor zap.
 package messages
 
 import "slices"
