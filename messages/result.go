@@ -23,9 +23,17 @@ const (
 	ClassAmbiguous = "ambiguous"
 )
 
+// SchemaVersion is the version of the result and audit event contract
+// (schemas/*.schema.json) that qualfile publishes: fields may be added
+// within a version, never removed or changed in meaning.
+const SchemaVersion = "1"
+
 // Result is the final outcome of one request, published on
 // filing.result.<api> and to the request's reply subject.
 type Result struct {
+	// SchemaVersion is the version of this contract (SchemaVersion); a
+	// change that could break a reader gets a new one.
+	SchemaVersion     string            `json:"schema_version,omitempty"`
 	RequestID         string            `json:"request_id"`
 	API               API               `json:"api"`
 	Account           string            `json:"account"`
@@ -55,6 +63,7 @@ type ResultError struct {
 // AuditEvent is one state change or one attempt of a request, published on
 // filing.audit.<api>.<event>. Its payload, if any, is redacted.
 type AuditEvent struct {
+	SchemaVersion     string          `json:"schema_version,omitempty"` // as Result's
 	RequestID         string          `json:"request_id"`
 	API               API             `json:"api"`
 	Account           string          `json:"account,omitempty"`

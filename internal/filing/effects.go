@@ -216,6 +216,7 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 // the request's payload, redacted (or, when that would not fit in a
 // message, its size and digest).
 func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
+	ev.SchemaVersion = messages.SchemaVersion
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, err
@@ -307,7 +308,9 @@ func (r *runner) publishResult(res *messages.Result) error {
 
 // resultMsg is the message that stores res on filing.result.<api>.
 func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
-	data, err := json.Marshal(res)
+	out := *res
+	out.SchemaVersion = messages.SchemaVersion
+	data, err := json.Marshal(&out)
 	if err != nil {
 		return nil, nil, err
 	}
