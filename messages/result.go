@@ -50,6 +50,13 @@ type Result struct {
 	// the vendor's answer became known. A subscriber keeps, per request,
 	// the result that no other result supersedes.
 	Supersedes time.Time `json:"supersedes,omitzero"`
+	// StreamSeq is, on a rejected result, the request's sequence in the
+	// request stream (the publisher's PubAck says it): what correlates a
+	// request whose id is missing or unusable.
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
+	// RequestIDSHA256 is, on a rejected result whose id was cut short or
+	// broke the id rules, the hex SHA-256 of the id as sent.
+	RequestIDSHA256 string `json:"request_id_sha256,omitempty"`
 }
 
 // ResultError says why a request did not succeed.

@@ -87,7 +87,25 @@ func (k *known) rejection(code, message string) *messages.Result {
 	if k.invalid == nil {
 		res.Metadata = k.req.Metadata // valid, hence bounded
 	}
+	// Something to correlate by when the id cannot serve.
+	res.StreamSeq = k.seq
+	if id := k.req.ID; id != "" && (id != res.RequestID || hasProblem(k.invalid, "id")) {
+		sum := sha256.Sum256([]byte(id))
+		res.RequestIDSHA256 = hex.EncodeToString(sum[:])
+	}
 	return res
+}
+
+// hasProblem reports whether the validation error err names field.
+func hasProblem(err error, field string) bool {
+	if ve := asValidation(err); ve != nil {
+		for _, f := range ve.Fields {
+			if f.Field == field {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (k *known) resultError(class retry.Class) *messages.ResultError {

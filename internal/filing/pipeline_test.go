@@ -2,6 +2,8 @@ package filing_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -401,6 +403,60 @@ func TestReceivedEventCarriesTheRedactedPayload(t *testing.T) {
 		}
 		if strings.Contains(string(received.Payload), "base64,") {
 			t.Errorf("%s: a file's content is in the received event: %.200s", api, received.Payload)
+		}
+	}
+}
+
+// TestRejectedWithoutUsableIDCorrelates: a request rejected for its id
+// (missing, too long, against the rules) still gets a result the publisher
+// can match: the request's stream sequence, and the SHA-256 of the id as
+// sent when there was one.
+func TestRejectedWithoutUsableIDCorrelates(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.run()
+	api := messages.APIVMSAddQualification
+	long := strings.Repeat("x", 300)
+	seqs := map[uint64]string{} // stream sequence → the id sent
+	for _, id := range []string{"", long, "has space"} {
+		var env map[string]json.RawMessage
+		if err := json.Unmarshal(example(t, api, "x"), &env); err != nil {
+			t.Fatal(err)
+		}
+		delete(env, "id")
+		if id != "" {
+			env["id"], _ = json.Marshal(id)
+		}
+		data, _ := json.Marshal(env)
+		ack, err := h.js.Publish(context.Background(), h.subjects.Request(api), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[ack.Sequence] = id
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	got := map[uint64]messages.Result{}
+	for len(got) < len(seqs) && time.Now().Before(deadline) {
+		for _, m := range h.StreamMsgs(h.Streams.Results) {
+			var r messages.Result
+			if json.Unmarshal(m.Data, &r) == nil && r.StreamSeq != 0 {
+				got[r.StreamSeq] = r
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for seq, id := range seqs {
+		r, ok := got[seq]
+		if !ok {
+			t.Errorf("no result carries stream_seq %d (id %.20q)", seq, id)
+			continue
+		}
+		want := ""
+		if id != "" {
+			sum := sha256.Sum256([]byte(id))
+			want = hex.EncodeToString(sum[:])
+		}
+		if r.Status != messages.StatusRejected || r.RequestIDSHA256 != want {
+			t.Errorf("id %.20q: status %s, request_id_sha256 %q, want rejected and %q", id, r.Status, r.RequestIDSHA256, want)
 		}
 	}
 }
