@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,14 +19,22 @@ import (
 // connFlags are the connection settings every networked command takes.
 type connFlags struct {
 	url, creds, nkey, tlsCA, tlsCert, tlsKey, prefix string
+	context                                          string
+	fs                                               *flag.FlagSet
+	getenv                                           func(string) string
 }
 
 func (c *connFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	c.fs, c.getenv = fs, getenv
 	def := getenv("QUALFILE_NATS_URL")
+	if def == "" {
+		def = getenv("NATS_URL")
+	}
 	if def == "" {
 		def = nats.DefaultURL
 	}
-	fs.StringVar(&c.url, "nats-url", def, "NATS server URL (env QUALFILE_NATS_URL)")
+	fs.StringVar(&c.url, "nats-url", def, "NATS server URL (env QUALFILE_NATS_URL, then NATS_URL)")
+	fs.StringVar(&c.context, "context", getenv("NATS_CONTEXT"), "a nats CLI context: its url, credentials and TLS files, as the nats command uses them (env NATS_CONTEXT)")
 	fs.StringVar(&c.creds, "creds", getenv("QUALFILE_NATS_CREDS"), "NATS credentials file (env QUALFILE_NATS_CREDS)")
 	fs.StringVar(&c.nkey, "nkey", "", "NKey seed file")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate file to verify the server")
@@ -33,9 +45,85 @@ func (c *connFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 
 func (c *connFlags) subjects() messages.Subjects { return messages.Subjects{Prefix: c.prefix} }
 
+// natsContext is what the publisher reads of a nats CLI context file.
+type natsContext struct {
+	URL      string `json:"url"`
+	Creds    string `json:"creds"`
+	NKey     string `json:"nkey"`
+	Cert     string `json:"cert"`
+	Key      string `json:"key"`
+	CA       string `json:"ca"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+	Token    string `json:"token"`
+}
+
+// loadContext reads the nats CLI context name from
+// $XDG_CONFIG_HOME/nats/context/<name>.json (~/.config when unset).
+func loadContext(name string, getenv func(string) string) (natsContext, error) {
+	var nctx natsContext
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
+		return nctx, usagef("--context %q: not a context name", name)
+	}
+	dir := getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home := getenv("HOME")
+		if home == "" {
+			return nctx, fmt.Errorf("--context %s: neither XDG_CONFIG_HOME nor HOME is set", name)
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	path := filepath.Join(dir, "nats", "context", name+".json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nctx, fmt.Errorf("--context %s: %w", name, err)
+	}
+	if err := json.Unmarshal(b, &nctx); err != nil {
+		return nctx, fmt.Errorf("--context %s: %s: %w", name, path, err)
+	}
+	return nctx, nil
+}
+
+// applyContext fills in from the named context every setting no flag gave.
+func (c *connFlags) applyContext() ([]nats.Option, error) {
+	if c.context == "" {
+		return nil, nil
+	}
+	nctx, err := loadContext(c.context, c.getenv)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fill := func(flagName string, dst *string, v string) {
+		if !set[flagName] && v != "" {
+			*dst = v
+		}
+	}
+	fill("nats-url", &c.url, nctx.URL)
+	fill("creds", &c.creds, nctx.Creds)
+	fill("nkey", &c.nkey, nctx.NKey)
+	fill("tls-ca", &c.tlsCA, nctx.CA)
+	fill("tls-cert", &c.tlsCert, nctx.Cert)
+	fill("tls-key", &c.tlsKey, nctx.Key)
+	var opts []nats.Option
+	switch {
+	case nctx.Token != "":
+		opts = append(opts, nats.Token(nctx.Token))
+	case nctx.User != "":
+		opts = append(opts, nats.UserInfo(nctx.User, nctx.Password))
+	}
+	return opts, nil
+}
+
 // connect opens a NATS connection and a JetStream handle.
 func (c *connFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name("qualfile-publisher"), nats.Timeout(5 * time.Second)}
+	ctxOpts, err := c.applyContext()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, ctxOpts...)
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
 	}

@@ -18,7 +18,8 @@ const usageText = `usage:
   publisher dead list
   publisher dead replay (--id ID | --all) [--force]
 
-connection flags (send, dead): --nats-url URL (default nats://127.0.0.1:4222),
+connection flags (send, dead): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
+  or nats://127.0.0.1:4222), --context NAME (a nats CLI context, or $NATS_CONTEXT),
   --creds FILE, --nkey FILE, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
   --prefix PREFIX (default filing)
 `

@@ -292,3 +292,48 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 		t.Errorf("send --bogus: exit %d, stderr %q; want 2 naming the flag", code, stderr.String())
 	}
 }
+
+// TestNATSURLAndContexts: the publisher finds its server through NATS_URL,
+// and through a nats CLI context (--context or NATS_CONTEXT) read from
+// $XDG_CONFIG_HOME/nats/context, as the nats command does; a flag given
+// wins over the context.
+func TestNATSURLAndContexts(t *testing.T) {
+	_, _, url := setup(t)
+	cfg := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(cfg, "nats", "context"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctxFile, _ := json.Marshal(map[string]string{"url": url, "description": "test"})
+	if err := os.WriteFile(filepath.Join(cfg, "nats", "context", "q.json"), ctxFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badFile, _ := json.Marshal(map[string]string{"url": "nats://127.0.0.1:1"})
+	if err := os.WriteFile(filepath.Join(cfg, "nats", "context", "bad.json"), badFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	send := func(env map[string]string, args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		args = append([]string{"send", "--api", "vms.add_qualification", "--file", examplePath("vms.add_qualification.json")}, args...)
+		err := run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+		return exitCode(err, &stderr), stderr.String()
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+	}{
+		{"NATS_URL", map[string]string{"NATS_URL": url}, nil, 0},
+		{"--context", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "q"}, 0},
+		{"NATS_CONTEXT", map[string]string{"XDG_CONFIG_HOME": cfg, "NATS_CONTEXT": "q"}, nil, 0},
+		{"--nats-url over the context", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "bad", "--nats-url", url}, 0},
+		{"a context that does not exist", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "nope"}, 2},
+		{"a context naming a path", map[string]string{"XDG_CONFIG_HOME": cfg}, []string{"--context", "../q"}, 2},
+	} {
+		// Each send publishes the example again; the duplicate window
+		// drops copies, which is still exit 0 without --wait.
+		if code, errOut := send(tc.env, tc.args...); code != tc.code {
+			t.Errorf("%s: exit %d, want %d: %s", tc.name, code, tc.code, errOut)
+		}
+	}
+}
