@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,7 +52,11 @@ func readDocs(file string, stdin io.Reader) ([]json.RawMessage, error) {
 // envelope turns a document into a request envelope: an envelope is kept as
 // sent, with id, api, account and submitted_at filled in when missing; a
 // bare vendor payload is wrapped in a new envelope.
-func envelope(doc json.RawMessage, api messages.API, account, replyTo string, now time.Time) ([]byte, string, error) {
+//
+// The id is the document's own, else wantID (--id), else one derived from
+// the request's content (see contentID), so that sending the same request
+// again is dropped as a copy instead of filed a second time.
+func envelope(doc json.RawMessage, api messages.API, account, replyTo, wantID string, now time.Time) ([]byte, string, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(doc, &fields); err != nil {
 		return nil, "", fmt.Errorf("not a JSON object: %w", err)
@@ -69,9 +73,8 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo string, no
 			return nil, "", fmt.Errorf("id must be a string, not %s", truncateRaw(raw))
 		}
 	}
-	if id == "" {
-		id = newID(now)
-		fields["id"] = mustRaw(id)
+	if id != "" && wantID != "" && id != wantID {
+		return nil, id, usagef("the request's id is %q but --id is %q", id, wantID)
 	}
 	var docAPI string
 	if raw, ok := fields["api"]; ok && string(raw) != "null" {
@@ -79,6 +82,20 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo string, no
 			return nil, id, fmt.Errorf("api must be a string, not %s", truncateRaw(raw))
 		}
 	}
+	if id == "" {
+		id = wantID
+	}
+	if id == "" {
+		reqAPI, reqAccount := api, account
+		if docAPI != "" {
+			reqAPI = messages.API(docAPI)
+		}
+		if raw, ok := fields["account"]; ok {
+			_ = json.Unmarshal(raw, &reqAccount)
+		}
+		id = contentID(reqAPI, reqAccount, fields["payload"])
+	}
+	fields["id"] = mustRaw(id)
 	switch {
 	case docAPI == "":
 		fields["api"] = mustRaw(string(api))
@@ -103,12 +120,28 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo string, no
 	return bytes.TrimRight(buf.Bytes(), "\n"), id, nil
 }
 
-// newID is a time-ordered unique id: 13 hex digits of Unix milliseconds and
-// 16 random hex digits.
-func newID(now time.Time) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%013x-%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+// contentID is the id of a request given without one: "c-" and 32 hex
+// digits of the SHA-256 of its api, its account (default "default") and
+// its payload with insignificant whitespace removed. The same request sent
+// twice gets the same id, which the request stream's duplicate window and
+// then the ledger answer; a request that differs in any of them is another
+// request.
+func contentID(api messages.API, account string, payload json.RawMessage) string {
+	if account == "" {
+		account = messages.DefaultAccount
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, payload); err != nil {
+		compact.Reset()
+		compact.Write(payload)
+	}
+	h := sha256.New()
+	h.Write([]byte(api))
+	h.Write([]byte{0})
+	h.Write([]byte(account))
+	h.Write([]byte{0})
+	h.Write(compact.Bytes())
+	return "c-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func mustRaw(v any) json.RawMessage {

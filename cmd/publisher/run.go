@@ -13,7 +13,7 @@ import (
 
 const usageText = `usage:
   publisher --version
-  publisher send --api API --file FILE|- [--account NAME] [--wait [--timeout 60s]]
+  publisher send --api API --file FILE|- [--account NAME] [--id ID] [--wait [--timeout 60s]]
   publisher validate --api API --file FILE|-
   publisher dead list
   publisher dead replay (--id ID | --all) [--force]

@@ -72,23 +72,40 @@ func TestSendNDJSONBarePayloads(t *testing.T) {
 		Payload json.RawMessage `json:"payload"`
 	}
 	_ = json.Unmarshal(b, &env)
-	var compact bytes.Buffer
+	var compact, spaced bytes.Buffer
 	_ = json.Compact(&compact, env.Payload)
-	stdin := compact.String() + "\n" + compact.String() + "\n"
+	_ = json.Indent(&spaced, env.Payload, "", "  ")
+	var other map[string]any
+	_ = json.Unmarshal(env.Payload, &other)
+	other["merchant_entity_id"] = "E_7216554566647824422" // another request
+	otherLine, _ := json.Marshal(other)
+	// The same payload twice (once with other whitespace), then another.
+	oneLine := strings.ReplaceAll(spaced.String(), "\n", "")
+	stdin := compact.String() + "\n" + oneLine + "\n" + string(otherLine) + "\n"
 	code, out, errOut := cli(t, url, stdin, "send", "--api", "douyin.get_class_auth", "--file", "-", "--account", "default")
 	if code != 0 {
 		t.Fatalf("send: %d %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 published lines, got %q", out)
+	if len(lines) != 3 {
+		t.Fatalf("want 3 published lines, got %q", out)
 	}
-	s, _ := js.Stream(context.Background(), "FILING_REQUESTS")
-	for i, line := range lines {
+	var ps []published
+	for _, line := range lines {
 		var p published
-		if err := json.Unmarshal([]byte(line), &p); err != nil || p.Sequence != uint64(i+1) || p.Stream != "FILING_REQUESTS" {
+		if err := json.Unmarshal([]byte(line), &p); err != nil || p.Stream != "FILING_REQUESTS" || !strings.HasPrefix(p.ID, "c-") {
 			t.Fatalf("line %q: %+v %v", line, p, err)
 		}
+		ps = append(ps, p)
+	}
+	if ps[0].ID != ps[1].ID || !ps[1].Duplicate || ps[0].Duplicate {
+		t.Errorf("the same payload sent twice: %+v, %+v; want one id, the copy dropped", ps[0], ps[1])
+	}
+	if ps[2].ID == ps[0].ID || ps[2].Duplicate || ps[2].Sequence != 2 {
+		t.Errorf("another payload: %+v; want its own id, stored as message 2", ps[2])
+	}
+	s, _ := js.Stream(context.Background(), "FILING_REQUESTS")
+	for _, p := range []published{ps[0], ps[2]} {
 		m, err := s.GetMsg(context.Background(), p.Sequence)
 		if err != nil {
 			t.Fatal(err)
@@ -103,6 +120,15 @@ func TestSendNDJSONBarePayloads(t *testing.T) {
 		if err := req.ValidateFor(messages.APIDouyinGetClassAuth); err != nil || req.ID != p.ID || req.Account != "default" || req.SubmittedAt.IsZero() {
 			t.Fatalf("envelope %+v: %v", req, err)
 		}
+	}
+
+	// --id names the one request; it cannot name several.
+	code, out, errOut = cli(t, url, compact.String(), "send", "--api", "douyin.get_class_auth", "--file", "-", "--id", "mine-1")
+	if code != 0 || !strings.Contains(out, `"id":"mine-1"`) {
+		t.Errorf("--id: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut = cli(t, url, stdin, "send", "--api", "douyin.get_class_auth", "--file", "-", "--id", "mine-2"); code != 2 || !strings.Contains(errOut, "--id names one request") {
+		t.Errorf("--id with 3 requests: %d %s", code, errOut)
 	}
 }
 

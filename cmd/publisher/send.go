@@ -30,6 +30,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	apiFlag := fs.String("api", "", "the call: "+apiNames())
 	file := fs.String("file", "", "request envelope or bare payload; - reads stdin (NDJSON for many)")
 	account := fs.String("account", "", "credential profile for bare payloads (consumer default: default)")
+	idFlag := fs.String("id", "", "the request's id, for one request without its own (default: derived from the api, the account and the payload, so that the same request sent again is not filed twice)")
 	wait := fs.Bool("wait", false, "wait for each result and print it")
 	timeout := fs.Duration("timeout", time.Minute, "with --wait: how long to wait for all results")
 	if err := fs.parse(args); err != nil {
@@ -42,6 +43,9 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	docs, err := readDocs(*file, stdin)
 	if err != nil {
 		return err
+	}
+	if *idFlag != "" && len(docs) > 1 {
+		return usagef("--id names one request, and %s holds %d", *file, len(docs))
 	}
 	nc, js, err := conn.connect(ctx)
 	if err != nil {
@@ -66,7 +70,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	pending := map[string]bool{}
 	dupes := 0
 	for _, doc := range docs {
-		data, id, err := envelope(doc, api, *account, inbox, time.Now())
+		data, id, err := envelope(doc, api, *account, inbox, *idFlag, time.Now())
 		if err != nil {
 			return err
 		}

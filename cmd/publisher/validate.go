@@ -27,7 +27,7 @@ func runValidate(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	bad := 0
 	for i, doc := range docs {
-		data, id, err := envelope(doc, api, "", "", time.Now())
+		data, id, err := envelope(doc, api, "", "", "", time.Now())
 		if err != nil {
 			return err
 		}
