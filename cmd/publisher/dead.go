@@ -3,23 +3,180 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // deadEntry is one line of `dead list`.
 type deadEntry struct {
 	Sequence   uint64 `json:"seq"`
 	RequestID  string `json:"request_id,omitempty"`
+	API        string `json:"api"`
 	Subject    string `json:"subject"`
 	Reason     string `json:"reason"`
 	Class      string `json:"class,omitempty"`
 	Deliveries int    `json:"deliveries,omitempty"`
 	DeadAt     string `json:"dead_at,omitempty"`
+	Age        string `json:"age,omitempty"` // since DeadAt, to the second
+}
+
+// newDeadEntry describes d as of now.
+func newDeadEntry(d filing.DeadLetter, subjects messages.Subjects, now time.Time) deadEntry {
+	e := deadEntry{Sequence: d.Sequence, RequestID: d.RequestID, Subject: d.Subject, Reason: d.Reason, Class: d.Class, Deliveries: d.Deliveries, DeadAt: d.DeadAt}
+	e.API = strings.TrimPrefix(d.Subject, subjects.Dead("")) // filing.dead.<api>
+	if at, err := time.Parse(time.RFC3339Nano, d.DeadAt); err == nil {
+		e.Age = now.Sub(at).Round(time.Second).String()
+	}
+	return e
+}
+
+// deadSelector picks dead letters by request id or by sequence.
+type deadSelector struct {
+	id  *string
+	seq *uint64
+}
+
+func (s *deadSelector) register(fs *flagSet) {
+	s.id = fs.String("id", "", "the dead letters of this request id")
+	s.seq = fs.Uint64("seq", 0, "the dead letter with this sequence in the dead-letter stream (an undecodable one has no id)")
+}
+
+func (s *deadSelector) check() error {
+	if (*s.id == "") == (*s.seq == 0) {
+		return usagef("give exactly one of --id ID or --seq N")
+	}
+	return nil
+}
+
+func (s *deadSelector) match(d filing.DeadLetter) bool {
+	if *s.seq != 0 {
+		return d.Sequence == *s.seq
+	}
+	return d.RequestID == *s.id
+}
+
+// runDeadShow prints the selected dead letters with their bodies, the
+// request redacted as in the audit trail unless --raw.
+func runDeadShow(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dead show", stdout, stderr)
+	var conn connFlags
+	conn.register(fs.FlagSet, getenv)
+	var sel deadSelector
+	sel.register(fs)
+	raw := fs.Bool("raw", false, "print the bodies as stored, personal data included")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := sel.check(); err != nil {
+		return err
+	}
+	nc, js, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	dead, err := filing.ReadDead(ctx, js, conn.subjects())
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	shown := 0
+	now := time.Now()
+	for _, d := range dead {
+		if !sel.match(d) {
+			continue
+		}
+		shown++
+		out := struct {
+			deadEntry
+			OriginalSubject string          `json:"original_subject,omitempty"`
+			BodyObject      string          `json:"body_object,omitempty"`
+			Body            json.RawMessage `json:"body,omitempty"`
+			BodyText        string          `json:"body_text,omitempty"`
+		}{deadEntry: newDeadEntry(d, conn.subjects(), now), OriginalSubject: d.OriginalSubject, BodyObject: d.BodyObject}
+		switch {
+		case len(d.Data) == 0:
+		case *raw && json.Valid(d.Data):
+			out.Body = d.Data
+		case *raw:
+			out.BodyText = string(d.Data)
+		default:
+			out.Body = messages.Redact(d.Data)
+		}
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	}
+	if shown == 0 {
+		fmt.Fprintln(stderr, "no matching dead letters")
+		return exitError(1)
+	}
+	return nil
+}
+
+// runDeadRm deletes the selected dead letters (and an oversized body kept
+// in the object store): for a letter settled otherwise, or one nobody will
+// replay, such as an undecodable message.
+func runDeadRm(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dead rm", stdout, stderr)
+	var conn connFlags
+	conn.register(fs.FlagSet, getenv)
+	var sel deadSelector
+	sel.register(fs)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if err := sel.check(); err != nil {
+		return err
+	}
+	nc, js, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	dead, err := filing.ReadDead(ctx, js, conn.subjects())
+	if err != nil {
+		return err
+	}
+	stream, err := js.Stream(ctx, queue.StreamNames(conn.subjects()).Dead)
+	if err != nil {
+		return err
+	}
+	removed := 0
+	for _, d := range dead {
+		if !sel.match(d) {
+			continue
+		}
+		if err := stream.DeleteMsg(ctx, d.Sequence); err != nil {
+			return fmt.Errorf("removing dead seq %d: %w", d.Sequence, err)
+		}
+		if d.BodyObject != "" {
+			if objects, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects); err == nil {
+				if err := objects.Delete(ctx, d.BodyObject); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+					fmt.Fprintf(stderr, "dead seq %d: its body %s stays in the object store: %v\n", d.Sequence, d.BodyObject, err)
+				}
+			}
+		}
+		removed++
+		fmt.Fprintf(stdout, "removed dead seq %d (%s)\n", d.Sequence, d.RequestID)
+	}
+	if removed == 0 {
+		fmt.Fprintln(stderr, "no matching dead letters")
+		return exitError(1)
+	}
+	return nil
 }
 
 func runDeadList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -40,8 +197,9 @@ func runDeadList(ctx context.Context, args []string, getenv func(string) string,
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
+	now := time.Now()
 	for _, d := range dead {
-		if err := enc.Encode(deadEntry{Sequence: d.Sequence, RequestID: d.RequestID, Subject: d.Subject, Reason: d.Reason, Class: d.Class, Deliveries: d.Deliveries, DeadAt: d.DeadAt}); err != nil {
+		if err := enc.Encode(newDeadEntry(d, conn.subjects(), now)); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,8 @@
 //	publisher send --api API --file FILE|- [--wait [--timeout D]]
 //	publisher validate --api API --file FILE|-
 //	publisher dead list
+//	publisher dead show (--id ID | --seq N) [--raw]
+//	publisher dead rm (--id ID | --seq N)
 //	publisher dead replay (--id ID | --all) [--force]
 //
 // Exit status: 0 success (for --wait: the result is succeeded), 1 a

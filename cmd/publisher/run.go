@@ -16,6 +16,8 @@ const usageText = `usage:
   publisher send --api API --file FILE|- [--account NAME] [--id ID] [--wait [--timeout 60s]]
   publisher validate --api API --file FILE|-
   publisher dead list
+  publisher dead show (--id ID | --seq N) [--raw]
+  publisher dead rm (--id ID | --seq N)
   publisher dead replay (--id ID | --all) [--force]
 
 connection flags (send, dead): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
@@ -38,13 +40,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "dead":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usageText)
-			return usagef("dead needs list or replay")
+			return usagef("dead needs list, show, rm or replay")
 		}
 		switch args[1] {
 		case "list":
 			return runDeadList(ctx, args[2:], getenv, stdout, stderr)
 		case "replay":
 			return runDeadReplay(ctx, args[2:], getenv, stdout, stderr)
+		case "show":
+			return runDeadShow(ctx, args[2:], getenv, stdout, stderr)
+		case "rm":
+			return runDeadRm(ctx, args[2:], getenv, stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usageText)
 			return nil

@@ -363,3 +363,58 @@ func TestNATSURLAndContexts(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadShowAndRm: dead list names each letter's api and age; dead show
+// prints a letter with its body redacted (--raw as stored); dead rm
+// removes the letters of an id, or an undecodable letter by sequence.
+func TestDeadShowAndRm(t *testing.T) {
+	js, _, url := setup(t)
+	ctx := context.Background()
+	put := func(id, body string) {
+		m := nats.NewMsg("filing.dead.sms.apply_signature_ident")
+		m.Data = []byte(body)
+		if id != "" {
+			m.Header.Set(filing.HeaderRequestID, id)
+		}
+		m.Header.Set(filing.HeaderDeadClass, messages.ClassInvalid)
+		m.Header.Set(filing.HeaderDeadReason, "test")
+		m.Header.Set(filing.HeaderDeadAt, time.Now().Add(-90*time.Second).UTC().Format(time.RFC3339Nano))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("req-pii", `{"id":"req-pii","api":"sms.apply_signature_ident","payload":{"legalPerson":{"personName":"张三","personIDCard":"110101199003078515"}}}`)
+	put("", `not json at all`)
+
+	code, out, _ := cli(t, url, "", "dead", "list")
+	if code != 0 || !strings.Contains(out, `"api":"sms.apply_signature_ident"`) || !strings.Contains(out, `"age":"1m3`) {
+		t.Errorf("list: %d %s", code, out)
+	}
+	code, out, _ = cli(t, url, "", "dead", "show", "--id", "req-pii")
+	if code != 0 || !strings.Contains(out, `"request_id": "req-pii"`) || strings.Contains(out, "110101199003078515") || strings.Contains(out, "张三") {
+		t.Errorf("show: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, url, "", "dead", "show", "--id", "req-pii", "--raw"); code != 0 || !strings.Contains(out, "110101199003078515") {
+		t.Errorf("show --raw: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, url, "", "dead", "show", "--seq", "2", "--raw"); code != 0 || !strings.Contains(out, `"body_text": "not json at all"`) {
+		t.Errorf("show --seq 2 --raw: %d %s", code, out)
+	}
+	if code, _, _ = cli(t, url, "", "dead", "show"); code != 2 {
+		t.Errorf("show without --id or --seq: exit %d, want 2", code)
+	}
+	if code, out, _ = cli(t, url, "", "dead", "rm", "--seq", "2"); code != 0 || !strings.Contains(out, "removed dead seq 2") {
+		t.Errorf("rm --seq 2: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, url, "", "dead", "rm", "--id", "req-pii"); code != 0 || !strings.Contains(out, "removed dead seq 1 (req-pii)") {
+		t.Errorf("rm --id: %d %s", code, out)
+	}
+	if code, _, errOut := cli(t, url, "", "dead", "rm", "--id", "req-pii"); code != 1 || !strings.Contains(errOut, "no matching") {
+		t.Errorf("rm again: %d %s", code, errOut)
+	}
+	if s, err := js.Stream(ctx, "FILING_DEAD"); err != nil {
+		t.Fatal(err)
+	} else if info, err := s.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("dead-letter stream after rm: %+v %v", info.State, err)
+	}
+}
