@@ -1,7 +1,7 @@
 // Command publisher sends filing requests to qualfile and manages its
 // dead-letter stream.
 //
-//	publisher send --api API --file FILE|- [--wait [--timeout D]]
+//	publisher send --api API --file FILE|- [--id ID] [--wait [--timeout D]]
 //	publisher validate --api API --file FILE|-
 //	publisher dead list
 //	publisher dead show (--id ID | --seq N) [--raw]
