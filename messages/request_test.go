@@ -244,3 +244,42 @@ func TestHugeAndHostileInput(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditSubjectNamesTheRequest: an audit subject ends with one token
+// naming the request (ids may hold dots), and AuditOf's filters match it
+// for every api, the two-token ones and "unknown".
+func TestAuditSubjectNamesTheRequest(t *testing.T) {
+	s := messages.Subjects{Prefix: "filing"}
+	id := "a.b:c-1"
+	key := messages.IDKey(id)
+	if len(key) != 32 || strings.Trim(key, "0123456789abcdef") != "" || messages.IDKey("a.b:c-2") == key {
+		t.Fatalf("IDKey(%q) = %q", id, key)
+	}
+	match := func(filter, subject string) bool {
+		f, sub := strings.Split(filter, "."), strings.Split(subject, ".")
+		if len(f) != len(sub) {
+			return false
+		}
+		for i := range f {
+			if f[i] != "*" && f[i] != sub[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for _, api := range append(messages.APIs(), "unknown") {
+		subject := s.Audit(api, messages.EventReceived, id)
+		if !strings.HasSuffix(subject, "."+key) {
+			t.Errorf("%s: subject %s does not end with the key", api, subject)
+		}
+		matched := 0
+		for _, f := range s.AuditOf(id) {
+			if match(f, subject) {
+				matched++
+			}
+		}
+		if matched != 1 {
+			t.Errorf("%s: %d of the filters %v match %s, want 1", api, matched, s.AuditOf(id), subject)
+		}
+	}
+}

@@ -68,7 +68,8 @@ type ResultError struct {
 }
 
 // AuditEvent is one state change or one attempt of a request, published on
-// filing.audit.<api>.<event>. Its payload, if any, is redacted.
+// filing.audit.<api>.<event>.<key> (Subjects.Audit). Its payload, if any,
+// is redacted.
 type AuditEvent struct {
 	SchemaVersion     string          `json:"schema_version,omitempty"` // as Result's
 	RequestID         string          `json:"request_id"`

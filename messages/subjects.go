@@ -1,5 +1,10 @@
 package messages
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
 // DefaultPrefix is the subject prefix unless configured otherwise.
 const DefaultPrefix = "filing"
 
@@ -32,9 +37,25 @@ func (s Subjects) Request(api API) string { return s.prefix() + ".request." + st
 // Result is filing.result.<api>.
 func (s Subjects) Result(api API) string { return s.prefix() + ".result." + string(api) }
 
-// Audit is filing.audit.<api>.<event>.
-func (s Subjects) Audit(api API, event string) string {
-	return s.prefix() + ".audit." + string(api) + "." + event
+// Audit is filing.audit.<api>.<event>.<key>, the key naming the request
+// (IDKey of its request_id), so that the events of one request are found
+// by subject, server-side (AuditOf), however long the stream.
+func (s Subjects) Audit(api API, event, requestID string) string {
+	return s.prefix() + ".audit." + string(api) + "." + event + "." + IDKey(requestID)
+}
+
+// AuditOf are the filters of one request's audit events: the api is two
+// tokens (vms.add_qualification), or one for "unknown".
+func (s Subjects) AuditOf(requestID string) []string {
+	key := IDKey(requestID)
+	return []string{s.prefix() + ".audit.*.*.*." + key, s.prefix() + ".audit.*.*." + key}
+}
+
+// IDKey is a request id as one subject token: 32 hex digits of its
+// SHA-256 (an id may hold dots, which split subjects).
+func IDKey(requestID string) string {
+	sum := sha256.Sum256([]byte(requestID))
+	return hex.EncodeToString(sum[:16])
 }
 
 // Dead is filing.dead.<api>.

@@ -15,6 +15,7 @@ const usageText = `usage:
   publisher --version
   publisher send --api API --file FILE|- [--account NAME] [--id ID] [--wait [--timeout 60s]]
   publisher validate --api API --file FILE|-
+  publisher trail --id ID [--output text|json]
   publisher dead list
   publisher dead show (--id ID | --seq N) [--raw]
   publisher dead rm (--id ID | --seq N)
@@ -37,6 +38,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSend(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "validate":
 		return runValidate(args[1:], stdin, stdout, stderr)
+	case "trail":
+		return runTrail(ctx, args[1:], getenv, stdout, stderr)
 	case "dead":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usageText)

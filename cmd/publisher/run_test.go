@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -416,5 +417,59 @@ func TestDeadShowAndRm(t *testing.T) {
 		t.Fatal(err)
 	} else if info, err := s.Info(ctx); err != nil || info.State.Msgs != 0 {
 		t.Errorf("dead-letter stream after rm: %+v %v", info.State, err)
+	}
+}
+
+// TestTrail follows one filing through the real pipeline: its ledger
+// state, its audit events in order (and no other request's), its result;
+// as a timeline and as JSON. An id nobody sent is exit 1.
+func TestTrail(t *testing.T) {
+	_, nc, srv := natstest.JetStream(t)
+	p := filingtest.New(t, filingtest.Options{NC: nc})
+	p.Run()
+	for _, id := range []string{"trail-1", "trail-2"} {
+		p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
+	}
+	p.WaitResults(2, 15*time.Second)
+	url := srv.ClientURL()
+
+	code, out, errOut := cli(t, url, "", "trail", "--id", "trail-1", "--output", "json")
+	if code != 0 {
+		t.Fatalf("trail: %d %s", code, errOut)
+	}
+	var got struct {
+		Found  bool `json:"found"`
+		Ledger struct {
+			State string `json:"state"`
+		} `json:"ledger"`
+		Events []struct {
+			Seq       uint64 `json:"seq"`
+			RequestID string `json:"request_id"`
+			Event     string `json:"event"`
+		} `json:"events"`
+		Result messages.Result `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var kinds []string
+	for _, ev := range got.Events {
+		if ev.RequestID != "trail-1" {
+			t.Errorf("event of %s in trail-1's trail", ev.RequestID)
+		}
+		kinds = append(kinds, ev.Event)
+	}
+	if !got.Found || got.Ledger.State != "done" || got.Result.Status != messages.StatusSucceeded ||
+		strings.Join(kinds, ",") != "received,attempt,succeeded" {
+		t.Errorf("trail-1: found %v, ledger %q, result %s, events %v", got.Found, got.Ledger.State, got.Result.Status, kinds)
+	}
+	code, out, _ = cli(t, url, "", "trail", "--id", "trail-1")
+	for _, want := range []string{"request trail-1", "ledger: done, 1 attempt(s)", "received", "attempt 1 ok", "succeeded", "result: succeeded", "QualificationNo", "dead letters: none"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("timeline lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	if code, out, _ = cli(t, url, "", "trail", "--id", "never-sent"); code != 1 || !strings.Contains(out, "nothing known") {
+		t.Errorf("an unknown id: %d %s", code, out)
 	}
 }

@@ -232,7 +232,7 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 		// json.Marshal would scan and copy it once more.
 		data = withField(data, "payload", payload)
 	}
-	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event))
+	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
 	m.Data = data
 	return m, nil
 }
