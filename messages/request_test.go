@@ -245,9 +245,9 @@ func TestHugeAndHostileInput(t *testing.T) {
 	}
 }
 
-// TestAuditSubjectNamesTheRequest: an audit subject ends with one token
-// naming the request (ids may hold dots), and AuditOf's filters match it
-// for every api, the two-token ones and "unknown".
+// TestAuditSubjectNamesTheRequest: an audit subject has one token naming
+// the request (ids may hold dots) after the api, and AuditOf's filters
+// match it for every api, the two-token ones and "unknown".
 func TestAuditSubjectNamesTheRequest(t *testing.T) {
 	s := messages.Subjects{Prefix: "filing"}
 	id := "a.b:c-1"
@@ -269,8 +269,8 @@ func TestAuditSubjectNamesTheRequest(t *testing.T) {
 	}
 	for _, api := range append(messages.APIs(), "unknown") {
 		subject := s.Audit(api, messages.EventReceived, id)
-		if !strings.HasSuffix(subject, "."+key) {
-			t.Errorf("%s: subject %s does not end with the key", api, subject)
+		if want := "filing.audit." + string(api) + "." + key + ".received"; subject != want {
+			t.Errorf("%s: subject %s, want %s", api, subject, want)
 		}
 		matched := 0
 		for _, f := range s.AuditOf(id) {

@@ -68,7 +68,7 @@ type ResultError struct {
 }
 
 // AuditEvent is one state change or one attempt of a request, published on
-// filing.audit.<api>.<event>.<key> (Subjects.Audit). Its payload, if any,
+// filing.audit.<api>.<key>.<event> (Subjects.Audit). Its payload, if any,
 // is redacted.
 type AuditEvent struct {
 	SchemaVersion     string          `json:"schema_version,omitempty"` // as Result's

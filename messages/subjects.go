@@ -37,18 +37,20 @@ func (s Subjects) Request(api API) string { return s.prefix() + ".request." + st
 // Result is filing.result.<api>.
 func (s Subjects) Result(api API) string { return s.prefix() + ".result." + string(api) }
 
-// Audit is filing.audit.<api>.<event>.<key>, the key naming the request
+// Audit is filing.audit.<api>.<key>.<event>, the key naming the request
 // (IDKey of its request_id), so that the events of one request are found
-// by subject, server-side (AuditOf), however long the stream.
+// by subject, server-side (AuditOf), however long the stream: the key
+// comes right after the api, whose few values the server's subject index
+// walks in no time, and before the event.
 func (s Subjects) Audit(api API, event, requestID string) string {
-	return s.prefix() + ".audit." + string(api) + "." + event + "." + IDKey(requestID)
+	return s.prefix() + ".audit." + string(api) + "." + IDKey(requestID) + "." + event
 }
 
 // AuditOf are the filters of one request's audit events: the api is two
 // tokens (vms.add_qualification), or one for "unknown".
 func (s Subjects) AuditOf(requestID string) []string {
 	key := IDKey(requestID)
-	return []string{s.prefix() + ".audit.*.*.*." + key, s.prefix() + ".audit.*.*." + key}
+	return []string{s.prefix() + ".audit.*.*." + key + ".*", s.prefix() + ".audit.*." + key + ".*"}
 }
 
 // IDKey is a request id as one subject token: 32 hex digits of its

@@ -105,6 +105,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	owner, err := replicaID()
+	if err != nil {
+		return err
+	}
+	bi := buildinfo.Read()
+	// Every line says which service, build and replica wrote it.
+	log = log.With(zap.String("service", "qualfile-consumer"), zap.String("version", bi.Version), zap.String("replica", owner))
 
 	// NATS: the configured server, or an embedded one.
 	url := cfg.NATS.URL
@@ -123,7 +130,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	natsOpts = append(natsOpts,
 		nats.Name("qualfile-consumer"),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", zap.Error(err)) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				log.Info("NATS connection closed") // a shutdown, not a fault
+				return
+			}
+			log.Warn("NATS disconnected", zap.Error(err))
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
 	)
 	nc, err := nats.Connect(url, natsOpts...)
@@ -213,13 +226,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	m.Preset(filing.MetricLabels())
-	bi := buildinfo.Read()
 	m.Build(bi.Version, bi.Commit, bi.GoVersion)
 
-	owner, err := replicaID()
-	if err != nil {
-		return err
-	}
 	proc, err := filing.New(filing.Config{
 		Subjects:      subjects,
 		Policy:        cfg.RetryPolicy(),

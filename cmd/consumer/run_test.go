@@ -176,6 +176,17 @@ func TestRunSandboxQuickStart(t *testing.T) {
 	if !strings.Contains(logs, `"request_id"`) || !strings.Contains(logs, "consumer stopped") {
 		t.Errorf("logs lack request ids or the stop line:\n%.3000s", logs)
 	}
+	// Every line names the service, the build and the replica; a normal
+	// shutdown warns of nothing.
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.Contains(line, `"service":"qualfile-consumer"`) || !strings.Contains(line, `"version":`) || !strings.Contains(line, `"replica":`) {
+			t.Errorf("a log line without the base fields: %s", line)
+			break
+		}
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
+			t.Errorf("a warning on a clean run and shutdown: %s", line)
+		}
+	}
 	_ = strconv.Itoa
 }
 

@@ -37,8 +37,8 @@ func (p *Processor) observe(k *known, ev messages.AuditEvent) {
 	switch ev.Event {
 	case messages.EventConflict:
 		level = zapcore.ErrorLevel
-	case messages.EventAmbiguous, messages.EventDeadLetter, messages.EventUndecodable:
-		level = zapcore.WarnLevel
+	case messages.EventAmbiguous, messages.EventDeadLetter, messages.EventUndecodable, messages.EventFailed:
+		level = zapcore.WarnLevel // a person may have to act
 	}
 	if ce := p.log.Check(level, ev.Event); ce != nil {
 		fields := []zap.Field{zap.String("request_id", ev.RequestID), zap.String("api", api),

@@ -1,10 +1,12 @@
 package filing
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,10 +58,17 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 			return t, err
 		}
 	}
-	evs, err := readByFilter(ctx, js, queue.StreamNames(subjects).Audit, subjects.AuditOf(id))
-	if err != nil {
-		return t, fmt.Errorf("audit events of %q: %w", id, err)
+	// One consumer per filter: the server counts and finds the messages
+	// of one filter through its subject index, of several by a scan.
+	var evs []storedMsg
+	for _, filter := range subjects.AuditOf(id) {
+		got, err := readByFilter(ctx, js, queue.StreamNames(subjects).Audit, filter)
+		if err != nil {
+			return t, fmt.Errorf("audit events of %q: %w", id, err)
+		}
+		evs = append(evs, got...)
 	}
+	slices.SortFunc(evs, func(a, b storedMsg) int { return cmp.Compare(a.seq, b.seq) })
 	for _, m := range evs {
 		ev := TrailEvent{Sequence: m.seq, Subject: m.subject}
 		if err := json.Unmarshal(m.data, &ev.AuditEvent); err != nil || ev.RequestID != id {
@@ -85,10 +94,10 @@ type storedMsg struct {
 	data    []byte
 }
 
-// readByFilter reads every message of stream on subjects matching filters,
+// readByFilter reads every message of stream on subjects matching filter,
 // with an ordered consumer that the server feeds only those.
-func readByFilter(ctx context.Context, js jetstream.JetStream, stream string, filters []string) ([]storedMsg, error) {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+func readByFilter(ctx context.Context, js jetstream.JetStream, stream, filter string) ([]storedMsg, error) {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
 		return nil, err
 	}
