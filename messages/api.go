@@ -14,7 +14,7 @@ import "slices"
 // API is the wire name of one vendor call, e.g. "vms.add_qualification".
 type API string
 
-// The five calls qualfile makes (shared/apis/FACTS.md).
+// The five calls qualfile makes (docs/vendors.md).
 const (
 	APIVMSAddQualification    API = "vms.add_qualification"
 	APIVMSUpdateQualification API = "vms.update_qualification"

@@ -45,7 +45,7 @@ func TestRules(t *testing.T) {
 		{"vms list not array", "vms.add_qualification", []mut{{path: "payload.QualificationScenarioInfoFormDOList", value: map[string]any{}}}, "payload.QualificationScenarioInfoFormDOList", "must be an array"},
 		{"vms huge string", "vms.add_qualification", []mut{{path: "payload.QualificationMainInfoFormDO.EnterpriseAddress", value: long(70000)}}, "payload.QualificationMainInfoFormDO.EnterpriseAddress", "at most 65536"},
 
-		// SMS (sms-ApplySignatureIdent.txt, FACTS.md)
+		// SMS (sms-ApplySignatureIdent.txt, docs/vendors.md)
 		{"sms material name missing", "sms.apply_signature_ident", []mut{{path: "payload.materialName", del: true}}, "payload.materialName", "required"},
 		{"sms material name 21 chars", "sms.apply_signature_ident", []mut{{path: "payload.materialName", value: strings.Repeat("资", 21)}}, "payload.materialName", "21 characters long, at most 20"},
 		{"sms business info missing", "sms.apply_signature_ident", []mut{{path: "payload.businessInfo", del: true}}, "payload.businessInfo", "required"},

@@ -86,7 +86,7 @@ func (e *APIError) Unwrap() error {
 	return classify(e.Code, e.HTTPStatus)
 }
 
-// Douyin platform status codes (FACTS.md, "Douyin access token and errors").
+// Douyin platform status codes (docs/vendors.md, "Douyin tokens and errors").
 const (
 	codeSystemBusy       = 28001005
 	codeNetworkError     = 28001006

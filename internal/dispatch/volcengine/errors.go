@@ -45,7 +45,7 @@ var ErrMalformedReply = errors.New("volcengine: malformed reply")
 var ErrClockSkew = errors.New("volcengine: request timestamp rejected (clock skew)")
 
 // codeClass maps Volcengine error codes (Error.Code, or Error.CodeN as a
-// decimal string) to a class sentinel, per the table of FACTS.md.
+// decimal string) to a class sentinel, per the table of docs/vendors.md.
 var codeClass = map[string]error{
 	// Transient.
 	"SystemError":            retry.ErrTransient,

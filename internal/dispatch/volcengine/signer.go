@@ -48,7 +48,7 @@ func (in SigningInput) Scope() string {
 	return shortDate(in.XDate) + "/" + in.Region + "/" + in.Service + "/request"
 }
 
-// CanonicalRequest is step 6 of FACTS.md.
+// CanonicalRequest is step 6 of docs/vendors.md.
 func CanonicalRequest(in SigningInput) string {
 	signed := sortedLower(in.SignedHeaders)
 	var headers strings.Builder
@@ -71,7 +71,7 @@ func CanonicalRequest(in SigningInput) string {
 	}, "\n")
 }
 
-// StringToSign is step 8 of FACTS.md.
+// StringToSign is step 8 of docs/vendors.md.
 func StringToSign(in SigningInput) string {
 	return strings.Join([]string{Algorithm, in.XDate, in.Scope(), hashHex([]byte(CanonicalRequest(in)))}, "\n")
 }

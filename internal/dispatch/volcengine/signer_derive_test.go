@@ -14,7 +14,7 @@ import (
 )
 
 // TestSignatureIndependentDerivation signs a JSON POST with the Signer and
-// compares it with a derivation written out step by step from FACTS.md,
+// compares it with a derivation written out step by step from docs/vendors.md,
 // sharing no code with the signer.
 func TestSignatureIndependentDerivation(t *testing.T) {
 	const (

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The published vector of FACTS.md.
+// The published vector of docs/vendors.md.
 func TestSignaturePublishedVector(t *testing.T) {
 	const (
 		ak = "AKLTMjI2ODVlYzI3ZGY1NGU4ZjhjYWRjMTlmNTM5OTZkYzE"
