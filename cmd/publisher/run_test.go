@@ -159,8 +159,22 @@ func TestSendWait(t *testing.T) {
 	if code, _, errOut = cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--wait", "--timeout", "5s"); code != 2 || !strings.Contains(errOut, "already published") {
 		t.Fatalf("duplicate: %d %s", code, errOut)
 	}
-	status.Store(messages.StatusFailed)
+	// Several requests, one JSON line per result, and a summary.
 	b, _ := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
+	var many []string
+	for _, id := range []string{"bulk-1", "bulk-2", "bulk-3"} {
+		var env map[string]json.RawMessage
+		_ = json.Unmarshal(b, &env)
+		env["id"], _ = json.Marshal(id)
+		line, _ := json.Marshal(env)
+		many = append(many, string(line))
+	}
+	code, out, errOut = cli(t, url, strings.Join(many, "\n")+"\n", "send", "--api", "sms.apply_signature_ident", "--file", "-", "--wait", "--timeout", "5s", "--output", "json")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], `{"`) ||
+		!strings.Contains(errOut, "publisher: 3 of 3 sent, 0 duplicate(s); 3 succeeded, 0 rejected, 0 failed") {
+		t.Fatalf("bulk --output json: %d\n%s\n%s", code, out, errOut)
+	}
+	status.Store(messages.StatusFailed)
 	doc := strings.Replace(string(b), "example-sms-apply-0001", "example-sms-apply-0002", 1)
 	if code, out, _ = cli(t, url, doc, "send", "--api", "sms.apply_signature_ident", "--file", "-", "--wait", "--timeout", "5s"); code != 1 || !strings.Contains(out, `"status": "failed"`) {
 		t.Fatalf("failed: %d %s", code, out)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	account := fs.String("account", "", "credential profile for bare payloads (consumer default: default)")
 	idFlag := fs.String("id", "", "the request's id, for one request without its own (default: derived from the api, the account and the payload, so that the same request sent again is not filed twice)")
 	wait := fs.Bool("wait", false, "wait for each result and print it")
+	output := fs.String("output", "text", "with --wait: text (each result indented) or json (one line per result)")
 	timeout := fs.Duration("timeout", time.Minute, "with --wait: how long to wait for all results")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -43,6 +45,9 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	docs, err := readDocs(*file, stdin)
 	if err != nil {
 		return err
+	}
+	if *output != "text" && *output != "json" {
+		return usagef("--output %q: text or json", *output)
 	}
 	if *idFlag != "" && len(docs) > 1 {
 		return usagef("--id names one request, and %s holds %d", *file, len(docs))
@@ -69,7 +74,10 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	subject := conn.subjects().Request(api)
 	pending := map[string]bool{}
 	dupes := 0
-	for _, doc := range docs {
+	sum := &summary{progress: progressTo(stderr, len(docs))}
+	defer sum.print(stderr, len(docs), *wait)
+	for i, doc := range docs {
+		sum.show("published %d of %d", i, len(docs))
 		data, id, err := envelope(doc, api, *account, inbox, *idFlag, time.Now())
 		if err != nil {
 			return err
@@ -83,6 +91,10 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 			return fmt.Errorf("publish %s: %w", id, err)
 		}
 		p := published{ID: id, Subject: subject, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
+		sum.sent++
+		if ack.Duplicate {
+			sum.duplicates++
+		}
 		if *wait {
 			fmt.Fprintf(stderr, "published %s to %s (stream %s seq %d)\n", id, subject, ack.Stream, ack.Sequence)
 			if ack.Duplicate {
@@ -100,7 +112,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	if !*wait {
 		return nil
 	}
-	if err := waitResults(ctx, results, pending, *timeout, stdout, stderr); err != nil {
+	if err := waitResults(ctx, results, pending, *timeout, *output == "json", sum, stdout, stderr); err != nil {
 		return err
 	}
 	if dupes > 0 {
@@ -111,11 +123,13 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 
 // waitResults prints each awaited result; it fails with status 1 when any
 // is not succeeded and 2 when the wait times out.
-func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[string]bool, timeout time.Duration, stdout, stderr io.Writer) error {
+func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[string]bool, timeout time.Duration, lines bool, sum *summary, stdout, stderr io.Writer) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	failed := false
+	total := len(pending)
 	for len(pending) > 0 {
+		sum.show("results %d of %d", total-len(pending), total)
 		select {
 		case m := <-results:
 			var r messages.Result
@@ -123,13 +137,22 @@ func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[stri
 				continue
 			}
 			delete(pending, r.RequestID)
-			if err := writeIndented(stdout, m.Data); err != nil {
+			var err error
+			if lines {
+				_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(m.Data))
+			} else {
+				err = writeIndented(stdout, m.Data)
+			}
+			if err != nil {
 				return err
 			}
+			sum.count(r.Status)
 			if r.Status != messages.StatusSucceeded {
 				failed = true
 			}
 		case <-timer.C:
+			sum.timedOut = len(pending)
+			sum.show("", 0, 0)
 			fmt.Fprintf(stderr, "publisher: no result within %s for %d request(s)\n", timeout, len(pending))
 			return exitError(2)
 		case <-ctx.Done():
@@ -163,4 +186,64 @@ func apiNames() string {
 		s += string(a)
 	}
 	return s
+}
+
+// summary counts a send, for the line it ends with; progress, when set,
+// is a terminal that is shown how far the send is.
+type summary struct {
+	sent, duplicates, succeeded, rejected, failed, timedOut int
+	progress                                                io.Writer
+}
+
+func (s *summary) count(st messages.Status) {
+	switch st {
+	case messages.StatusSucceeded:
+		s.succeeded++
+	case messages.StatusRejected:
+		s.rejected++
+	default:
+		s.failed++
+	}
+}
+
+// show overwrites the progress line (nothing without a terminal; an empty
+// format clears it).
+func (s *summary) show(format string, n, of int) {
+	if s.progress == nil {
+		return
+	}
+	if format == "" {
+		fmt.Fprint(s.progress, "\r\033[K")
+		return
+	}
+	fmt.Fprintf(s.progress, "\r\033[K"+format, n, of)
+}
+
+// print ends a send of several requests with one line on stderr.
+func (s *summary) print(w io.Writer, docs int, waited bool) {
+	s.show("", 0, 0)
+	if docs < 2 {
+		return
+	}
+	line := fmt.Sprintf("publisher: %d of %d sent, %d duplicate(s)", s.sent, docs, s.duplicates)
+	if waited {
+		line += fmt.Sprintf("; %d succeeded, %d rejected, %d failed", s.succeeded, s.rejected, s.failed)
+		if s.timedOut > 0 {
+			line += fmt.Sprintf(", %d without a result", s.timedOut)
+		}
+	}
+	fmt.Fprintln(w, line)
+}
+
+// progressTo is stderr when it is a terminal and there is more than one
+// request, else nil.
+func progressTo(stderr io.Writer, docs int) io.Writer {
+	f, ok := stderr.(*os.File)
+	if !ok || docs < 2 {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return f
 }
