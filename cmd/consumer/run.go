@@ -43,7 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	configPath := fs.String("config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
 	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it (embedded NATS server only)")
 	sandboxExternal := fs.Bool("sandbox-with-external-nats", false, "DANGER: let --sandbox use the configured NATS server; the simulator then answers every request queued there")
-	natsURL := fs.String("nats-url", "", "NATS URL; empty starts an embedded server (overrides config)")
+	natsURL := fs.String("nats-url", "", "NATS URL, or \"embedded\" (overrides config)")
+	embeddedNATS := fs.Bool("embedded", false, "start the embedded NATS server (loopback only, for trying qualfile out; --sandbox implies it)")
 	concurrency := fs.Int("concurrency", 0, "requests handled at once (overrides config)")
 	adminListen := fs.String("admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
@@ -95,6 +96,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	// The embedded server is a choice, never a fallback: a production
+	// configuration that lost its URL must not quietly file nothing
+	// against an isolated server with a green /readyz.
+	switch {
+	case cfg.NATS.URL == config.EmbeddedURL:
+		cfg.NATS.URL = ""
+	case cfg.NATS.URL == "" && !*embeddedNATS && !*useSandbox:
+		return errNoNATS
+	case cfg.NATS.URL != "" && *embeddedNATS:
+		return errors.New("--embedded with a NATS URL configured (--nats-url, QUALFILE_NATS_URL or nats.url): choose one")
 	}
 	if err := checkSandbox(*useSandbox, *sandboxExternal, cfg.NATS.URL); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -235,6 +236,55 @@ func TestHelpVersionAndBadFlags(t *testing.T) {
 		err := run(context.Background(), tc.args, getenv, io.Discard, &stderr)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestEmbeddedServerIsAChoice: with no NATS URL the consumer refuses to
+// start rather than quietly run an isolated embedded server; --embedded,
+// nats.url: embedded or --sandbox choose it; --embedded with a URL is an
+// error.
+func TestEmbeddedServerIsAChoice(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	err := run(context.Background(), nil, noEnv, io.Discard, io.Discard)
+	if !errors.Is(err, errNoNATS) {
+		t.Fatalf("no URL, no --embedded: %v, want errNoNATS", err)
+	}
+	if err := run(context.Background(), []string{"--embedded", "--nats-url", "nats://127.0.0.1:4222"}, noEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "choose one") {
+		t.Errorf("--embedded with a URL: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"--embedded", []string{"--embedded"}, nil},
+		{"nats.url: embedded", nil, map[string]string{"QUALFILE_NATS_URL": "embedded"}},
+	} {
+		cfgPath := filepath.Join(t.TempDir(), "consumer.yaml")
+		if err := os.WriteFile(cfgPath, []byte("accounts:\n  default:\n    volcengine:\n      access_key_id: AKTEST\n      secret_access_key_env: TEST_SK\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{"QUALFILE_EMBEDDED_LISTEN": freeAddr(t), "QUALFILE_STORE_DIR": t.TempDir(), "QUALFILE_ADMIN_LISTEN": "",
+			"QUALFILE_CONFIG": cfgPath, "TEST_SK": "secret"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout syncBuffer
+		errc := make(chan error, 1)
+		go func() { errc <- run(ctx, tc.args, func(k string) string { return env[k] }, &stdout, io.Discard) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(stdout.String(), "ready") && time.Now().Before(deadline) {
+			select {
+			case err := <-errc:
+				t.Fatalf("%s: run returned: %v", tc.name, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		cancel()
+		if err := <-errc; err != nil || !strings.Contains(stdout.String(), "ready") {
+			t.Errorf("%s: %v, output %q", tc.name, err, stdout.String())
 		}
 	}
 }

@@ -55,6 +55,7 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	natsAddr := freeAddr(t)
 	env := append(os.Environ(),
 		"TEST_VOLC_SK="+sandbox.DefaultSecretAccessKey,
+		"QUALFILE_NATS_URL=embedded",
 		"QUALFILE_EMBEDDED_LISTEN="+natsAddr,
 		"QUALFILE_STORE_DIR="+filepath.Join(dir, "data"),
 		"QUALFILE_ADMIN_LISTEN=",

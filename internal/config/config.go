@@ -41,6 +41,8 @@ const (
 	DefaultShutdownGrace     = 30 * time.Second
 	DefaultCallTimeout       = time.Minute
 	DefaultAdminListen       = "127.0.0.1:9090"
+	// EmbeddedURL as nats.url chooses the embedded server.
+	EmbeddedURL = "embedded"
 	DefaultLogLevel          = "info"
 	DefaultNATSName          = "qualfile"
 	DefaultConnectTimeout    = 5 * time.Second

@@ -131,7 +131,7 @@ func (v *validator) httpURL(key, raw string) {
 
 func (c *Config) validateNATS(v *validator) {
 	n := c.NATS
-	if n.URL != "" {
+	if n.URL != "" && n.URL != EmbeddedURL {
 		if problem := natsURLProblem(n.URL); problem != "" {
 			v.add("nats.url", "%s", problem)
 		}
