@@ -25,24 +25,24 @@ import (
 
 // Defaults.
 const (
-	DefaultStoreDir          = "./data"
-	DefaultEmbeddedListen    = "127.0.0.1:4222"
-	DefaultSubjectPrefix     = messages.DefaultPrefix
-	DefaultReplicas          = 1
-	DefaultAuditMaxAge       = 90 * 24 * time.Hour
-	DefaultDuplicateWindow   = 24 * time.Hour
-	DefaultLedgerMaxAge      = ledger.DefaultMaxAge
-	DefaultDurable           = "qualfile"
-	DefaultConcurrency       = 64
-	DefaultMaxDeliver        = 10
-	DefaultAckWait           = 60 * time.Second
-	DefaultFetchBatch        = 16
-	DefaultMaxAckPending     = 1024
-	DefaultShutdownGrace     = 30 * time.Second
-	DefaultCallTimeout       = time.Minute
-	DefaultAdminListen       = "127.0.0.1:9090"
+	DefaultStoreDir        = "./data"
+	DefaultEmbeddedListen  = "127.0.0.1:4222"
+	DefaultSubjectPrefix   = messages.DefaultPrefix
+	DefaultReplicas        = 1
+	DefaultAuditMaxAge     = 90 * 24 * time.Hour
+	DefaultDuplicateWindow = 24 * time.Hour
+	DefaultLedgerMaxAge    = ledger.DefaultMaxAge
+	DefaultDurable         = "qualfile"
+	DefaultConcurrency     = 64
+	DefaultMaxDeliver      = 10
+	DefaultAckWait         = 60 * time.Second
+	DefaultFetchBatch      = 16
+	DefaultMaxAckPending   = 1024
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultCallTimeout     = time.Minute
+	DefaultAdminListen     = "127.0.0.1:9090"
 	// EmbeddedURL as nats.url chooses the embedded server.
-	EmbeddedURL = "embedded"
+	EmbeddedURL              = "embedded"
 	DefaultLogLevel          = "info"
 	DefaultNATSName          = "qualfile"
 	DefaultConnectTimeout    = 5 * time.Second
