@@ -111,6 +111,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := checkSandbox(*useSandbox, *sandboxExternal, cfg.NATS.URL); err != nil {
 		return err
 	}
+	// Secrets are read now, before any server starts: a missing key file
+	// is a start-up error, not something found once the streams are up.
+	var accounts map[string]config.ResolvedAccount
+	if !*useSandbox {
+		if accounts, err = cfg.ResolveAccounts(getenv, os.ReadFile); err != nil {
+			return err
+		}
+	}
 
 	log, err := newLogger(cfg.Log.Level, cfg.Log.Development, stderr)
 	if err != nil {
@@ -202,7 +210,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// Accounts: the vendors, or the sandbox.
-	var accounts map[string]config.ResolvedAccount
 	if *useSandbox {
 		if *sandboxExternal {
 			log.Warn("--sandbox-with-external-nats: the simulator answers every request queued on this NATS server, real ones included",
@@ -218,11 +225,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer sb.Close()
 		log.Info("sandbox started", zap.String("url", sb.URL()))
 		accounts = cfg.WithSandbox(sb.URL(), sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret)
-	} else {
-		accounts, err = cfg.ResolveAccounts(getenv, os.ReadFile)
-		if err != nil {
-			return err
-		}
 	}
 	hc := dispatch.NewHTTPClient(cfg.Consumer.Concurrency)
 	defer hc.CloseIdleConnections()

@@ -288,3 +288,23 @@ func TestEmbeddedServerIsAChoice(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigCheckedBeforeAnythingStarts: a secret file that cannot be read
+// is reported before the embedded server or anything else starts.
+func TestConfigCheckedBeforeAnythingStarts(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "consumer.yaml")
+	if err := os.WriteFile(cfgPath, []byte("accounts:\n  default:\n    volcengine:\n      access_key_id: AKTEST\n      secret_access_key_file: "+filepath.Join(dir, "missing")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "store")
+	env := map[string]string{"QUALFILE_STORE_DIR": store, "QUALFILE_EMBEDDED_LISTEN": freeAddr(t), "QUALFILE_ADMIN_LISTEN": ""}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"--config", cfgPath, "--embedded"}, func(k string) string { return env[k] }, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "secret_access_key_file") {
+		t.Fatalf("run: %v, want the unreadable secret file named", err)
+	}
+	if _, serr := os.Stat(store); !os.IsNotExist(serr) || stderr.Len() != 0 {
+		t.Errorf("something started before the configuration was checked: store %v, log %q", serr, stderr.String())
+	}
+}

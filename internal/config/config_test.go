@@ -156,7 +156,7 @@ func TestLoadYAML(t *testing.T) {
 				t.Errorf("nats.health = %+v", h)
 			}
 		}},
-		{name: "bare number is not a duration", yaml: "consumer:\n  ack_wait: 60\n", wantErr: []string{"ack_wait", "time.Duration"}},
+		{name: "bare number is not a duration", yaml: "consumer:\n  ack_wait: 60\n", wantErr: []string{"consumer.ack_wait: must be a duration", `not "60"`}},
 		{name: "admin disabled", yaml: "admin:\n  listen: \"\"\n", check: func(t *testing.T, c *Config) {
 			if c.Admin.Listen != "" {
 				t.Errorf("admin.listen = %q, want disabled", c.Admin.Listen)
@@ -172,13 +172,16 @@ func TestLoadYAML(t *testing.T) {
 				t.Errorf("concurrency = %d", c.Consumer.Concurrency)
 			}
 		}},
-		{name: "unknown top-level key", yaml: "natz:\n  url: nats://x\n", wantErr: []string{"field natz not found"}},
+		{name: "unknown top-level key", yaml: "natz:\n  url: nats://x\n", wantErr: []string{"natz: unknown key natz"}},
 		{name: "literal secret access key", yaml: "accounts:\n  a:\n    volcengine:\n      access_key_id: AK\n      secret_access_key: TOPSECRETVALUE\n",
-			wantErr: []string{"field secret_access_key not found", "secret_access_key_env", "secret_access_key_file"}},
+			wantErr: []string{"unknown key secret_access_key", "secret_access_key_env", "secret_access_key_file"}},
 		{name: "literal app secret", yaml: "accounts:\n  a:\n    douyin:\n      app_id: tt1\n      app_secret: TOPSECRETVALUE\n",
-			wantErr: []string{"field app_secret not found", "app_secret_env"}},
-		{name: "literal nats password", yaml: "nats:\n  user: u\n  password: TOPSECRETVALUE\n", wantErr: []string{"field password not found"}},
-		{name: "insecure_skip_verify is not offered", yaml: "nats:\n  tls:\n    insecure_skip_verify: true\n", wantErr: []string{"field insecure_skip_verify not found"}},
+			wantErr: []string{"unknown key app_secret", "app_secret_env"}},
+		{name: "literal nats password", yaml: "nats:\n  user: u\n  password: TOPSECRETVALUE\n", wantErr: []string{"nats.password: unknown key password"}},
+		{name: "problems named by key, all of them", yaml: "nats:\n  ulr: x\nconsumer:\n  concurrency: many\n  ack_wait: 5\n  max_deliver: -3\n",
+			wantErr: []string{"nats.ulr: unknown key ulr (line 2)", `consumer.concurrency: must be an integer, not "many" (line 4)`,
+				`consumer.ack_wait: must be a duration such as "30s"`, "consumer.max_deliver: must be at least 1"}},
+		{name: "insecure_skip_verify is not offered", yaml: "nats:\n  tls:\n    insecure_skip_verify: true\n", wantErr: []string{"nats.tls.insecure_skip_verify: unknown key insecure_skip_verify"}},
 		{name: "two documents", yaml: "log:\n  level: info\n---\nlog:\n  level: debug\n", wantErr: []string{"more than one YAML document"}},
 		{name: "not YAML", yaml: "nats: [\n", wantErr: []string{"yaml"}},
 		{name: "validation runs", yaml: "consumer:\n  concurrency: -1\nlog:\n  level: loud\n", wantErr: []string{"consumer.concurrency", "log.level"}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,17 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, &FieldError{Key: path, Problem: "cannot read the configuration file", Err: err}
 		}
 		if err := decodeYAML(data, c); err != nil {
+			var tp *typeProblems
+			if !errors.As(err, &tp) {
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, err)
+			}
+			// The keys that did decode are checked too, so that one
+			// problem does not hide the others.
+			c.applyDefaults()
+			_ = c.applyEnv(getenv)
+			if verr := c.Validate(); verr != nil {
+				return nil, fmt.Errorf("%w: %s: %w; and %w", ErrInvalidConfig, path, err, verr)
+			}
 			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, path, err)
 		}
 	}
@@ -73,6 +85,12 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// typeProblems are the keys of a document that could not be decoded; the
+// rest of it was.
+type typeProblems struct{ msg string }
+
+func (p *typeProblems) Error() string { return p.msg }
 
 // secretKeys are YAML keys someone may write to give a secret literally;
 // the error then points at the _env and _file keys.
@@ -90,7 +108,7 @@ func decodeYAML(data []byte, c *Config) error {
 	if err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("%s%s", strings.Join(describe(data, te.Errors), "; "), secretHint(te.Errors))
+			return &typeProblems{msg: strings.Join(describe(data, te.Errors), "; ") + secretHint(te.Errors)}
 		}
 		return err
 	}
@@ -192,11 +210,43 @@ func describe(data []byte, msgs []string) []string {
 				out[i] = fmt.Sprintf("%s: %s (line %d)", key, problem, line)
 			}
 		}
-		if strings.Contains(m, "into time.Duration") {
-			out[i] += ` (durations are strings such as "30s", "5m" or "2160h")`
-		}
+		out[i] = plainProblem(out[i])
 	}
 	return out
+}
+
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	badType      = regexp.MustCompile("cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
+)
+
+// plainProblem says yaml's problems in the configuration's words rather
+// than Go's: "unknown key", "must be an integer, not "many"".
+func plainProblem(m string) string {
+	m = unknownField.ReplaceAllString(m, "unknown key $1")
+	return badType.ReplaceAllStringFunc(m, func(s string) string {
+		g := badType.FindStringSubmatch(s)
+		value, into := g[2], g[3]
+		if len(value) > 40 {
+			value = value[:40] + "…"
+		}
+		want := "a value of another type"
+		switch {
+		case into == "time.Duration":
+			want = `a duration such as "30s", "5m" or "2160h", written as a string`
+		case strings.HasPrefix(into, "int") || strings.HasPrefix(into, "uint"):
+			want = "an integer"
+		case into == "bool":
+			want = "true or false"
+		case into == "string":
+			want = "a string"
+		case strings.HasPrefix(into, "map") || strings.HasPrefix(into, "config."):
+			want = "a mapping of keys"
+		case strings.HasPrefix(into, "[]"):
+			want = "a list"
+		}
+		return fmt.Sprintf("must be %s, not %q", want, value)
+	})
 }
 
 // keyAt returns the dotted path of the deepest mapping key on line, or "".
