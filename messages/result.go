@@ -84,7 +84,7 @@ type AuditEvent struct {
 	Code              string          `json:"code,omitempty"`
 	Message           string          `json:"message,omitempty"`
 	UpstreamRequestID string          `json:"upstream_request_id,omitempty"`
-	DurationMS        int64           `json:"duration_ms,omitempty"`
+	DurationMS        float64         `json:"duration_ms,omitempty"` // milliseconds, to the microsecond
 	Payload           json.RawMessage `json:"payload,omitempty"`
 }
 

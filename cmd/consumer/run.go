@@ -201,7 +201,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	led := st.ledger
-	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age", cfg.Ledger.MaxAge))
+	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age_ms", cfg.Ledger.MaxAge))
 	if legacy, err := findLegacyBuckets(setupCtx, js); err != nil {
 		log.Warn("could not look for buckets of an older version", zap.Error(err))
 	} else if len(legacy) > 0 {
@@ -354,6 +354,9 @@ func newLogger(level string, development bool, w io.Writer) (*zap.Logger, error)
 	} else {
 		ec := zap.NewProductionEncoderConfig()
 		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+		// Durations in milliseconds, as in the audit events (fields named
+		// *_ms); metrics keep Prometheus's seconds.
+		ec.EncodeDuration = zapcore.MillisDurationEncoder
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil

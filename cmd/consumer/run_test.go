@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -176,6 +177,10 @@ func TestRunSandboxQuickStart(t *testing.T) {
 	}
 	if !strings.Contains(logs, `"request_id"`) || !strings.Contains(logs, "consumer stopped") {
 		t.Errorf("logs lack request ids or the stop line:\n%.3000s", logs)
+	}
+	// Durations are milliseconds, in the logs as in the audit events.
+	if !strings.Contains(logs, `"ledger_max_age_ms":2592000000`) || !regexp.MustCompile(`"duration_ms":[0-9.]+[,}]`).MatchString(logs) {
+		t.Errorf("durations in the logs are not in milliseconds:\n%.3000s", logs)
 	}
 	// Every line names the service, the build and the replica; a normal
 	// shutdown warns of nothing.

@@ -136,7 +136,7 @@ func printTimeline(w io.Writer, t trailJSON) {
 			b.WriteString(" ok")
 		}
 		if ev.Event == messages.EventAttempt {
-			fmt.Fprintf(&b, " %d ms", ev.DurationMS)
+			fmt.Fprintf(&b, " %.1f ms", ev.DurationMS)
 		}
 		if ev.UpstreamRequestID != "" {
 			fmt.Fprintf(&b, " upstream %s", ev.UpstreamRequestID)

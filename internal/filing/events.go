@@ -20,7 +20,7 @@ func (p *Processor) observe(k *known, ev messages.AuditEvent) {
 	api := apiLabel(ev.API)
 	switch ev.Event {
 	case messages.EventAttempt:
-		p.metrics.Attempt(api, classLabel(ev.Class), time.Duration(ev.DurationMS)*time.Millisecond)
+		p.metrics.Attempt(api, classLabel(ev.Class), time.Duration(ev.DurationMS*float64(time.Millisecond)))
 	case messages.EventDeadLetter:
 		p.metrics.DeadLetter(api, classLabel(ev.Class))
 	case messages.EventUndecodable:
@@ -56,7 +56,7 @@ func (p *Processor) observe(k *known, ev messages.AuditEvent) {
 			fields = append(fields, zap.String("upstream_request_id", bound(ev.UpstreamRequestID, 128)))
 		}
 		if ev.Event == messages.EventAttempt {
-			fields = append(fields, zap.Int64("duration_ms", ev.DurationMS))
+			fields = append(fields, zap.Float64("duration_ms", ev.DurationMS))
 		}
 		if ev.Message != "" && ev.Event != messages.EventAttempt {
 			fields = append(fields, zap.String("message", bound(ev.Message, 300)))

@@ -62,7 +62,7 @@ func (k *known) attemptEvent(took time.Duration) messages.AuditEvent {
 	code, msg, class := describe(k.lastErr)
 	return k.event(messages.AuditEvent{
 		Event: messages.EventAttempt, Attempt: k.entry.Attempts, Class: string(class), Code: code, Message: bound(msg, 1024),
-		UpstreamRequestID: k.lastOut.UpstreamRequestID, DurationMS: took.Milliseconds(),
+		UpstreamRequestID: k.lastOut.UpstreamRequestID, DurationMS: float64(took.Microseconds()) / 1000,
 	})
 }
 

@@ -385,7 +385,7 @@ func (r *runner) settle(s step) {
 	case retry.ActionTerm, retry.ActionDeadLetter:
 		err = r.msg.TermWithReason(s.reason)
 	}
-	r.log().Debug("settled", zap.Stringer("action", s.action), zap.Duration("delay", s.delay), zap.String("reason", s.reason))
+	r.log().Debug("settled", zap.Stringer("action", s.action), zap.Duration("delay_ms", s.delay), zap.String("reason", s.reason))
 	if err != nil {
 		// The broker redelivers after AckWait; the ledger makes that safe.
 		r.log().Warn("settle failed; the message will be redelivered", zap.Stringer("action", s.action), zap.Error(err))
