@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -256,6 +257,13 @@ func newNetwork(tb testing.TB, opts ...tcnetwork.NetworkCustomizer) *testcontain
 // when the test ends; when the test failed, its log is written to the test
 // log first. Safe to call from several goroutines.
 func startNATS(tb testing.TB, img, name string, nets []attachment, args ...string) (*natsNode, error) {
+	return startNATSWith(tb, img, name, nets, nil, args...)
+}
+
+// startNATSWith is startNATS with more files in the container (more
+// configuration, included from /nats.conf), by path; files[""] is added to
+// /nats.conf itself.
+func startNATSWith(tb testing.TB, img, name string, nets []attachment, files map[string]string, args ...string) (*natsNode, error) {
 	port, err := freeLoopbackPort()
 	if err != nil {
 		return nil, err
@@ -271,7 +279,7 @@ func startNATS(tb testing.TB, img, name string, nets []attachment, args ...strin
 	loopback := netip.MustParseAddr("127.0.0.1")
 	opts := []testcontainers.ContainerCustomizer{
 		testcontainers.WithCmd(slices.Concat([]string{"-c", natsConfigPath}, args, []string{"-m", strings.TrimSuffix(natsMonitorPort, "/tcp")})...),
-		testcontainers.WithFiles(testcontainers.ContainerFile{Reader: strings.NewReader(natsConfig), ContainerFilePath: natsConfigPath, FileMode: 0o644}),
+		testcontainers.WithFiles(configFiles(files)...),
 		testcontainers.WithExposedPorts(natsClientPort, natsMonitorPort),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = dockernet.PortMap{
@@ -544,4 +552,20 @@ func waitClusterReady(tb testing.TB, js jetstream.JetStream, replicas int, timeo
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// configFiles are /nats.conf (natsConfig, an include of every other file,
+// then files[""], which may use their variables) and the other files.
+func configFiles(files map[string]string) []testcontainers.ContainerFile {
+	conf := natsConfig
+	var out []testcontainers.ContainerFile
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		if path == "" {
+			continue
+		}
+		conf += "include " + strings.TrimPrefix(path, "/") + "\n"
+		out = append(out, testcontainers.ContainerFile{Reader: strings.NewReader(files[path]), ContainerFilePath: path, FileMode: 0o644})
+	}
+	conf += files[""]
+	return append(out, testcontainers.ContainerFile{Reader: strings.NewReader(conf), ContainerFilePath: natsConfigPath, FileMode: 0o644})
 }
