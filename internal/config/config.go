@@ -155,6 +155,11 @@ type StreamsConfig struct {
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// ResultsMaxAge is how long results are kept; 0 (default) is forever.
 	ResultsMaxAge time.Duration `yaml:"results_max_age"`
+	// RedactResults redacts the vendor's answer in every result (and in
+	// the ledger) as audit events are redacted: ID and phone numbers
+	// masked, names replaced. Off by default: the publisher then gets the
+	// vendor's answer as it came.
+	RedactResults bool `yaml:"redact_results"`
 	// DeadMaxAge is how long dead letters are kept; 0 (default) is
 	// forever.
 	DeadMaxAge time.Duration `yaml:"dead_max_age"`

@@ -194,6 +194,9 @@ func (k *known) afterCall() step {
 	case retry.ClassNone:
 		res := k.result(messages.StatusSucceeded, nil)
 		res.Result, res.UpstreamRequestID = k.lastOut.Result, k.lastOut.UpstreamRequestID
+		if k.lim.redactResults && len(res.Result) > 0 {
+			res.Result = messages.Redact(res.Result)
+		}
 		return k.decided(res, messages.EventSucceeded, "")
 	case retry.ClassAmbiguous:
 		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventAmbiguous, "ambiguous")

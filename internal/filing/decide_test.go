@@ -2,6 +2,7 @@ package filing
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,4 +309,30 @@ func TestDecideSucceedsInOrder(t *testing.T) {
 		}
 	}
 	t.Fatalf("no settle after %v", got)
+}
+
+// TestResultsRedactedWhenConfigured: with RedactResults the vendor's
+// answer is redacted in the outcome before it is recorded; without, it is
+// kept as it came.
+func TestResultsRedactedWhenConfigured(t *testing.T) {
+	answer := json.RawMessage(`{"class_auths":[{"name":"张三","id_number":"110101199003078515"}]}`)
+	for _, redact := range []bool{false, true} {
+		k := testKnown(t)
+		k.lim.redactResults = redact
+		k.mem = recollection{nonce: "mine", dispatched: true, answered: true}
+		k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Revision: 2, Attempts: 1}
+		k.attempts, k.lastOut.Result = 1, answer
+		s := decide(k)
+		if s.kind != stepWrite || s.entry.Result == nil {
+			t.Fatalf("redact %v: step %s, want the outcome's write", redact, s.kind)
+		}
+		got := string(s.entry.Result.Result)
+		want := string(answer)
+		if redact {
+			want = string(messages.Redact(answer))
+		}
+		if got != want || (redact && strings.Contains(got, "110101199003078515")) {
+			t.Errorf("redact %v: result %s, want %s", redact, got, want)
+		}
+	}
 }

@@ -88,7 +88,10 @@ type Config struct {
 	// Objects holds oversized dead-letter bodies; nil drops such a body
 	// from its dead letter (keeping its size and digest).
 	Objects Objects
-	Now     func() time.Time
+	// RedactResults redacts the vendor's answer (messages.Redact) in the
+	// result, before it is recorded or published.
+	RedactResults bool
+	Now           func() time.Time
 }
 
 // Processor handles request messages. It is safe for concurrent use.
@@ -136,6 +139,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
 		lease:        max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
+		redactResults: cfg.RedactResults,
 	}
 	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil

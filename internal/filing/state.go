@@ -64,6 +64,7 @@ type limits struct {
 	troubleBudget time.Duration // how long other broker trouble is retried in process
 	policy        retry.Policy
 	owner         string
+	redactResults bool // the vendor's answer is redacted in results
 }
 
 // recollection is what this replica knows of a request beyond the ledger.
