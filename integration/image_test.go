@@ -99,7 +99,7 @@ func TestImageRunsTheConsumer(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		m, err := s.GetLastMsgForSubject(ctx, messages.Subjects{}.Result(messages.APIVMSAddQualification))
+		m, err := s.GetLastMsgForSubject(ctx, messages.Subjects{}.ResultFor(messages.APIVMSAddQualification, id))
 		return err == nil && json.Unmarshal(m.Data, &res) == nil && res.RequestID == id
 	})
 	if res.Status != messages.StatusSucceeded || !strings.Contains(string(res.Result), "QualificationNo") {

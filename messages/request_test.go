@@ -272,6 +272,18 @@ func TestAuditSubjectNamesTheRequest(t *testing.T) {
 		if want := "filing.audit." + string(api) + "." + key + ".received"; subject != want {
 			t.Errorf("%s: subject %s, want %s", api, subject, want)
 		}
+		if want := "filing.result." + string(api) + "." + key; s.ResultFor(api, id) != want {
+			t.Errorf("%s: result subject %s, want %s", api, s.ResultFor(api, id), want)
+		}
+		rmatched := 0
+		for _, f := range s.ResultOf(id) {
+			if match(f, s.ResultFor(api, id)) {
+				rmatched++
+			}
+		}
+		if rmatched != 1 {
+			t.Errorf("%s: %d of the result filters %v match %s, want 1", api, rmatched, s.ResultOf(id), s.ResultFor(api, id))
+		}
 		matched := 0
 		for _, f := range s.AuditOf(id) {
 			if match(f, subject) {

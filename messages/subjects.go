@@ -34,8 +34,23 @@ func (s Subjects) Root() string { return s.prefix() }
 // Request is filing.request.<api>.
 func (s Subjects) Request(api API) string { return s.prefix() + ".request." + string(api) }
 
-// Result is filing.result.<api>.
+// Result is filing.result.<api>: the results of one api are on it and the
+// subjects below it (ResultFor); subscribe to filing.result.<api>.>.
 func (s Subjects) Result(api API) string { return s.prefix() + ".result." + string(api) }
+
+// ResultFor is filing.result.<api>.<key>, where qualfile publishes a
+// result: the key names the request (IDKey), so that every result of one
+// request is found by subject (ResultOf).
+func (s Subjects) ResultFor(api API, requestID string) string {
+	return s.Result(api) + "." + IDKey(requestID)
+}
+
+// ResultOf are the filters of one request's results (a two-token api, or
+// "unknown").
+func (s Subjects) ResultOf(requestID string) []string {
+	key := IDKey(requestID)
+	return []string{s.prefix() + ".result.*.*." + key, s.prefix() + ".result.*." + key}
+}
 
 // Audit is filing.audit.<api>.<key>.<event>, the key naming the request
 // (IDKey of its request_id), so that the events of one request are found

@@ -461,7 +461,8 @@ func TestTrail(t *testing.T) {
 			RequestID string `json:"request_id"`
 			Event     string `json:"event"`
 		} `json:"events"`
-		Result messages.Result `json:"result"`
+		Result  messages.Result   `json:"result"`
+		Results []messages.Result `json:"results"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -472,6 +473,9 @@ func TestTrail(t *testing.T) {
 			t.Errorf("event of %s in trail-1's trail", ev.RequestID)
 		}
 		kinds = append(kinds, ev.Event)
+	}
+	if len(got.Results) != 1 || got.Results[0].RequestID != "trail-1" || got.Results[0].Status != messages.StatusSucceeded {
+		t.Errorf("trail-1's results: %+v", got.Results)
 	}
 	if !got.Found || got.Ledger.State != "done" || got.Result.Status != messages.StatusSucceeded ||
 		strings.Join(kinds, ",") != "received,attempt,succeeded" {

@@ -100,7 +100,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 			if ack.Duplicate {
 				// The first copy's result went to the first sender's reply
 				// subject; this one would wait in vain.
-				fmt.Fprintf(stderr, "publisher: %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().Result(api))
+				fmt.Fprintf(stderr, "publisher: %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().ResultFor(api, id))
 				dupes++
 				continue
 			}

@@ -16,13 +16,14 @@ import (
 
 // trailJSON is `trail --output json`.
 type trailJSON struct {
-	RequestID   string           `json:"request_id"`
-	Ledger      *ledgerJSON      `json:"ledger"`
-	Events      []trailEventJSON `json:"events"`
-	Result      *messages.Result `json:"result,omitempty"`
-	DeadLetters []deadEntry      `json:"dead_letters"`
-	Found       bool             `json:"found"`
-	Note        string           `json:"note,omitempty"`
+	RequestID   string            `json:"request_id"`
+	Ledger      *ledgerJSON       `json:"ledger"`
+	Events      []trailEventJSON  `json:"events"`
+	Result      *messages.Result  `json:"result,omitempty"` // the ledger's: the outcome
+	Results     []messages.Result `json:"results"`          // every result published, in order
+	DeadLetters []deadEntry       `json:"dead_letters"`
+	Found       bool              `json:"found"`
+	Note        string            `json:"note,omitempty"`
 }
 
 type ledgerJSON struct {
@@ -74,8 +75,9 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	out := trailJSON{RequestID: t.RequestID, Events: []trailEventJSON{}, DeadLetters: []deadEntry{}}
-	out.Found = t.Entry != nil || len(t.Events) > 0 || len(t.Dead) > 0
+	out := trailJSON{RequestID: t.RequestID, Events: []trailEventJSON{}, Results: []messages.Result{}, DeadLetters: []deadEntry{}}
+	out.Results = append(out.Results, t.Results...)
+	out.Found = t.Entry != nil || len(t.Events) > 0 || len(t.Results) > 0 || len(t.Dead) > 0
 	if e := t.Entry; e != nil {
 		out.Ledger = &ledgerJSON{State: e.State, Attempts: e.Attempts, Owner: e.Owner, UpdatedAt: e.UpdatedAt, Supersedes: e.Supersedes}
 		out.Result = e.Result
@@ -147,13 +149,20 @@ func printTimeline(w io.Writer, t trailJSON) {
 		fmt.Fprintf(&b, "  (audit seq %d)", ev.Sequence)
 		fmt.Fprintln(w, b.String())
 	}
-	if r := t.Result; r != nil {
+	results := t.Results
+	if len(results) == 0 && t.Result != nil {
+		results = []messages.Result{*t.Result} // aged out of the results stream
+	}
+	for _, r := range results {
 		line := fmt.Sprintf("  result: %s at %s", r.Status, r.CompletedAt.Format(time.RFC3339Nano))
 		if len(r.Result) > 0 {
 			line += " " + string(r.Result)
 		}
 		if r.Error != nil {
 			line += fmt.Sprintf(" [%s %s] %s", r.Error.Class, r.Error.Code, r.Error.Message)
+		}
+		if !r.Supersedes.IsZero() {
+			line += " (supersedes the result of " + r.Supersedes.Format(time.RFC3339Nano) + ")"
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -318,7 +318,7 @@ func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
 	if !api.Valid() {
 		api = r.k.subjectAPI
 	}
-	m := nats.NewMsg(r.p.cfg.Subjects.Result(subjectAPI(api)))
+	m := nats.NewMsg(r.p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
 	m.Data = data
 	return m, data, nil
 }

@@ -27,6 +27,9 @@ type Trail struct {
 	// its stream sequence: received, every attempt, deferrals, outcomes,
 	// replays, copies answered from the ledger.
 	Events []TrailEvent
+	// Results are every result published for the request, in stream
+	// order: the last one not superseded is its outcome.
+	Results []messages.Result
 	// Dead are the request's dead letters still in the stream.
 	Dead []DeadLetter
 }
@@ -75,6 +78,21 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 			continue // another id with the same key, or not an event
 		}
 		t.Events = append(t.Events, ev)
+	}
+	var results []storedMsg
+	for _, filter := range subjects.ResultOf(id) {
+		got, err := readByFilter(ctx, js, queue.StreamNames(subjects).Results, filter)
+		if err != nil {
+			return t, fmt.Errorf("results of %q: %w", id, err)
+		}
+		results = append(results, got...)
+	}
+	slices.SortFunc(results, func(a, b storedMsg) int { return cmp.Compare(a.seq, b.seq) })
+	for _, m := range results {
+		var r messages.Result
+		if json.Unmarshal(m.data, &r) == nil && r.RequestID == id {
+			t.Results = append(t.Results, r)
+		}
 	}
 	dead, err := ReadDead(ctx, js, subjects)
 	if err != nil {
