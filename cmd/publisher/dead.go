@@ -159,15 +159,18 @@ func runDeadRm(ctx context.Context, args []string, getenv func(string) string, s
 		if !sel.match(d) {
 			continue
 		}
+		if d.BodyObject != "" {
+			// The body first: once the letter is gone, so is its name.
+			objects, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects)
+			if err == nil {
+				err = objects.Delete(ctx, d.BodyObject)
+			}
+			if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				return fmt.Errorf("removing the body %s of dead seq %d from the object store (the letter is kept): %w", d.BodyObject, d.Sequence, err)
+			}
+		}
 		if err := stream.DeleteMsg(ctx, d.Sequence); err != nil {
 			return fmt.Errorf("removing dead seq %d: %w", d.Sequence, err)
-		}
-		if d.BodyObject != "" {
-			if objects, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects); err == nil {
-				if err := objects.Delete(ctx, d.BodyObject); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-					fmt.Fprintf(stderr, "dead seq %d: its body %s stays in the object store: %v\n", d.Sequence, d.BodyObject, err)
-				}
-			}
 		}
 		removed++
 		fmt.Fprintf(stdout, "removed dead seq %d (%s)\n", d.Sequence, d.RequestID)

@@ -95,6 +95,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		if ack.Duplicate {
 			sum.duplicates++
 		}
+		sum.show("", 0, 0) // the progress line gives way to any other line
 		if *wait {
 			fmt.Fprintf(stderr, "published %s to %s (stream %s seq %d)\n", id, subject, ack.Stream, ack.Sequence)
 			if ack.Duplicate {
@@ -137,6 +138,7 @@ func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[stri
 				continue
 			}
 			delete(pending, r.RequestID)
+			sum.show("", 0, 0)
 			var err error
 			if lines {
 				_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(m.Data))

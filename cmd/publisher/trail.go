@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -68,8 +71,13 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 		*bucket = queue.BucketNames(conn.subjects()).Ledger
 	}
 	var led filing.TrailLedger
-	if l, err := ledger.OpenExisting(ctx, js, *bucket); err == nil {
+	switch l, err := ledger.OpenExisting(ctx, js, *bucket); {
+	case err == nil:
 		led = l
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		// no ledger (yet): the events and results still tell
+	default:
+		return fmt.Errorf("ledger %s: %w", *bucket, err)
 	}
 	t, err := filing.ReadTrail(ctx, js, led, conn.subjects(), *id)
 	if err != nil {

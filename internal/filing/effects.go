@@ -48,7 +48,7 @@ func (r *runner) claim(e ledger.Entry) error {
 		return err
 	}
 	k := r.k
-	k.entry, k.created, k.missing, k.stale, k.emitted = &got, created, false, false, published(got, k.seq)
+	k.entry, k.created, k.missing, k.stale, k.uncertain, k.emitted = &got, created, false, false, false, published(got, k.seq)
 	return nil
 }
 
@@ -166,7 +166,9 @@ func (r *runner) emit(res *messages.Result) error {
 		r.p.observe(k, evs[i])
 		k.emitted++
 	}
-	if res != nil && len(futures) > sentEvents && errs[sentEvents] == nil {
+	if res != nil && len(futures) > sentEvents && errs[sentEvents] == nil && k.emitted == len(k.trail()) {
+		// The result counts only behind all of its events: else it is
+		// published again after them.
 		k.resultDone = true
 		r.reply(data)
 	}
@@ -185,6 +187,14 @@ func (r *runner) emit(res *messages.Result) error {
 func awaitAll(ctx context.Context, futures []jetstream.PubAckFuture) []error {
 	errs := make([]error, len(futures))
 	for i, f := range futures {
+		select { // an answer already in wins over a deadline just passed
+		case <-f.Ok():
+			continue
+		case err := <-f.Err():
+			errs[i] = err
+			continue
+		default:
+		}
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():

@@ -184,8 +184,9 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // Check runs one probe (bounded by Timeout), updates the state from its
-// outcome, forces a reconnect when this failure completes a run of
-// Failures, and returns the new status. A probe cut short because ctx
+// outcome, forces a reconnect when this failure reaches the next move
+// (Failures, then twice as many further failures each time), and returns
+// the new status. A probe cut short because ctx
 // ended (shutdown) counts for nothing.
 func (w *Watcher) Check(ctx context.Context) Status {
 	pctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)

@@ -308,7 +308,10 @@ func (l *Ledger) Create(ctx context.Context, e Entry) (Entry, error) {
 	if e.State == StateDone && e.Result == nil {
 		return Entry{}, fmt.Errorf("ledger: entry %q: %w", e.RequestID, ErrNoResult)
 	}
-	e.UpdatedAt, e.Revision = l.now(), 0
+	if e.UpdatedAt.IsZero() {
+		e.UpdatedAt = l.now() // a given time is kept, as Put keeps it, so a writer knows its own entry
+	}
+	e.Revision = 0
 	data, err := json.Marshal(e)
 	if err != nil {
 		return Entry{}, fmt.Errorf("ledger: encoding entry %q: %w", e.RequestID, err)
