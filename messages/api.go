@@ -48,4 +48,13 @@ func (a API) Creates() bool {
 // first one succeeded.
 func (a API) Resendable() bool { return a == APIDouyinGetClassAuth }
 
+// Reconcilable reports whether the vendor has a read that can tell whether
+// a create of this api whose answer was lost was filed: VMS
+// QueryQualification for vms.add_qualification, SMS GetSignatureIdentList
+// for sms.apply_signature_ident. An update cannot be told from the state
+// it leaves behind, and Douyin add_role has no read that can decide.
+func (a API) Reconcilable() bool {
+	return a == APIVMSAddQualification || a == APISMSApplySignatureIdent
+}
+
 func (a API) String() string { return string(a) }

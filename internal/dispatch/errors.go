@@ -66,3 +66,13 @@ func gatewayTimeout(err error) bool {
 	}
 	return false
 }
+
+// ErrNotReconcilable: the request's api has no read that can settle a lost
+// answer (only vms.add_qualification and sms.apply_signature_ident do; see
+// messages.API.Reconcilable).
+var ErrNotReconcilable = errors.New("no vendor read can settle this api")
+
+// ErrTooManyRecords: the vendor lists more records than a reconciliation
+// reads (maxReconcilePages pages); the request is left to an operator. It
+// is a permanent failure of the read.
+var ErrTooManyRecords = fmt.Errorf("too many records to read back: %w", retry.ErrPermanent)

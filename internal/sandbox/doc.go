@@ -154,8 +154,9 @@
 //
 // # Faults
 //
-// A Fault matches one of the five calls (API "" = any of them) or the token
-// endpoint (API TokenAPI). Faults are tried in the order injected; the first
+// A Fault matches one of the five calls or the two reads
+// (QueryQualificationAPI, SignatureIdentListAPI; API "" = any of these
+// seven) or the token endpoint (API TokenAPI). Faults are tried in the order injected; the first
 // that fires answers. A Fraction fault fires with that probability, drawn
 // from a generator seeded with Config.Seed (Reset re-seeds it). Count limits
 // the number of times a fault fires; Count 0 with Fraction 0 fires on every

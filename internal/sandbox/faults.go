@@ -11,6 +11,11 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
+// isRead reports whether api names one of the sandbox's read calls.
+func isRead(api messages.API) bool {
+	return api == QueryQualificationAPI || api == SignatureIdentListAPI
+}
+
 // Fault is an injected misbehaviour. See the package documentation for how
 // it answers.
 type Fault struct {
@@ -77,8 +82,8 @@ func (f *Fault) UnmarshalJSON(data []byte) error {
 // Validate reports what is wrong with f, if anything.
 func (f Fault) Validate() error {
 	var errs []error
-	if f.API != "" && f.API != TokenAPI && !f.API.Valid() {
-		errs = append(errs, fmt.Errorf("api %q is not one of the five calls, %q or empty", f.API, TokenAPI))
+	if f.API != "" && f.API != TokenAPI && !f.API.Valid() && !isRead(f.API) {
+		errs = append(errs, fmt.Errorf("api %q is not one of the five calls, a read (%q, %q), %q or empty", f.API, QueryQualificationAPI, SignatureIdentListAPI, TokenAPI))
 	}
 	if f.HTTPStatus != 0 && (f.HTTPStatus < 100 || f.HTTPStatus > 599) {
 		errs = append(errs, fmt.Errorf("http_status %d is not an HTTP status", f.HTTPStatus))
@@ -125,7 +130,7 @@ type faultEntry struct {
 
 func (e *faultEntry) matches(api messages.API) bool {
 	if e.f.API == "" {
-		return api.Valid()
+		return api.Valid() || isRead(api)
 	}
 	return e.f.API == api
 }

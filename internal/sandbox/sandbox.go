@@ -43,6 +43,14 @@ const (
 // not one of the five filing calls, so a Fault with API "" never matches it.
 const TokenAPI messages.API = "douyin.token"
 
+// The read calls the sandbox answers, named in Fault.API and Call.API. A
+// Fault with API "" matches them as it matches the five filing calls: an
+// outage of a vendor takes its reads down too.
+const (
+	QueryQualificationAPI messages.API = "vms.query_qualification"
+	SignatureIdentListAPI messages.API = "sms.get_signature_ident_list"
+)
+
 // TokenCutoff is how long an earlier token of an appid stays valid, at most,
 // after a new token is issued for that appid.
 const TokenCutoff = 5 * time.Minute

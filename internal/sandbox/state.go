@@ -60,6 +60,7 @@ type Qualification struct {
 	QualificationNo string       `json:"qualification_no"`
 	QualificationID int64        `json:"qualification_id"`
 	Entity          string       `json:"entity"`
+	CreditCode      string       `json:"unit_social_credit_code,omitempty"`
 	Status          ReviewStatus `json:"status"`
 	AccessKeyID     string       `json:"access_key_id,omitempty"`
 	Updates         int          `json:"updates"`

@@ -35,6 +35,9 @@ var volcActions = map[string]volcRoute{
 	"AddQualification":    {messages.APIVMSAddQualification, VersionVMS, ServiceVMS},
 	"UpdateQualification": {messages.APIVMSUpdateQualification, VersionVMS, ServiceVMS},
 	"ApplySignatureIdent": {messages.APISMSApplySignatureIdent, VersionSMS, ServiceSMS},
+	// The reads that settle a create whose answer was lost.
+	"QueryQualification":    {QueryQualificationAPI, VersionVMS, ServiceVMS},
+	"GetSignatureIdentList": {SignatureIdentListAPI, VersionSMS, ServiceSMS},
 }
 
 // Volcengine error codes the sandbox answers itself.
@@ -110,7 +113,7 @@ func (x *volcExchange) succeed(result any) {
 
 // paramError answers the vendor's parameter error of the call's API.
 func (x *volcExchange) paramError(status int, problem string) {
-	if x.route.api == messages.APISMSApplySignatureIdent {
+	if x.route.service == ServiceSMS {
 		x.fail(status, codeSMSParameter, "参数错误: "+problem)
 		return
 	}
@@ -146,7 +149,7 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		x.fail(http.StatusBadRequest, "MissingRequestInfo", "The request is missing body information: "+err.Error())
 		return
-	case r.Method != http.MethodPost:
+	case r.Method != http.MethodPost && !(r.Method == http.MethodGet && x.call.API == SignatureIdentListAPI):
 		x.fail(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Sprintf("The http method %s is not allowed; use POST.", r.Method))
 		return
 	}
@@ -172,6 +175,14 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	switch x.call.API {
+	case QueryQualificationAPI:
+		x.queryQualification(body)
+		return
+	case SignatureIdentListAPI:
+		x.signatureIdentList(body)
+		return
+	}
 	v, err := messages.DecodePayload(x.call.API, body, "")
 	if err != nil {
 		x.paramError(http.StatusOK, describeProblems(err))
@@ -296,6 +307,7 @@ func (x *volcExchange) addQualification(p *messages.VMSQualification, now time.T
 		QualificationNo: w.newQualificationNo(now),
 		QualificationID: w.nextQualID,
 		Entity:          p.QualificationMainInfoFormDO.QualificationEntity,
+		CreditCode:      p.QualificationMainInfoFormDO.UnitSocialCreditCode,
 		Status:          ReviewByName(p.QualificationMainInfoFormDO.QualificationEntity),
 		AccessKeyID:     x.call.AccessKeyOrAppID,
 		CreatedAt:       now,
@@ -331,7 +343,7 @@ func (x *volcExchange) updateQualification(p *messages.VMSQualification, now tim
 		x.paramError(http.StatusOK, msgUpdateRefused)
 		return
 	}
-	q.Entity = m.QualificationEntity
+	q.Entity, q.CreditCode = m.QualificationEntity, m.UnitSocialCreditCode
 	q.Status = ReviewByName(m.QualificationEntity)
 	q.Updates++
 	q.UpdatedAt = now

@@ -51,6 +51,13 @@ const (
 	// ActionApplySignatureIdent is the SMS action that files a signature
 	// qualification.
 	ActionApplySignatureIdent = "ApplySignatureIdent"
+	// ActionQueryQualification is the VMS read that lists qualifications;
+	// it settles an AddQualification whose answer was lost.
+	ActionQueryQualification = "QueryQualification"
+	// ActionGetSignatureIdentList is the SMS read that lists signature
+	// qualifications; it settles an ApplySignatureIdent whose answer was
+	// lost.
+	ActionGetSignatureIdentList = "GetSignatureIdentList"
 
 	// ContentType is the Content-Type of every request body.
 	ContentType = "application/json; charset=UTF-8"
@@ -227,6 +234,13 @@ type vendorErr struct {
 // TransportError), except a cancellation of ctx by the caller, which matches
 // ctx.Err() and no class sentinel.
 func (c *client) call(ctx context.Context, action string, payload any) (json.RawMessage, Metadata, error) {
+	return c.do(ctx, http.MethodPost, action, payload)
+}
+
+// do sends payload as a JSON body with method: POST for every call but
+// SMS GetSignatureIdentList, which the official SDK sends as a GET with a
+// JSON body (signed like any other).
+func (c *client) do(ctx context.Context, method, action string, payload any) (json.RawMessage, Metadata, error) {
 	var md Metadata
 	body, err := json.Marshal(payload)
 	if err != nil {
@@ -261,7 +275,7 @@ func (c *client) call(ctx context.Context, action string, payload any) (json.Raw
 
 	u := *c.endpoint
 	u.RawQuery = url.Values{"Action": {action}, "Version": {c.version}}.Encode()
-	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(callCtx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, md, fmt.Errorf("volcengine %s: build request: %w: %w", action, retry.ErrPermanent, err)
 	}

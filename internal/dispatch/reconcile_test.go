@@ -1,0 +1,151 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// Reconcile reads the vendor's records back through the real clients and
+// the sandbox's reads (signed, faultable like the filing calls).
+func TestReconcileFindsWhatWasFiled(t *testing.T) {
+	ctx := context.Background()
+	for _, api := range []messages.API{messages.APIVMSAddQualification, messages.APISMSApplySignatureIdent} {
+		t.Run(string(api), func(t *testing.T) {
+			sb := startSandbox(t, sandbox.Config{})
+			r := newRig(t, sb, rigOptions{})
+			req := loadExample(t, api)
+			since := time.Now().Add(-time.Second)
+
+			f, err := r.d.Reconcile(ctx, req, since)
+			if err != nil || f.Found || !f.Absent() {
+				t.Fatalf("before filing: %+v, %v; want absent", f, err)
+			}
+			out, err := r.d.Dispatch(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err = r.d.Reconcile(ctx, req, since)
+			if err != nil || !f.Found {
+				t.Fatalf("after filing: %+v, %v; want found", f, err)
+			}
+			if string(f.Outcome.Result) != string(out.Result) {
+				t.Errorf("found %s, the create answered %s", f.Outcome.Result, out.Result)
+			}
+			if f.Outcome.UpstreamRequestID == "" || f.Outcome.UpstreamRequestID == out.UpstreamRequestID {
+				t.Errorf("upstream request id %q: want the read's own", f.Outcome.UpstreamRequestID)
+			}
+			if n := sb.CountCalls(readAPI(api)); n != 2 {
+				t.Errorf("the sandbox saw %d reads, want 2", n)
+			}
+
+			// A second filing of the same fields cannot be told apart.
+			if _, err := r.d.Dispatch(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			f, err = r.d.Reconcile(ctx, req, since)
+			if err != nil || f.Found || f.Matches != 2 {
+				t.Fatalf("two records: %+v, %v; want 2 matches, not found", f, err)
+			}
+		})
+	}
+}
+
+func readAPI(api messages.API) messages.API {
+	if api == messages.APIVMSAddQualification {
+		return sandbox.QueryQualificationAPI
+	}
+	return sandbox.SignatureIdentListAPI
+}
+
+// A VMS record created before the request was first claimed is an earlier
+// filing, not this one; another entity or credit code is another filing.
+func TestReconcileVMSMatchesFieldsAndTime(t *testing.T) {
+	ctx := context.Background()
+	sb := startSandbox(t, sandbox.Config{})
+	r := newRig(t, sb, rigOptions{})
+	req := loadExample(t, messages.APIVMSAddQualification)
+	if _, err := r.d.Dispatch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := r.d.Reconcile(ctx, req, time.Now().Add(time.Minute)); err != nil || !f.Absent() {
+		t.Errorf("a record created before since: %+v, %v; want absent", f, err)
+	}
+	other := requestWithPayload(t, messages.APIVMSAddQualification, func(p map[string]any) {
+		p["QualificationMainInfoFormDO"].(map[string]any)["UnitSocialCreditCode"] = "91110000000000000X"
+	})
+	if f, err := r.d.Reconcile(ctx, other, time.Now().Add(-time.Minute)); err != nil || !f.Absent() {
+		t.Errorf("another credit code: %+v, %v; want absent", f, err)
+	}
+}
+
+func TestReconcileSMSMatchesFields(t *testing.T) {
+	ctx := context.Background()
+	sb := startSandbox(t, sandbox.Config{})
+	r := newRig(t, sb, rigOptions{})
+	req := loadExample(t, messages.APISMSApplySignatureIdent)
+	if _, err := r.d.Dispatch(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(map[string]any){
+		"material name":    func(p map[string]any) { p["materialName"] = "另一个资质" },
+		"certificate name": func(p map[string]any) { p["businessInfo"].(map[string]any)["businessCertificateName"] = "另一家公司" },
+	} {
+		other := requestWithPayload(t, messages.APISMSApplySignatureIdent, edit)
+		if f, err := r.d.Reconcile(ctx, other, time.Time{}); err != nil || !f.Absent() {
+			t.Errorf("another %s: %+v, %v; want absent", name, f, err)
+		}
+	}
+	if f, err := r.d.Reconcile(ctx, req, time.Time{}); err != nil || !f.Found {
+		t.Errorf("the same fields: %+v, %v; want found", f, err)
+	}
+}
+
+func TestReconcileErrors(t *testing.T) {
+	ctx := context.Background()
+	sb := startSandbox(t, sandbox.Config{})
+	r := newRig(t, sb, rigOptions{})
+	tests := []struct {
+		name    string
+		api     messages.API
+		fault   *sandbox.Fault
+		wantErr error
+	}{
+		{"add_role has no read", messages.APIDouyinAddRole, nil, dispatch.ErrNotReconcilable},
+		{"update has no read", messages.APIVMSUpdateQualification, nil, dispatch.ErrNotReconcilable},
+		{"vms read down", messages.APIVMSAddQualification, &sandbox.Fault{API: sandbox.QueryQualificationAPI, Code: "SystemError"}, retry.ErrTransient},
+		{"sms read down with the rest", messages.APISMSApplySignatureIdent, &sandbox.Fault{Code: "1999"}, retry.ErrTransient},
+		{"vms read throttled", messages.APIVMSAddQualification, &sandbox.Fault{API: sandbox.QueryQualificationAPI, Code: "FlowLimitExceeded"}, retry.ErrThrottled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sb.ClearFaults()
+			if tt.fault != nil {
+				sb.Inject(*tt.fault)
+			}
+			_, err := r.d.Reconcile(ctx, loadExample(t, tt.api), time.Time{})
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A bad signature is refused on a read as on any call.
+func TestReconcileReadIsSigned(t *testing.T) {
+	sb := startSandbox(t, sandbox.Config{})
+	r := newRig(t, sb, rigOptions{SecretAccessKey: "wrong"})
+	_, err := r.d.Reconcile(context.Background(), loadExample(t, messages.APISMSApplySignatureIdent), time.Time{})
+	if !errors.Is(err, retry.ErrPermanent) {
+		t.Fatalf("err = %v, want a permanent signature error", err)
+	}
+	if c := lastCall(t, sb, sandbox.SignatureIdentListAPI); c.Code != "SignatureDoesNotMatch" {
+		t.Errorf("the sandbox answered %q, want SignatureDoesNotMatch", c.Code)
+	}
+}

@@ -1,0 +1,146 @@
+package volcengine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The read calls that settle a create whose answer was lost (see
+// docs/vendors.md, "Reading back a lost create"). Only the fields qualfile
+// matches on are decoded: the records also carry names, ID numbers and
+// photo URLs, which are never kept.
+
+// QualificationQuery is the request of VMS QueryQualification. Every
+// filter is optional.
+type QualificationQuery struct {
+	QualificationNoList []string `json:"QualificationNoList,omitempty"`
+	ApprovalStatus      string   `json:"ApprovalStatus,omitempty"`
+	// QualificationEntityQueryPattern matches on the entity name.
+	QualificationEntityQueryPattern string `json:"QualificationEntityQueryPattern,omitempty"`
+	Offset                          int32  `json:"Offset"`
+	Limit                           int32  `json:"Limit"`
+	AccountID                       string `json:"AccountId,omitempty"`
+}
+
+// QualificationPage is one page of QueryQualification's Result.
+type QualificationPage struct {
+	Records []QualificationRecord `json:"Records"`
+	Limit   int64                 `json:"Limit"`
+	Offset  int64                 `json:"Offset"`
+	Total   int64                 `json:"Total"`
+}
+
+// QualificationRecord is one record of a QualificationPage, the main info
+// only.
+type QualificationRecord struct {
+	Main QualificationMainInfo `json:"QualificationMainInfoVO"`
+}
+
+// QualificationMainInfo is a record's QualificationMainInfoVO, reduced to
+// what identifies the filing.
+type QualificationMainInfo struct {
+	QualificationID      LooseInt `json:"QualificationId"`
+	QualificationNo      string   `json:"QualificationNo"`
+	QualificationEntity  string   `json:"QualificationEntity"`
+	UnitSocialCreditCode string   `json:"UnitSocialCreditCode"`
+	ApprovalStatus       LooseInt `json:"ApprovalStatus"`
+	CreateTime           string   `json:"CreateTime"`
+}
+
+// QueryQualification lists the account's qualifications that match q.
+func (v *VMS) QueryQualification(ctx context.Context, q QualificationQuery) (QualificationPage, Metadata, error) {
+	result, md, err := v.c.call(ctx, ActionQueryQualification, q)
+	if err != nil || result == nil {
+		return QualificationPage{}, md, err
+	}
+	var page QualificationPage
+	if err := json.Unmarshal(result, &page); err != nil {
+		return QualificationPage{}, md, malformedResult(ActionQueryQualification, md, "Result is not a page of records: "+err.Error(), nil)
+	}
+	return page, md, nil
+}
+
+// SignatureIdentQuery is the request of SMS GetSignatureIdentList.
+type SignatureIdentQuery struct {
+	IDs       []int64 `json:"ids,omitempty"`
+	PageIndex int32   `json:"pageIndex"`
+	PageSize  int32   `json:"pageSize"`
+}
+
+// SignatureIdentPage is one page of GetSignatureIdentList's Result.
+type SignatureIdentPage struct {
+	List  []SignatureIdentItem `json:"list"`
+	Total LooseInt             `json:"total"`
+}
+
+// SignatureIdentItem is one item of a SignatureIdentPage, reduced to what
+// identifies the filing (the person names of the item are not decoded).
+type SignatureIdentItem struct {
+	ID                      LooseInt `json:"id"`
+	Purpose                 LooseInt `json:"purpose"`
+	MaterialName            string   `json:"materialName"`
+	BusinessCertificateName string   `json:"businessCertificateName"`
+}
+
+// GetSignatureIdentList lists the account's signature qualifications. It
+// is sent as a GET with a JSON body, as the official SDK sends it.
+func (s *SMS) GetSignatureIdentList(ctx context.Context, q SignatureIdentQuery) (SignatureIdentPage, Metadata, error) {
+	result, md, err := s.c.do(ctx, http.MethodGet, ActionGetSignatureIdentList, q)
+	if err != nil || result == nil {
+		return SignatureIdentPage{}, md, err
+	}
+	var page SignatureIdentPage
+	if err := json.Unmarshal(result, &page); err != nil {
+		return SignatureIdentPage{}, md, malformedResult(ActionGetSignatureIdentList, md, "Result is not a list: "+err.Error(), nil)
+	}
+	return page, md, nil
+}
+
+// LooseInt is a 64-bit integer read exactly from a JSON number or from a
+// string holding one (never through float64); null or "" is 0.
+type LooseInt int64
+
+// UnmarshalJSON reads n.
+func (n *LooseInt) UnmarshalJSON(b []byte) error {
+	t := strings.TrimSpace(looseString(b))
+	if t == "" {
+		*n = 0
+		return nil
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s is not a 64-bit integer", snippet(b))
+	}
+	*n = LooseInt(v)
+	return nil
+}
+
+// beijing is the zone of a Volcengine time without an offset.
+var beijing = time.FixedZone("CST", 8*3600)
+
+// ParseCreateTime reads a record's CreateTime: RFC 3339, "2006-01-02
+// 15:04:05" (Beijing time, as the console shows it), or Unix seconds or
+// milliseconds. ok is false for anything else.
+func ParseCreateTime(s string) (t time.Time, ok bool) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, true
+	}
+	for _, layout := range []string{time.DateTime, "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, beijing); err == nil {
+			return t, true
+		}
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		if n >= 1e12 {
+			return time.UnixMilli(n), true
+		}
+		return time.Unix(n, 0), true
+	}
+	return time.Time{}, false
+}
