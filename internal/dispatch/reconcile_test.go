@@ -94,8 +94,10 @@ func TestReconcileSMSMatchesFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string]func(map[string]any){
-		"material name":    func(p map[string]any) { p["materialName"] = "另一个资质" },
-		"certificate name": func(p map[string]any) { p["businessInfo"].(map[string]any)["businessCertificateName"] = "另一家公司" },
+		"material name": func(p map[string]any) { p["materialName"] = "另一个资质" },
+		"certificate name": func(p map[string]any) {
+			p["businessInfo"].(map[string]any)["businessCertificateName"] = "另一家公司"
+		},
 	} {
 		other := requestWithPayload(t, messages.APISMSApplySignatureIdent, edit)
 		if f, err := r.d.Reconcile(ctx, other, time.Time{}); err != nil || !f.Absent() {
