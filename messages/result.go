@@ -45,6 +45,12 @@ type Result struct {
 	ReceivedAt        time.Time         `json:"received_at"`
 	CompletedAt       time.Time         `json:"completed_at"`
 	Metadata          map[string]string `json:"metadata,omitempty"`
+	// Reconciled: the create's answer was lost and the vendor's record
+	// (Result) was found by reading it back.
+	Reconciled bool `json:"reconciled,omitempty"`
+	// Refiled: the create was filed a second time, once, because the
+	// vendor held no record of the first call.
+	Refiled bool `json:"refiled,omitempty"`
 	// Supersedes is the completed_at of an earlier result of the same
 	// request that this one replaces: an ambiguous outcome settled once
 	// the vendor's answer became known. A subscriber keeps, per request,
@@ -106,4 +112,13 @@ const (
 	EventSettled = "settled"
 	// EventReplayed: an operator replayed the request from a dead letter.
 	EventReplayed = "replayed"
+	// EventReconciling: the answer to a create was lost; qualfile reads
+	// the vendor's records to learn whether it was filed.
+	EventReconciling = "reconciling"
+	// EventReconciled: the vendor's record of a create whose answer was
+	// lost was found; the request succeeded (a final outcome).
+	EventReconciled = "reconciled"
+	// EventRefiled: the vendor held no record of a create whose answer was
+	// lost after the settling window; it is filed again, once.
+	EventRefiled = "refiled"
 )

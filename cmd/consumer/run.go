@@ -242,6 +242,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m.Preset(filing.MetricLabels())
 	m.Build(bi.Version, bi.Commit, bi.GoVersion)
 
+	disp := dispatch.New(clients)
+	reconcile := filing.ReconcileConfig{Window: cfg.Reconcile.Window, Reads: cfg.Reconcile.Reads,
+		ClockSkew: cfg.Reconcile.ClockSkew, KeepAmbiguous: !cfg.Reconcile.Refile}
+	if cfg.Reconcile.Enabled {
+		reconcile.Reader = disp
+	}
 	proc, err := filing.New(filing.Config{
 		Subjects:      subjects,
 		Policy:        cfg.RetryPolicy(),
@@ -252,7 +258,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(nc.MaxPayload()),
 		Objects:       st.objects,
-	}, dispatch.New(clients), led, js, nc, log, m)
+		Reconcile:     reconcile,
+	}, disp, led, js, nc, log, m)
 	if err != nil {
 		return err
 	}

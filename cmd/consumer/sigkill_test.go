@@ -90,6 +90,8 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
   call_timeout: 2s
   retry:
     budget: 1s
+reconcile:
+  window: 2s
 accounts:
   default:
     volcengine:
@@ -275,9 +277,13 @@ accounts:
 	// Vendor calls per id.
 	calls := sb.Calls()
 	callsOf := map[string][]sandbox.Call{}
-	inFlightAtSandbox, clientGone, untraced := 0, 0, 0
+	inFlightAtSandbox, clientGone, untraced, reads := 0, 0, 0, 0
 	for _, c := range calls {
 		if c.API == sandbox.TokenAPI {
+			continue
+		}
+		if c.API == sandbox.QueryQualificationAPI || c.API == sandbox.SignatureIdentListAPI {
+			reads++ // reconciliation: the body names no request
 			continue
 		}
 		if c.Seq > int64(answeredAtKill) && c.Time.Before(killedAt) {
@@ -294,17 +300,25 @@ accounts:
 		}
 		callsOf[id] = append(callsOf[id], c)
 	}
-	twice, readsAgain, noCall := 0, 0, 0
+	twice, readsAgain, noCall, refiledCalls := 0, 0, 0, 0
 	callsPerID := map[int]int{} // vendor calls per id → ids
 	for id, api := range apiOf {
 		cs := callsOf[id]
 		callsPerID[len(cs)]++
+		acted := 0 // calls the vendor filed: a client gone before the answer was not
+		for _, c := range cs {
+			if c.HTTPStatus != sandbox.StatusClientGone {
+				acted++
+			}
+		}
 		switch {
 		case len(cs) > 1 && api.Resendable():
 			readsAgain++
+		case len(cs) > 1 && api.Reconcilable() && acted <= 1 && final[id].Refiled:
+			refiledCalls++ // filed again after the reads found nothing: once
 		case len(cs) > 1:
 			twice++
-			t.Errorf("%s (%s) reached the vendor %d times", id, api, len(cs))
+			t.Errorf("%s (%s) reached the vendor %d times (%d acted on)", id, api, len(cs), acted)
 		}
 		if r, ok := final[id]; ok && r.Status == messages.StatusSucceeded && len(cs) == 0 {
 			noCall++
@@ -325,6 +339,12 @@ accounts:
 		if r.Error != nil {
 			key += "/" + r.Error.Class
 		}
+		if r.Reconciled {
+			key += "/reconciled"
+		}
+		if r.Refiled {
+			key += "/refiled"
+		}
 		outcomes[api][key]++
 		switch {
 		case r.Error != nil && r.Error.Class == messages.ClassAmbiguous:
@@ -339,6 +359,9 @@ accounts:
 			}
 			if api.Resendable() {
 				t.Errorf("%s: a read came out ambiguous: %+v", id, r.Error)
+			}
+			if api.Reconcilable() {
+				t.Errorf("%s: ambiguous, although reconciliation is on: %+v", id, r.Error)
 			}
 			if !wasCalling[id] {
 				t.Errorf("%s: ambiguous, but the killed replica was not calling the vendor for it: %+v", id, r.Error)
@@ -358,6 +381,41 @@ accounts:
 	t.Logf("ambiguous final results %d; in flight at the kill: %d ledger entries of the killed replica calling a create or update (bound), %d calls received by the sandbox and not yet answered (of both replicas), concurrency %d",
 		ambiguous, callingAtKill, inFlightAtSandbox, concurrency)
 	t.Logf("the vendor's side of the ambiguous results: %v", ambiguousCalls)
+	t.Logf("reconciliation: %d reads of the vendor's records; %d requests filed again once", reads, refiledCalls)
+
+	// The sandbox's records prove each VMS and SMS create found or filed
+	// exactly once: one record per request, the one its result names.
+	st := sb.State()
+	qualNo, smsID := map[string][]string{}, map[string][]int64{}
+	for _, q := range st.Qualifications {
+		qualNo[strings.TrimPrefix(q.Entity, "示例科技 ")] = append(qualNo[strings.TrimPrefix(q.Entity, "示例科技 ")], q.QualificationNo)
+	}
+	for _, si := range st.SignatureIdents {
+		smsID[si.MaterialName] = append(smsID[si.MaterialName], si.ID)
+	}
+	for id, api := range apiOf {
+		r := final[id]
+		var want string
+		switch api {
+		case messages.APIVMSAddQualification:
+			if len(qualNo[id]) != 1 {
+				t.Errorf("%s: the vendor holds %d qualifications for it, want 1", id, len(qualNo[id]))
+				continue
+			}
+			want = fmt.Sprintf(`{"QualificationNo":%q}`, qualNo[id][0])
+		case messages.APISMSApplySignatureIdent:
+			if len(smsID[id]) != 1 {
+				t.Errorf("%s: the vendor holds %d signature idents for it, want 1", id, len(smsID[id]))
+				continue
+			}
+			want = fmt.Sprintf(`{"id":%d,"id_string":"%d"}`, smsID[id][0], smsID[id][0])
+		default:
+			continue
+		}
+		if r.Status == messages.StatusSucceeded && string(r.Result) != want {
+			t.Errorf("%s: result %s, the vendor's record %s", id, r.Result, want)
+		}
+	}
 
 	if lost > 0 {
 		t.Errorf("%d of %d requests have no result", lost, n)
@@ -420,6 +478,9 @@ func killRequests(t *testing.T, perAPI int) map[messages.API][]killRequest {
 			switch api {
 			case messages.APIVMSAddQualification:
 				scenario(p)["Description"] = id
+				// One company per request: reconciliation matches a lost
+				// answer by the entity and its credit code.
+				p["QualificationMainInfoFormDO"].(map[string]any)["QualificationEntity"] = "示例科技 " + id
 			case messages.APIVMSUpdateQualification:
 				scenario(p)["Description"] = id
 				// A rejected entity name keeps the seed qualification

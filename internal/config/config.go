@@ -53,21 +53,26 @@ const (
 	DefaultRegion            = volcengine.DefaultRegion
 	DefaultVolcengineTimeout = volcengine.DefaultTimeout
 	DefaultDouyinTimeout     = douyin.DefaultTimeout
+	DefaultReconcileWindow   = 30 * time.Second
+	DefaultReconcileReads    = 4
+	DefaultReconcileSkew     = 2 * time.Minute
 )
 
 // Config is the consumer's configuration. Its YAML keys are given in the
 // field tags; every field is exported so that the caller can apply
 // command-line flags after Load and call Validate again.
 type Config struct {
-	NATS     NATSConfig         `yaml:"nats"`
-	Embedded EmbeddedConfig     `yaml:"embedded"`
-	Subjects SubjectsConfig     `yaml:"subjects"`
-	Streams  StreamsConfig      `yaml:"streams"`
-	Ledger   LedgerConfig       `yaml:"ledger"`
-	Consumer ConsumerConfig     `yaml:"consumer"`
-	Admin    AdminConfig        `yaml:"admin"`
-	Log      LogConfig          `yaml:"log"`
-	Accounts map[string]Account `yaml:"accounts"`
+	NATS     NATSConfig     `yaml:"nats"`
+	Embedded EmbeddedConfig `yaml:"embedded"`
+	Subjects SubjectsConfig `yaml:"subjects"`
+	Streams  StreamsConfig  `yaml:"streams"`
+	Ledger   LedgerConfig   `yaml:"ledger"`
+	Consumer ConsumerConfig `yaml:"consumer"`
+	// Reconcile settles a VMS or SMS create whose answer was lost.
+	Reconcile ReconcileConfig    `yaml:"reconcile"`
+	Admin     AdminConfig        `yaml:"admin"`
+	Log       LogConfig          `yaml:"log"`
+	Accounts  map[string]Account `yaml:"accounts"`
 }
 
 // NATSConfig is the connection to the NATS servers.
@@ -205,6 +210,31 @@ type ConsumerConfig struct {
 	Retry RetryConfig `yaml:"retry"`
 }
 
+// ReconcileConfig settles a create whose answer was lost (a timeout after
+// the request was written, a reset connection, a replica killed mid-call):
+// qualfile reads the vendor's records (VMS QueryQualification, SMS
+// GetSignatureIdentList) instead of leaving the request ambiguous for an
+// operator. douyin.add_role has no read that can decide and always goes to
+// an operator.
+type ReconcileConfig struct {
+	// Enabled turns reconciliation on; default true.
+	Enabled bool `yaml:"enabled"`
+	// Window is the settling window; default 30s. A record just written
+	// may not be listed at once: Reads reads are spread over the window,
+	// the last at its end.
+	Window time.Duration `yaml:"window"`
+	// Reads is the number of answered reads in the window; default 4. A
+	// failed read is tried again with the retry backoff inside the window.
+	Reads int `yaml:"reads"`
+	// ClockSkew: a VMS record created up to this long before the request
+	// was first claimed still counts as this filing; default 2m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// Refile files a request whose record is still absent after the
+	// window again, exactly once; default true. false leaves it ambiguous
+	// in the dead letters, for an operator.
+	Refile bool `yaml:"refile"`
+}
+
 // RetryConfig is the backoff policy (see retry.Policy): a few quick
 // in-process attempts, then broker-side redelivery delays.
 type RetryConfig struct {
@@ -306,7 +336,8 @@ type DouyinAccount struct {
 // Default returns the configuration used when nothing is configured.
 func Default() *Config {
 	c := &Config{
-		Admin: AdminConfig{Listen: DefaultAdminListen},
+		Admin:     AdminConfig{Listen: DefaultAdminListen},
+		Reconcile: ReconcileConfig{Enabled: true, Refile: true},
 		Consumer: ConsumerConfig{
 			Retry: RetryConfig{Jitter: retry.DefaultRandomizationFactor},
 		},
@@ -379,6 +410,10 @@ func (c *Config) applyDefaults() {
 	setD(&r.MaxThrottleInterval, retry.DefaultMaxThrottleInterval)
 	setD(&r.RedeliveryBase, retry.DefaultRedeliveryBase)
 	setD(&r.RedeliveryMax, retry.DefaultRedeliveryMax)
+
+	setD(&c.Reconcile.Window, DefaultReconcileWindow)
+	setI(&c.Reconcile.Reads, DefaultReconcileReads)
+	setD(&c.Reconcile.ClockSkew, DefaultReconcileSkew)
 
 	setS(&c.Log.Level, DefaultLogLevel)
 

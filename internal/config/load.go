@@ -41,6 +41,9 @@ const (
 	EnvShutdownGrace      = EnvPrefix + "SHUTDOWN_GRACE"       // consumer.shutdown_grace
 	EnvCallTimeout        = EnvPrefix + "CALL_TIMEOUT"         // consumer.call_timeout
 	EnvNATSConnectTimeout = EnvPrefix + "NATS_CONNECT_TIMEOUT" // nats.connect_timeout
+	EnvReconcile          = EnvPrefix + "RECONCILE"            // reconcile.enabled
+	EnvReconcileWindow    = EnvPrefix + "RECONCILE_WINDOW"     // reconcile.window
+	EnvReconcileRefile    = EnvPrefix + "RECONCILE_REFILE"     // reconcile.refile
 )
 
 // Load reads the YAML file at path (none when path is ""), applies the
@@ -192,6 +195,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	boolean(EnvAdminPprof, &c.Admin.Pprof)
 	str(EnvLogLevel, &c.Log.Level)
 	boolean(EnvLogDevelopment, &c.Log.Development)
+	boolean(EnvReconcile, &c.Reconcile.Enabled)
+	dur(EnvReconcileWindow, &c.Reconcile.Window)
+	boolean(EnvReconcileRefile, &c.Reconcile.Refile)
 	return errors.Join(errs...)
 }
 

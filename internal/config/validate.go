@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 	c.validateStreams(v)
 	c.validateLedger(v)
 	c.validateConsumer(v)
+	c.validateReconcile(v)
 	if c.Admin.Listen != "" {
 		v.hostPort("admin.listen", c.Admin.Listen)
 	}
@@ -332,5 +333,20 @@ func (c *Config) validateAccounts(v *validator) {
 				v.add(k+"check_type", "must be %s or %s", douyin.CheckTypeOK, douyin.CheckTypeReject)
 			}
 		}
+	}
+}
+
+func (c *Config) validateReconcile(v *validator) {
+	r := c.Reconcile
+	v.positive("reconcile.window", r.Window)
+	v.atLeast("reconcile.reads", r.Reads, 1)
+	if r.Reads > 100 {
+		v.add("reconcile.reads", "must be at most 100 (each read may list many pages)")
+	}
+	if r.ClockSkew < 0 {
+		v.add("reconcile.clock_skew", "must not be negative")
+	}
+	if r.Window > time.Hour {
+		v.add("reconcile.window", "must be at most 1h: the request's message is held for the whole window")
 	}
 }

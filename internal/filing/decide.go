@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
@@ -63,6 +64,14 @@ func decide(k *known) step {
 	if k.recorded {
 		return k.finish(k.mem.outcome, k.mem.deadReason)
 	}
+	if k.recon.active {
+		if e := k.entry; e.State == ledger.StateCalling && e.Nonce == k.recon.nonce {
+			return k.reconcile()
+		}
+		// The entry moved on: this replica filed it again, or another
+		// replica took it over or recorded it.
+		k.recon.active = false
+	}
 	if k.callDue && k.stopping {
 		k.callDue, k.deferred = false, true // the grace period is over: send nothing more
 	}
@@ -108,7 +117,7 @@ func (k *known) calling() step {
 		if !k.mem.dispatched || k.mem.answered || k.req.API.Resendable() {
 			return k.adopt()
 		}
-		return k.ambiguous("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
+		return k.lost("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
 	}
 	age := k.now.Sub(e.UpdatedAt)
 	if age < k.lim.lease && k.delivery < k.lim.hardLimit {
@@ -116,7 +125,7 @@ func (k *known) calling() step {
 		return k.settle(retry.ActionNakWithDelay, max(k.lim.lease-age, time.Second), "in flight on another replica")
 	}
 	if !k.req.API.Resendable() {
-		return k.ambiguous("a previous delivery was calling the vendor when it stopped; the vendor may have filed it")
+		return k.lost("a previous delivery was calling the vendor when it stopped; the vendor may have filed it")
 	}
 	return k.toCalling(nil) // a read may be sent again
 }
@@ -175,8 +184,114 @@ func (k *known) toCalling(settles *messages.Result) step {
 	if settles != nil {
 		e.Supersedes, k.settling = settles.CompletedAt, true
 	}
+	if k.refiling {
+		e.Refiled++
+	}
 	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, k.lim.owner, k.mem.nonce, k.now, nil
 	return k.write(e)
+}
+
+// lost decides about a call that may have reached the vendor and whose
+// answer nobody holds: read the vendor's records where they can tell,
+// else leave it to an operator.
+func (k *known) lost(why string) step {
+	if k.reconcilable() {
+		return k.startReconcile(why)
+	}
+	return k.ambiguous(why)
+}
+
+// reconcilable reports whether a lost call of this request can be
+// settled by reading the vendor's records: the api has such a read, it is
+// turned on, and the entry is "calling" (the call's outcome is recorded
+// nowhere).
+func (k *known) reconcilable() bool {
+	return k.lim.reconcile.on && k.req.API.Reconcilable() && k.entry != nil && k.entry.State == ledger.StateCalling
+}
+
+// startReconcile begins reading the vendor's records back.
+func (k *known) startReconcile(why string) step {
+	k.recon = reconciliation{active: true, why: why, nonce: k.entry.Nonce, start: k.now, next: k.lim.reconcile.slot(k.now, 0)}
+	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: k.entry.Attempts,
+		Message: why + fmt.Sprintf("; reading the vendor's records (%d reads over %s)", max(k.lim.reconcile.reads, 1), k.lim.reconcile.window)}))
+	return k.reconcile()
+}
+
+// reconcile goes on reading the vendor's records until they tell (found,
+// or more than one match), the reads are done (absent), or the window is
+// over.
+func (k *known) reconcile() step {
+	r, rules := &k.recon, k.lim.reconcile
+	switch {
+	case r.refile:
+		return k.refile()
+	case k.stopping:
+		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown while reconciling")
+	case r.reads > 0 && r.finding.Found:
+		res := k.result(messages.StatusSucceeded, nil)
+		res.Result, res.UpstreamRequestID, res.Reconciled = r.finding.Outcome.Result, r.finding.Outcome.UpstreamRequestID, true
+		if k.lim.redactResults && len(res.Result) > 0 {
+			res.Result = messages.Redact(res.Result)
+		}
+		st := k.decided(res, messages.EventReconciled, "")
+		k.noteOutcome(fmt.Sprintf("%s; the vendor's record was found by read %d", r.why, r.reads+r.failed))
+		return st
+	case r.reads > 0 && r.finding.Matches > 1:
+		return k.ambiguous(fmt.Sprintf("%s; %d records at the vendor match it and cannot be told apart", r.why, r.finding.Matches))
+	case r.gaveUp:
+		return k.ambiguous(r.why + "; the vendor's records could not be read: " + bound(errText(r.lastErr), 300))
+	}
+	end := rules.slot(r.start, max(rules.reads, 1)-1)
+	if r.reads < max(rules.reads, 1) && !r.next.After(end) {
+		if wait := r.next.Sub(k.now); wait > 0 {
+			return step{kind: stepSleep, delay: wait}
+		}
+		if k.emitted < len(k.trail()) && !k.emitFailed {
+			return step{kind: stepEmit} // the reconciling event, before the reads
+		}
+		return step{kind: stepReconcile}
+	}
+	// The reads are done, or the window is over.
+	if r.reads == 0 || r.lastRead.Sub(r.start) < rules.window/2 {
+		return k.ambiguous(fmt.Sprintf("%s; the vendor's records could not be read over %s (%d reads failed): %s", r.why, rules.window, r.failed, bound(errText(r.lastErr), 300)))
+	}
+	switch {
+	case rules.keepAmbiguous:
+		return k.ambiguous(fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s, and reconcile.refile is off", r.why, r.reads, rules.window))
+	case k.entry.Refiled > 0:
+		return k.ambiguous(fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s, and it was filed again once already", r.why, r.reads, rules.window))
+	}
+	r.refile = true
+	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventRefiled, Attempt: k.entry.Attempts,
+		Message: fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s: filed again, once", r.why, r.reads, rules.window)}))
+	return k.refile()
+}
+
+// refile files the request again, once: a new move to "calling" that
+// counts the refile in the entry.
+func (k *known) refile() step {
+	k.attempts, k.callDue, k.lastErr, k.lastClass, k.lastOut = 0, false, nil, retry.ClassNone, dispatch.Outcome{}
+	k.refiling = true
+	s := k.toCalling(nil)
+	k.refiling = false
+	return s
+}
+
+// noteOutcome adds why to the message of the outcome event just decided.
+func (k *known) noteOutcome(why string) {
+	for i := len(k.pending) - 1; i >= 0; i-- {
+		if ev := &k.pending[i]; isOutcomeEvent(ev.Event) {
+			ev.Message = strings.TrimPrefix(ev.Message+"; ", "; ") + why
+			return
+		}
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "no answer"
+	}
+	return err.Error()
 }
 
 // afterCall decides what follows an upstream attempt.
@@ -199,6 +314,11 @@ func (k *known) afterCall() step {
 		}
 		return k.decided(res, messages.EventSucceeded, "")
 	case retry.ClassAmbiguous:
+		if k.reconcilable() && k.entry.Nonce == k.mem.nonce {
+			// (An entry under another nonce is another replica's call now.)
+			_, msg, _ := describe(err)
+			return k.startReconcile("the answer to the call was lost (" + bound(msg, 300) + ")")
+		}
 		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventAmbiguous, "ambiguous")
 	case retry.ClassInvalid:
 		return k.decided(k.result(messages.StatusRejected, k.resultError(class)), messages.EventRejected, "")

@@ -104,8 +104,12 @@ func (r *runner) write(next ledger.Entry) error {
 		got, err = r.p.ledger.Put(ctx, *k.entry, next)
 	}
 	if err != nil {
-		k.uncertain = !errors.Is(err, ledger.ErrConflict)
-		k.tried = &next
+		// A write that lost a compare-and-set did not land; an earlier one
+		// whose reply was lost still may have, and stays the one to look
+		// for (a replica must not forget a nonce the ledger may name).
+		if !errors.Is(err, ledger.ErrConflict) {
+			k.uncertain, k.tried = true, &next
+		}
 		return err
 	}
 	r.wrote(got)

@@ -37,14 +37,15 @@ type outcome string
 
 const (
 	upSuccess   outcome = "success"
-	upTransient outcome = "transient"   // SystemError, then success
-	upThrottled outcome = "throttled"   // FlowLimitExceeded, then success
-	upPermanent outcome = "permanent"   // a definite error
-	upLost      outcome = "answer-lost" // the vendor acts on it, the answer never comes back
-	upStorm     outcome = "storm"       // SystemError until the request has waited in the broker once
+	upTransient outcome = "transient"    // SystemError, then success
+	upThrottled outcome = "throttled"    // FlowLimitExceeded, then success
+	upPermanent outcome = "permanent"    // a definite error
+	upLost      outcome = "answer-lost"  // the vendor acts on it, the answer never comes back
+	upUnfiled   outcome = "lost-unfiled" // the call looks lost (the same error) but never reached the vendor
+	upStorm     outcome = "storm"        // SystemError until the request has waited in the broker once
 )
 
-var outcomes = []outcome{upSuccess, upTransient, upThrottled, upPermanent, upLost, upStorm}
+var outcomes = []outcome{upSuccess, upTransient, upThrottled, upPermanent, upLost, upUnfiled, upStorm}
 
 type matrixCase struct {
 	n       int
@@ -98,6 +99,8 @@ func (u *upstream) Dispatch(ctx context.Context, req *messages.Request) (dispatc
 			return dispatch.Outcome{}, fmt.Errorf("FlowLimitExceeded: %w", retry.ErrThrottled)
 		case upPermanent:
 			return dispatch.Outcome{}, fmt.Errorf("RequestParametersError: %w", retry.ErrPermanent)
+		case upUnfiled:
+			return dispatch.Outcome{}, filingtest.AnswerLost(req.API)
 		}
 	}
 	out, err := u.inner.Dispatch(ctx, req)
@@ -240,6 +243,8 @@ func runMatrixCase(t *testing.T, env matrixEnv, c matrixCase, stats *matrixStats
 		p = filingtest.New(t, filingtest.Options{
 			NC: env.nc, Prefix: env.prefix, Sandbox: env.sb, Tokens: tokens, Faults: f,
 			Owner: fmt.Sprintf("%s-%d", id, generation), AckWait: time.Second, Grace: 300 * time.Millisecond, Concurrency: 4,
+			// Reconciliation on, with a short settling window.
+			Reconcile: &filing.ReconcileConfig{Window: 300 * time.Millisecond, Reads: 3},
 			Config: func(cfg *filing.Config) {
 				cfg.PublishTimeout, cfg.RecordTimeout, cfg.TroubleTimeout, cfg.CallTimeout = 250*time.Millisecond, 1500*time.Millisecond, 200*time.Millisecond, time.Second
 			},
@@ -282,15 +287,16 @@ func runMatrixCase(t *testing.T, env matrixEnv, c matrixCase, stats *matrixStats
 	if !quiet {
 		violate("not settled within 30s: the request is stranded")
 	}
-	var live, dead int
+	var live, dead, crashes int
 	for _, inc := range incs {
 		if inc.f.Dead() {
+			crashes++
 			dead += int(inc.answered.Load())
 		} else {
 			live += int(inc.answered.Load())
 		}
 	}
-	checkOutcome(p, c, id, up, live, dead, violate)
+	checkOutcome(p, c, id, up, live, dead, crashes, violate)
 	if len(violations) > 0 {
 		stats.mu.Lock()
 		stats.violated++
@@ -318,7 +324,7 @@ func quiescent(env matrixEnv, subjects messages.Subjects, id string, p *filingte
 }
 
 // checkOutcome checks the invariants of a settled case.
-func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream, live, dead int, violate func(string, ...any)) {
+func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream, live, dead, crashes int, violate func(string, ...any)) {
 	// Exactly one final outcome; copies of one outcome byte for byte equal.
 	var raw [][]byte
 	for _, m := range p.StreamMsgs(p.Streams.Results) {
@@ -359,6 +365,13 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 		violate("succeeded, but the vendor never accepted the call")
 	case final.Status != messages.StatusSucceeded && !ambiguous && filed > 0 && !c.api.Resendable():
 		violate("the vendor acted on it, but the final result is %s", describeResult(final))
+	case ambiguous && c.api.Reconcilable() && crashes == 0:
+		// The vendor's records are readable in every case: they settle it,
+		// unless a process died knowing what they cannot tell (that the
+		// one refile it wrote was never sent).
+		violate("the result is %s, although reading the vendor's records settles it", describeResult(final))
+	case c.outcome == upLost && c.api.Reconcilable() && final.Status == messages.StatusSucceeded && !final.Reconciled && live+dead == 0:
+		violate("the answer was lost and the result %+v is not marked reconciled", final)
 	}
 	// The audit events alone tell the story: received, each attempt, the
 	// final outcome.
@@ -372,7 +385,7 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 		switch ev.Event {
 		case messages.EventAttempt:
 			attempts[ev.Attempt] = true
-		case messages.EventSucceeded, messages.EventFailed, messages.EventRejected, messages.EventAmbiguous, messages.EventSettled:
+		case messages.EventSucceeded, messages.EventFailed, messages.EventRejected, messages.EventAmbiguous, messages.EventSettled, messages.EventReconciled:
 			last = &evs[i]
 		}
 	}

@@ -25,7 +25,7 @@ const maxFields = 200
 func (k *known) newEntry() ledger.Entry {
 	received := k.event(messages.AuditEvent{Event: messages.EventReceived})
 	return ledger.Entry{
-		RequestID: k.req.ID, API: k.req.API, Owner: k.lim.owner, Fingerprint: k.fingerprint,
+		RequestID: k.req.ID, API: k.req.API, Owner: k.lim.owner, Fingerprint: k.fingerprint, ClaimedAt: k.now,
 		Trail: append(k.pending[:0:0], received),
 	}
 }
@@ -71,6 +71,7 @@ func (k *known) result(status messages.Status, rerr *messages.ResultError) *mess
 	return &messages.Result{
 		RequestID: k.req.ID, API: k.req.API, Account: k.req.AccountOrDefault(), Status: status,
 		Attempts: k.entry.Attempts, Error: rerr, ReceivedAt: k.receivedAt, CompletedAt: k.now, Metadata: k.req.Metadata,
+		Refiled: k.entry.Refiled > 0,
 	}
 }
 
@@ -130,7 +131,7 @@ func (k *known) outcomeEvents(res *messages.Result, event, deadReason string) []
 // isOutcomeEvent reports whether an event records a final outcome.
 func isOutcomeEvent(event string) bool {
 	switch event {
-	case messages.EventSucceeded, messages.EventRejected, messages.EventFailed, messages.EventAmbiguous, messages.EventSettled:
+	case messages.EventSucceeded, messages.EventRejected, messages.EventFailed, messages.EventAmbiguous, messages.EventSettled, messages.EventReconciled:
 		return true
 	}
 	return false

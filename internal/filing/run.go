@@ -31,6 +31,12 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
 }
 
+// Reconciler reads the vendor's records to learn whether a create whose
+// answer was lost was filed (*dispatch.Dispatcher).
+type Reconciler interface {
+	Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error)
+}
+
 // Ledger is the idempotency ledger (*ledger.Ledger).
 type Ledger interface {
 	ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error)
@@ -91,7 +97,30 @@ type Config struct {
 	// RedactResults redacts the vendor's answer (messages.Redact) in the
 	// result, before it is recorded or published.
 	RedactResults bool
-	Now           func() time.Time
+	// Reconcile settles a VMS or SMS create whose answer was lost by
+	// reading the vendor's records; without a Reader such a request ends
+	// ambiguous, for an operator.
+	Reconcile ReconcileConfig
+	Now       func() time.Time
+}
+
+// ReconcileConfig configures reconciliation (see the README,
+// "Reconciliation").
+type ReconcileConfig struct {
+	// Reader reads the vendor's records; nil turns reconciliation off.
+	Reader Reconciler
+	// Window is the settling window (default 30s): a record just written
+	// may not be listed at once, so Reads reads are spread over it, the
+	// last at its end.
+	Window time.Duration
+	// Reads is the number of answered reads in the window (default 4).
+	Reads int
+	// ClockSkew: a record created up to this long before the request was
+	// first claimed still counts as this filing (default 2 min).
+	ClockSkew time.Duration
+	// KeepAmbiguous: a request whose record is absent after the window
+	// ends ambiguous, for an operator, instead of being filed again once.
+	KeepAmbiguous bool
 }
 
 // Processor handles request messages. It is safe for concurrent use.
@@ -135,11 +164,25 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if cfg.Owner == "" {
 		return nil, errors.New("filing: Config.Owner is required")
 	}
+	rc := cfg.Reconcile
+	def(&rc.Window, 30*time.Second)
+	def(&rc.ClockSkew, 2*time.Minute)
+	if rc.Reads <= 0 {
+		rc.Reads = 4
+	}
+	cfg.Reconcile = rc
 	lim := limits{
 		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
 		lease:        max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
 		redactResults: cfg.RedactResults,
+		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads, skew: rc.ClockSkew,
+			keepAmbiguous: rc.KeepAmbiguous},
+	}
+	if lim.reconcile.on {
+		// A replica that reconciles holds the entry "calling" through its
+		// window: the lease covers it, and its last read.
+		lim.lease += rc.Window + cfg.CallTimeout
 	}
 	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil
@@ -290,6 +333,8 @@ func (r *runner) perform(s step) {
 		t.Stop()
 	case stepCall:
 		r.call()
+	case stepReconcile:
+		r.reconcile()
 	case stepClaim:
 		err = r.claim(s.entry)
 	case stepRead:
@@ -417,4 +462,14 @@ func (r *runner) call() {
 	k.mem.answered = !k.cutShort && k.lastClass != retry.ClassAmbiguous
 	k.now = r.p.cfg.Now().UTC()
 	k.pending = append(k.pending, k.attemptEvent(took))
+}
+
+// reconcile makes one read of the vendor's records.
+func (r *runner) reconcile() {
+	k := r.k
+	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, k.req, k.claimedAt().Add(-k.lim.reconcile.skew))
+	cancel()
+	k.now = r.p.cfg.Now().UTC()
+	k.noteRead(f, err, k.now)
 }

@@ -26,13 +26,14 @@ const (
 	stepEvent                          // publish step.event (not part of the trail)
 	stepDeadLetter                     // publish the dead letter
 	stepResult                         // store step.result and send it to reply_to
+	stepReconcile                      // read the vendor's records for a create whose answer was lost
 	stepSettle                         // ack, nak with delay, or term; the last step
 )
 
 var stepNames = map[stepKind]string{
 	stepWaitLocal: "wait-local", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
 	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
-	stepResult: "result", stepSettle: "settle",
+	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
 }
 
 func (s stepKind) String() string { return stepNames[s] }
@@ -65,6 +66,75 @@ type limits struct {
 	policy        retry.Policy
 	owner         string
 	redactResults bool // the vendor's answer is redacted in results
+	reconcile     reconcileRules
+}
+
+// reconcileRules say how a create whose answer was lost is settled by
+// reading the vendor's records.
+type reconcileRules struct {
+	on            bool
+	window        time.Duration // the settling window: reads are spread over it
+	reads         int           // answered reads in the window, the last at its end
+	skew          time.Duration // a record this much older than the claim still counts
+	keepAmbiguous bool          // absent after the window: ambiguous, for an operator (not filed again)
+}
+
+// slot is when read i (0-based) of a reconciliation that began at start
+// is due: spread evenly, the last at the end of the window.
+func (r reconcileRules) slot(start time.Time, i int) time.Time {
+	if r.reads <= 1 {
+		return start.Add(r.window)
+	}
+	return start.Add(r.window * time.Duration(i) / time.Duration(r.reads-1))
+}
+
+// reconciliation is the progress of reading back a create whose answer
+// was lost.
+type reconciliation struct {
+	active   bool
+	why      string // how the answer was lost
+	nonce    string // the nonce of the lost call; the entry must still name it
+	start    time.Time
+	next     time.Time        // when the next read is due
+	reads    int              // reads answered
+	lastRead time.Time        // when the last answered read was made
+	finding  dispatch.Finding // its answer
+	failures int              // reads failed since the last answered one
+	failed   int              // reads failed in all
+	lastErr  error
+	gaveUp   bool // a read failed in a way that another cannot mend
+	refile   bool // decided: file it again (the write may still be due)
+}
+
+// claimedAt is when the request was first claimed, as well as it is known.
+func (k *known) claimedAt() time.Time {
+	switch {
+	case !k.entry.ClaimedAt.IsZero():
+		return k.entry.ClaimedAt
+	case len(k.entry.Trail) > 0 && !k.entry.Trail[0].Time.IsZero():
+		return k.entry.Trail[0].Time // an entry written before claimed_at was kept
+	}
+	return k.receivedAt
+}
+
+// noteRead takes in the answer to one read made at now.
+func (k *known) noteRead(f dispatch.Finding, err error, now time.Time) {
+	r, rules := &k.recon, k.lim.reconcile
+	if err != nil {
+		r.failures++
+		r.failed++
+		r.lastErr = err
+		class := retry.ClassOf(err)
+		if !class.Retryable() {
+			r.gaveUp = true
+			return
+		}
+		r.next = now.Add(k.lim.policy.Backoff(r.failures, class))
+		return
+	}
+	r.reads++
+	r.failures, r.lastRead, r.finding = 0, now, f
+	r.next = rules.slot(r.start, r.reads)
 }
 
 // recollection is what this replica knows of a request beyond the ledger.
@@ -146,6 +216,8 @@ type known struct {
 	deferred    bool // handed back to wait in the broker
 	deferDelay  time.Duration
 	deferReason string
+	recon       reconciliation
+	refiling    bool // the next move to "calling" files the request again
 	recorded    bool // the outcome (mem.outcome) is in the ledger
 	deadDone    bool
 	resultDone  bool

@@ -65,6 +65,11 @@ type Options struct {
 	// Upstream wraps the real dispatcher (inside Faults); Dispatcher wraps
 	// what the processor calls (outside Faults).
 	Upstream, Dispatcher func(filing.Dispatcher) filing.Dispatcher
+	// Reconcile, when set, turns reconciliation on with these settings;
+	// its Reader defaults to the real dispatcher's reads, and Reader (when
+	// set) wraps what the processor reads through.
+	Reconcile *filing.ReconcileConfig
+	Reader    func(filing.Reconciler) filing.Reconciler
 	// Ledger, when set, wraps the ledger the processor uses.
 	Ledger func(*ledger.Ledger) filing.Ledger
 	// Metrics, when set, receives the processor's metrics.
@@ -197,7 +202,8 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var disp filing.Dispatcher = dispatch.New(accounts)
+	direct := dispatch.New(accounts)
+	var disp filing.Dispatcher = direct
 	var led filing.Ledger = p.Ledger
 	if o.Ledger != nil {
 		led = o.Ledger(p.Ledger)
@@ -218,6 +224,15 @@ func New(tb testing.TB, o Options) *Pipeline {
 		// The sandbox answers at once; a short call timeout keeps the
 		// in-flight lease (retry budget + call timeout) short in tests.
 		CallTimeout: 5 * time.Second,
+	}
+	if rc := o.Reconcile; rc != nil {
+		cfg.Reconcile = *rc
+		if cfg.Reconcile.Reader == nil {
+			cfg.Reconcile.Reader = direct
+		}
+		if o.Reader != nil {
+			cfg.Reconcile.Reader = o.Reader(cfg.Reconcile.Reader)
+		}
 	}
 	if o.Config != nil {
 		o.Config(&cfg)

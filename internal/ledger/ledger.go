@@ -116,6 +116,12 @@ type Entry struct {
 	// written: whoever finishes the request publishes the rest.
 	Trail   []messages.AuditEvent `json:"trail,omitempty"`
 	Emitted int                   `json:"emitted,omitempty"`
+	// ClaimedAt is when the request was first claimed: a record the
+	// vendor created before it is an earlier filing, not this one.
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// Refiled counts the times the request was filed again because the
+	// vendor held no record of a call whose answer was lost (at most once).
+	Refiled int `json:"refiled,omitempty"`
 	// Supersedes is the completed_at of an outcome set aside (by a replay,
 	// or to settle an ambiguous outcome): the next one recorded replaces it.
 	Supersedes time.Time `json:"supersedes,omitzero"`

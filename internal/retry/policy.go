@@ -262,6 +262,17 @@ func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration,
 	return d, stop == stopNone
 }
 
+// Backoff is the wait after failure n (1-based) of class c on the
+// policy's exponential schedule, jittered and capped like Wait's, without
+// Do's attempt and budget limits: for a loop bounded otherwise (the
+// settling window of a reconciliation).
+func (p Policy) Backoff(n int, c Class) time.Duration {
+	p = p.withDefaults()
+	p.MaxAttempts, p.MaxElapsedTime = max(n, 1)+1, time.Duration(1<<62)
+	d, _ := p.next(max(n, 1), c, 0)
+	return d
+}
+
 type stopReason int
 
 const (
