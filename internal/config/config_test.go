@@ -456,3 +456,32 @@ func TestRetryPolicy(t *testing.T) {
 		t.Errorf("RetryPolicy() = %+v, want NoJitter and 7 attempts", p)
 	}
 }
+
+func TestReconcileSettings(t *testing.T) {
+	c := Default()
+	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != DefaultReconcileWindow || r.Reads != DefaultReconcileReads || r.ClockSkew != DefaultReconcileSkew {
+		t.Errorf("defaults %+v: want on, refiling, 30s, 4 reads, 2m", r)
+	}
+	path := writeFile(t, "consumer.yaml", "reconcile:\n  enabled: false\n  refile: false\n  window: 1m\n")
+	c, err := Load(path, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Reconcile; r.Enabled || r.Refile || r.Window != time.Minute || r.Reads != DefaultReconcileReads {
+		t.Errorf("from YAML %+v", r)
+	}
+	c, err = Load(path, env(map[string]string{EnvReconcile: "true", EnvReconcileRefile: "true", EnvReconcileWindow: "10s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 10*time.Second {
+		t.Errorf("from the environment %+v", r)
+	}
+	bad := writeFile(t, "bad.yaml", "reconcile:\n  window: 2h\n  reads: 101\n  clock_skew: -1s\n")
+	_, err = Load(bad, env(nil))
+	for _, key := range []string{"reconcile.window", "reconcile.reads", "reconcile.clock_skew"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error %v: want it to name %s", err, key)
+		}
+	}
+}

@@ -87,7 +87,8 @@ func MetricLabels() metrics.Labels {
 	return metrics.Labels{
 		APIs: apis,
 		Outcomes: []string{messages.EventSucceeded, messages.EventFailed, messages.EventRejected, messages.EventAmbiguous,
-			messages.EventDeferred, messages.EventDuplicate, messages.EventUndecodable, messages.EventSettled, messages.EventConflict},
+			messages.EventDeferred, messages.EventDuplicate, messages.EventUndecodable, messages.EventSettled, messages.EventConflict,
+			messages.EventReconciling, messages.EventReconciled, messages.EventRefiled},
 		Classes:      []string{"ok", "transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
 		DeadReasons:  []string{"transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
 		LedgerStates: []string{"done"},
