@@ -65,6 +65,9 @@ func validateVMS(p *problems, prefix string, api API, q *VMSQualification) {
 		requiredText(p, main+".EnterpriseAddress", m.EnterpriseAddress)
 		requiredText(p, main+".LegalRepresentativeName", m.LegalRepresentativeName)
 		requiredText(p, main+".LegalRepresentativeId", m.LegalRepresentativeId)
+		if m.ReqSourceType < 0 {
+			p.add(main+".ReqSourceType", "must not be negative (leave it out: %d is sent, as the official SDK does)", DefaultReqSourceType)
+		}
 		if api == APIVMSUpdateQualification && strings.TrimSpace(m.QualificationNo) == "" && m.QualificationId == 0 &&
 			!p.has(main+".QualificationNo") && !p.has(main+".QualificationId") {
 			p.add(main+".QualificationNo", "required for an update: the QualificationNo (or QualificationId) of the rejected qualification")

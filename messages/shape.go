@@ -147,7 +147,9 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 		}
 		i, err := strconv.ParseInt(string(n), 10, t.Bits())
 		if err != nil {
-			if errors.Is(err, strconv.ErrRange) {
+			if errors.Is(err, strconv.ErrRange) && t.Bits() == 32 {
+				p.add(path, "integer %s is out of range: the vendor takes a 32-bit integer (at most 2147483647)", truncate(string(n), 40))
+			} else if errors.Is(err, strconv.ErrRange) {
 				p.add(path, "integer %s is out of range", truncate(string(n), 40))
 			} else {
 				p.add(path, "must be an integer, not %s", truncate(string(n), 40))

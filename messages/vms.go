@@ -1,5 +1,10 @@
 package messages
 
+// DefaultReqSourceType is the QualificationMainInfoFormDO.ReqSourceType the
+// official Volcengine SDK sends on AddQualification and
+// UpdateQualification.
+const DefaultReqSourceType = 3
+
 // VMSQualification is the body of Volcengine VMS AddQualification and
 // UpdateQualification (Version 2022-01-01), with the vendor's field names.
 type VMSQualification struct {
@@ -10,17 +15,17 @@ type VMSQualification struct {
 
 // VMSScenario is one calling scenario of a qualification.
 type VMSScenario struct {
-	SceneType         int64  `json:"SceneType"`
+	SceneType         int32  `json:"SceneType"`
 	Description       string `json:"Description"`
 	ScenarioOfCalling string `json:"ScenarioOfCalling"`
-	QualificationId   int64  `json:"QualificationId,omitempty"`
+	QualificationId   int32  `json:"QualificationId,omitempty"`
 	QualificationNo   string `json:"QualificationNo,omitempty"`
 }
 
 // VMSMainInfo is the qualified entity: the company and its legal representative.
 type VMSMainInfo struct {
 	QualificationEntity                            string `json:"QualificationEntity"`
-	CertificateThreeInOne                          int64  `json:"CertificateThreeInOne"`
+	CertificateThreeInOne                          int32  `json:"CertificateThreeInOne"`
 	EnterpriseAddress                              string `json:"EnterpriseAddress"`
 	LegalRepresentativeId                          string `json:"LegalRepresentativeId"`
 	LegalRepresentativeFrontIdPhotoFileCode        string `json:"LegalRepresentativeFrontIdPhotoFileCode,omitempty"`
@@ -34,8 +39,11 @@ type VMSMainInfo struct {
 	CertificateOfTaxationRegistrationPhotoFileCode string `json:"CertificateOfTaxationRegistrationPhotoFileCode,omitempty"`
 	CodeOfOrganizationCertificate                  string `json:"CodeOfOrganizationCertificate,omitempty"`
 	CertificateOfOrganizationCodesPhotoFileCode    string `json:"CertificateOfOrganizationCodesPhotoFileCode,omitempty"`
-	QualificationId                                int64  `json:"QualificationId,omitempty"`
+	QualificationId                                int32  `json:"QualificationId,omitempty"`
 	QualificationNo                                string `json:"QualificationNo,omitempty"`
+	// ReqSourceType is the request source the official SDK sends (3);
+	// the client sends 3 when the caller gives none (docs/vendors.md).
+	ReqSourceType int32 `json:"ReqSourceType,omitempty"`
 }
 
 // VMSAdminInfo is the administrator who answers for the qualification.
@@ -46,7 +54,7 @@ type VMSAdminInfo struct {
 	IdCardFrontPhotoFileCode      string `json:"IdCardFrontPhotoFileCode,omitempty"`
 	IdCardBackPhotoFileCode       string `json:"IdCardBackPhotoFileCode,omitempty"`
 	IdCardPhotoWithPeopleFileCode string `json:"IdCardPhotoWithPeopleFileCode,omitempty"`
-	QualificationId               int64  `json:"QualificationId,omitempty"`
+	QualificationId               int32  `json:"QualificationId,omitempty"`
 }
 
 // VMSAddResult is the Result of AddQualification.

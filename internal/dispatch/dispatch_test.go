@@ -184,8 +184,9 @@ func TestDispatchNotValidated(t *testing.T) {
 	}
 }
 
-// TestGatewayTimeoutOnCreateIsAmbiguous: a bare 504 (or 502) may mean a
-// gateway forwarded the request and gave up: ambiguous for a create call,
+// TestGatewayTimeoutOnCreateIsAmbiguous: a bare 504, 502 or 500 may mean a
+// gateway forwarded the request and gave up (or the server failed while
+// handling it): ambiguous for a create call,
 // transient for a read; a 503 or a vendor code is a definite answer.
 func TestGatewayTimeoutOnCreateIsAmbiguous(t *testing.T) {
 	var reply error
@@ -207,6 +208,9 @@ func TestGatewayTimeoutOnCreateIsAmbiguous(t *testing.T) {
 		{"504 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 504}, retry.ClassAmbiguous},
 		{"502 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 502}, retry.ClassAmbiguous},
 		{"503 create", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 503}, retry.ClassTransient},
+		{"bare 500 create (the SDK would send it again)", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 500}, retry.ClassAmbiguous},
+		{"500 with vendor code", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 500, Code: "InternalError"}, retry.ClassTransient},
+		{"500 read", messages.APIDouyinGetClassAuth, &douyin.APIError{HTTPStatus: 500}, retry.ClassTransient},
 		{"504 with vendor code", messages.APIVMSAddQualification, &volcengine.APIError{HTTPStatus: 504, Code: "SystemError"}, retry.ClassTransient},
 		{"504 read", messages.APIDouyinGetClassAuth, &douyin.APIError{HTTPStatus: 504}, retry.ClassTransient},
 	}

@@ -51,18 +51,23 @@ func isAmbiguousSend(api messages.API, err error) bool {
 	return errors.Is(err, retry.ErrAmbiguous) || gatewayTimeout(err)
 }
 
-// gatewayTimeout reports a 502 or 504 without a vendor error code: a
-// gateway that forwarded the request and gave up waiting, so the vendor may
-// have acted on it. A reply that carries the vendor's own code is a
-// definite answer.
+// gatewayTimeout reports a 500, 502 or 504 without a vendor error code: a
+// server that failed while handling the request, or a gateway that
+// forwarded it and gave up waiting, so the vendor may have acted on it (the
+// official SDK's SMS handler sends such a request again; qualfile does not,
+// docs/vendors.md). A 503 means the request was not taken, and a reply that
+// carries the vendor's own code is a definite answer.
 func gatewayTimeout(err error) bool {
+	mayHaveActed := func(status int) bool {
+		return status == http.StatusInternalServerError || status == http.StatusBadGateway || status == http.StatusGatewayTimeout
+	}
 	var v *volcengine.APIError
 	if errors.As(err, &v) {
-		return v.Code == "" && v.CodeN == 0 && (v.HTTPStatus == http.StatusBadGateway || v.HTTPStatus == http.StatusGatewayTimeout)
+		return v.Code == "" && v.CodeN == 0 && mayHaveActed(v.HTTPStatus)
 	}
 	var d *douyin.APIError
 	if errors.As(err, &d) {
-		return d.Code == 0 && (d.HTTPStatus == http.StatusBadGateway || d.HTTPStatus == http.StatusGatewayTimeout)
+		return d.Code == 0 && mayHaveActed(d.HTTPStatus)
 	}
 	return false
 }

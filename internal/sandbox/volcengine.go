@@ -326,8 +326,8 @@ func (x *volcExchange) updateQualification(p *messages.VMSQualification, now tim
 	w := s.w
 	no := strings.TrimSpace(m.QualificationNo)
 	if no == "" {
-		no = w.qualByID[m.QualificationId]
-	} else if m.QualificationId != 0 && w.qualByID[m.QualificationId] != no {
+		no = w.qualByID[int64(m.QualificationId)]
+	} else if m.QualificationId != 0 && w.qualByID[int64(m.QualificationId)] != no {
 		s.mu.Unlock()
 		x.paramError(http.StatusOK, fmt.Sprintf("QualificationMainInfoFormDO: QualificationNo %s and QualificationId %d do not name the same qualification", no, m.QualificationId))
 		return

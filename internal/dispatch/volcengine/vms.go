@@ -34,7 +34,7 @@ func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification
 	if q == nil {
 		return messages.VMSAddResult{}, Metadata{}, nilPayload(ActionAddQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionAddQualification, q)
+	result, md, err := v.c.call(ctx, ActionAddQualification, withReqSource(q))
 	if err != nil {
 		return messages.VMSAddResult{}, md, err
 	}
@@ -58,7 +58,7 @@ func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualificat
 	if q == nil {
 		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionUpdateQualification, q)
+	result, md, err := v.c.call(ctx, ActionUpdateQualification, withReqSource(q))
 	if err != nil {
 		return nil, md, err
 	}
@@ -66,6 +66,19 @@ func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualificat
 		return json.RawMessage("{}"), md, nil
 	}
 	return result, md, nil
+}
+
+// withReqSource is q with QualificationMainInfoFormDO.ReqSourceType set to
+// messages.DefaultReqSourceType when the caller gave none, as the official
+// SDK sends it; q itself is not changed.
+func withReqSource(q *messages.VMSQualification) *messages.VMSQualification {
+	if q.QualificationMainInfoFormDO == nil || q.QualificationMainInfoFormDO.ReqSourceType != 0 {
+		return q
+	}
+	body, main := *q, *q.QualificationMainInfoFormDO
+	main.ReqSourceType = messages.DefaultReqSourceType
+	body.QualificationMainInfoFormDO = &main
+	return &body
 }
 
 // qualificationNo reads the qualification number from an AddQualification

@@ -127,8 +127,45 @@ func TestVMSAddQualificationSuccess(t *testing.T) {
 	}
 	got := f.last(t)
 	checkVolcRequest(t, got, "AddQualification", "2022-01-01", "vms", "cn-north-1")
-	if g, w := genericJSON(t, got.Body), genericJSON(t, []byte(seedVMSBody)); !reflect.DeepEqual(g, w) {
-		t.Errorf("body differs from the vendor's example:\n got %s", got.Body)
+	if g, w := genericJSON(t, got.Body), sdkBody(t); !reflect.DeepEqual(g, w) {
+		t.Errorf("body differs from the vendor's example with the SDK's ReqSourceType:\n got %s", got.Body)
+	}
+}
+
+// sdkBody is the vendor's example as the official SDK sends it:
+// QualificationMainInfoFormDO.ReqSourceType 3.
+func sdkBody(t *testing.T) any {
+	t.Helper()
+	w := genericJSON(t, []byte(seedVMSBody))
+	w.(map[string]any)["QualificationMainInfoFormDO"].(map[string]any)["ReqSourceType"] = json.Number("3")
+	return w
+}
+
+// A caller's ReqSourceType is sent as given; the caller's payload is never
+// changed by the default.
+func TestVMSReqSourceType(t *testing.T) {
+	for _, given := range []int32{0, 5} {
+		f := newFakeVendor(t, testCreds.SecretAccessKey)
+		f.Reply = replyJSON(200, envelopeJSON("AddQualification", "", `{"QualificationNo":"QU1"}`))
+		q := seedVMS(t)
+		q.QualificationMainInfoFormDO.ReqSourceType = given
+		if _, _, err := newTestVMS(t, f, nil).AddQualification(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+		var sent messages.VMSQualification
+		if err := json.Unmarshal(f.last(t).Body, &sent); err != nil {
+			t.Fatal(err)
+		}
+		want := given
+		if want == 0 {
+			want = messages.DefaultReqSourceType
+		}
+		if got := sent.QualificationMainInfoFormDO.ReqSourceType; got != want {
+			t.Errorf("given %d: sent ReqSourceType %d, want %d", given, got, want)
+		}
+		if q.QualificationMainInfoFormDO.ReqSourceType != given {
+			t.Errorf("given %d: the caller's payload was changed to %d", given, q.QualificationMainInfoFormDO.ReqSourceType)
+		}
 	}
 }
 
@@ -195,8 +232,8 @@ func TestVMSUpdateQualification(t *testing.T) {
 		}
 		rec := f.last(t)
 		checkVolcRequest(t, rec, "UpdateQualification", "2022-01-01", "vms", "cn-north-1")
-		if g, w := genericJSON(t, rec.Body), genericJSON(t, []byte(seedVMSBody)); !reflect.DeepEqual(g, w) {
-			t.Errorf("body differs from the vendor's example:\n got %s", rec.Body)
+		if g, w := genericJSON(t, rec.Body), sdkBody(t); !reflect.DeepEqual(g, w) {
+			t.Errorf("body differs from the vendor's example with the SDK's ReqSourceType:\n got %s", rec.Body)
 		}
 	}
 }
