@@ -42,7 +42,7 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, js, subjects, w.Err, zap.NewNop())
+	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, js, subjects, w.Err, func() string { return "breakers: all closed" }, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestPprofOnlyWhenAskedFor(t *testing.T) {
 	js, nc, _ := natstest.JetStream(t)
 	for _, on := range []bool{false, true} {
 		addr := freeAddr(t)
-		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, js, messages.Subjects{Prefix: "filing"}, func() error { return nil }, zap.NewNop())
+		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, js, messages.Subjects{Prefix: "filing"}, func() error { return nil }, func() string { return "" }, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -243,10 +244,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m.Build(bi.Version, bi.Commit, bi.GoVersion)
 
 	disp := dispatch.New(clients)
+	// The vendors are protected from us: a breaker and a rate limit per
+	// vendor account, in front of every call and read.
+	slots, err := openSlots(setupCtx, js, cfg)
+	if err != nil {
+		return err
+	}
+	l := cfg.Limits
+	grd := guard.New(guard.Config{Pairs: pairsOf(accounts), Failures: l.Breaker.Failures, OpenFor: l.Breaker.OpenFor,
+		Probes: l.Breaker.Probes, Rate: l.Rate, Slots: slots, MinRate: l.MinRate, RecoverEvery: l.RecoverEvery}, disp, disp)
 	reconcile := filing.ReconcileConfig{Window: cfg.Reconcile.Window, Reads: cfg.Reconcile.Reads,
 		ClockSkew: cfg.Reconcile.ClockSkew, KeepAmbiguous: !cfg.Reconcile.Refile}
 	if cfg.Reconcile.Enabled {
-		reconcile.Reader = disp
+		reconcile.Reader = grd
 	}
 	proc, err := filing.New(filing.Config{
 		Subjects:      subjects,
@@ -259,7 +269,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxPayload:    int(nc.MaxPayload()),
 		Objects:       st.objects,
 		Reconcile:     reconcile,
-	}, disp, led, js, nc, log, m)
+	}, grd, led, js, nc, log, m)
 	if err != nil {
 		return err
 	}
@@ -292,10 +302,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { defer close(healthDone); health.Run(healthCtx) }()
 	backlogDone := make(chan struct{})
 	go func() { defer close(backlogDone); watchBacklog(healthCtx, cons, m, cfg.NATS.Health.Interval) }()
-	stopHealth := func() { stopHealthCtx(); <-healthDone; <-backlogDone }
+	breakersDone := make(chan struct{})
+	bw := &breakerWatch{g: grd, js: js, subjects: subjects, stream: queue.StreamNames(subjects).Requests, durable: cfg.Consumer.Durable,
+		log: log, m: m, timeout: cfg.NATS.Health.Timeout}
+	go func() { defer close(breakersDone); bw.run(healthCtx, cfg.NATS.Health.Interval) }()
+	stopHealth := func() { stopHealthCtx(); <-healthDone; <-backlogDone; <-breakersDone }
 	defer stopHealth()
 
-	stopAdmin, err := startAdmin(cfg.Admin, reg, nc, js, subjects, health.Err, log)
+	stopAdmin, err := startAdmin(cfg.Admin, reg, nc, js, subjects, health.Err, func() string { return breakerDetail(grd) }, log)
 	if err != nil {
 		return err
 	}
@@ -394,7 +408,7 @@ func reportHealth(log *zap.Logger, nc *nats.Conn) func(jshealth.Change) {
 // asked for); an empty address disables it. /readyz fails while NATS is
 // disconnected, while jetStreamErr reports the JetStream health watch
 // failing, or when a stream is missing.
-func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, log *zap.Logger) (func(), error) {
+func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, detail func() string, log *zap.Logger) (func(), error) {
 	addr := ac.Listen
 	if addr == "" {
 		return func() {}, nil
@@ -428,6 +442,7 @@ func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, 
 			}
 		}
 		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, detail())
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -56,6 +56,11 @@ const (
 	DefaultReconcileWindow   = 30 * time.Second
 	DefaultReconcileReads    = 4
 	DefaultReconcileSkew     = 2 * time.Minute
+	DefaultMinRate           = 0.2
+	DefaultRecoverEvery      = 10 * time.Second
+	DefaultBreakerFailures   = 5
+	DefaultBreakerOpenFor    = 15 * time.Second
+	DefaultBreakerProbes     = 1
 )
 
 // Config is the consumer's configuration. Its YAML keys are given in the
@@ -69,10 +74,13 @@ type Config struct {
 	Ledger   LedgerConfig   `yaml:"ledger"`
 	Consumer ConsumerConfig `yaml:"consumer"`
 	// Reconcile settles a VMS or SMS create whose answer was lost.
-	Reconcile ReconcileConfig    `yaml:"reconcile"`
-	Admin     AdminConfig        `yaml:"admin"`
-	Log       LogConfig          `yaml:"log"`
-	Accounts  map[string]Account `yaml:"accounts"`
+	Reconcile ReconcileConfig `yaml:"reconcile"`
+	// Limits protect the vendors: a circuit breaker and a rate limit per
+	// vendor account.
+	Limits   LimitsConfig       `yaml:"limits"`
+	Admin    AdminConfig        `yaml:"admin"`
+	Log      LogConfig          `yaml:"log"`
+	Accounts map[string]Account `yaml:"accounts"`
 }
 
 // NATSConfig is the connection to the NATS servers.
@@ -233,6 +241,34 @@ type ReconcileConfig struct {
 	// window again, exactly once; default true. false leaves it ambiguous
 	// in the dead letters, for an operator.
 	Refile bool `yaml:"refile"`
+}
+
+// LimitsConfig protects the vendors from qualfile, per vendor (vms, sms,
+// douyin) and account.
+type LimitsConfig struct {
+	// Rate is the calls per second allowed per vendor account, across all
+	// replicas (shared through the KV bucket <PREFIX>_RATE); 0 (default)
+	// sets no limit. Throttling answers lower it for a while either way.
+	Rate float64 `yaml:"rate"`
+	// MinRate is the lowest rate throttling brings a vendor account to;
+	// default 0.2 per second.
+	MinRate float64 `yaml:"min_rate"`
+	// RecoverEvery: after a throttling answer the rate rises by a quarter
+	// per interval without one; default 10s.
+	RecoverEvery time.Duration `yaml:"recover_every"`
+	// Breaker is the circuit breaker.
+	Breaker BreakerConfig `yaml:"breaker"`
+}
+
+// BreakerConfig is the circuit breaker of each vendor account.
+type BreakerConfig struct {
+	// Failures is the number of transient failures in a row (SystemError,
+	// 1999, HTTP 5xx, timeouts, throttling) that opens it; default 5.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long it holds every call once open; default 15s.
+	OpenFor time.Duration `yaml:"open_for"`
+	// Probes is the number of calls let through to test recovery; default 1.
+	Probes int `yaml:"probes"`
 }
 
 // RetryConfig is the backoff policy (see retry.Policy): a few quick
@@ -414,6 +450,14 @@ func (c *Config) applyDefaults() {
 	setD(&c.Reconcile.Window, DefaultReconcileWindow)
 	setI(&c.Reconcile.Reads, DefaultReconcileReads)
 	setD(&c.Reconcile.ClockSkew, DefaultReconcileSkew)
+
+	if c.Limits.MinRate == 0 {
+		c.Limits.MinRate = DefaultMinRate
+	}
+	setD(&c.Limits.RecoverEvery, DefaultRecoverEvery)
+	setI(&c.Limits.Breaker.Failures, DefaultBreakerFailures)
+	setD(&c.Limits.Breaker.OpenFor, DefaultBreakerOpenFor)
+	setI(&c.Limits.Breaker.Probes, DefaultBreakerProbes)
 
 	setS(&c.Log.Level, DefaultLogLevel)
 

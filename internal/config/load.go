@@ -44,6 +44,7 @@ const (
 	EnvReconcile          = EnvPrefix + "RECONCILE"            // reconcile.enabled
 	EnvReconcileWindow    = EnvPrefix + "RECONCILE_WINDOW"     // reconcile.window
 	EnvReconcileRefile    = EnvPrefix + "RECONCILE_REFILE"     // reconcile.refile
+	EnvRateLimit          = EnvPrefix + "RATE_LIMIT"           // limits.rate
 )
 
 // Load reads the YAML file at path (none when path is ""), applies the
@@ -198,6 +199,14 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	boolean(EnvReconcile, &c.Reconcile.Enabled)
 	dur(EnvReconcileWindow, &c.Reconcile.Window)
 	boolean(EnvReconcileRefile, &c.Reconcile.Refile)
+	if v := getenv(EnvRateLimit); v != "" {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			errs = append(errs, fieldErr(EnvRateLimit, "%q is not a number of calls per second", v))
+		} else {
+			c.Limits.Rate = f
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -47,6 +47,7 @@ func (c *Config) Validate() error {
 	c.validateLedger(v)
 	c.validateConsumer(v)
 	c.validateReconcile(v)
+	c.validateLimits(v)
 	if c.Admin.Listen != "" {
 		v.hostPort("admin.listen", c.Admin.Listen)
 	}
@@ -349,4 +350,18 @@ func (c *Config) validateReconcile(v *validator) {
 	if r.Window > time.Hour {
 		v.add("reconcile.window", "must be at most 1h: the request's message is held for the whole window")
 	}
+}
+
+func (c *Config) validateLimits(v *validator) {
+	l := c.Limits
+	if l.Rate < 0 || l.Rate > 10000 {
+		v.add("limits.rate", "must be between 0 (no limit) and 10000 calls per second")
+	}
+	if l.MinRate <= 0 || (l.Rate > 0 && l.MinRate > l.Rate) {
+		v.add("limits.min_rate", "must be positive and at most limits.rate")
+	}
+	v.positive("limits.recover_every", l.RecoverEvery)
+	v.atLeast("limits.breaker.failures", l.Breaker.Failures, 1)
+	v.positive("limits.breaker.open_for", l.Breaker.OpenFor)
+	v.atLeast("limits.breaker.probes", l.Breaker.Probes, 1)
 }

@@ -72,6 +72,9 @@ func decide(k *known) step {
 		// replica took it over or recorded it.
 		k.recon.active = false
 	}
+	if k.held != nil {
+		return k.holdBack()
+	}
 	if k.callDue && k.stopping {
 		k.callDue, k.deferred = false, true // the grace period is over: send nothing more
 	}
@@ -120,7 +123,7 @@ func (k *known) calling() step {
 		return k.lost("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
 	}
 	age := k.now.Sub(e.UpdatedAt)
-	if age < k.lim.lease && k.delivery < k.lim.hardLimit {
+	if age < k.lim.lease && k.counted() < k.lim.hardLimit {
 		// Another replica is calling right now; look again after its lease.
 		return k.settle(retry.ActionNakWithDelay, max(k.lim.lease-age, time.Second), "in flight on another replica")
 	}
@@ -332,7 +335,7 @@ func (k *known) afterCall() step {
 		k.callDue = true
 		return step{kind: stepSleep, delay: wait}
 	}
-	dec := k.lim.policy.Decide(err, k.delivery, k.lim.maxDeliver)
+	dec := k.lim.policy.Decide(err, k.counted(), k.lim.maxDeliver)
 	if dec.Action == retry.ActionDeadLetter {
 		return k.decided(k.result(messages.StatusFailed, k.resultError(class)), messages.EventFailed, "retries exhausted")
 	}
@@ -341,6 +344,26 @@ func (k *known) afterCall() step {
 	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: k.entry.Attempts,
 		Class: string(class), Code: code, Message: fmt.Sprintf("redelivery in %s", dec.Delay.Round(time.Millisecond))}))
 	return k.deferral()
+}
+
+// holdBack hands back a request whose call qualfile held back before
+// sending it (the vendor's breaker is open, or its rate limit full): the
+// entry goes back to "claimed" counting the hand-back, so that the
+// delivery does not count toward the dead-letter limit.
+func (k *known) holdBack() step {
+	if e := k.entry; e.State == ledger.StateCalling && e.Nonce == k.mem.nonce && !k.stopping {
+		if !k.heldNoted {
+			k.heldNoted = true
+			_, msg, _ := describe(k.held)
+			k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: e.Attempts,
+				Class: string(retry.ClassHeld), Code: "Held", Message: bound(msg, 300)}))
+		}
+		next := *e
+		next.State, next.Nonce, next.UpdatedAt = ledger.StateClaimed, "", k.now
+		next.Held++
+		return k.write(next)
+	}
+	return k.settle(retry.ActionNakWithDelay, max(k.heldFor, time.Second), "held back: nothing sent")
 }
 
 // deferral hands the request back to the broker to wait there, not in

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
+	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/retry"
@@ -35,6 +36,7 @@ type harnessOpts struct {
 	wrapLedger func(*ledger.Ledger) filing.Ledger
 	grace      time.Duration
 	config     func(*filing.Config)
+	guard      *guard.Config
 }
 
 func newHarness(tb testing.TB, o harnessOpts) *harness {
@@ -43,7 +45,7 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 		_, o.nc, _ = natstest.JetStream(tb)
 	}
 	p := filingtest.New(tb, filingtest.Options{NC: o.nc, MaxDeliver: o.maxDeliver, Policy: o.policy, Owner: o.owner, Sandbox: o.sb,
-		Grace: o.grace, Config: o.config, Ledger: o.wrapLedger})
+		Grace: o.grace, Config: o.config, Ledger: o.wrapLedger, Guard: o.guard})
 	return &harness{Pipeline: p, js: p.JS, sb: p.Sandbox, led: p.Ledger, subjects: p.Subjects}
 }
 

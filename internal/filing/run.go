@@ -455,6 +455,13 @@ func (r *runner) call() {
 	out, err := r.p.disp.Dispatch(ctx, k.req)
 	cancel()
 	took := r.p.cfg.Now().Sub(start)
+	if retry.ClassOf(err) == retry.ClassHeld {
+		// Held back before it was sent: no attempt, nothing in flight.
+		k.mem.dispatched = false
+		k.held, k.heldFor = err, heldDelay(err)
+		k.now = r.p.cfg.Now().UTC()
+		return
+	}
 	k.attempts++
 	k.entry.Attempts++
 	k.lastOut, k.lastErr, k.lastClass = out, err, retry.ClassOf(err)

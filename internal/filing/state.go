@@ -1,6 +1,7 @@
 package filing
 
 import (
+	"errors"
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
@@ -106,6 +107,24 @@ type reconciliation struct {
 	refile   bool // decided: file it again (the write may still be due)
 }
 
+// counted is the deliveries that count toward the dead-letter limit: not
+// those handed back because qualfile held the call back.
+func (k *known) counted() int {
+	if k.entry == nil {
+		return k.delivery
+	}
+	return max(1, k.delivery-k.entry.Held)
+}
+
+// heldDelay is how long a held call's request should wait.
+func heldDelay(err error) time.Duration {
+	var h interface{ HeldFor() time.Duration }
+	if errors.As(err, &h) {
+		return h.HeldFor()
+	}
+	return time.Second
+}
+
 // claimedAt is when the request was first claimed, as well as it is known.
 func (k *known) claimedAt() time.Time {
 	switch {
@@ -125,6 +144,12 @@ func (k *known) noteRead(f dispatch.Finding, err error, now time.Time) {
 		r.failed++
 		r.lastErr = err
 		class := retry.ClassOf(err)
+		if class == retry.ClassHeld {
+			// This replica held the read back (the rate limit): not an
+			// answer, and not a failure of the vendor.
+			r.next = now.Add(min(heldDelay(err), time.Second))
+			return
+		}
 		if !class.Retryable() {
 			r.gaveUp = true
 			return
@@ -217,6 +242,9 @@ type known struct {
 	deferDelay  time.Duration
 	deferReason string
 	recon       reconciliation
+	held        error // the last call was held back before it was sent (retry.ErrHeld)
+	heldFor     time.Duration
+	heldNoted   bool // its deferred event is in pending
 	refiling    bool // the next move to "calling" files the request again
 	recorded    bool // the outcome (mem.outcome) is in the ledger
 	deadDone    bool

@@ -29,6 +29,7 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
+	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
@@ -70,6 +71,11 @@ type Options struct {
 	// set) wraps what the processor reads through.
 	Reconcile *filing.ReconcileConfig
 	Reader    func(filing.Reconciler) filing.Reconciler
+	// Guard, when set, puts the vendors' breakers and rate limits in front
+	// of the real dispatcher (inside Faults), as the consumer does: its
+	// Pairs default to the sandbox's account, its Slots to the prefix's
+	// rate bucket when a Rate is set. Pipeline.Guard is it.
+	Guard *guard.Config
 	// Ledger, when set, wraps the ledger the processor uses.
 	Ledger func(*ledger.Ledger) filing.Ledger
 	// Metrics, when set, receives the processor's metrics.
@@ -107,7 +113,10 @@ type Pipeline struct {
 	Processor *filing.Processor
 	// Health is the JetStream health watch (nil unless Options.Health).
 	Health *jshealth.Watcher
-	opts   Options
+	// Guard holds the vendors' breakers and rate limits (nil unless
+	// Options.Guard).
+	Guard *guard.Guard
+	opts  Options
 
 	healthMu  sync.Mutex
 	healthLog []HealthChange
@@ -204,6 +213,22 @@ func New(tb testing.TB, o Options) *Pipeline {
 	}
 	direct := dispatch.New(accounts)
 	var disp filing.Dispatcher = direct
+	var reader filing.Reconciler = direct
+	if gc := o.Guard; gc != nil {
+		c := *gc
+		if c.Pairs == nil {
+			c.Pairs = []guard.Pair{{Vendor: "vms", Account: "default"}, {Vendor: "sms", Account: "default"}, {Vendor: "douyin", Account: "default"}}
+		}
+		if c.Rate > 0 && c.Slots == nil {
+			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.Rate, TTL: time.Minute, Storage: jetstream.MemoryStorage, Replicas: o.Replicas})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			c.Slots = guard.KVSlots{KV: kv}
+		}
+		p.Guard = guard.New(c, direct, direct)
+		disp, reader = p.Guard, p.Guard
+	}
 	var led filing.Ledger = p.Ledger
 	if o.Ledger != nil {
 		led = o.Ledger(p.Ledger)
@@ -228,7 +253,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if rc := o.Reconcile; rc != nil {
 		cfg.Reconcile = *rc
 		if cfg.Reconcile.Reader == nil {
-			cfg.Reconcile.Reader = direct
+			cfg.Reconcile.Reader = reader
 		}
 		if o.Reader != nil {
 			cfg.Reconcile.Reader = o.Reader(cfg.Reconcile.Reader)

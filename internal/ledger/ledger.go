@@ -119,6 +119,10 @@ type Entry struct {
 	// ClaimedAt is when the request was first claimed: a record the
 	// vendor created before it is an earlier filing, not this one.
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// Held counts the deliveries handed back because qualfile held the call
+	// back (a vendor's circuit breaker open, its rate limit full): they do
+	// not count toward the dead-letter limit.
+	Held int `json:"held,omitempty"`
 	// Refiled counts the times the request was filed again because the
 	// vendor held no record of a call whose answer was lost (at most once).
 	Refiled int `json:"refiled,omitempty"`

@@ -25,6 +25,11 @@ type Metrics struct {
 	ConsumerPending    prometheus.Gauge // messages not yet delivered
 	ConsumerAckPending prometheus.Gauge // delivered, not yet acknowledged
 	BuildInfo          *prometheus.GaugeVec
+	// The vendors' circuit breakers and rate limits (internal/guard), by
+	// vendor and account (accounts of the configuration only).
+	Breaker        *prometheus.GaugeVec // 0 closed, 1 half open, 2 open
+	VendorRate     *prometheus.GaugeVec // calls per second allowed now; -1 for no limit
+	ConsumerPaused prometheus.Gauge     // 1 while this replica has the shared consumer paused
 }
 
 // Labels are the values each label may take, known when the process
@@ -74,6 +79,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: "qualfile", Name: "jetstream_probe_failures",
 			Help: "Consecutive failed JetStream health probes (0 after a success).",
 		}),
+		Breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "breaker_state",
+			Help: "Circuit breaker of a vendor account: 0 closed, 1 half open (probing), 2 open (calls held back).",
+		}, []string{"vendor", "account"}),
+		VendorRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "vendor_rate_limit",
+			Help: "Calls per second this replica allows itself to a vendor account now (lowered after throttling); -1 for no limit.",
+		}, []string{"vendor", "account"}),
+		ConsumerPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "qualfile", Name: "consumer_paused",
+			Help: "1 while this replica has paused the shared consumer on the server because every vendor account's breaker is open.",
+		}),
 		JetStreamReconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "qualfile", Name: "jetstream_forced_reconnects_total",
 			Help: "Reconnects to another NATS server forced because JetStream health probes kept failing.",
@@ -92,7 +109,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		Help: "1, labelled with the running binary's version, commit and Go version.",
 	}, []string{"version", "commit", "goversion"})
 	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits,
-		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects, m.ConsumerPending, m.ConsumerAckPending, m.BuildInfo)
+		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects, m.ConsumerPending, m.ConsumerAckPending, m.BuildInfo,
+		m.Breaker, m.VendorRate, m.ConsumerPaused)
 	return m
 }
 
@@ -199,4 +217,26 @@ func (m *Metrics) JetStreamReconnect() {
 	if m != nil {
 		m.JetStreamReconnects.Inc()
 	}
+}
+
+// Guard records a vendor account's breaker state (0 closed, 1 half open,
+// 2 open) and its current rate (-1 for no limit).
+func (m *Metrics) Guard(vendor, account string, state int, rate float64) {
+	if m == nil {
+		return
+	}
+	m.Breaker.WithLabelValues(vendor, account).Set(float64(state))
+	m.VendorRate.WithLabelValues(vendor, account).Set(rate)
+}
+
+// Paused records whether this replica has the shared consumer paused.
+func (m *Metrics) Paused(paused bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if paused {
+		v = 1
+	}
+	m.ConsumerPaused.Set(v)
 }

@@ -33,6 +33,12 @@ var (
 // blindly.
 var ErrAmbiguous = errors.New("outcome unknown: the request may have reached the vendor")
 
+// ErrHeld marks a call that qualfile itself held back before sending: the
+// vendor's circuit breaker is open, or its rate limit has no room before
+// the call's deadline. Nothing reached the vendor; the request waits in the
+// broker without the delivery counting toward the dead-letter limit.
+var ErrHeld = errors.New("held back: nothing was sent")
+
 // Class is the class of an error.
 type Class string
 
@@ -47,6 +53,9 @@ const (
 	// came back. Neither retrying (a second filing) nor giving up (a lost
 	// one) is safe; an operator resolves it.
 	ClassAmbiguous Class = "ambiguous"
+	// ClassHeld: qualfile held the call back (ErrHeld); it never appears
+	// in a result.
+	ClassHeld Class = "held"
 )
 
 // ClassOf classifies err. An error wrapping no class sentinel is permanent:
@@ -57,6 +66,8 @@ func ClassOf(err error) Class {
 		return ClassNone
 	case errors.Is(err, ErrInvalid):
 		return ClassInvalid
+	case errors.Is(err, ErrHeld):
+		return ClassHeld
 	case errors.Is(err, ErrAmbiguous) && !errors.Is(err, ErrTransient):
 		// A transient error that may have been sent is still transient: the
 		// caller decides, per call, whether resending is safe, and marks

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/qualfile/qualfile/internal/config"
+	"github.com/qualfile/qualfile/internal/guard"
+	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// pairsOf are the vendor accounts of the configuration.
+func pairsOf(accounts map[string]config.ResolvedAccount) []guard.Pair {
+	var ps []guard.Pair
+	for name, a := range accounts {
+		if a.Volcengine != nil {
+			ps = append(ps, guard.Pair{Vendor: "vms", Account: name}, guard.Pair{Vendor: "sms", Account: name})
+		}
+		if a.Douyin != nil {
+			ps = append(ps, guard.Pair{Vendor: "douyin", Account: name})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
+	return ps
+}
+
+// openSlots opens the KV bucket of the shared rate-limit slots, when a
+// rate is configured: a slot is a key, kept for a minute.
+func openSlots(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (guard.Slots, error) {
+	if cfg.Limits.Rate <= 0 {
+		return nil, nil
+	}
+	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: b.Rate, Description: "qualfile: slots of the vendors' rate limits, shared by the replicas",
+		TTL: time.Minute, Storage: jetstream.MemoryStorage, Replicas: cfg.Streams.Replicas, History: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rate bucket %s: %w", b.Rate, err)
+	}
+	return guard.KVSlots{KV: kv}, nil
+}
+
+// breakerWatch turns the guard's breaker changes into their effects: one
+// audit event per change (logs and metrics derived from it), and the
+// shared consumer paused on the server while every vendor account's
+// breaker is open.
+type breakerWatch struct {
+	g        *guard.Guard
+	js       jetstream.JetStream
+	subjects messages.Subjects
+	stream   string
+	durable  string
+	log      *zap.Logger
+	m        *metrics.Metrics
+	timeout  time.Duration
+	paused   bool
+}
+
+// run works until ctx ends; every interval it also refreshes the metrics
+// (a breaker turns half-open, and a rate recovers, without a change event).
+func (w *breakerWatch) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	w.refresh(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			if w.paused {
+				// Leave no pause behind this replica: another may be able to file.
+				rctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+				w.resume(rctx)
+				cancel()
+			}
+			return
+		case c := <-w.g.Changes():
+			w.changed(ctx, c)
+			w.refresh(ctx)
+		case <-t.C:
+			w.refresh(ctx)
+		}
+	}
+}
+
+// Audit events of the breakers (not about one request): published on
+// <prefix>.audit.breaker.<vendor>.<key of the account>.<event>.
+const (
+	eventBreakerOpen     = "breaker_open"
+	eventBreakerHalfOpen = "breaker_half_open"
+	eventBreakerClosed   = "breaker_closed"
+)
+
+func (w *breakerWatch) changed(ctx context.Context, c guard.Change) {
+	event := map[guard.BreakerState]string{guard.Open: eventBreakerOpen, guard.HalfOpen: eventBreakerHalfOpen, guard.Closed: eventBreakerClosed}[c.To]
+	msg := fmt.Sprintf("%s account %q: %s → %s", c.Vendor, c.Account, c.From, c.To)
+	switch c.To {
+	case guard.Open:
+		msg += fmt.Sprintf("; calls held back (nothing sent) until %s", c.Until.UTC().Format(time.RFC3339))
+	case guard.HalfOpen:
+		msg += "; probing"
+	case guard.Closed:
+		msg += "; calls flow again"
+	}
+	ev := messages.AuditEvent{SchemaVersion: messages.SchemaVersion, API: messages.API("breaker." + c.Vendor), Account: c.Account,
+		Event: event, Time: c.At.UTC(), Message: msg}
+	data, err := json.Marshal(ev)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, w.timeout)
+		_, err = w.js.PublishMsg(pctx, &nats.Msg{Subject: w.subjects.Audit(ev.API, event, c.Vendor+"/"+c.Account), Data: data})
+		cancel()
+	}
+	level := zap.InfoLevel
+	if c.To == guard.Open {
+		level = zap.WarnLevel
+	}
+	fields := []zap.Field{zap.String("vendor", c.Vendor), zap.String("account", c.Account), zap.String("from", string(c.From)), zap.String("to", string(c.To))}
+	if err != nil {
+		fields = append(fields, zap.NamedError("audit_error", err))
+	}
+	w.log.Check(level, event).Write(append(fields, zap.String("message", msg))...)
+}
+
+// refresh updates the metrics and pauses or resumes the consumer.
+func (w *breakerWatch) refresh(ctx context.Context) {
+	states := w.g.States()
+	for _, s := range states {
+		r := s.Rate
+		if math.IsInf(r, 1) {
+			r = -1
+		}
+		w.m.Guard(s.Vendor, s.Account, map[guard.BreakerState]int{guard.Closed: 0, guard.HalfOpen: 1, guard.Open: 2}[s.Breaker], r)
+	}
+	until, all := guard.PauseUntil(states)
+	switch {
+	case all && until.After(time.Now()):
+		pctx, cancel := context.WithTimeout(ctx, w.timeout)
+		_, err := w.js.PauseConsumer(pctx, w.stream, w.durable, until)
+		cancel()
+		if err != nil {
+			w.log.Warn("could not pause the consumer", zap.Error(err))
+			return
+		}
+		if !w.paused {
+			w.log.Warn("every vendor account's breaker is open: the shared consumer is paused on the server", zap.Time("until", until))
+		}
+		w.paused = true
+		w.m.Paused(true)
+	case !all && w.paused:
+		w.resume(ctx)
+	}
+}
+
+func (w *breakerWatch) resume(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, w.timeout)
+	_, err := w.js.ResumeConsumer(rctx, w.stream, w.durable)
+	cancel()
+	if err != nil {
+		w.log.Warn("could not resume the consumer", zap.Error(err))
+		return
+	}
+	w.paused = false
+	w.m.Paused(false)
+	w.log.Info("the shared consumer is resumed: a vendor account's breaker lets calls through")
+}
+
+// breakerDetail is the breakers' line of /readyz: a replica whose vendor
+// is down is ready (it holds the requests back), and says so.
+func breakerDetail(g *guard.Guard) string {
+	var open []string
+	for _, s := range g.States() {
+		if s.Breaker != guard.Closed {
+			open = append(open, fmt.Sprintf("%s %s", s.Pair, s.Breaker))
+		}
+	}
+	if len(open) == 0 {
+		return "breakers: all closed"
+	}
+	return "breakers: " + strings.Join(open, ", ")
+}
