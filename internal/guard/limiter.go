@@ -20,6 +20,9 @@ type Slots interface {
 	Take(ctx context.Context, key string) (bool, error)
 }
 
+// slotMargin widens a slot beyond 1/Rate (5 %: 10 ms at 5/s).
+const slotMargin = 0.05
+
 // maxSlotTries bounds the slots one call tries before it gives up and is
 // held (the others were all taken by other replicas).
 const maxSlotTries = 64
@@ -48,7 +51,10 @@ func newLimiter(cfg Config, p Pair) *limiter {
 	sum := sha256.Sum256([]byte(p.Account))
 	l := &limiter{cfg: cfg, key: p.Vendor + "." + hex.EncodeToString(sum[:8]), cur: base, lim: rate.NewLimiter(asLimit(base), 1)}
 	if cfg.Rate > 0 && cfg.Slots != nil {
-		l.slots, l.width = cfg.Slots, time.Duration(float64(time.Second)/cfg.Rate)
+		// A slot is 1/Rate plus slotMargin of it: calls start at slot
+		// starts, and the margin absorbs the scheduling and network delay
+		// between two calls, so that Rate+1 slots never fit in a second.
+		l.slots, l.width = cfg.Slots, time.Duration(float64(time.Second)/cfg.Rate*(1+slotMargin))
 	}
 	return l
 }
