@@ -57,4 +57,16 @@ func TestOutageIsHeldBackNotHammered(t *testing.T) {
 	if held == 0 {
 		t.Errorf("no deferred (held) event in the trail of outage-00: %v", events)
 	}
+	// An attempt event is a call the vendor saw: a held call is none.
+	attempts := 0
+	for i := range n {
+		for _, ev := range h.audit(fmt.Sprintf("outage-%02d", i)) {
+			if ev.Event == messages.EventAttempt {
+				attempts++
+			}
+		}
+	}
+	if calls := h.sb.CountCalls(messages.APIVMSAddQualification); attempts != calls {
+		t.Errorf("%d attempt events, but the vendor saw %d calls", attempts, calls)
+	}
 }
