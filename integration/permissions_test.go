@@ -2,14 +2,18 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -63,11 +67,33 @@ func TestPermissionsOfTheREADME(t *testing.T) {
 			t.Fatalf("the publisher user sends %s: %v", api, err)
 		}
 	}
+	// A file far beyond the server's max_payload (1 MiB by default): the
+	// publisher user stores it in FILING_FILES, the request carries a
+	// reference, the consumer user fetches it and then removes it.
+	fileStore, err := pub.ObjectStore(ctx, "FILING_FILES")
+	if err != nil {
+		t.Fatalf("the publisher user opens FILING_FILES: %v", err)
+	}
+	big := largeSMSRequest(t, ctx, fileStore, "perm-big", 3<<20)
+	if max := pubNC.MaxPayload(); int64(len(big.content)) <= max {
+		t.Fatalf("the file (%d bytes) fits max_payload %d: the test proves nothing", len(big.content), max)
+	}
+	if _, err := pub.Publish(ctx, messages.Subjects{}.Request(messages.APISMSApplySignatureIdent), big.envelope, jetstream.WithMsgID("perm-big")); err != nil {
+		t.Fatalf("the publisher user sends the large request: %v", err)
+	}
+	apis = append(apis, messages.APISMSApplySignatureIdent)
 	consumer.WaitResults(len(apis), 30*time.Second)
 	for id, rs := range consumer.Results() {
 		if len(rs) != 1 || rs[0].Status != messages.StatusSucceeded {
 			t.Errorf("%s: %+v", id, rs)
 		}
+	}
+
+	if body := lastCallBody(consumer, messages.APISMSApplySignatureIdent); !strings.Contains(string(body), big.content) {
+		t.Errorf("the vendor's last SMS call (%d bytes) does not carry the %d-byte file", len(body), len(big.content))
+	}
+	if list, err := fileStore.List(ctx); err == nil && len(list) > 0 {
+		t.Errorf("FILING_FILES still holds %d objects after the request succeeded", len(list))
 	}
 
 	led, err := ledger.OpenExisting(ctx, pub, "FILING_LEDGER")
@@ -85,4 +111,39 @@ func TestPermissionsOfTheREADME(t *testing.T) {
 	if _, err := pub.Publish(short, messages.Subjects{}.Result(messages.APIVMSAddQualification), []byte(`{}`)); err == nil {
 		t.Error("the publisher user published a result")
 	}
+}
+
+type largeRequest struct {
+	envelope []byte
+	content  string
+}
+
+// largeSMSRequest is the SMS example with a business certificate of about
+// size bytes, offloaded to store as the publisher does.
+func largeSMSRequest(t *testing.T, ctx context.Context, store files.Store, id string, size int) largeRequest {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(filingtest.Example(t, messages.APISMSApplySignatureIdent, id), &env); err != nil {
+		t.Fatal(err)
+	}
+	content := "data:image/png;base64," + base64.StdEncoding.EncodeToString(make([]byte, size*3/4))
+	env["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = content
+	payload, _ := json.Marshal(env["payload"])
+	out, refs, err := files.Offload(ctx, store, "FILING_FILES", id, payload, files.DefaultThreshold)
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("Offload: %v (%d refs)", err, len(refs))
+	}
+	env["payload"] = json.RawMessage(out)
+	data, _ := json.Marshal(env)
+	return largeRequest{envelope: data, content: content}
+}
+
+func lastCallBody(p *filingtest.Pipeline, api messages.API) []byte {
+	var body []byte
+	for _, c := range p.Sandbox.Calls() {
+		if c.API == api {
+			body = c.Body
+		}
+	}
+	return body
 }

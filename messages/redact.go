@@ -65,6 +65,9 @@ func Redact(data []byte) json.RawMessage {
 func redactValue(v any, rule int) any {
 	switch v := v.(type) {
 	case map[string]any:
+		if rule == redactFile {
+			return redactFileRef(v)
+		}
 		if rule != 0 {
 			return Redacted // an object where a name, number or secret belongs
 		}
@@ -97,6 +100,17 @@ func redactValue(v any, rule int) any {
 	default:
 		return Redacted
 	}
+}
+
+// redactFileRef shows a file held in the object store as an inline file is
+// shown: its size and SHA-256 (those the reference states), nothing else.
+func redactFileRef(v map[string]any) any {
+	sum, _ := v["sha256"].(string)
+	size, _ := v["size"].(json.Number)
+	if !sha256Pattern.MatchString(sum) || size == "" {
+		return Redacted
+	}
+	return fmt.Sprintf("[file: %s bytes, sha256:%s]", size, sum)
 }
 
 // MaskKeepLast4 masks all but the last four characters of s; a value of

@@ -171,12 +171,17 @@ func validateSMSFile(p *problems, path string, f SMSFile) {
 	if f.FileType < 0 {
 		p.add(path+".fileType", "must not be negative")
 	}
-	if f.FileContent == "" && strings.TrimSpace(f.FileURL) == "" {
+	if f.FileContent.IsZero() && strings.TrimSpace(f.FileURL) == "" {
 		p.add(path, "needs fileContent (a base64 data URI) or fileUrl")
 		return
 	}
-	if f.FileContent != "" {
-		if problem := dataURIProblem(f.FileContent); problem != "" {
+	if ref := f.FileContent.Ref; ref != nil && f.FileContent.Data == "" {
+		if problem := ref.Problem(); problem != "" && !p.has(path+".fileContent") {
+			p.add(path+".fileContent", "%s", problem)
+		}
+		requiredText(p, path+".fileSuffix", f.FileSuffix)
+	} else if f.FileContent.Data != "" {
+		if problem := dataURIProblem(f.FileContent.Data); problem != "" {
 			p.add(path+".fileContent", "%s", problem)
 		}
 		requiredText(p, path+".fileSuffix", f.FileSuffix)

@@ -71,6 +71,9 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 		dst = dst.Elem()
 	}
 	t := dst.Type()
+	if t == fileContentType {
+		return walkFileContent(p, path, value, dst)
+	}
 	if t == rawMessageType {
 		b, err := json.Marshal(value)
 		if err != nil {
@@ -189,7 +192,59 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 	return false
 }
 
-var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+var (
+	rawMessageType  = reflect.TypeOf(json.RawMessage(nil))
+	fileContentType = reflect.TypeOf(FileContent{})
+)
+
+// walkFileContent reads a fileContent: a data URI string (at most
+// MaxFileContentLen), or a reference object {"$ref","sha256","size"}.
+func walkFileContent(p *problems, path string, value any, dst reflect.Value) bool {
+	switch v := value.(type) {
+	case string:
+		if len(v) > MaxFileContentLen {
+			p.add(path, "is %d bytes long, at most %d allowed inline: store it in the object store and send a reference", len(v), MaxFileContentLen)
+			return false
+		}
+		dst.Set(reflect.ValueOf(FileContent{Data: v}))
+		return true
+	case map[string]any:
+		var r FileRef
+		ok := true
+		for _, key := range sortedKeys(v) {
+			sub := childPath(path, key)
+			switch key {
+			case "$ref", "sha256":
+				s, isStr := v[key].(string)
+				if !isStr {
+					p.add(sub, "must be a string, not %s", jsonKind(v[key]))
+					ok = false
+				} else if key == "$ref" {
+					r.Ref = truncate(s, 600)
+				} else {
+					r.SHA256 = truncate(s, 100)
+				}
+			case "size":
+				n, isNum := v[key].(json.Number)
+				i, err := strconv.ParseInt(string(n), 10, 64)
+				if !isNum || err != nil {
+					p.add(sub, "must be an integer number of bytes")
+					ok = false
+				}
+				r.Size = i
+			default:
+				p.add(sub, `unknown field of a file reference (it has "$ref", "sha256" and "size")`)
+				ok = false
+			}
+		}
+		if ok {
+			dst.Set(reflect.ValueOf(FileContent{Ref: &r}))
+		}
+		return ok
+	}
+	p.add(path, "must be a data URI string or a file reference object, not %s", jsonKind(value))
+	return false
+}
 
 type shapeField struct {
 	Type  reflect.Type

@@ -44,12 +44,13 @@ type SMSPerson struct {
 	PersonMobile      string    `json:"personMobile"`
 }
 
-// SMSFile is an inline file: a data URI with base64 content, or a URL.
+// SMSFile is an inline file: a data URI with base64 content (or a
+// reference to one in the object store, see FileContent), or a URL.
 type SMSFile struct {
-	FileType    int    `json:"fileType"`
-	FileContent string `json:"fileContent,omitempty"`
-	FileSuffix  string `json:"fileSuffix"`
-	FileURL     string `json:"fileUrl,omitempty"`
+	FileType    int         `json:"fileType"`
+	FileContent FileContent `json:"fileContent,omitzero"`
+	FileSuffix  string      `json:"fileSuffix"`
+	FileURL     string      `json:"fileUrl,omitempty"`
 }
 
 // SMSApplyResult is the Result of ApplySignatureIdent; the id is a 64-bit

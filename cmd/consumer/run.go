@@ -268,6 +268,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(nc.MaxPayload()),
 		Objects:       st.objects,
+		Files:         st.files,
+		FilesBucket:   queue.BucketNames(subjects).Files,
 		Reconcile:     reconcile,
 	}, grd, led, js, nc, log, m)
 	if err != nil {

@@ -24,6 +24,7 @@ type state struct {
 	ledger  *ledger.Ledger
 	tokens  *tokenkv.Store
 	objects jetstream.ObjectStore
+	files   jetstream.ObjectStore
 }
 
 // openState opens (creating or updating) the deployment's KV buckets — the
@@ -48,7 +49,14 @@ func openState(ctx context.Context, js jetstream.JetStream, cfg *config.Config) 
 	if err != nil {
 		return state{}, fmt.Errorf("object store %s: %w", b.Objects, err)
 	}
-	return state{ledger: led, tokens: tokens, objects: objects}, nil
+	files, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: b.Files, Description: "qualfile: SMS files too large for a request message, referenced by the requests",
+		Storage: jetstream.FileStorage, Replicas: cfg.Streams.Replicas, TTL: cfg.Files.MaxAge,
+	})
+	if err != nil {
+		return state{}, fmt.Errorf("object store %s: %w", b.Files, err)
+	}
+	return state{ledger: led, tokens: tokens, objects: objects, files: files}, nil
 }
 
 // findLegacyBuckets returns which of legacyBuckets exist on the server: an

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/files"
+	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -35,6 +37,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	wait := fs.Bool("wait", false, "wait for each result and print it")
 	output := fs.String("output", "text", "with --wait: text (each result indented) or json (one line per result)")
 	timeout := fs.Duration("timeout", time.Minute, "with --wait: how long to wait for all results")
+	inlineMax := fs.Int("inline-max", files.DefaultThreshold, "an SMS fileContent longer than this many bytes is stored in the object store <PREFIX>_FILES and the request carries a reference")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
@@ -48,6 +51,9 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	if *output != "text" && *output != "json" {
 		return usagef("--output %q: text or json", *output)
+	}
+	if *inlineMax < 0 {
+		return usagef("--inline-max %d: a number of bytes, 0 or more", *inlineMax)
 	}
 	if *idFlag != "" && len(docs) > 1 {
 		return usagef("--id names one request, and %s holds %d", *file, len(docs))
@@ -72,6 +78,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	subject := conn.subjects().Request(api)
+	store := &fileStore{js: js, bucket: queue.BucketNames(conn.subjects()).Files}
 	pending := map[string]bool{}
 	dupes := 0
 	sum := &summary{progress: progressTo(stderr, len(docs))}
@@ -81,6 +88,13 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		data, id, err := envelope(doc, api, *account, inbox, *idFlag, time.Now())
 		if err != nil {
 			return err
+		}
+		data, stored, err := offload(ctx, store, id, data, *inlineMax)
+		if err != nil {
+			return fmt.Errorf("request %s: %w", id, err)
+		}
+		for _, ref := range stored {
+			fmt.Fprintf(stderr, "publisher: %s: a %d-byte file is stored as %s\n", id, ref.Size, ref.Ref)
 		}
 		m := nats.NewMsg(subject)
 		m.Data = data

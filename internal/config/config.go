@@ -61,6 +61,7 @@ const (
 	DefaultBreakerFailures   = 5
 	DefaultBreakerOpenFor    = 15 * time.Second
 	DefaultBreakerProbes     = 1
+	DefaultFilesMaxAge       = 7 * 24 * time.Hour
 )
 
 // Config is the consumer's configuration. Its YAML keys are given in the
@@ -77,7 +78,9 @@ type Config struct {
 	Reconcile ReconcileConfig `yaml:"reconcile"`
 	// Limits protect the vendors: a circuit breaker and a rate limit per
 	// vendor account.
-	Limits   LimitsConfig       `yaml:"limits"`
+	Limits LimitsConfig `yaml:"limits"`
+	// Files is the object store of SMS files too large for a message.
+	Files    FilesConfig        `yaml:"files"`
 	Admin    AdminConfig        `yaml:"admin"`
 	Log      LogConfig          `yaml:"log"`
 	Accounts map[string]Account `yaml:"accounts"`
@@ -241,6 +244,16 @@ type ReconcileConfig struct {
 	// window again, exactly once; default true. false leaves it ambiguous
 	// in the dead letters, for an operator.
 	Refile bool `yaml:"refile"`
+}
+
+// FilesConfig is the object store <PREFIX>_FILES, where the publisher puts
+// SMS files too large for a NATS message and requests reference them.
+type FilesConfig struct {
+	// MaxAge is how long a file is kept if no outcome removes it first (a
+	// request never consumed, or dead-lettered and waiting for a replay);
+	// default 168h (7 days). A file is removed once its request succeeded
+	// or was rejected.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // LimitsConfig protects the vendors from qualfile, per vendor (vms, sms,
@@ -455,6 +468,7 @@ func (c *Config) applyDefaults() {
 		c.Limits.MinRate = DefaultMinRate
 	}
 	setD(&c.Limits.RecoverEvery, DefaultRecoverEvery)
+	setD(&c.Files.MaxAge, DefaultFilesMaxAge)
 	setI(&c.Limits.Breaker.Failures, DefaultBreakerFailures)
 	setD(&c.Limits.Breaker.OpenFor, DefaultBreakerOpenFor)
 	setI(&c.Limits.Breaker.Probes, DefaultBreakerProbes)

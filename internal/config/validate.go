@@ -48,6 +48,7 @@ func (c *Config) Validate() error {
 	c.validateConsumer(v)
 	c.validateReconcile(v)
 	c.validateLimits(v)
+	v.positive("files.max_age", c.Files.MaxAge)
 	if c.Admin.Listen != "" {
 		v.hostPort("admin.listen", c.Admin.Listen)
 	}

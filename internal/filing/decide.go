@@ -79,7 +79,7 @@ func decide(k *known) step {
 		k.callDue, k.deferred = false, true // the grace period is over: send nothing more
 	}
 	if k.callDue {
-		return step{kind: stepCall}
+		return k.callStep()
 	}
 	if k.attempts > 0 || k.deferred {
 		return k.afterCall()
@@ -168,6 +168,25 @@ func (k *known) adopt() step {
 		return k.deferral()
 	}
 	k.callDue = true
+	return k.callStep()
+}
+
+// callStep is the upstream call that is due, once the request's files
+// held in the object store are fetched and checked (a missing or
+// mismatched one rejects the request: nothing is sent).
+func (k *known) callStep() step {
+	switch {
+	case k.filesErr != nil:
+		k.callDue = false
+		res := k.result(messages.StatusRejected, &messages.ResultError{Code: "InvalidRequest", Class: messages.ClassInvalid,
+			Message: "a file the request references in the object store cannot be used: see fields"})
+		if ve := asValidation(k.filesErr); ve != nil {
+			res.Error.Fields = boundFields(ve.Fields)
+		}
+		return k.decided(res, messages.EventRejected, "")
+	case !k.filesDone && len(k.req.FileRefs()) > 0:
+		return step{kind: stepFiles}
+	}
 	return step{kind: stepCall}
 }
 
@@ -495,7 +514,18 @@ func (k *known) finish(res *messages.Result, deadReason string) step {
 		}
 		return s
 	}
+	if !k.filesRemoved && keepsNoFiles(res) && k.req != nil && k.req.HasFileRefs() {
+		return step{kind: stepRemoveFiles}
+	}
 	return k.settleFor(res, string(res.Status))
+}
+
+// keepsNoFiles reports whether an outcome is final for good, so that the
+// request's files in the object store can go: a success or a rejection.
+// A failure that is dead-lettered (ambiguous, retries exhausted) may be
+// replayed, which needs them; they expire with the bucket's max age.
+func keepsNoFiles(res *messages.Result) bool {
+	return res.Status == messages.StatusSucceeded || res.Status == messages.StatusRejected
 }
 
 // settleFor settles a delivery whose outcome is res.

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -94,6 +95,11 @@ type Config struct {
 	// Objects holds oversized dead-letter bodies; nil drops such a body
 	// from its dead letter (keeping its size and digest).
 	Objects Objects
+	// Files holds the SMS files too large for a message (the
+	// <PREFIX>_FILES object store, named FilesBucket); nil refuses every
+	// request that references one.
+	Files       files.Store
+	FilesBucket string
 	// RedactResults redacts the vendor's answer (messages.Redact) in the
 	// result, before it is recorded or published.
 	RedactResults bool
@@ -335,6 +341,10 @@ func (r *runner) perform(s step) {
 		r.call()
 	case stepReconcile:
 		r.reconcile()
+	case stepFiles:
+		err = r.fetchFiles()
+	case stepRemoveFiles:
+		r.removeFiles()
 	case stepClaim:
 		err = r.claim(s.entry)
 	case stepRead:
@@ -479,4 +489,44 @@ func (r *runner) reconcile() {
 	cancel()
 	k.now = r.p.cfg.Now().UTC()
 	k.noteRead(f, err, k.now)
+}
+
+// fetchFiles fetches and checks the request's files held in the object
+// store. A file that cannot be used rejects the request; a store that
+// cannot be read is broker trouble (the error returned).
+func (r *runner) fetchFiles() error {
+	k := r.k
+	if r.p.cfg.Files == nil {
+		k.filesErr = &messages.ValidationError{Fields: []messages.FieldError{{Field: "payload",
+			Problem: "references files in an object store, and this consumer has none configured"}}}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+	defer cancel()
+	err := files.Fetch(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, k.req)
+	var ve *messages.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		k.filesErr = err
+		return nil
+	case err != nil:
+		return err
+	}
+	k.filesDone = true
+	return nil
+}
+
+// removeFiles removes the request's files once its outcome is final. A
+// failure is only logged: the bucket's max age removes them anyway.
+func (r *runner) removeFiles() {
+	k := r.k
+	k.filesRemoved = true
+	if r.p.cfg.Files == nil {
+		return
+	}
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	if err := files.Remove(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, k.req); err != nil {
+		r.log().Warn("could not remove the request's files from the object store; they expire with the bucket", zap.Error(err))
+	}
 }

@@ -109,6 +109,7 @@ type Pipeline struct {
 	Streams   queue.Streams
 	Buckets   queue.Buckets
 	Objects   jetstream.ObjectStore
+	Files     jetstream.ObjectStore // the SMS files too large for a message
 	Consumer  jetstream.Consumer
 	Processor *filing.Processor
 	// Health is the JetStream health watch (nil unless Options.Health).
@@ -194,6 +195,10 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	p.Files, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b.Files, Replicas: o.Replicas, Storage: jetstream.FileStorage})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tokens := o.Tokens
 	if tokens == nil {
 		if tokens, err = tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: o.Replicas}); err != nil {
@@ -245,7 +250,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	}
 	cfg := filing.Config{
 		Subjects: p.Subjects, Policy: o.Policy, MaxDeliver: o.MaxDeliver, Owner: o.Owner, InFlightLease: o.AckWait,
-		MaxPayload: int(o.NC.MaxPayload()), Objects: p.Objects,
+		MaxPayload: int(o.NC.MaxPayload()), Objects: p.Objects, Files: p.Files, FilesBucket: b.Files,
 		// The sandbox answers at once; a short call timeout keeps the
 		// in-flight lease (retry budget + call timeout) short in tests.
 		CallTimeout: 5 * time.Second,

@@ -35,6 +35,9 @@ type Buckets struct {
 	Objects string
 	// Health is the bucket the JetStream health probe writes to.
 	Health string
+	// Files is the object store of SMS files too large for a request
+	// message (package files).
+	Files string
 	// Rate holds the slots of the vendors' rate limits, shared by the
 	// replicas (package guard).
 	Rate string
@@ -42,10 +45,10 @@ type Buckets struct {
 
 // BucketNames derives the bucket names from the subject prefix the way
 // StreamNames does: "filing" gives FILING_LEDGER, FILING_TOKENS,
-// FILING_TOKEN_LOCKS, FILING_OBJECTS, FILING_HEALTH and FILING_RATE.
+// FILING_TOKEN_LOCKS, FILING_OBJECTS, FILING_HEALTH, FILING_FILES and FILING_RATE.
 func BucketNames(s messages.Subjects) Buckets {
 	p := namePrefix(s)
-	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Rate: p + "_RATE"}
+	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Files: p + "_FILES", Rate: p + "_RATE"}
 }
 
 // namePrefix is the prefix in upper case with '.' and '-' as '_', which

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/messages"
+)
+
+// A request whose file is far beyond max_payload is published: the file
+// goes to the object store FILING_FILES and the message carries a
+// reference that validates; sending it again makes the same reference, so
+// the copy is dropped. Without the bucket the publisher says what to do.
+func TestSendOffloadsLargeFiles(t *testing.T) {
+	js, _, url := setup(t)
+	b, err := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]any
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	env["id"] = "big-publish-1"
+	content := "data:image/png;base64," + base64.StdEncoding.EncodeToString(make([]byte, 3<<20))
+	env["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = content
+	raw, _ := json.Marshal(env)
+	path := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, errOut := cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", path)
+	if code != 2 || !strings.Contains(errOut, "FILING_FILES does not exist: start the consumer once") {
+		t.Fatalf("without the bucket: %d %s", code, errOut)
+	}
+
+	if _, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "FILING_FILES"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, wantDup := range []bool{false, true} {
+		code, out, errOut := cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", path)
+		if code != 0 || !strings.Contains(errOut, "is stored as obj://FILING_FILES/") {
+			t.Fatalf("send %d: %d %s %s", i, code, out, errOut)
+		}
+		var p published
+		if err := json.Unmarshal([]byte(out), &p); err != nil || p.Duplicate != wantDup {
+			t.Fatalf("send %d: %q, want duplicate %v", i, out, wantDup)
+		}
+	}
+	s, _ := js.Stream(context.Background(), "FILING_REQUESTS")
+	m, err := s.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Data) > 8192 {
+		t.Errorf("the message is %d bytes: the file is in it", len(m.Data))
+	}
+	req, err := messages.ParseRequest(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Validate(); err != nil {
+		t.Fatalf("the published request does not validate: %v", err)
+	}
+	refs := req.FileRefs()
+	if len(refs) != 1 || refs[0].File.FileContent.Ref.Size != int64(len(content)) {
+		t.Fatalf("refs %+v", refs)
+	}
+	osb, _ := js.ObjectStore(context.Background(), "FILING_FILES")
+	_, name, _ := refs[0].File.FileContent.Ref.Location()
+	got, err := osb.GetBytes(context.Background(), name)
+	if err != nil || string(got) != content {
+		t.Errorf("the stored object: %d bytes, %v; want the file", len(got), err)
+	}
+}

@@ -1,0 +1,164 @@
+// Package files keeps SMS files too large for a NATS message in the
+// deployment's JetStream object store (<PREFIX>_FILES): the publisher
+// offloads them (Offload), the consumer fetches and checks them before the
+// call (Fetch) and removes them once the request's outcome is recorded
+// (Remove). See messages.FileContent for the reference form.
+package files
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/messages"
+)
+
+// Store is what the package needs of an object store (jetstream.ObjectStore).
+type Store interface {
+	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
+	GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// DefaultThreshold is the longest fileContent the publisher leaves inline
+// (256 KiB): a request with a few of them still fits a 1 MiB message.
+const DefaultThreshold = 256 << 10
+
+// Ref is the reference to content stored in bucket for the request with
+// id: named by the content's SHA-256 and the request's key, so that the
+// same request sent again makes the same reference (and the same payload,
+// which the ledger compares), while two requests that share a file never
+// share its object (each removes its own once its outcome is recorded).
+func Ref(bucket, id string, content []byte) messages.FileRef {
+	sum := sha256.Sum256(content)
+	h := hex.EncodeToString(sum[:])
+	return messages.FileRef{Ref: "obj://" + bucket + "/" + h + "." + messages.IDKey(id), SHA256: h, Size: int64(len(content))}
+}
+
+// Offload stores every fileContent of payload (a JSON document) of the
+// request with id longer than threshold bytes in store and puts a
+// reference in its place. It returns the payload to publish and the
+// references made.
+func Offload(ctx context.Context, store Store, bucket, id string, payload []byte, threshold int) ([]byte, []messages.FileRef, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, nil, fmt.Errorf("payload: %w", err)
+	}
+	var refs []messages.FileRef
+	var walk func(v any) error
+	walk = func(v any) error {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, child := range v {
+				if s, ok := child.(string); ok && k == "fileContent" && len(s) > threshold {
+					ref := Ref(bucket, id, []byte(s))
+					_, name, _ := ref.Location()
+					if _, err := store.PutBytes(ctx, name, []byte(s)); err != nil {
+						return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
+					}
+					v[k] = ref
+					refs = append(refs, ref)
+					continue
+				}
+				if err := walk(child); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for _, child := range v {
+				if err := walk(child); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(tree); err != nil {
+		return nil, nil, err
+	}
+	if len(refs) == 0 {
+		return payload, nil, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(tree); err != nil {
+		return nil, nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), refs, nil
+}
+
+// Fetch fills in every referenced file of req from store. A reference to
+// another bucket, a missing object, or one whose size, SHA-256 or content
+// (a data URI) is not what the reference says is a *messages.ValidationError
+// naming each such field; a failure to read the store is returned as it
+// came (the broker's trouble, to be retried).
+func Fetch(ctx context.Context, store Store, bucket string, req *messages.Request) error {
+	var problems []messages.FieldError
+	bad := func(path, format string, args ...any) {
+		problems = append(problems, messages.FieldError{Field: path + ".fileContent", Problem: fmt.Sprintf(format, args...)})
+	}
+	for _, slot := range req.FileRefs() {
+		ref := slot.File.FileContent.Ref
+		b, name, ok := ref.Location()
+		if !ok || b != bucket {
+			bad(slot.Path, "%s is not in this deployment's file store %s", ref.Ref, bucket)
+			continue
+		}
+		data, err := store.GetBytes(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
+			continue
+		case err != nil:
+			return fmt.Errorf("fetch %s: %w", ref.Ref, err)
+		}
+		sum := sha256.Sum256(data)
+		switch got := hex.EncodeToString(sum[:]); {
+		case int64(len(data)) != ref.Size:
+			bad(slot.Path, "%s holds %d bytes, the reference says %d", ref.Ref, len(data), ref.Size)
+		case got != ref.SHA256:
+			bad(slot.Path, "%s has SHA-256 %s, the reference says %s", ref.Ref, got, ref.SHA256)
+		default:
+			if problem := messages.DataURIProblem(string(data)); problem != "" {
+				bad(slot.Path, "the content of %s %s", ref.Ref, problem)
+				continue
+			}
+			slot.File.FileContent.Data = string(data)
+		}
+	}
+	if len(problems) > 0 {
+		return &messages.ValidationError{Fields: problems}
+	}
+	return nil
+}
+
+// Remove deletes the objects req references in bucket; one already gone
+// is no error.
+func Remove(ctx context.Context, store Store, bucket string, req *messages.Request) error {
+	p, ok := req.Typed().(*messages.SMSApplySignatureIdent)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, slot := range p.Files() {
+		ref := slot.File.FileContent.Ref
+		if ref == nil {
+			continue
+		}
+		if b, name, ok := ref.Location(); ok && b == bucket {
+			if err := store.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				errs = append(errs, fmt.Errorf("remove %s: %w", ref.Ref, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,138 @@
+package files_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/files"
+	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/messages"
+)
+
+func store(t *testing.T) jetstream.ObjectStore {
+	t.Helper()
+	js, _, _ := natstest.JetStream(t)
+	os, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "FILING_FILES"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os
+}
+
+// smsRequest is the SMS example with a business certificate of size bytes.
+func smsRequest(t *testing.T, size int) (envelope map[string]any, content string) {
+	t.Helper()
+	raw := []byte(`{"id":"f-1","api":"sms.apply_signature_ident","payload":{"materialName":"示例","purpose":1,
+"businessInfo":{"businessCertificateType":0,"businessCertificate":{"fileType":0,"fileSuffix":"png","fileContent":"X"},
+"businessCertificateName":"北京示例科技有限公司","unifiedSocialCreditIdentifier":"91110108MA01ABCDE1",
+"businessCertificateValidityPeriodStart":"2020-01-01","businessCertificateValidityPeriodEnd":"2040-01-01","legalPersonName":"张三"},
+"operatorPerson":{"certificateType":0,"personCertificate":[{"fileType":0,"fileSuffix":"png","fileContent":"data:image/png;base64,aGVsbG8="}],
+"personName":"李四","personIDCard":"110101199001011234","personMobile":"13800138000"},
+"responsiblePersonInfo":{"certificateType":0,"personCertificate":[{"fileType":0,"fileSuffix":"png","fileContent":"data:image/png;base64,aGVsbG8="}],
+"personName":"王五","personIDCard":"110101199001015678","personMobile":"13800138001"}}}`)
+	if err := json.Unmarshal(raw, &envelope); err != nil {
+		t.Fatal(err)
+	}
+	content = "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("licence ", size/8)))
+	envelope["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = content
+	return envelope, content
+}
+
+func offloaded(t *testing.T, os jetstream.ObjectStore, size int) (*messages.Request, string) {
+	t.Helper()
+	env, content := smsRequest(t, size)
+	payload, _ := json.Marshal(env["payload"])
+	out, refs, err := files.Offload(context.Background(), os, "FILING_FILES", "f-1", payload, files.DefaultThreshold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 1 || refs[0].Size != int64(len(content)) {
+		t.Fatalf("refs %+v: want the one large file", refs)
+	}
+	if len(out) > 4096 {
+		t.Errorf("the offloaded payload is %d bytes: the file is still in it", len(out))
+	}
+	env["payload"] = json.RawMessage(out)
+	raw, _ := json.Marshal(env)
+	req, err := messages.ParseRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return req, content
+}
+
+func TestOffloadFetchRemove(t *testing.T) {
+	os := store(t)
+	ctx := context.Background()
+	req, content := offloaded(t, os, 5<<20)
+	if err := files.Fetch(ctx, os, "FILING_FILES", req); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	p := req.Typed().(*messages.SMSApplySignatureIdent)
+	if p.BusinessInfo.BusinessCertificate.FileContent.Data != content {
+		t.Fatal("the fetched file is not the one offloaded")
+	}
+	if err := files.Remove(ctx, os, "FILING_FILES", req); err != nil {
+		t.Fatal(err)
+	}
+	_, name, _ := p.BusinessInfo.BusinessCertificate.FileContent.Ref.Location()
+	if _, err := os.GetInfo(ctx, name); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Errorf("after Remove: %v, want the object gone", err)
+	}
+	if err := files.Remove(ctx, os, "FILING_FILES", req); err != nil {
+		t.Errorf("removing again: %v, want no error", err)
+	}
+}
+
+func TestFetchRefusesWhatItCannotUse(t *testing.T) {
+	ctx := context.Background()
+	field := "payload.businessInfo.businessCertificate.fileContent"
+	for _, tc := range []struct {
+		name  string
+		spoil func(os jetstream.ObjectStore, ref *messages.FileRef)
+		want  string
+	}{
+		{"missing", func(os jetstream.ObjectStore, ref *messages.FileRef) {
+			_, name, _ := ref.Location()
+			_ = os.Delete(ctx, name)
+		}, "was not found"},
+		{"size differs", func(_ jetstream.ObjectStore, ref *messages.FileRef) { ref.Size++ }, "the reference says"},
+		{"digest differs", func(_ jetstream.ObjectStore, ref *messages.FileRef) { ref.SHA256 = strings.Repeat("0", 64) }, "SHA-256"},
+		{"another bucket", func(_ jetstream.ObjectStore, ref *messages.FileRef) {
+			ref.Ref = strings.Replace(ref.Ref, "FILING_FILES", "OTHER_FILES", 1)
+		}, "not in this deployment's file store"},
+		{"not a data URI", func(os jetstream.ObjectStore, ref *messages.FileRef) {
+			_, name, _ := ref.Location()
+			body := []byte(strings.Repeat("x", int(ref.Size)))
+			if _, err := os.PutBytes(ctx, name, body); err != nil {
+				panic(err)
+			}
+			fixed := files.Ref("FILING_FILES", "f-1", body)
+			ref.SHA256 = fixed.SHA256
+		}, "data URI"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os := store(t)
+			req, _ := offloaded(t, os, 300<<10)
+			ref := req.FileRefs()[0].File.FileContent.Ref
+			tc.spoil(os, ref)
+			err := files.Fetch(ctx, os, "FILING_FILES", req)
+			var ve *messages.ValidationError
+			if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != field || !strings.Contains(ve.Fields[0].Problem, tc.want) {
+				t.Fatalf("err %v, want a problem with %s saying %q", err, field, tc.want)
+			}
+			if !errors.Is(err, messages.ErrInvalid) {
+				t.Error("a file that cannot be used is not an invalid request")
+			}
+		})
+	}
+}
