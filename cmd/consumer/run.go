@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
+	"github.com/qualfile/qualfile/internal/tracing"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -243,6 +245,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m.Preset(filing.MetricLabels())
 	m.Build(bi.Version, bi.Commit, bi.GoVersion)
 
+	// Tracing: off unless the standard OTel environment names an OTLP
+	// endpoint.
+	tp, err := tracing.Setup(setupCtx, getenv, "qualfile-consumer", bi.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("tracing: flushing the last spans failed", zap.Error(err))
+		}
+	}()
+	if ep := firstOf(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); ep != "" && !strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		shown := "(unparsable)"
+		if u, err := neturl.Parse(ep); err == nil {
+			shown = u.Redacted()
+		}
+		log.Info("tracing: spans are exported over OTLP/HTTP", zap.String("endpoint", shown))
+	}
+
 	disp := dispatch.New(clients)
 	// The vendors are protected from us: a breaker and a rate limit per
 	// vendor account, in front of every call and read.
@@ -271,6 +294,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Files:         st.files,
 		FilesBucket:   queue.BucketNames(subjects).Files,
 		Reconcile:     reconcile,
+		Tracer:        tp.Tracer("github.com/qualfile/qualfile/internal/filing"),
 	}, grd, led, js, nc, log, m)
 	if err != nil {
 		return err
@@ -529,4 +553,13 @@ func watchBacklog(ctx context.Context, cons jetstream.Consumer, m *metrics.Metri
 		case <-t.C:
 		}
 	}
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -81,3 +81,25 @@ func TestSendOffloadsLargeFiles(t *testing.T) {
 		t.Errorf("the stored object: %d bytes, %v; want the file", len(got), err)
 	}
 }
+
+// TRACEPARENT in the environment (the W3C convention for tools) goes on
+// the request message, so that the filing's spans join the caller's trace.
+func TestSendCarriesTraceparent(t *testing.T) {
+	js, _, url := setup(t)
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var stdout, stderr strings.Builder
+	env := map[string]string{"TRACEPARENT": tp}
+	err := run(context.Background(), []string{"send", "--api", "vms.add_qualification", "--file", examplePath("vms.add_qualification.json"), "--nats-url", url},
+		func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("send: %v %s", err, stderr.String())
+	}
+	s, _ := js.Stream(context.Background(), "FILING_REQUESTS")
+	m, err := s.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get("traceparent"); got != tp {
+		t.Errorf("traceparent %q, want %q", got, tp)
+	}
+}

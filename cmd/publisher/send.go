@@ -98,6 +98,14 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		m := nats.NewMsg(subject)
 		m.Data = data
+		if tp := getenv("TRACEPARENT"); tp != "" {
+			// The caller's trace (the W3C convention for tools): the
+			// filing's spans join it.
+			m.Header.Set("traceparent", tp)
+			if ts := getenv("TRACESTATE"); ts != "" {
+				m.Header.Set("tracestate", ts)
+			}
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(id))
 		cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/tracing"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -247,6 +248,7 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 		data = withField(data, "payload", payload)
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
+	tracing.Inject(r.tctx, m)
 	m.Data = data
 	return m, nil
 }
@@ -275,6 +277,7 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 		api = k.req.API
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Dead(subjectAPI(api)))
+	tracing.Inject(r.tctx, m)
 	m.Data = r.msg.Data()
 	m.Header.Set(HeaderDeadReason, headerValue(d.reason))
 	m.Header.Set(HeaderDeadClass, d.class)
@@ -333,6 +336,7 @@ func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
 		api = r.k.subjectAPI
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
+	tracing.Inject(r.tctx, m)
 	m.Data = data
 	return m, data, nil
 }
@@ -356,6 +360,7 @@ func (r *runner) reply(data []byte) {
 		return
 	}
 	rm := nats.NewMsg(req.ReplyTo)
+	tracing.Inject(r.tctx, rm)
 	rm.Data = data
 	if err := r.p.reply.PublishMsg(rm); err != nil {
 		r.log().Warn("reply failed; the result is stored")

@@ -16,6 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
@@ -103,6 +106,10 @@ type Config struct {
 	// RedactResults redacts the vendor's answer (messages.Redact) in the
 	// result, before it is recorded or published.
 	RedactResults bool
+	// Tracer makes a span of each delivery, with children for the ledger
+	// steps, the vendor calls and reads and the publishes; nil traces
+	// nothing. Results and audit events carry the delivery's trace context.
+	Tracer trace.Tracer
 	// Reconcile settles a VMS or SMS create whose answer was lost by
 	// reading the vendor's records; without a Reader such a request ends
 	// ambiguous, for an operator.
@@ -170,6 +177,9 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if cfg.Owner == "" {
 		return nil, errors.New("filing: Config.Owner is required")
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	rc := cfg.Reconcile
 	def(&rc.Window, 30*time.Second)
 	def(&rc.ClockSkew, 2*time.Minute)
@@ -224,6 +234,8 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	p.active.Add(1)
 	defer p.active.Add(-1)
 	r := &runner{p: p, ctx: ctx, msg: msg, k: p.safeKnown(msg)}
+	r.startSpan()
+	defer r.span.End()
 	defer r.release()
 	for n := 0; ; n++ {
 		r.k.now, r.k.stopping = p.cfg.Now().UTC(), ctx.Err() != nil
@@ -291,7 +303,9 @@ type runner struct {
 	ctx  context.Context // the work context
 	msg  Msg
 	k    *known
-	held bool // this handler holds the id in memory
+	held bool            // this handler holds the id in memory
+	tctx context.Context // the delivery's span, for its children and the messages it publishes
+	span trace.Span
 }
 
 // decide runs the core, turning a panic into knowledge.
@@ -327,6 +341,10 @@ func (r *runner) perform(s step) {
 	}()
 	k := r.k
 	var err error
+	span := r.stepSpan(s)
+	if span != nil {
+		defer func() { r.endStepSpan(span, s, err) }()
+	}
 	switch s.kind {
 	case stepWaitLocal:
 		r.waitLocal()
@@ -443,6 +461,10 @@ func (r *runner) settle(s step) {
 		err = r.msg.NakWithDelay(s.delay)
 	case retry.ActionTerm, retry.ActionDeadLetter:
 		err = r.msg.TermWithReason(s.reason)
+	}
+	r.span.SetAttributes(attribute.String("qualfile.settle", s.action.String()), attribute.String("qualfile.settle_reason", spanValue(s.reason)))
+	if res := r.k.mem.outcome; res != nil {
+		r.span.SetAttributes(attribute.String("qualfile.status", string(res.Status)))
 	}
 	r.log().Debug("settled", zap.Stringer("action", s.action), zap.Duration("delay_ms", s.delay), zap.String("reason", s.reason))
 	if err != nil {

@@ -1,0 +1,114 @@
+package filing
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/qualfile/qualfile/internal/tracing"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// One trace per filing: a span for each delivery (a child of the request
+// message's traceparent, or of a parent derived from the request id, so
+// that every delivery on any replica joins one trace), with a child for
+// each ledger step, vendor call or read, file fetch and publish. The
+// attributes say what happened, never to whom: api, account, attempt,
+// class, vendor code, upstream request id; no payload, name or number.
+
+// startSpan starts the delivery's span.
+func (r *runner) startSpan() {
+	k := r.k
+	key := "seq:" + strconv.FormatUint(k.seq, 10)
+	if k.req != nil && k.req.ID != "" {
+		key = spanValue(boundID(k.req.ID))
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "nats"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("qualfile.api", apiLabel(k.subjectAPI)),
+		attribute.String("qualfile.replica", spanValue(r.p.cfg.Owner)),
+		attribute.String("qualfile.request_id", key),
+		attribute.Int("qualfile.delivery", k.delivery),
+		attribute.Int64("qualfile.stream_seq", int64(k.seq)),
+	}
+	if k.req != nil && k.req.API.Valid() && k.invalid == nil {
+		attrs = append(attrs, attribute.String("qualfile.account", spanValue(bound(k.req.AccountOrDefault(), messages.MaxAccountLen))))
+	}
+	parent := tracing.Extract(context.Background(), r.msg.Headers(), key)
+	r.tctx, r.span = r.p.cfg.Tracer.Start(parent, "qualfile.delivery", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+}
+
+// stepNamesForSpans are the steps that get a span of their own.
+var stepSpanNames = map[stepKind]string{
+	stepClaim: "ledger.claim", stepRead: "ledger.read", stepWrite: "ledger.write",
+	stepCall: "vendor.call", stepReconcile: "vendor.read", stepFiles: "files.fetch", stepRemoveFiles: "files.remove",
+	stepEmit: "publish.audit", stepEvent: "publish.audit", stepResult: "publish.result", stepDeadLetter: "publish.dead_letter",
+}
+
+// stepSpan starts the span of step s, nil for a step without one.
+func (r *runner) stepSpan(s step) trace.Span {
+	name := stepSpanNames[s.kind]
+	if name == "" || r.span == nil {
+		return nil
+	}
+	kind := trace.SpanKindInternal
+	switch s.kind {
+	case stepCall, stepReconcile:
+		kind = trace.SpanKindClient
+	case stepEmit, stepEvent, stepResult, stepDeadLetter:
+		kind = trace.SpanKindProducer
+	}
+	_, span := r.p.cfg.Tracer.Start(r.tctx, name, trace.WithSpanKind(kind))
+	switch s.kind {
+	case stepClaim, stepWrite:
+		span.SetAttributes(attribute.String("qualfile.ledger.state", string(s.entry.State)))
+	case stepEmit:
+		span.SetAttributes(attribute.Bool("qualfile.with_result", s.result != nil))
+	}
+	return span
+}
+
+// endStepSpan records what the step did and ends its span. A broker
+// error's text goes in (it holds no personal data); a vendor's answer is
+// its class and code only.
+func (r *runner) endStepSpan(span trace.Span, s step, err error) {
+	k := r.k
+	switch s.kind {
+	case stepCall:
+		if k.held != nil {
+			span.SetAttributes(attribute.String("qualfile.class", "held"))
+			break
+		}
+		code, _, _ := describe(k.lastErr)
+		attrs := []attribute.KeyValue{
+			attribute.Int("qualfile.attempt", k.entry.Attempts),
+			attribute.String("qualfile.class", classLabel(string(k.lastClass))),
+			attribute.String("qualfile.vendor_code", spanValue(bound(code, 64))),
+		}
+		if up := k.lastOut.UpstreamRequestID; up != "" {
+			attrs = append(attrs, attribute.String("qualfile.upstream_request_id", spanValue(bound(up, 128))))
+		}
+		span.SetAttributes(attrs...)
+		if k.lastErr != nil {
+			span.SetStatus(codes.Error, string(k.lastClass))
+		}
+	case stepReconcile:
+		span.SetAttributes(attribute.Int("qualfile.reads", k.recon.reads), attribute.Bool("qualfile.found", k.recon.finding.Found),
+			attribute.Int("qualfile.matches", k.recon.finding.Matches))
+	case stepFiles:
+		span.SetAttributes(attribute.Bool("qualfile.files_usable", k.filesErr == nil))
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, s.kind.String()+" failed")
+	}
+	span.End()
+}
+
+// spanValue is s as a valid UTF-8 attribute value.
+func spanValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
