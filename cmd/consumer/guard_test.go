@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/natstest"
@@ -129,16 +131,35 @@ accounts:
 		t.Error("the consumer is still paused after the vendors recovered")
 	}
 	events := map[string]int{}
+	sch := auditSchema(t)
 	for _, m := range streamMessages(t, js, "FILING_AUDIT", "filing.audit.breaker.>") {
 		var ev messages.AuditEvent
 		if json.Unmarshal(m.Data(), &ev) == nil {
 			events[ev.Event]++
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(m.Data()))
+		if err == nil {
+			err = sch.Validate(doc)
+		}
+		if err != nil {
+			t.Errorf("breaker event %s does not match schemas/audit-event.schema.json: %v", m.Data(), err)
 		}
 	}
 	if events["breaker_open"] < 3 || events["breaker_closed"] < 3 {
 		t.Errorf("breaker audit events %v: want an open and a close for each of the three vendors", events)
 	}
 	t.Logf("vendor calls while the outage lasted: %d for %d requests; breaker events %v", calls, n, events)
+}
+
+func auditSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	sch, err := c.Compile(filepath.Join("..", "..", "schemas", "audit-event.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
 }
 
 func httpGet(t *testing.T, url string) string {
