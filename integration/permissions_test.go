@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,8 +93,8 @@ func TestPermissionsOfTheREADME(t *testing.T) {
 	if body := lastCallBody(consumer, messages.APISMSApplySignatureIdent); !strings.Contains(string(body), big.content) {
 		t.Errorf("the vendor's last SMS call (%d bytes) does not carry the %d-byte file", len(body), len(big.content))
 	}
-	if list, err := fileStore.List(ctx); err == nil && len(list) > 0 {
-		t.Errorf("FILING_FILES still holds %d objects after the request succeeded", len(list))
+	if list, err := fileStore.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		t.Errorf("FILING_FILES after the request succeeded: %d objects, %v; want none", len(list), err)
 	}
 
 	led, err := ledger.OpenExisting(ctx, pub, "FILING_LEDGER")

@@ -44,12 +44,20 @@ func openSlots(ctx context.Context, js jetstream.JetStream, cfg *config.Config) 
 	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: b.Rate, Description: "qualfile: slots of the vendors' rate limits, shared by the replicas",
-		TTL: time.Minute, Storage: jetstream.MemoryStorage, Replicas: cfg.Streams.Replicas, History: 1,
+		TTL: slotTTL(cfg), Storage: jetstream.MemoryStorage, Replicas: cfg.Streams.Replicas, History: 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rate bucket %s: %w", b.Rate, err)
 	}
 	return guard.KVSlots{KV: kv}, nil
+}
+
+// slotTTL is how long a slot's key is kept: past the furthest slot a call
+// may take ahead of time (its call timeout) and a slot's width, so that no
+// key expires before its time and is taken twice.
+func slotTTL(cfg *config.Config) time.Duration {
+	width := time.Duration(float64(time.Second) / cfg.Limits.Rate)
+	return max(time.Minute, cfg.Consumer.CallTimeout+2*width)
 }
 
 // breakerWatch turns the guard's breaker changes into their effects: one

@@ -37,6 +37,14 @@ func (s *fileStore) open(ctx context.Context) (jetstream.ObjectStore, error) {
 	return os, nil
 }
 
+func (s *fileStore) GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error) {
+	os, err := s.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return os.GetInfo(ctx, name, opts...)
+}
+
 func (s *fileStore) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
 	os, err := s.open(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,6 +22,7 @@ import (
 
 // Store is what the package needs of an object store (jetstream.ObjectStore).
 type Store interface {
+	GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error)
 	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
 	GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error)
 	Delete(ctx context.Context, name string) error
@@ -113,6 +115,19 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 			bad(slot.Path, "%s is not in this deployment's file store %s", ref.Ref, bucket)
 			continue
 		}
+		// The size first: an object larger than its reference says is
+		// never read into memory.
+		info, err := store.GetInfo(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
+			continue
+		case err != nil:
+			return fmt.Errorf("fetch %s: %w", ref.Ref, err)
+		case info.Size != uint64(ref.Size):
+			bad(slot.Path, "%s holds %d bytes, the reference says %d", ref.Ref, info.Size, ref.Size)
+			continue
+		}
 		data, err := store.GetBytes(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
@@ -141,8 +156,9 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 	return nil
 }
 
-// Remove deletes the objects req references in bucket; one already gone
-// is no error.
+// Remove deletes the objects req references in bucket that are its own
+// (named with its key, as Offload names them: a reference to another
+// request's object is never followed); one already gone is no error.
 func Remove(ctx context.Context, store Store, bucket string, req *messages.Request) error {
 	p, ok := req.Typed().(*messages.SMSApplySignatureIdent)
 	if !ok {
@@ -154,7 +170,7 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 		if ref == nil {
 			continue
 		}
-		if b, name, ok := ref.Location(); ok && b == bucket {
+		if b, name, ok := ref.Location(); ok && b == bucket && strings.HasSuffix(name, "."+messages.IDKey(req.ID)) {
 			if err := store.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", ref.Ref, err))
 			}

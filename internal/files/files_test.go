@@ -136,3 +136,27 @@ func TestFetchRefusesWhatItCannotUse(t *testing.T) {
 		})
 	}
 }
+
+// A request removes only its own objects: one that references another
+// request's object (a copied reference) never deletes it.
+func TestRemoveOnlyOwnObjects(t *testing.T) {
+	os := store(t)
+	ctx := context.Background()
+	a, _ := offloaded(t, os, 300<<10)
+	ref := *a.FileRefs()[0].File.FileContent.Ref
+	env, _ := smsRequest(t, 10)
+	env["id"] = "f-2"
+	env["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = map[string]any{"$ref": ref.Ref, "sha256": ref.SHA256, "size": ref.Size}
+	raw, _ := json.Marshal(env)
+	b, err := messages.ParseRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Remove(ctx, os, "FILING_FILES", b); err != nil {
+		t.Fatal(err)
+	}
+	_, name, _ := ref.Location()
+	if _, err := os.GetInfo(ctx, name); err != nil {
+		t.Errorf("request f-2 removed f-1's object: %v", err)
+	}
+}

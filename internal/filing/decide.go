@@ -370,16 +370,24 @@ func (k *known) afterCall() step {
 // entry goes back to "claimed" counting the hand-back, so that the
 // delivery does not count toward the dead-letter limit.
 func (k *known) holdBack() step {
-	if e := k.entry; e.State == ledger.StateCalling && e.Nonce == k.mem.nonce && !k.stopping {
+	if e := k.entry; e.State == ledger.StateCalling && e.Nonce == k.mem.nonce {
 		if !k.heldNoted {
 			k.heldNoted = true
-			_, msg, _ := describe(k.held)
-			k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: e.Attempts,
-				Class: string(retry.ClassHeld), Code: "Held", Message: bound(msg, 300)}))
+			// One event for a run of held deliveries, so that an outage of
+			// hours does not grow the entry without bound.
+			if trail := k.trail(); len(trail) == 0 || trail[len(trail)-1].Class != string(retry.ClassHeld) {
+				_, msg, _ := describe(k.held)
+				k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: e.Attempts,
+					Class: string(retry.ClassHeld), Code: "Held", Message: bound(msg, 300)}))
+			}
 		}
 		next := *e
 		next.State, next.Nonce, next.UpdatedAt = ledger.StateClaimed, "", k.now
-		next.Held++
+		if k.attempts == 0 {
+			// Only a delivery that sent nothing goes uncounted: one whose
+			// retry was held after real attempts counts as usual.
+			next.Held++
+		}
 		return k.write(next)
 	}
 	return k.settle(retry.ActionNakWithDelay, max(k.heldFor, time.Second), "held back: nothing sent")

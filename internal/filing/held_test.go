@@ -76,3 +76,22 @@ func TestHeldDeliveriesDoNotCount(t *testing.T) {
 		}
 	}
 }
+
+// A held retry after real attempts counts as a delivery; a run of held
+// deliveries is one event in the trail, not one per delivery.
+func TestHeldAfterAttemptsCountsAndNotesOnce(t *testing.T) {
+	k := testKnown(t)
+	k.mem = recollection{nonce: "n1", fingerprint: "fp"}
+	k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2,
+		Trail: []messages.AuditEvent{{Event: messages.EventReceived}, {Event: messages.EventDeferred, Class: string(retry.ClassHeld)}}}
+	k.emitted = 2
+	k.attempts = 2 // this delivery's calls reached the vendor before the breaker opened
+	k.held, k.heldFor = heldErr{time.Second}, time.Second
+	s := decide(k)
+	if s.kind != stepWrite || s.entry.Held != 0 {
+		t.Fatalf("step %s, held %d: want a write that does not count the delivery as held", s.kind, s.entry.Held)
+	}
+	if n := len(s.entry.Trail); n != 2 {
+		t.Errorf("trail of %d events, want the earlier held event to stand for this one too", n)
+	}
+}

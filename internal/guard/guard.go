@@ -17,6 +17,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -253,9 +254,17 @@ func (g *Guard) Dispatch(ctx context.Context, req *messages.Request) (dispatch.O
 		return dispatch.Outcome{}, &HeldError{Vendor: pg.pair.Vendor, Account: pg.pair.Account, Why: WhyOpen, RetryAfter: g.openLeft(pg)}
 	}
 	if err := pg.lim.wait(ctx); err != nil {
-		done(err) // excluded: held, or cancelled
+		done(err) // excluded: held
 		return dispatch.Outcome{}, err
 	}
+	defer func() {
+		// A call that panicked is reported as a failure, or a half-open
+		// breaker would wait for its probe's answer for ever.
+		if v := recover(); v != nil {
+			done(fmt.Errorf("panic in the call: %v: %w", v, retry.ErrTransient))
+			panic(v)
+		}
+	}()
 	out, err := g.inner.Dispatch(ctx, req)
 	done(err)
 	if retry.ClassOf(err) == retry.ClassThrottled {

@@ -316,3 +316,47 @@ func TestKVSlots(t *testing.T) {
 		t.Errorf("%d takers won one slot, want 1", won.Load())
 	}
 }
+
+// A wait cut short (a shutdown, the call's deadline) is held: nothing was
+// sent, and the filing must not take the call for one in flight.
+func TestCancelledWaitIsHeld(t *testing.T) {
+	f := &fakeVendor{}
+	g := New(Config{Pairs: []Pair{vms}, Rate: 1}, f, f)
+	if _, err := g.Dispatch(context.Background(), vmsRequest()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	_, err := g.Dispatch(ctx, vmsRequest())
+	if !errors.Is(err, retry.ErrHeld) || retry.ClassOf(err) != retry.ClassHeld {
+		t.Fatalf("err %v (class %s), want held", err, retry.ClassOf(err))
+	}
+	if n := len(f.calls()); n != 1 {
+		t.Errorf("%d calls, want 1", n)
+	}
+}
+
+// A probe that panics is reported as a failure: the breaker opens again
+// and lets the next probe through later, instead of waiting for ever.
+func TestPanickingProbeDoesNotWedgeTheBreaker(t *testing.T) {
+	f := &fakeVendor{answer: systemError}
+	g := New(Config{Pairs: []Pair{vms}, Failures: 1, OpenFor: 100 * time.Millisecond}, f, f)
+	if _, err := g.Dispatch(context.Background(), vmsRequest()); retry.ClassOf(err) != retry.ClassTransient {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	f.mu.Lock()
+	f.answer = func() error { panic("a bug in the client") }
+	f.mu.Unlock()
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = g.Dispatch(context.Background(), vmsRequest())
+	}()
+	f.mu.Lock()
+	f.answer = nil
+	f.mu.Unlock()
+	time.Sleep(150 * time.Millisecond)
+	if _, err := g.Dispatch(context.Background(), vmsRequest()); err != nil {
+		t.Fatalf("after a panicking probe: %v, want the next probe to go through", err)
+	}
+}

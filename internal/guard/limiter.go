@@ -82,7 +82,7 @@ func (l *limiter) wait(ctx context.Context) error {
 	l.mu.Unlock()
 	if err := lim.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return stopped(ctx)
 		}
 		return &HeldError{Why: WhyRate, RetryAfter: time.Duration(float64(time.Second) * max(1, 2/cur))}
 	}
@@ -105,7 +105,7 @@ func (l *limiter) takeSlot(ctx context.Context) error {
 		ok, err := l.slots.Take(ctx, fmt.Sprintf("%s.%d", l.key, next))
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return stopped(ctx)
 			}
 			return &HeldError{Why: WhyRate + " (slot store: " + err.Error() + ")", RetryAfter: time.Second}
 		}
@@ -116,12 +116,18 @@ func (l *limiter) takeSlot(ctx context.Context) error {
 			case <-t.C:
 				return nil
 			case <-ctx.Done():
-				return ctx.Err()
+				return stopped(ctx)
 			}
 		}
 		next++
 	}
 	return &HeldError{Why: WhyRate + " (every slot before the deadline is taken)", RetryAfter: time.Second}
+}
+
+// stopped is the error of a wait that ctx cut short (a shutdown, the
+// call's deadline): held, since nothing was sent.
+func stopped(ctx context.Context) error {
+	return &HeldError{Why: WhyRate + " (stopped while waiting: " + ctx.Err().Error() + ")", RetryAfter: time.Second}
 }
 
 // called notes a call that was answered without throttling.
