@@ -15,6 +15,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/guard"
+	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
@@ -66,6 +67,9 @@ func slotTTL(cfg *config.Config) time.Duration {
 // breaker is open.
 type breakerWatch struct {
 	g        *guard.Guard
+	votes    jetstream.KeyValue // the health bucket: replicas' probe keys and their pause votes
+	owner    string
+	interval time.Duration
 	js       jetstream.JetStream
 	subjects messages.Subjects
 	stream   string
@@ -150,6 +154,7 @@ func (w *breakerWatch) refresh(ctx context.Context) {
 		w.m.Guard(s.Vendor, s.Account, map[guard.BreakerState]int{guard.Closed: 0, guard.HalfOpen: 1, guard.Open: 2}[s.Breaker], r)
 	}
 	until, all := guard.PauseUntil(states)
+	until, all = w.agree(ctx, until, all)
 	switch {
 	case all && until.After(time.Now()):
 		pctx, cancel := context.WithTimeout(ctx, w.timeout)
@@ -167,6 +172,50 @@ func (w *breakerWatch) refresh(ctx context.Context) {
 	case !all && w.paused:
 		w.resume(ctx)
 	}
+}
+
+// votePrefix names the pause votes in the health bucket (probe keys have
+// no dot).
+const votePrefix = "breakers."
+
+// agree publishes this replica's vote and returns whether every live
+// replica agrees to pause, and until when (guard.Agree). Without the
+// bucket (or when it cannot be read) there is no pause.
+func (w *breakerWatch) agree(ctx context.Context, until time.Time, all bool) (time.Time, bool) {
+	if w.votes == nil {
+		return time.Time{}, false
+	}
+	vote := "-"
+	if all {
+		vote = until.UTC().Format(time.RFC3339Nano)
+	}
+	vctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	if _, err := w.votes.PutString(vctx, votePrefix+jshealth.ProbeKey(w.owner), vote); err != nil {
+		return time.Time{}, false
+	}
+	lister, err := w.votes.ListKeys(vctx)
+	if err != nil {
+		return time.Time{}, false
+	}
+	live, votes := map[string]time.Time{}, map[string]guard.Vote{}
+	for key := range lister.Keys() {
+		e, err := w.votes.Get(vctx, key)
+		if err != nil {
+			continue
+		}
+		name, isVote := strings.CutPrefix(key, votePrefix)
+		if !isVote {
+			live[key] = e.Created()
+			continue
+		}
+		v := guard.Vote{At: e.Created()}
+		if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil {
+			v.Until = t
+		}
+		votes[name] = v
+	}
+	return guard.Agree(live, votes, time.Now(), 3*w.interval)
 }
 
 func (w *breakerWatch) resume(ctx context.Context) {

@@ -32,53 +32,8 @@ func TestOutagePausesTheConsumer(t *testing.T) {
 	sb := filingtest.StartSandbox(t)
 	outage := sb.Inject(sandbox.Fault{Code: "SystemError"})
 
-	cfg := fmt.Sprintf(`nats:
-  health:
-    interval: 200ms
-consumer:
-  retry:
-    max_attempts: 1
-    redelivery_base: 100ms
-    redelivery_max: 500ms
-limits:
-  breaker:
-    failures: 2
-    open_for: 2s
-accounts:
-  default:
-    volcengine:
-      access_key_id: %s
-      secret_access_key_env: TEST_VOLC_SK
-      vms_endpoint: %s
-      sms_endpoint: %s
-    douyin:
-      app_id: %s
-      app_secret_env: TEST_DOUYIN_SECRET
-      base_url: %s
-`, sandbox.DefaultAccessKeyID, sb.URL(), sb.URL(), sandbox.DefaultAppID, sb.URL())
-	cfgPath := filepath.Join(t.TempDir(), "consumer.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	admin := freeAddr(t)
-	env := map[string]string{"QUALFILE_NATS_URL": srv.ClientURL(), "QUALFILE_ADMIN_LISTEN": admin,
-		"TEST_VOLC_SK": sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET": sandbox.DefaultAppSecret}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	errc := make(chan error, 1)
-	go func() {
-		errc <- run(ctx, []string{"--config", cfgPath}, func(k string) string { return env[k] }, &stdout, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-errc:
-		case <-time.After(30 * time.Second):
-			t.Error("run did not return")
-		}
-	})
-	waitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
+	admin := startGuarded(t, srv, sb.URL(), 2*time.Second)
+	ctx := context.Background()
 
 	nc := natstest.Connect(t, srv)
 	js, err := jetstream.New(nc)
@@ -162,6 +117,75 @@ func auditSchema(t *testing.T) *jsonschema.Schema {
 	return sch
 }
 
+// TestOneReplicaCutOffDoesNotPauseTheOthers: breakers live in each
+// replica's memory. A replica that cannot reach the vendors (all its
+// breakers open) pauses the shared consumer only while it is the only
+// live one; once a replica that reaches them runs, the pause is lifted
+// and that replica files everything.
+func TestOneReplicaCutOffDoesNotPauseTheOthers(t *testing.T) {
+	srv := natstest.Server(t)
+	down := filingtest.StartSandbox(t)
+	down.Inject(sandbox.Fault{Code: "SystemError"})
+	up := filingtest.StartSandbox(t)
+	ctx := context.Background()
+	startGuarded(t, srv, down.URL(), 8*time.Second)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apis := []messages.API{messages.APIVMSAddQualification, messages.APISMSApplySignatureIdent, messages.APIDouyinGetClassAuth}
+	n := 0
+	for _, api := range apis {
+		for i := range 2 {
+			id := fmt.Sprintf("cut-%s-%d", api, i)
+			if _, err := js.Publish(ctx, "filing.request."+string(api), filingtest.Example(t, api, id), jetstream.WithMsgID(id)); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	paused := func() bool {
+		c, err := js.Consumer(ctx, "FILING_REQUESTS", "qualfile")
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.Paused
+	}
+	waitFor(t, 20*time.Second, "the lone cut-off replica to pause the consumer", paused)
+
+	startGuarded(t, srv, up.URL(), 8*time.Second)
+	// The cut-off replica's breakers stay open for a while yet; with the
+	// healthy replica voting against, the consumer is resumed and stays so.
+	time.Sleep(time.Second)
+	pausedSamples := 0
+	for range 40 {
+		if paused() {
+			pausedSamples++
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pausedSamples > 0 {
+		t.Errorf("the consumer was paused in %d of 40 samples after a healthy replica joined", pausedSamples)
+	}
+	waitFor(t, 30*time.Second, "the healthy replica to file every request", func() bool {
+		ok := 0
+		for _, r := range readAllResults(t, js) {
+			if r.Status == messages.StatusSucceeded {
+				ok++
+			}
+		}
+		return ok >= n
+	})
+	if paused() {
+		t.Error("the consumer is still paused although a replica reaches the vendors")
+	}
+	if got := up.CountCalls(""); got < n {
+		t.Errorf("the reachable vendor saw %d calls, want at least %d", got, n)
+	}
+}
+
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -182,6 +206,65 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// guardedConfig is a consumer configuration whose breakers open after two
+// failures for 2 s, with every vendor of the default account at vendor.
+func guardedConfig(t *testing.T, vendor string, openFor time.Duration) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`nats:
+  health:
+    interval: 200ms
+consumer:
+  retry:
+    max_attempts: 1
+    redelivery_base: 100ms
+    redelivery_max: 500ms
+limits:
+  breaker:
+    failures: 2
+    open_for: %s
+accounts:
+  default:
+    volcengine:
+      access_key_id: %s
+      secret_access_key_env: TEST_VOLC_SK
+      vms_endpoint: %s
+      sms_endpoint: %s
+    douyin:
+      app_id: %s
+      app_secret_env: TEST_DOUYIN_SECRET
+      base_url: %s
+`, openFor, sandbox.DefaultAccessKeyID, vendor, vendor, sandbox.DefaultAppID, vendor)
+	path := filepath.Join(t.TempDir(), "consumer.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startGuarded runs a consumer on srv whose vendors are at vendor, until
+// the test ends, and returns its admin address.
+func startGuarded(t *testing.T, srv interface{ ClientURL() string }, vendor string, openFor time.Duration) string {
+	t.Helper()
+	cfgPath := guardedConfig(t, vendor, openFor)
+	admin := freeAddr(t)
+	env := map[string]string{"QUALFILE_NATS_URL": srv.ClientURL(), "QUALFILE_ADMIN_LISTEN": admin,
+		"TEST_VOLC_SK": sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET": sandbox.DefaultAppSecret}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, []string{"--config", cfgPath}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-errc:
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return")
+		}
+	})
+	waitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
+	return admin
 }
 
 // streamMessages reads the messages of stream on filter.

@@ -323,14 +323,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("only one NATS server known: the JetStream health watch cannot move this replica to another server; list every server in nats.url",
 			zap.Strings("servers", servers))
 	}
+	votes, err := js.KeyValue(setupCtx, queue.BucketNames(subjects).Health)
+	if err != nil {
+		return fmt.Errorf("health bucket: %w", err)
+	}
 	healthCtx, stopHealthCtx := context.WithCancel(ctx)
 	healthDone := make(chan struct{})
 	go func() { defer close(healthDone); health.Run(healthCtx) }()
 	backlogDone := make(chan struct{})
 	go func() { defer close(backlogDone); watchBacklog(healthCtx, cons, m, cfg.NATS.Health.Interval) }()
 	breakersDone := make(chan struct{})
-	bw := &breakerWatch{g: grd, js: js, subjects: subjects, stream: queue.StreamNames(subjects).Requests, durable: cfg.Consumer.Durable,
-		log: log, m: m, timeout: cfg.NATS.Health.Timeout}
+	bw := &breakerWatch{g: grd, votes: votes, owner: owner, interval: cfg.NATS.Health.Interval, js: js, subjects: subjects,
+		stream: queue.StreamNames(subjects).Requests, durable: cfg.Consumer.Durable, log: log, m: m, timeout: cfg.NATS.Health.Timeout}
 	go func() { defer close(breakersDone); bw.run(healthCtx, cfg.NATS.Health.Interval) }()
 	stopHealth := func() { stopHealthCtx(); <-healthDone; <-backlogDone; <-breakersDone }
 	defer stopHealth()

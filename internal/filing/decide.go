@@ -668,6 +668,12 @@ func (k *known) trouble() step {
 	if !k.stopping && k.now.Sub(k.troubleSince) < budget {
 		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(k.failures-1, 6), 2*time.Second)}
 	}
+	if failed == stepFiles {
+		// Nothing was sent: the entry goes back to "claimed", so that no
+		// replica takes it for a call in flight.
+		k.deferred, k.deferDelay, k.deferReason = true, k.lim.policy.RedeliveryDelay(k.delivery, false), "the file store could not be read"
+		return k.deferral()
+	}
 	return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(k.delivery, false), failed.String()+" failed")
 }
 

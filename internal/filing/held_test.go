@@ -95,3 +95,19 @@ func TestHeldAfterAttemptsCountsAndNotesOnce(t *testing.T) {
 		t.Errorf("trail of %d events, want the earlier held event to stand for this one too", n)
 	}
 }
+
+// A file store that cannot be read hands the request back with its entry
+// "claimed": nothing was sent, so no replica may take it for a lost call.
+func TestUnreadableFileStoreHandsBackClaimed(t *testing.T) {
+	k := testKnown(t)
+	k.lim.policy = retry.Policy{InitialInterval: time.Millisecond, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
+	k.mem = recollection{nonce: "n1", fingerprint: "fp"}
+	k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2,
+		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
+	k.emitted = 1
+	k.failed, k.failures, k.troubleSince = stepFiles, 3, t0.Add(-time.Minute)
+	s := decide(k)
+	if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Nonce != "" {
+		t.Fatalf("step %s, entry %+v: want the entry back to claimed", s.kind, s.entry)
+	}
+}

@@ -195,6 +195,11 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads, skew: rc.ClockSkew,
 			keepAmbiguous: rc.KeepAmbiguous},
 	}
+	if cfg.Files != nil {
+		// Files held in the object store are fetched with the entry
+		// "calling", before the call: the lease covers that too.
+		lim.lease += cfg.CallTimeout
+	}
 	if lim.reconcile.on {
 		// A replica that reconciles holds the entry "calling" through its
 		// window: the lease covers it, and its last read.

@@ -329,3 +329,31 @@ func asLimit(r float64) rate.Limit {
 	}
 	return rate.Limit(r)
 }
+
+// Vote is one replica's view for a pause: every vendor account's breaker
+// of that replica is open until Until (zero: not all of them are), as of
+// At.
+type Vote struct{ Until, At time.Time }
+
+// Agree decides whether the shared consumer may be paused: breakers live
+// in each replica's memory, so one replica cut off from the vendors must
+// not stop the others. Every live replica (seen within stale of now) must
+// have voted recently that all its breakers are open; the pause lasts
+// until the first of them lets a probe through.
+func Agree(live map[string]time.Time, votes map[string]Vote, now time.Time, stale time.Duration) (until time.Time, ok bool) {
+	n := 0
+	for name, seen := range live {
+		if now.Sub(seen) > stale {
+			continue // gone: its key has not expired yet
+		}
+		v, voted := votes[name]
+		if !voted || now.Sub(v.At) > stale || !v.Until.After(now) {
+			return time.Time{}, false
+		}
+		if until.IsZero() || v.Until.Before(until) {
+			until = v.Until
+		}
+		n++
+	}
+	return until, n > 0
+}

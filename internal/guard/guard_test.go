@@ -360,3 +360,31 @@ func TestPanickingProbeDoesNotWedgeTheBreaker(t *testing.T) {
 		t.Fatalf("after a panicking probe: %v, want the next probe to go through", err)
 	}
 }
+
+func TestAgree(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	stale := 15 * time.Second
+	open := func(until time.Duration) Vote { return Vote{Until: now.Add(until), At: now.Add(-time.Second)} }
+	for _, tc := range []struct {
+		name  string
+		live  map[string]time.Time
+		votes map[string]Vote
+		want  time.Time
+		ok    bool
+	}{
+		{"no replica", nil, nil, time.Time{}, false},
+		{"one replica, all open", map[string]time.Time{"a": now}, map[string]Vote{"a": open(10 * time.Second)}, now.Add(10 * time.Second), true},
+		{"another replica not all open", map[string]time.Time{"a": now, "b": now}, map[string]Vote{"a": open(10 * time.Second), "b": {At: now}}, time.Time{}, false},
+		{"another replica has not voted", map[string]time.Time{"a": now, "b": now}, map[string]Vote{"a": open(10 * time.Second)}, time.Time{}, false},
+		{"a stale vote", map[string]time.Time{"a": now}, map[string]Vote{"a": {Until: now.Add(time.Hour), At: now.Add(-time.Minute)}}, time.Time{}, false},
+		{"a gone replica does not count", map[string]time.Time{"a": now, "dead": now.Add(-time.Hour)}, map[string]Vote{"a": open(10 * time.Second)}, now.Add(10 * time.Second), true},
+		{"both open: until the first probe", map[string]time.Time{"a": now, "b": now}, map[string]Vote{"a": open(10 * time.Second), "b": open(5 * time.Second)}, now.Add(5 * time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := Agree(tc.live, tc.votes, now, stale)
+			if ok != tc.ok || !got.Equal(tc.want) {
+				t.Errorf("Agree = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}

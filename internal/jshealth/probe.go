@@ -65,7 +65,7 @@ func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (fu
 	case cfg.MaxAge < 0:
 		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
 	}
-	key := probeKey(cfg.Key)
+	key := ProbeKey(cfg.Key)
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "qualfile: JetStream health probe, one key per consumer replica",
@@ -86,7 +86,9 @@ func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (fu
 }
 
 // probeKey makes a KV key of a replica name.
-func probeKey(name string) string {
+// ProbeKey is the key a replica named name probes under: its name with
+// every character but [A-Za-z0-9_-] replaced by '_'.
+func ProbeKey(name string) string {
 	if name == "" {
 		return "probe"
 	}
