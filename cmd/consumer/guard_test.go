@@ -254,7 +254,9 @@ func startGuarded(t *testing.T, srv interface{ ClientURL() string }, vendor stri
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, []string{"--config", cfgPath}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	go func() {
+		errc <- run(ctx, []string{"--config", cfgPath}, func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
