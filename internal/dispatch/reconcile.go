@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,29 +33,43 @@ const (
 	reconcilePageSize = 100
 )
 
-// Finding is what the vendor's records say about a create whose answer
-// was lost.
-type Finding struct {
-	// Found: exactly one record matches; Outcome is what the create would
-	// have answered ({"QualificationNo"} or {"id","id_string"}), with the
-	// read's request id.
-	Found   bool
+// Record is one vendor record that matches a request: its identifier
+// (the QualificationNo, or the SMS id in decimal) and what the create would
+// have answered for it ({"QualificationNo"} or {"id","id_string"}), with
+// the read's request id.
+type Record struct {
+	ID      string
 	Outcome Outcome
-	// Matches counts the records that match. More than one cannot be told
-	// apart: the request is left to an operator (Found is false).
-	Matches int
-	// Undated counts records that match but whose creation time could not
-	// be read; they count as matches, since they cannot be ruled out.
+}
+
+// Finding is what the vendor's records say about a create whose answer
+// was lost: the records that match it. Which of them is this filing is
+// the caller's to decide (an SMS record listed before the request's first
+// call is an earlier filing).
+type Finding struct {
+	Records []Record
+	// Undated counts VMS records that match but whose creation time could
+	// not be read: they cannot be ruled out, nor taken for this filing.
 	Undated int
 }
 
-// Absent reports whether the vendor holds no matching record.
-func (f Finding) Absent() bool { return f.Matches == 0 }
+// Matches is the number of matching records, dated or not.
+func (f Finding) Matches() int { return len(f.Records) + f.Undated }
 
-// Reconcile asks the vendor whether it holds the record that req (a
-// validated create of a Reconcilable api) would have made, created at or
-// after since. Errors classify with retry.ClassOf like the calls' errors.
+// Reconcile asks the vendor which records match req (a validated create
+// of a Reconcilable api): VMS records created at or after since, every
+// matching SMS item. Errors classify with retry.ClassOf like the calls'
+// errors.
 func (d *Dispatcher) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (Finding, error) {
+	return d.ReconcilePaced(ctx, req, since, nil)
+}
+
+// ReconcilePaced is Reconcile with pace called before every page after the
+// first (a rate limit: a long list is many calls).
+func (d *Dispatcher) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (Finding, error) {
+	if pace == nil {
+		pace = func(context.Context) error { return nil }
+	}
 	if !req.API.Reconcilable() {
 		return Finding{}, fmt.Errorf("%s: %w", req.API, ErrNotReconcilable)
 	}
@@ -68,26 +83,31 @@ func (d *Dispatcher) Reconcile(ctx context.Context, req *messages.Request, since
 		if !ok || p.QualificationMainInfoFormDO == nil {
 			return Finding{}, fmt.Errorf("account %q, vms read: %w", req.AccountOrDefault(), ErrNoClient)
 		}
-		return findQualification(ctx, r, p.QualificationMainInfoFormDO, since)
+		return findQualification(ctx, r, p.QualificationMainInfoFormDO, since, pace)
 	case *messages.SMSApplySignatureIdent:
 		r, ok := acct.SMS.(SMSReader)
 		if !ok {
 			return Finding{}, fmt.Errorf("account %q, sms read: %w", req.AccountOrDefault(), ErrNoClient)
 		}
-		return findSignatureIdent(ctx, r, p)
+		return findSignatureIdent(ctx, r, p, pace)
 	}
 	return Finding{}, ErrNotValidated
 }
 
 // findQualification matches on QualificationEntity and
 // UnitSocialCreditCode, created at or after since.
-func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo, since time.Time) (Finding, error) {
+func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo, since time.Time, pace func(context.Context) error) (Finding, error) {
 	var f Finding
 	entity, code := strings.TrimSpace(m.QualificationEntity), strings.TrimSpace(m.UnitSocialCreditCode)
 	q := volcengine.QualificationQuery{QualificationEntityQueryPattern: entity, Limit: reconcilePageSize}
 	for page := 0; ; page++ {
 		if page == maxReconcilePages {
 			return Finding{}, fmt.Errorf("vms QueryQualification for %d records: %w", maxReconcilePages*reconcilePageSize, ErrTooManyRecords)
+		}
+		if page > 0 {
+			if err := pace(ctx); err != nil {
+				return Finding{}, err
+			}
 		}
 		res, md, err := r.QueryQualification(ctx, q)
 		if err != nil {
@@ -102,31 +122,28 @@ func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo
 			switch {
 			case !ok:
 				f.Undated++
+				continue
 			case at.Before(since):
 				continue // an earlier filing of the same entity
 			}
-			f.Matches++
-			f.Outcome, err = outcome(messages.VMSAddResult{QualificationNo: v.QualificationNo}, md.RequestID, nil)
+			out, err := outcome(messages.VMSAddResult{QualificationNo: v.QualificationNo}, md.RequestID, nil)
 			if err != nil {
 				return Finding{}, err
 			}
+			f.Records = append(f.Records, Record{ID: v.QualificationNo, Outcome: out})
 		}
 		q.Offset += int32(len(res.Records))
 		if len(res.Records) == 0 || int64(q.Offset) >= res.Total {
 			break
 		}
 	}
-	f.Found = f.Matches == 1 && f.Undated == 0
-	if !f.Found {
-		f.Outcome = Outcome{}
-	}
 	return f, nil
 }
 
 // findSignatureIdent matches on materialName, businessCertificateName and
-// purpose. The list carries no creation time, so an identical earlier
-// filing cannot be ruled out by time: two matches are left to an operator.
-func findSignatureIdent(ctx context.Context, r SMSReader, p *messages.SMSApplySignatureIdent) (Finding, error) {
+// purpose. The list carries no creation time: which items existed before
+// the request's first call is for the caller to know.
+func findSignatureIdent(ctx context.Context, r SMSReader, p *messages.SMSApplySignatureIdent, pace func(context.Context) error) (Finding, error) {
 	var f Finding
 	name, cert := strings.TrimSpace(p.MaterialName), strings.TrimSpace(p.BusinessInfo.BusinessCertificateName)
 	q := volcengine.SignatureIdentQuery{PageIndex: 1, PageSize: reconcilePageSize}
@@ -134,6 +151,11 @@ func findSignatureIdent(ctx context.Context, r SMSReader, p *messages.SMSApplySi
 	for ; ; q.PageIndex++ {
 		if q.PageIndex > maxReconcilePages {
 			return Finding{}, fmt.Errorf("sms GetSignatureIdentList for %d items: %w", maxReconcilePages*reconcilePageSize, ErrTooManyRecords)
+		}
+		if q.PageIndex > 1 {
+			if err := pace(ctx); err != nil {
+				return Finding{}, err
+			}
 		}
 		res, md, err := r.GetSignatureIdentList(ctx, q)
 		if err != nil {
@@ -143,20 +165,16 @@ func findSignatureIdent(ctx context.Context, r SMSReader, p *messages.SMSApplySi
 			if strings.TrimSpace(it.MaterialName) != name || strings.TrimSpace(it.BusinessCertificateName) != cert || int64(it.Purpose) != int64(p.Purpose) {
 				continue
 			}
-			f.Matches++
-			f.Outcome, err = outcome(messages.SMSApplyResult{ID: int64(it.ID)}.WithIDString(), md.RequestID, nil)
+			out, err := outcome(messages.SMSApplyResult{ID: int64(it.ID)}.WithIDString(), md.RequestID, nil)
 			if err != nil {
 				return Finding{}, err
 			}
+			f.Records = append(f.Records, Record{ID: strconv.FormatInt(int64(it.ID), 10), Outcome: out})
 		}
 		seen += len(res.List)
 		if len(res.List) == 0 || int64(seen) >= int64(res.Total) {
 			break
 		}
-	}
-	f.Found = f.Matches == 1
-	if !f.Found {
-		f.Outcome = Outcome{}
 	}
 	return f, nil
 }

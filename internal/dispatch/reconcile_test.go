@@ -3,6 +3,8 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,22 +26,25 @@ func TestReconcileFindsWhatWasFiled(t *testing.T) {
 			since := time.Now().Add(-time.Second)
 
 			f, err := r.d.Reconcile(ctx, req, since)
-			if err != nil || f.Found || !f.Absent() {
-				t.Fatalf("before filing: %+v, %v; want absent", f, err)
+			if err != nil || f.Matches() != 0 {
+				t.Fatalf("before filing: %+v, %v; want no match", f, err)
 			}
 			out, err := r.d.Dispatch(ctx, req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			f, err = r.d.Reconcile(ctx, req, since)
-			if err != nil || !f.Found {
-				t.Fatalf("after filing: %+v, %v; want found", f, err)
+			if err != nil || len(f.Records) != 1 {
+				t.Fatalf("after filing: %+v, %v; want the one record", f, err)
 			}
-			if string(f.Outcome.Result) != string(out.Result) {
-				t.Errorf("found %s, the create answered %s", f.Outcome.Result, out.Result)
+			if got := f.Records[0].Outcome; string(got.Result) != string(out.Result) {
+				t.Errorf("found %s, the create answered %s", got.Result, out.Result)
 			}
-			if f.Outcome.UpstreamRequestID == "" || f.Outcome.UpstreamRequestID == out.UpstreamRequestID {
-				t.Errorf("upstream request id %q: want the read's own", f.Outcome.UpstreamRequestID)
+			if up := f.Records[0].Outcome.UpstreamRequestID; up == "" || up == out.UpstreamRequestID {
+				t.Errorf("upstream request id %q: want the read's own", up)
+			}
+			if f.Records[0].ID == "" || !strings.Contains(string(out.Result), f.Records[0].ID) {
+				t.Errorf("record id %q: want the number or id of %s", f.Records[0].ID, out.Result)
 			}
 			if n := sb.CountCalls(readAPI(api)); n != 2 {
 				t.Errorf("the sandbox saw %d reads, want 2", n)
@@ -50,8 +55,8 @@ func TestReconcileFindsWhatWasFiled(t *testing.T) {
 				t.Fatal(err)
 			}
 			f, err = r.d.Reconcile(ctx, req, since)
-			if err != nil || f.Found || f.Matches != 2 {
-				t.Fatalf("two records: %+v, %v; want 2 matches, not found", f, err)
+			if err != nil || len(f.Records) != 2 {
+				t.Fatalf("two records: %+v, %v; want 2 matches", f, err)
 			}
 		})
 	}
@@ -74,13 +79,13 @@ func TestReconcileVMSMatchesFieldsAndTime(t *testing.T) {
 	if _, err := r.d.Dispatch(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := r.d.Reconcile(ctx, req, time.Now().Add(time.Minute)); err != nil || !f.Absent() {
+	if f, err := r.d.Reconcile(ctx, req, time.Now().Add(time.Minute)); err != nil || f.Matches() != 0 {
 		t.Errorf("a record created before since: %+v, %v; want absent", f, err)
 	}
 	other := requestWithPayload(t, messages.APIVMSAddQualification, func(p map[string]any) {
 		p["QualificationMainInfoFormDO"].(map[string]any)["UnitSocialCreditCode"] = "91110000000000000X"
 	})
-	if f, err := r.d.Reconcile(ctx, other, time.Now().Add(-time.Minute)); err != nil || !f.Absent() {
+	if f, err := r.d.Reconcile(ctx, other, time.Now().Add(-time.Minute)); err != nil || f.Matches() != 0 {
 		t.Errorf("another credit code: %+v, %v; want absent", f, err)
 	}
 }
@@ -100,11 +105,11 @@ func TestReconcileSMSMatchesFields(t *testing.T) {
 		},
 	} {
 		other := requestWithPayload(t, messages.APISMSApplySignatureIdent, edit)
-		if f, err := r.d.Reconcile(ctx, other, time.Time{}); err != nil || !f.Absent() {
+		if f, err := r.d.Reconcile(ctx, other, time.Time{}); err != nil || f.Matches() != 0 {
 			t.Errorf("another %s: %+v, %v; want absent", name, f, err)
 		}
 	}
-	if f, err := r.d.Reconcile(ctx, req, time.Time{}); err != nil || !f.Found {
+	if f, err := r.d.Reconcile(ctx, req, time.Time{}); err != nil || len(f.Records) != 1 {
 		t.Errorf("the same fields: %+v, %v; want found", f, err)
 	}
 }
@@ -149,5 +154,26 @@ func TestReconcileReadIsSigned(t *testing.T) {
 	}
 	if c := lastCall(t, sb, sandbox.SignatureIdentListAPI); c.Code != "SignatureDoesNotMatch" {
 		t.Errorf("the sandbox answered %q, want SignatureDoesNotMatch", c.Code)
+	}
+}
+
+// A long list is read page by page, each page paced (a rate limit's slot).
+func TestReconcilePacesEachPage(t *testing.T) {
+	ctx := context.Background()
+	sb := startSandbox(t, sandbox.Config{})
+	r := newRig(t, sb, rigOptions{})
+	for i := range 150 {
+		req := requestWithPayload(t, messages.APISMSApplySignatureIdent, func(p map[string]any) { p["materialName"] = fmt.Sprintf("资质%03d", i) })
+		if _, err := r.d.Dispatch(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paced := 0
+	f, err := r.d.ReconcilePaced(ctx, loadExample(t, messages.APISMSApplySignatureIdent), time.Time{}, func(context.Context) error { paced++; return nil })
+	if err != nil || f.Matches() != 0 {
+		t.Fatalf("%+v, %v", f, err)
+	}
+	if reads := sb.CountCalls(sandbox.SignatureIdentListAPI); reads != 2 || paced != 1 {
+		t.Errorf("%d pages read, %d paced; want 2 pages (150 items at 100 a page), the second paced", reads, paced)
 	}
 }

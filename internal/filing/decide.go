@@ -103,6 +103,9 @@ func decide(k *known) step {
 // something of the request (its entry exists, or existed), or once the
 // grace period is over, the entry is created "claimed".
 func (k *known) claim() step {
+	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil && k.needsBaseline() {
+		return step{kind: stepBaseline}
+	}
 	e := k.newEntry()
 	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil {
 		k.mem = recollection{nonce: k.newNonce(), fingerprint: k.fingerprint}
@@ -110,6 +113,14 @@ func (k *known) claim() step {
 		e.State, e.Nonce = ledger.StateCalling, k.mem.nonce
 	}
 	return step{kind: stepClaim, entry: e}
+}
+
+// needsBaseline reports whether the SMS records that match the request
+// must be listed before its first call: the SMS list has no creation
+// time, so reconciliation can tell this filing from an earlier identical
+// one only by what was listed before.
+func (k *known) needsBaseline() bool {
+	return k.lim.reconcile.on && k.req.API == messages.APISMSApplySignatureIdent && !k.baselineDone
 }
 
 // calling decides about an entry found "calling".
@@ -249,19 +260,26 @@ func (k *known) reconcile() step {
 		return k.refile()
 	case k.stopping:
 		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown while reconciling")
-	case r.reads > 0 && r.finding.Found:
-		res := k.result(messages.StatusSucceeded, nil)
-		res.Result, res.UpstreamRequestID, res.Reconciled = r.finding.Outcome.Result, r.finding.Outcome.UpstreamRequestID, true
-		if k.lim.redactResults && len(res.Result) > 0 {
-			res.Result = messages.Redact(res.Result)
-		}
-		st := k.decided(res, messages.EventReconciled, "")
-		k.noteOutcome(fmt.Sprintf("%s; the vendor's record was found by read %d", r.why, r.reads+r.failed))
-		return st
-	case r.reads > 0 && r.finding.Matches > 1:
-		return k.ambiguous(fmt.Sprintf("%s; %d records at the vendor match it and cannot be told apart", r.why, r.finding.Matches))
 	case r.gaveUp:
 		return k.ambiguous(r.why + "; the vendor's records could not be read: " + bound(errText(r.lastErr), 300))
+	}
+	if r.reads > 0 {
+		cands, why := k.candidates()
+		switch {
+		case why != "":
+			return k.ambiguous(r.why + "; " + why)
+		case len(cands) == 1:
+			res := k.result(messages.StatusSucceeded, nil)
+			res.Result, res.UpstreamRequestID, res.Reconciled = cands[0].Outcome.Result, cands[0].Outcome.UpstreamRequestID, true
+			if k.lim.redactResults && len(res.Result) > 0 {
+				res.Result = messages.Redact(res.Result)
+			}
+			st := k.decided(res, messages.EventReconciled, "")
+			k.noteOutcome(fmt.Sprintf("%s; the vendor's record was found by read %d", r.why, r.reads+r.failed))
+			return st
+		case len(cands) > 1:
+			return k.ambiguous(fmt.Sprintf("%s; %d records at the vendor match it and cannot be told apart", r.why, len(cands)))
+		}
 	}
 	end := rules.slot(r.start, max(rules.reads, 1)-1)
 	if r.reads < max(rules.reads, 1) && !r.next.After(end) {
@@ -287,6 +305,35 @@ func (k *known) reconcile() step {
 	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventRefiled, Attempt: k.entry.Attempts,
 		Message: fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s: filed again, once", r.why, r.reads, rules.window)}))
 	return k.refile()
+}
+
+// candidates are the records of the last read that may be this filing:
+// for SMS, not those listed before its first call. why says why the
+// records cannot decide at all ("" when they can).
+func (k *known) candidates() (cands []dispatch.Record, why string) {
+	f := k.recon.finding
+	if f.Undated > 0 {
+		return nil, fmt.Sprintf("%d matching records at the vendor have a creation time that cannot be read", f.Undated)
+	}
+	if k.req.API != messages.APISMSApplySignatureIdent {
+		return f.Records, ""
+	}
+	if !k.entry.BaselineKnown {
+		if len(f.Records) > 0 {
+			return nil, fmt.Sprintf("%d matching SMS records are listed, and which existed before this request's first call is not known", len(f.Records))
+		}
+		return nil, ""
+	}
+	earlier := map[string]bool{}
+	for _, id := range k.entry.Baseline {
+		earlier[id] = true
+	}
+	for _, rec := range f.Records {
+		if !earlier[rec.ID] {
+			cands = append(cands, rec)
+		}
+	}
+	return cands, ""
 }
 
 // refile files the request again, once: a new move to "calling" that

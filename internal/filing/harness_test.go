@@ -37,6 +37,8 @@ type harnessOpts struct {
 	grace      time.Duration
 	config     func(*filing.Config)
 	guard      *guard.Config
+	reconcile  *filing.ReconcileConfig
+	upstream   func(filing.Dispatcher) filing.Dispatcher
 }
 
 func newHarness(tb testing.TB, o harnessOpts) *harness {
@@ -45,7 +47,7 @@ func newHarness(tb testing.TB, o harnessOpts) *harness {
 		_, o.nc, _ = natstest.JetStream(tb)
 	}
 	p := filingtest.New(tb, filingtest.Options{NC: o.nc, MaxDeliver: o.maxDeliver, Policy: o.policy, Owner: o.owner, Sandbox: o.sb,
-		Grace: o.grace, Config: o.config, Ledger: o.wrapLedger, Guard: o.guard})
+		Grace: o.grace, Config: o.config, Ledger: o.wrapLedger, Guard: o.guard, Reconcile: o.reconcile, Upstream: o.upstream})
 	return &harness{Pipeline: p, js: p.JS, sb: p.Sandbox, led: p.Ledger, subjects: p.Subjects}
 }
 

@@ -24,9 +24,10 @@ type readAnswer struct {
 
 var (
 	absent = readAnswer{}
-	found  = readAnswer{f: dispatch.Finding{Found: true, Matches: 1,
-		Outcome: dispatch.Outcome{Result: json.RawMessage(`{"QualificationNo":"QUA1"}`), UpstreamRequestID: "read-1"}}}
-	twice    = readAnswer{f: dispatch.Finding{Matches: 2}}
+	found  = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1",
+		Outcome: dispatch.Outcome{Result: json.RawMessage(`{"QualificationNo":"QUA1"}`), UpstreamRequestID: "read-1"}}}}}
+	twice    = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1"}, {ID: "QUA2"}}}}
+	earlier  = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}
 	readDown = readAnswer{err: fmt.Errorf("SystemError: %w", retry.ErrTransient)}
 	readBad  = readAnswer{err: fmt.Errorf("SignatureDoesNotMatch: %w", retry.ErrPermanent)}
 )
@@ -129,7 +130,7 @@ func TestReconcileRules(t *testing.T) {
 				t.Errorf("trail %s", got)
 			}
 		}},
-		{"absent over the window: filed again, once", sms, rules3, nil, []readAnswer{absent, absent, absent}, func(t *testing.T, k *known, p played) {
+		{"absent over the window: filed again, once", sms, rules3, func(k *known) { k.entry.BaselineKnown = true }, []readAnswer{absent, absent, absent}, func(t *testing.T, k *known, p played) {
 			if p.last().kind != stepCall {
 				t.Fatalf("last step %s, want a call", p.last().kind)
 			}
@@ -185,6 +186,28 @@ func TestReconcileRules(t *testing.T) {
 				t.Errorf("outcome %+v: want reconciled", res)
 			}
 		}},
+		{"sms: a record listed before the first call is an earlier filing", sms, rules3, func(k *known) {
+			k.entry.Baseline, k.entry.BaselineKnown = []string{"7"}, true
+		}, []readAnswer{earlier, earlier, earlier}, func(t *testing.T, k *known, p played) {
+			if p.last().kind != stepCall || k.entry.Refiled != 1 {
+				t.Errorf("last step %s, refiled %d: want it filed again (the only match is older)", p.last().kind, k.entry.Refiled)
+			}
+		}},
+		{"sms: a new record beside an earlier one is this filing", sms, rules3, func(k *known) {
+			k.entry.Baseline, k.entry.BaselineKnown = []string{"7"}, true
+		}, []readAnswer{{f: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}, {ID: "8", Outcome: dispatch.Outcome{Result: json.RawMessage(`{"id":8}`)}}}}}}, func(t *testing.T, k *known, p played) {
+			if res := k.mem.outcome; res == nil || !res.Reconciled || string(res.Result) != `{"id":8}` {
+				t.Errorf("outcome %+v: want the new record", res)
+			}
+		}},
+		{"sms: matches, and no baseline: an operator decides", sms, rules3, func(k *known) {
+			k.entry.BaselineKnown = false
+		}, []readAnswer{earlier}, func(t *testing.T, k *known, p played) {
+			wantAmbiguous(t, k, "which existed before")
+		}},
+		{"vms: an undated match cannot decide", vms, rules3, nil, []readAnswer{{f: dispatch.Finding{Undated: 1}}}, func(t *testing.T, k *known, p played) {
+			wantAmbiguous(t, k, "creation time that cannot be read")
+		}},
 		{"shutdown while reconciling: handed back, the entry left calling", vms, rules3, func(k *known) {
 			k.recon = reconciliation{active: true, nonce: "n1", start: t0, next: t0.Add(time.Second)}
 			k.stopping = true
@@ -221,5 +244,33 @@ func wantAmbiguous(t *testing.T, k *known, why string) {
 	}
 	if k.entry.Refiled > 1 || (k.entry.State == ledger.StateCalling && k.entry.Nonce != "n1") {
 		t.Errorf("entry %+v: nothing may be filed again", k.entry)
+	}
+}
+
+// A new SMS create lists the vendor's matching records before its first
+// call, and its entry keeps them; other apis, and reconciliation off, go
+// straight to the claim.
+func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
+	k := testKnown(t)
+	k.req.API = messages.APISMSApplySignatureIdent
+	k.lim.reconcile = rules3
+	if s := decide(k); s.kind != stepBaseline {
+		t.Fatalf("first step %s, want the baseline read", s.kind)
+	}
+	k.baselineDone, k.baseline, k.baselineKnown = true, []string{"7"}, true
+	s := decide(k)
+	if s.kind != stepClaim || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 || s.entry.State != ledger.StateCalling {
+		t.Fatalf("step %s, entry %+v: want a claim into calling that keeps the baseline", s.kind, s.entry)
+	}
+	for _, tc := range []struct {
+		name  string
+		api   messages.API
+		rules reconcileRules
+	}{{"vms", messages.APIVMSAddQualification, rules3}, {"reconciliation off", messages.APISMSApplySignatureIdent, reconcileRules{}}} {
+		k := testKnown(t)
+		k.req.API, k.lim.reconcile = tc.api, tc.rules
+		if s := decide(k); s.kind != stepClaim {
+			t.Errorf("%s: first step %s, want the claim", tc.name, s.kind)
+		}
 	}
 }

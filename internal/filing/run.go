@@ -366,6 +366,8 @@ func (r *runner) perform(s step) {
 		r.reconcile()
 	case stepFiles:
 		err = r.fetchFiles()
+	case stepBaseline:
+		r.readBaseline()
 	case stepRemoveFiles:
 		r.removeFiles()
 	case stepClaim:
@@ -516,6 +518,25 @@ func (r *runner) reconcile() {
 	cancel()
 	k.now = r.p.cfg.Now().UTC()
 	k.noteRead(f, err, k.now)
+}
+
+// readBaseline lists the SMS records that match the request before its
+// first call. A failed read leaves the baseline unknown: the create goes
+// on, and a lost answer then goes to an operator.
+func (r *runner) readBaseline() {
+	k := r.k
+	k.baselineDone = true
+	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+	defer cancel()
+	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, k.req, time.Time{})
+	k.now = r.p.cfg.Now().UTC()
+	if err != nil || f.Undated > 0 {
+		return
+	}
+	k.baseline, k.baselineKnown = make([]string, 0, len(f.Records)), true
+	for _, rec := range f.Records {
+		k.baseline = append(k.baseline, rec.ID)
+	}
 }
 
 // fetchFiles fetches and checks the request's files held in the object

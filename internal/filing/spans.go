@@ -46,7 +46,7 @@ func (r *runner) startSpan() {
 // stepNamesForSpans are the steps that get a span of their own.
 var stepSpanNames = map[stepKind]string{
 	stepClaim: "ledger.claim", stepRead: "ledger.read", stepWrite: "ledger.write",
-	stepCall: "vendor.call", stepReconcile: "vendor.read", stepFiles: "files.fetch", stepRemoveFiles: "files.remove",
+	stepCall: "vendor.call", stepReconcile: "vendor.read", stepBaseline: "vendor.read", stepFiles: "files.fetch", stepRemoveFiles: "files.remove",
 	stepEmit: "publish.audit", stepEvent: "publish.audit", stepResult: "publish.result", stepDeadLetter: "publish.dead_letter",
 }
 
@@ -58,7 +58,7 @@ func (r *runner) stepSpan(s step) trace.Span {
 	}
 	kind := trace.SpanKindInternal
 	switch s.kind {
-	case stepCall, stepReconcile:
+	case stepCall, stepReconcile, stepBaseline:
 		kind = trace.SpanKindClient
 	case stepEmit, stepEvent, stepResult, stepDeadLetter:
 		kind = trace.SpanKindProducer
@@ -98,8 +98,7 @@ func (r *runner) endStepSpan(span trace.Span, s step, err error) {
 			span.SetStatus(codes.Error, string(k.lastClass))
 		}
 	case stepReconcile:
-		span.SetAttributes(attribute.Int("qualfile.reads", k.recon.reads), attribute.Bool("qualfile.found", k.recon.finding.Found),
-			attribute.Int("qualfile.matches", k.recon.finding.Matches))
+		span.SetAttributes(attribute.Int("qualfile.reads", k.recon.reads), attribute.Int("qualfile.matches", k.recon.finding.Matches()))
 	case stepFiles:
 		span.SetAttributes(attribute.Bool("qualfile.files_usable", k.filesErr == nil))
 	}

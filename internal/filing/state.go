@@ -30,6 +30,7 @@ const (
 	stepReconcile                       // read the vendor's records for a create whose answer was lost
 	stepFiles                           // fetch and check the request's files held in the object store
 	stepRemoveFiles                     // remove them once the outcome is final
+	stepBaseline                        // list the vendor\'s records that match an SMS create before its first call
 	stepSettle                          // ack, nak with delay, or term; the last step
 )
 
@@ -37,7 +38,7 @@ var stepNames = map[stepKind]string{
 	stepWaitLocal: "wait-local", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
 	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
 	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
-	stepFiles: "files", stepRemoveFiles: "remove files",
+	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline",
 }
 
 func (s stepKind) String() string { return stepNames[s] }
@@ -229,33 +230,36 @@ type known struct {
 	tried     *ledger.Entry // that write
 
 	// This delivery's progress.
-	pending      []messages.AuditEvent // new events not yet in the ledger's trail
-	emitted      int                   // how many of trail() are known published
-	callDue      bool                  // the entry is "calling" under mem.nonce: call
-	attempts     int                   // calls made by this delivery
-	callStart    time.Time
-	lastErr      error
-	lastClass    retry.Class
-	lastOut      dispatch.Outcome
-	cutShort     bool // the last call was cut short by shutdown
-	emitFailed   bool // events could not go out; they go out later
-	settling     bool // the outcome in hand settles an ambiguous one
-	yielded      bool // another replica's different outcome stands
-	deferred     bool // handed back to wait in the broker
-	deferDelay   time.Duration
-	deferReason  string
-	recon        reconciliation
-	held         error // the last call was held back before it was sent (retry.ErrHeld)
-	heldFor      time.Duration
-	heldNoted    bool  // its deferred event is in pending
-	filesDone    bool  // the request's referenced files are fetched and checked
-	filesErr     error // one of them cannot be used (a *messages.ValidationError)
-	filesRemoved bool  // they were removed (or that was tried)
-	refiling     bool  // the next move to "calling" files the request again
-	recorded     bool  // the outcome (mem.outcome) is in the ledger
-	deadDone     bool
-	resultDone   bool
-	eventDone    bool
+	pending       []messages.AuditEvent // new events not yet in the ledger's trail
+	emitted       int                   // how many of trail() are known published
+	callDue       bool                  // the entry is "calling" under mem.nonce: call
+	attempts      int                   // calls made by this delivery
+	callStart     time.Time
+	lastErr       error
+	lastClass     retry.Class
+	lastOut       dispatch.Outcome
+	cutShort      bool // the last call was cut short by shutdown
+	emitFailed    bool // events could not go out; they go out later
+	settling      bool // the outcome in hand settles an ambiguous one
+	yielded       bool // another replica's different outcome stands
+	deferred      bool // handed back to wait in the broker
+	deferDelay    time.Duration
+	deferReason   string
+	recon         reconciliation
+	baselineDone  bool     // the baseline read was made (or tried)
+	baseline      []string // its records, when baselineKnown
+	baselineKnown bool
+	held          error // the last call was held back before it was sent (retry.ErrHeld)
+	heldFor       time.Duration
+	heldNoted     bool  // its deferred event is in pending
+	filesDone     bool  // the request's referenced files are fetched and checked
+	filesErr      error // one of them cannot be used (a *messages.ValidationError)
+	filesRemoved  bool  // they were removed (or that was tried)
+	refiling      bool  // the next move to "calling" files the request again
+	recorded      bool  // the outcome (mem.outcome) is in the ledger
+	deadDone      bool
+	resultDone    bool
+	eventDone     bool
 
 	// Trouble with the broker.
 	failed       stepKind // the last step failed (0: it did not)

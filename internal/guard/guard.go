@@ -37,9 +37,10 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
 }
 
-// Reconciler reads a vendor's records (*dispatch.Dispatcher).
+// Reconciler reads a vendor's records, pacing each page after the first
+// (*dispatch.Dispatcher).
 type Reconciler interface {
-	Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error)
+	ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error)
 }
 
 // Pair is one vendor account: "vms", "sms" or "douyin", and the account's
@@ -275,20 +276,21 @@ func (g *Guard) Dispatch(ctx context.Context, req *messages.Request) (dispatch.O
 	return out, err
 }
 
-// Reconcile reads the vendor's records under the pair's rate limit; the
-// breaker does not hold reads back (a reconciliation has its own window).
+// Reconcile reads the vendor's records under the pair's rate limit, one
+// slot per page; the breaker does not hold reads back (a reconciliation
+// has its own bounded window of reads).
 func (g *Guard) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error) {
 	if pg, ok := g.pairs[Pair{VendorOf(req.API), req.AccountOrDefault()}]; ok {
 		if err := pg.lim.wait(ctx); err != nil {
 			return dispatch.Finding{}, err
 		}
-		f, err := g.reader.Reconcile(ctx, req, since)
+		f, err := g.reader.ReconcilePaced(ctx, req, since, pg.lim.wait) // each page is a call
 		if retry.ClassOf(err) == retry.ClassThrottled {
 			pg.lim.throttled()
 		}
 		return f, err
 	}
-	return g.reader.Reconcile(ctx, req, since)
+	return g.reader.ReconcilePaced(ctx, req, since, nil)
 }
 
 // openLeft is how long an open breaker still holds calls (a half-open

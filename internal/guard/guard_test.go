@@ -37,7 +37,7 @@ func (f *fakeVendor) Dispatch(ctx context.Context, req *messages.Request) (dispa
 	return dispatch.Outcome{}, answer()
 }
 
-func (f *fakeVendor) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error) {
+func (f *fakeVendor) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error) {
 	f.reads.Add(1)
 	return dispatch.Finding{}, nil
 }
@@ -386,5 +386,33 @@ func TestAgree(t *testing.T) {
 				t.Errorf("Agree = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// pagedReader pages a list, calling pace before every page after the first.
+type pagedReader struct{ pages, paced int }
+
+func (p *pagedReader) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error) {
+	for i := range p.pages {
+		if i > 0 && pace != nil {
+			if err := pace(ctx); err != nil {
+				return dispatch.Finding{}, err
+			}
+			p.paced++
+		}
+	}
+	return dispatch.Finding{}, nil
+}
+
+// A read of many pages takes a rate-limit slot per page, not one for all.
+func TestReadPagesArePaced(t *testing.T) {
+	f, r := &fakeVendor{}, &pagedReader{pages: 4}
+	g := New(Config{Pairs: []Pair{vms}, Rate: 20}, f, r)
+	start := time.Now()
+	if _, err := g.Reconcile(context.Background(), vmsRequest(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.paced != 3 || time.Since(start) < 140*time.Millisecond {
+		t.Errorf("%d pages paced in %s; want 3 after the first, at 20/s at least 150 ms", r.paced, time.Since(start))
 	}
 }

@@ -119,6 +119,11 @@ type Entry struct {
 	// ClaimedAt is when the request was first claimed: a record the
 	// vendor created before it is an earlier filing, not this one.
 	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	// Baseline lists the SMS records that matched the request before its
+	// first call (read when it was first claimed, BaselineKnown): they are
+	// earlier filings, never taken for this one when reconciling.
+	Baseline      []string `json:"baseline,omitempty"`
+	BaselineKnown bool     `json:"baseline_known,omitempty"`
 	// Held counts the deliveries handed back because qualfile held the call
 	// back (a vendor's circuit breaker open, its rate limit full): they do
 	// not count toward the dead-letter limit.
