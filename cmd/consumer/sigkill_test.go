@@ -381,7 +381,17 @@ accounts:
 	t.Logf("ambiguous final results %d; in flight at the kill: %d ledger entries of the killed replica calling a create or update (bound), %d calls received by the sandbox and not yet answered (of both replicas), concurrency %d",
 		ambiguous, callingAtKill, inFlightAtSandbox, concurrency)
 	t.Logf("the vendor's side of the ambiguous results: %v", ambiguousCalls)
-	t.Logf("reconciliation: %d reads of the vendor's records; %d requests filed again once", reads, refiledCalls)
+	refiled, reconciled := 0, 0
+	for _, r := range final {
+		if r.Refiled {
+			refiled++
+		}
+		if r.Reconciled {
+			reconciled++
+		}
+	}
+	t.Logf("reconciliation: %d reads of the vendor's records (SMS baselines included); %d results reconciled, %d filed again once (%d of them after a first call that reached the vendor and did not file)",
+		reads, reconciled, refiled, refiledCalls)
 
 	// The sandbox's records prove each VMS and SMS create found or filed
 	// exactly once: one record per request, the one its result names.
