@@ -2,6 +2,7 @@ package filing_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
+	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -51,5 +53,31 @@ func TestEarlierIdenticalSMSFilingIsNotThisOne(t *testing.T) {
 	}
 	if n := len(h.sb.State().SignatureIdents); n != 2 {
 		t.Errorf("the vendor holds %d signature idents, want 2 (one per request)", n)
+	}
+}
+
+// The baseline is read once, before the first call: a copy of a request
+// whose outcome is recorded is answered from the ledger without a read.
+func TestBaselineReadOnceNotPerCopy(t *testing.T) {
+	h := newHarness(t, harnessOpts{reconcile: &filing.ReconcileConfig{Window: 200 * time.Millisecond, Reads: 2}})
+	h.run()
+	data := example(t, messages.APISMSApplySignatureIdent, "sms-once")
+	h.publish(messages.APISMSApplySignatureIdent, "sms-once", data)
+	h.results(1, 10*time.Second)
+	if n := h.sb.CountCalls(sandbox.SignatureIdentListAPI); n != 1 {
+		t.Fatalf("%d baseline reads for one filing, want 1", n)
+	}
+	for i := range 3 { // copies: the same request, other message ids
+		h.publish(messages.APISMSApplySignatureIdent, fmt.Sprintf("copy-%d", i), data)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for countEvents(h.audit("sms-once"), messages.EventDuplicate) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := countEvents(h.audit("sms-once"), messages.EventDuplicate); got != 3 {
+		t.Fatalf("%d duplicate events, want one per copy", got)
+	}
+	if n := h.sb.CountCalls(sandbox.SignatureIdentListAPI); n != 1 {
+		t.Errorf("%d reads after three copies, want still 1", n)
 	}
 }

@@ -86,6 +86,11 @@ func decide(k *known) step {
 	}
 	switch e := k.entry; e.State {
 	case ledger.StateClaimed:
+		if k.baselineFirst() && !e.BaselineKnown && !k.baselineDone && !k.stopping {
+			// Nothing of ours can be at the vendor now (a claimed entry
+			// follows no call, or a definite "no"): list what is there.
+			return step{kind: stepBaseline}
+		}
 		return k.toCalling(nil)
 	case ledger.StateCalling:
 		return k.calling()
@@ -103,11 +108,8 @@ func decide(k *known) step {
 // something of the request (its entry exists, or existed), or once the
 // grace period is over, the entry is created "claimed".
 func (k *known) claim() step {
-	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil && k.needsBaseline() {
-		return step{kind: stepBaseline}
-	}
 	e := k.newEntry()
-	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil {
+	if !k.stopping && k.mem.nonce == "" && k.mem.outcome == nil && !k.baselineFirst() {
 		k.mem = recollection{nonce: k.newNonce(), fingerprint: k.fingerprint}
 		k.fresh = true
 		e.State, e.Nonce = ledger.StateCalling, k.mem.nonce
@@ -115,12 +117,14 @@ func (k *known) claim() step {
 	return step{kind: stepClaim, entry: e}
 }
 
-// needsBaseline reports whether the SMS records that match the request
-// must be listed before its first call: the SMS list has no creation
-// time, so reconciliation can tell this filing from an earlier identical
-// one only by what was listed before.
-func (k *known) needsBaseline() bool {
-	return k.lim.reconcile.on && k.req.API == messages.APISMSApplySignatureIdent && !k.baselineDone
+// baselineFirst reports whether the request's calls must be preceded by a
+// baseline: the SMS records that match it, listed before its first call.
+// The SMS list has no creation time, so reconciliation can tell this
+// filing from an earlier identical one only by what was listed before.
+// Such a request is claimed plainly, the baseline read, and then the move
+// to "calling" records it.
+func (k *known) baselineFirst() bool {
+	return k.lim.reconcile.on && k.req.API == messages.APISMSApplySignatureIdent
 }
 
 // calling decides about an entry found "calling".
@@ -219,6 +223,9 @@ func (k *known) toCalling(settles *messages.Result) step {
 	}
 	if k.refiling {
 		e.Refiled++
+	}
+	if k.baselineDone && !e.BaselineKnown {
+		e.Baseline, e.BaselineKnown = k.baseline, k.baselineKnown
 	}
 	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, k.lim.owner, k.mem.nonce, k.now, nil
 	return k.write(e)
@@ -709,7 +716,9 @@ func (k *known) trouble() step {
 		return decide(k)
 	}
 	budget := k.lim.troubleBudget
-	if k.keep() {
+	if k.keep() && failed != stepFiles {
+		// (A file fetch sent nothing: it is not knowledge to keep trying
+		// to record, and the entry's lease must not run out under it.)
 		budget = k.lim.recordBudget
 	}
 	if !k.stopping && k.now.Sub(k.troubleSince) < budget {
@@ -717,7 +726,8 @@ func (k *known) trouble() step {
 	}
 	if failed == stepFiles {
 		// Nothing was sent: the entry goes back to "claimed", so that no
-		// replica takes it for a call in flight.
+		// replica takes it for a call in flight, and no call is due.
+		k.callDue = false
 		k.deferred, k.deferDelay, k.deferReason = true, k.lim.policy.RedeliveryDelay(k.delivery, false), "the file store could not be read"
 		return k.deferral()
 	}

@@ -106,8 +106,16 @@ func TestUnreadableFileStoreHandsBackClaimed(t *testing.T) {
 		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
 	k.emitted = 1
 	k.failed, k.failures, k.troubleSince = stepFiles, 3, t0.Add(-time.Minute)
+	k.callDue = true // the fetch came before a call that was due
 	s := decide(k)
 	if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Nonce != "" {
 		t.Fatalf("step %s, entry %+v: want the entry back to claimed", s.kind, s.entry)
+	}
+	e := s.entry
+	e.Revision = 3
+	k.entry, k.pending = &e, nil
+	s = decide(k)
+	if s.kind != stepSettle || s.action != retry.ActionNakWithDelay {
+		t.Fatalf("after the write: step %s, want a nak (no call with the entry claimed)", s.kind)
 	}
 }

@@ -26,7 +26,6 @@ func (k *known) newEntry() ledger.Entry {
 	received := k.event(messages.AuditEvent{Event: messages.EventReceived})
 	return ledger.Entry{
 		RequestID: k.req.ID, API: k.req.API, Owner: k.lim.owner, Fingerprint: k.fingerprint, ClaimedAt: k.now,
-		Baseline: k.baseline, BaselineKnown: k.baselineKnown,
 		Trail: append(k.pending[:0:0], received),
 	}
 }

@@ -247,20 +247,36 @@ func wantAmbiguous(t *testing.T, k *known, why string) {
 	}
 }
 
-// A new SMS create lists the vendor's matching records before its first
-// call, and its entry keeps them; other apis, and reconciliation off, go
-// straight to the claim.
+// A new SMS create is claimed plainly, lists the vendor's matching records
+// before its first call, and the move to "calling" keeps them; other
+// apis, and reconciliation off, go straight to "calling".
 func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
 	k := testKnown(t)
 	k.req.API = messages.APISMSApplySignatureIdent
 	k.lim.reconcile = rules3
+	s := decide(k)
+	if s.kind != stepClaim || s.entry.State == ledger.StateCalling || s.entry.Nonce != "" {
+		t.Fatalf("first step %s, entry %+v: want a plain claim", s.kind, s.entry)
+	}
+	e := s.entry
+	e.State, e.Revision = ledger.StateClaimed, 1
+	k.entry, k.pending, k.emitted = &e, nil, len(e.Trail)
 	if s := decide(k); s.kind != stepBaseline {
-		t.Fatalf("first step %s, want the baseline read", s.kind)
+		t.Fatalf("after the claim: step %s, want the baseline read", s.kind)
 	}
 	k.baselineDone, k.baseline, k.baselineKnown = true, []string{"7"}, true
-	s := decide(k)
-	if s.kind != stepClaim || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 || s.entry.State != ledger.StateCalling {
-		t.Fatalf("step %s, entry %+v: want a claim into calling that keeps the baseline", s.kind, s.entry)
+	s = decide(k)
+	if s.kind != stepWrite || s.entry.State != ledger.StateCalling || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 {
+		t.Fatalf("step %s, entry %+v: want the move to calling keeping the baseline", s.kind, s.entry)
+	}
+	// A claimed entry whose baseline is known is not read again.
+	k2 := testKnown(t)
+	k2.req.API, k2.lim.reconcile = messages.APISMSApplySignatureIdent, rules3
+	k2.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Fingerprint: "fp", Revision: 3, BaselineKnown: true,
+		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
+	k2.emitted = 1
+	if s := decide(k2); s.kind != stepWrite || s.entry.State != ledger.StateCalling {
+		t.Errorf("with a known baseline: step %s, want the move to calling", s.kind)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -269,8 +285,8 @@ func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
 	}{{"vms", messages.APIVMSAddQualification, rules3}, {"reconciliation off", messages.APISMSApplySignatureIdent, reconcileRules{}}} {
 		k := testKnown(t)
 		k.req.API, k.lim.reconcile = tc.api, tc.rules
-		if s := decide(k); s.kind != stepClaim {
-			t.Errorf("%s: first step %s, want the claim", tc.name, s.kind)
+		if s := decide(k); s.kind != stepClaim || s.entry.State != ledger.StateCalling {
+			t.Errorf("%s: first step %s into %s, want a claim straight into calling", tc.name, s.kind, s.entry.State)
 		}
 	}
 }

@@ -144,6 +144,9 @@ func replayOne(ctx context.Context, js jetstream.JetStream, led ReplayLedger, ob
 				next.Supersedes = e.Result.CompletedAt // the replay's outcome replaces it
 			}
 			next.State, next.Owner, next.Nonce, next.Result, next.Seq, next.UpdatedAt = ledger.StateClaimed, "replay", "", nil, 0, time.Time{}
+			// What the vendor lists now includes what the outcome set aside
+			// may have filed: the replay's first call lists it again.
+			next.Baseline, next.BaselineKnown = nil, false
 			// The trail so far went out with the request's outcome; the
 			// replay's own event is the first one left to publish.
 			if e.State == ledger.StateDone {

@@ -277,10 +277,14 @@ func (g *Guard) Dispatch(ctx context.Context, req *messages.Request) (dispatch.O
 }
 
 // Reconcile reads the vendor's records under the pair's rate limit, one
-// slot per page; the breaker does not hold reads back (a reconciliation
-// has its own bounded window of reads).
+// slot per page. An open breaker holds reads back too; a read's answer
+// does not move the breaker.
 func (g *Guard) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error) {
 	if pg, ok := g.pairs[Pair{VendorOf(req.API), req.AccountOrDefault()}]; ok {
+		if pg.cb.State() == gobreaker.StateOpen {
+			// A vendor that fails every call is not read either.
+			return dispatch.Finding{}, &HeldError{Vendor: pg.pair.Vendor, Account: pg.pair.Account, Why: WhyOpen, RetryAfter: g.openLeft(pg)}
+		}
 		if err := pg.lim.wait(ctx); err != nil {
 			return dispatch.Finding{}, err
 		}
