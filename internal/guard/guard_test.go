@@ -83,9 +83,9 @@ func TestBreakerOpensHoldsAndRecovers(t *testing.T) {
 	if until, ok := PauseUntil(g.States()); !ok || until.IsZero() {
 		t.Errorf("PauseUntil = %v, %v: every pair is open", until, ok)
 	}
-	// Reads are not held by the breaker.
-	if _, err := g.Reconcile(ctx, vmsRequest(), time.Time{}); err != nil || f.reads.Load() != 1 {
-		t.Errorf("read while open: %v (%d reads)", err, f.reads.Load())
+	// A vendor that fails every call is not read either.
+	if _, err := g.Reconcile(ctx, vmsRequest(), time.Time{}); !errors.Is(err, retry.ErrHeld) || f.reads.Load() != 0 {
+		t.Errorf("read while open: %v (%d reads), want held and none made", err, f.reads.Load())
 	}
 	// After OpenFor one probe goes through; its success closes the breaker.
 	time.Sleep(350 * time.Millisecond)
@@ -97,6 +97,9 @@ func TestBreakerOpensHoldsAndRecovers(t *testing.T) {
 	}
 	if st := g.States()[0]; st.Breaker != Closed {
 		t.Errorf("state %+v after a successful probe, want closed", st)
+	}
+	if _, err := g.Reconcile(ctx, vmsRequest(), time.Time{}); err != nil || f.reads.Load() != 1 {
+		t.Errorf("read once closed: %v (%d reads)", err, f.reads.Load())
 	}
 	var got []string
 	for len(g.Changes()) > 0 {
