@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
@@ -18,7 +17,11 @@ import (
 // known (an outcome taken in hand, a nonce chosen), as a state machine
 // does. The runner (run.go) performs each step, writes the answer into
 // known and asks again, until a step settles the delivery. Every ack
-// decision, ledger transition and dead-letter rule is read here.
+// decision, ledger transition and dead-letter rule is read here and in
+// the core's three other files, without I/O like this one: reconcile.go
+// (a lost create read back from the vendor), hold.go (a call that is due:
+// its files, a call held back) and answers.go (what is answered without a
+// call of its own).
 
 // decide returns the next step.
 func decide(k *known) step {
@@ -117,16 +120,6 @@ func (k *known) claim() step {
 	return step{kind: stepClaim, entry: e}
 }
 
-// baselineFirst reports whether the request's calls must be preceded by a
-// baseline: the SMS records that match it, listed before its first call.
-// The SMS list has no creation time, so reconciliation can tell this
-// filing from an earlier identical one only by what was listed before.
-// Such a request is claimed plainly, the baseline read, and then the move
-// to "calling" records it.
-func (k *known) baselineFirst() bool {
-	return k.lim.reconcile.on && k.req.API == messages.APISMSApplySignatureIdent
-}
-
 // calling decides about an entry found "calling".
 func (k *known) calling() step {
 	e := k.entry
@@ -186,25 +179,6 @@ func (k *known) adopt() step {
 	return k.callStep()
 }
 
-// callStep is the upstream call that is due, once the request's files
-// held in the object store are fetched and checked (a missing or
-// mismatched one rejects the request: nothing is sent).
-func (k *known) callStep() step {
-	switch {
-	case k.filesErr != nil:
-		k.callDue = false
-		res := k.result(messages.StatusRejected, &messages.ResultError{Code: "InvalidRequest", Class: messages.ClassInvalid,
-			Message: "a file the request references in the object store cannot be used: see fields"})
-		if ve := asValidation(k.filesErr); ve != nil {
-			res.Error.Fields = boundFields(ve.Fields)
-		}
-		return k.decided(res, messages.EventRejected, "")
-	case !k.filesDone && len(k.req.FileRefs()) > 0:
-		return step{kind: stepFiles}
-	}
-	return step{kind: stepCall}
-}
-
 // toCalling records that a call may be in flight from here on. settles is
 // the ambiguous outcome the call will settle, if any.
 func (k *known) toCalling(settles *messages.Result) step {
@@ -229,145 +203,6 @@ func (k *known) toCalling(settles *messages.Result) step {
 	}
 	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, k.lim.owner, k.mem.nonce, k.now, nil
 	return k.write(e)
-}
-
-// lost decides about a call that may have reached the vendor and whose
-// answer nobody holds: read the vendor's records where they can tell,
-// else leave it to an operator.
-func (k *known) lost(why string) step {
-	if k.reconcilable() {
-		return k.startReconcile(why)
-	}
-	return k.ambiguous(why)
-}
-
-// reconcilable reports whether a lost call of this request can be
-// settled by reading the vendor's records: the api has such a read, it is
-// turned on, and the entry is "calling" (the call's outcome is recorded
-// nowhere).
-func (k *known) reconcilable() bool {
-	return k.lim.reconcile.on && k.req.API.Reconcilable() && k.entry != nil && k.entry.State == ledger.StateCalling
-}
-
-// startReconcile begins reading the vendor's records back.
-func (k *known) startReconcile(why string) step {
-	k.recon = reconciliation{active: true, why: why, nonce: k.entry.Nonce, start: k.now, next: k.lim.reconcile.slot(k.now, 0)}
-	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: k.entry.Attempts,
-		Message: why + fmt.Sprintf("; reading the vendor's records (%d reads over %s)", max(k.lim.reconcile.reads, 1), k.lim.reconcile.window)}))
-	return k.reconcile()
-}
-
-// reconcile goes on reading the vendor's records until they tell (found,
-// or more than one match), the reads are done (absent), or the window is
-// over.
-func (k *known) reconcile() step {
-	r, rules := &k.recon, k.lim.reconcile
-	switch {
-	case r.refile:
-		return k.refile()
-	case k.stopping:
-		return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(1, false), "shutdown while reconciling")
-	case r.gaveUp:
-		return k.ambiguous(r.why + "; the vendor's records could not be read: " + bound(errText(r.lastErr), 300))
-	}
-	if r.reads > 0 {
-		cands, why := k.candidates()
-		switch {
-		case why != "":
-			return k.ambiguous(r.why + "; " + why)
-		case len(cands) == 1:
-			res := k.result(messages.StatusSucceeded, nil)
-			res.Result, res.UpstreamRequestID, res.Reconciled = cands[0].Outcome.Result, cands[0].Outcome.UpstreamRequestID, true
-			if k.lim.redactResults && len(res.Result) > 0 {
-				res.Result = messages.Redact(res.Result)
-			}
-			st := k.decided(res, messages.EventReconciled, "")
-			k.noteOutcome(fmt.Sprintf("%s; the vendor's record was found by read %d", r.why, r.reads+r.failed))
-			return st
-		case len(cands) > 1:
-			return k.ambiguous(fmt.Sprintf("%s; %d records at the vendor match it and cannot be told apart", r.why, len(cands)))
-		}
-	}
-	end := rules.slot(r.start, max(rules.reads, 1)-1)
-	if r.reads < max(rules.reads, 1) && !r.next.After(end) {
-		if wait := r.next.Sub(k.now); wait > 0 {
-			return step{kind: stepSleep, delay: wait}
-		}
-		if k.emitted < len(k.trail()) && !k.emitFailed {
-			return step{kind: stepEmit} // the reconciling event, before the reads
-		}
-		return step{kind: stepReconcile}
-	}
-	// The reads are done, or the window is over.
-	if r.reads == 0 || r.lastRead.Sub(r.start) < rules.window/2 {
-		return k.ambiguous(fmt.Sprintf("%s; the vendor's records could not be read over %s (%d reads failed): %s", r.why, rules.window, r.failed, bound(errText(r.lastErr), 300)))
-	}
-	switch {
-	case rules.keepAmbiguous:
-		return k.ambiguous(fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s, and reconcile.refile is off", r.why, r.reads, rules.window))
-	case k.entry.Refiled > 0:
-		return k.ambiguous(fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s, and it was filed again once already", r.why, r.reads, rules.window))
-	}
-	r.refile = true
-	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventRefiled, Attempt: k.entry.Attempts,
-		Message: fmt.Sprintf("%s; the vendor holds no record of it after %d reads over %s: filed again, once", r.why, r.reads, rules.window)}))
-	return k.refile()
-}
-
-// candidates are the records of the last read that may be this filing:
-// for SMS, not those listed before its first call. why says why the
-// records cannot decide at all ("" when they can).
-func (k *known) candidates() (cands []dispatch.Record, why string) {
-	f := k.recon.finding
-	if f.Undated > 0 {
-		return nil, fmt.Sprintf("%d matching records at the vendor have a creation time that cannot be read", f.Undated)
-	}
-	if k.req.API != messages.APISMSApplySignatureIdent {
-		return f.Records, ""
-	}
-	if !k.entry.BaselineKnown {
-		if len(f.Records) > 0 {
-			return nil, fmt.Sprintf("%d matching SMS records are listed, and which existed before this request's first call is not known", len(f.Records))
-		}
-		return nil, ""
-	}
-	earlier := map[string]bool{}
-	for _, id := range k.entry.Baseline {
-		earlier[id] = true
-	}
-	for _, rec := range f.Records {
-		if !earlier[rec.ID] {
-			cands = append(cands, rec)
-		}
-	}
-	return cands, ""
-}
-
-// refile files the request again, once: a new move to "calling" that
-// counts the refile in the entry.
-func (k *known) refile() step {
-	k.attempts, k.callDue, k.lastErr, k.lastClass, k.lastOut = 0, false, nil, retry.ClassNone, dispatch.Outcome{}
-	k.refiling = true
-	s := k.toCalling(nil)
-	k.refiling = false
-	return s
-}
-
-// noteOutcome adds why to the message of the outcome event just decided.
-func (k *known) noteOutcome(why string) {
-	for i := len(k.pending) - 1; i >= 0; i-- {
-		if ev := &k.pending[i]; isOutcomeEvent(ev.Event) {
-			ev.Message = strings.TrimPrefix(ev.Message+"; ", "; ") + why
-			return
-		}
-	}
-}
-
-func errText(err error) string {
-	if err == nil {
-		return "no answer"
-	}
-	return err.Error()
 }
 
 // afterCall decides what follows an upstream attempt.
@@ -417,34 +252,6 @@ func (k *known) afterCall() step {
 	k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: k.entry.Attempts,
 		Class: string(class), Code: code, Message: fmt.Sprintf("redelivery in %s", dec.Delay.Round(time.Millisecond))}))
 	return k.deferral()
-}
-
-// holdBack hands back a request whose call qualfile held back before
-// sending it (the vendor's breaker is open, or its rate limit full): the
-// entry goes back to "claimed" counting the hand-back, so that the
-// delivery does not count toward the dead-letter limit.
-func (k *known) holdBack() step {
-	if e := k.entry; e.State == ledger.StateCalling && e.Nonce == k.mem.nonce {
-		if !k.heldNoted {
-			k.heldNoted = true
-			// One event for a run of held deliveries, so that an outage of
-			// hours does not grow the entry without bound.
-			if trail := k.trail(); len(trail) == 0 || trail[len(trail)-1].Class != string(retry.ClassHeld) {
-				_, msg, _ := describe(k.held)
-				k.pending = append(k.pending, k.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: e.Attempts,
-					Class: string(retry.ClassHeld), Code: "Held", Message: bound(msg, 300)}))
-			}
-		}
-		next := *e
-		next.State, next.Nonce, next.UpdatedAt = ledger.StateClaimed, "", k.now
-		if k.attempts == 0 {
-			// Only a delivery that sent nothing goes uncounted: one whose
-			// retry was held after real attempts counts as usual.
-			next.Held++
-		}
-		return k.write(next)
-	}
-	return k.settle(retry.ActionNakWithDelay, max(k.heldFor, time.Second), "held back: nothing sent")
 }
 
 // deferral hands the request back to the broker to wait there, not in
@@ -582,14 +389,6 @@ func (k *known) finish(res *messages.Result, deadReason string) step {
 	return k.settleFor(res, string(res.Status))
 }
 
-// keepsNoFiles reports whether an outcome is final for good, so that the
-// request's files in the object store can go: a success or a rejection.
-// A failure that is dead-lettered (ambiguous, retries exhausted) may be
-// replayed, which needs them; they expire with the bucket's max age.
-func keepsNoFiles(res *messages.Result) bool {
-	return res.Status == messages.StatusSucceeded || res.Status == messages.StatusRejected
-}
-
 // settleFor settles a delivery whose outcome is res.
 func (k *known) settleFor(res *messages.Result, why string) step {
 	switch {
@@ -599,108 +398,6 @@ func (k *known) settleFor(res *messages.Result, why string) step {
 		return k.settle(retry.ActionAck, 0, why)
 	}
 	return k.settle(retry.ActionTerm, 0, why)
-}
-
-// conflict: another replica recorded a different definite outcome (it
-// took this one's entry for a dead one's). Its outcome stands and is
-// published; ours goes into a conflict event for the operator.
-func (k *known) conflict() step {
-	if !k.eventDone {
-		ours := k.mem.outcome
-		ev := messages.AuditEvent{Event: messages.EventConflict, Status: ours.Status, Attempt: ours.Attempts, UpstreamRequestID: ours.UpstreamRequestID,
-			Message: "this replica's outcome differs from the one recorded by another replica (" + string(k.entry.Result.Status) + "); the recorded one stands"}
-		if ours.Error != nil {
-			ev.Class, ev.Code = ours.Error.Class, ours.Error.Code
-		}
-		return step{kind: stepEvent, event: k.event(ev)}
-	}
-	// Our attempts happened and stay in the trail; our outcome did not
-	// become the record.
-	k.dropOutcome()
-	k.yielded = true
-	return decide(k)
-}
-
-// rejected answers a request that failed validation. A rejection is
-// decided by the message alone: every delivery of it gets the same
-// verdict, stored once (keyed by the stream timestamp).
-func (k *known) rejected() step {
-	res := k.rejection("InvalidRequest", "the request breaks the rules listed in fields")
-	if ve := asValidation(k.invalid); ve != nil {
-		res.Error.Fields = boundFields(ve.Fields)
-	}
-	return k.direct(res, messages.EventRejected)
-}
-
-// reused answers a request whose id was first used for another request.
-func (k *known) reused() step {
-	first := k.entry.API
-	return k.direct(k.rejection("IdReused", fmt.Sprintf(
-		"id %q was first used for another request (%s, other account or payload); give each request its own id", k.req.ID, first)),
-		messages.EventRejected)
-}
-
-// direct publishes a result decided by the message alone, then terminates.
-func (k *known) direct(res *messages.Result, event string) step {
-	if !k.resultDone {
-		return step{kind: stepResult, result: res}
-	}
-	if !k.eventDone {
-		ev := messages.AuditEvent{Event: event, Status: res.Status, Time: res.CompletedAt, Class: res.Error.Class, Code: res.Error.Code, Message: res.Error.Message}
-		return step{kind: stepEvent, event: k.event(ev)}
-	}
-	return k.settle(retry.ActionTerm, 0, event)
-}
-
-// undecodable dead-letters a message that is not a JSON object at all.
-func (k *known) undecodable() step {
-	if !k.deadDone {
-		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: bound(k.parseErr.Error(), 200), class: messages.ClassInvalid, key: "seq:" + fmt.Sprint(k.seq)}}
-	}
-	if !k.eventDone {
-		return step{kind: stepEvent, event: k.event(messages.AuditEvent{Event: messages.EventUndecodable, Time: k.receivedAt, Message: bound(k.parseErr.Error(), 200)})}
-	}
-	return k.settle(retry.ActionDeadLetter, 0, "undecodable")
-}
-
-// afterPanic dead-letters a message whose handling panicked (a bug), with
-// a failed result when it was a request, and terminates it. A call may
-// have reached the vendor: then the result is ambiguous.
-func (k *known) afterPanic() step {
-	reason := "internal error: " + k.panicked
-	class := messages.ClassPermanent
-	if k.mem.dispatched && !k.mem.answered {
-		class = messages.ClassAmbiguous
-	}
-	if k.panics == 1 && k.req != nil && k.fingerprint != "" && k.entry != nil && !k.missing {
-		// A request with a ledger entry: its outcome is recorded and
-		// published like any other (a second panic takes the way below).
-		k.panicked = ""
-		switch {
-		case k.recorded:
-			return k.finish(k.mem.outcome, k.mem.deadReason)
-		case k.mem.outcome != nil && !k.mem.derived:
-			return k.settle(retry.ActionNakWithDelay, k.lim.policy.RedeliveryDelay(k.delivery, false), "internal error with an outcome held")
-		}
-		k.dropOutcome()
-		res := k.result(messages.StatusFailed, &messages.ResultError{Code: "InternalError", Class: class, Message: reason})
-		event := messages.EventFailed
-		if class == messages.ClassAmbiguous {
-			event = messages.EventAmbiguous
-		}
-		return k.decided(res, event, reason)
-	}
-	switch {
-	case !k.deadDone:
-		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: reason, class: class, key: "seq:" + fmt.Sprint(k.seq)}}
-	case k.req != nil && k.req.ID != "" && !k.resultDone:
-		res := k.rejection("InternalError", reason)
-		res.Status, res.Error.Class, res.Error.Fields = messages.StatusFailed, class, nil
-		return step{kind: stepResult, result: res}
-	case !k.eventDone:
-		return step{kind: stepEvent, event: k.event(messages.AuditEvent{Event: messages.EventDeadLetter, Time: k.receivedAt, Class: class, Message: reason})}
-	}
-	return k.settle(retry.ActionDeadLetter, 0, "panic")
 }
 
 // trouble decides after a failed broker step: try again in process while
