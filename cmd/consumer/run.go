@@ -8,9 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	neturl "net/url"
 	"os"
 	"strconv"
@@ -21,9 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/config"
@@ -392,106 +387,6 @@ func replicaID() (string, error) {
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:]), nil
 }
 
-// newLogger is the one logger of the process: JSON lines on w, or a
-// human-readable console format in development.
-func newLogger(level string, development bool, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	var enc zapcore.Encoder
-	if development {
-		ec := zap.NewDevelopmentEncoderConfig()
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		ec := zap.NewProductionEncoderConfig()
-		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-		// Durations in milliseconds, as in the audit events (fields named
-		// *_ms); metrics keep Prometheus's seconds.
-		ec.EncodeDuration = zapcore.MillisDurationEncoder
-		enc = zapcore.NewJSONEncoder(ec)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
-}
-
-// reportHealth logs the JetStream health watch's changes.
-func reportHealth(log *zap.Logger, nc *nats.Conn) func(jshealth.Change) {
-	return func(c jshealth.Change) {
-		st := c.Status
-		fields := []zap.Field{zap.Int("failures", st.Failures), zap.Time("last_success", st.LastSuccess), zap.String("nats", nc.ConnectedUrlRedacted())}
-		switch c.Kind {
-		case jshealth.BecameNotReady:
-			log.Warn("JetStream not answering: not ready", append(fields, zap.Error(st.LastError))...)
-		case jshealth.Reconnected:
-			if c.ReconnectErr != nil {
-				log.Error("JetStream not answering: could not force a reconnect", append(fields, zap.Error(c.ReconnectErr))...)
-				return
-			}
-			log.Warn("JetStream not answering: moving to another NATS server", append(fields, zap.Int("reconnects", st.Reconnects))...)
-		case jshealth.BecameReady:
-			log.Info("JetStream answering again: ready", fields...)
-		}
-	}
-}
-
-// startAdmin serves /metrics, /healthz and /readyz (and /debug/pprof/ when
-// asked for); an empty address disables it. /readyz fails while NATS is
-// disconnected, while jetStreamErr reports the JetStream health watch
-// failing, or when a stream is missing.
-func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, detail func() string, log *zap.Logger) (func(), error) {
-	addr := ac.Listen
-	if addr == "" {
-		return func() {}, nil
-	}
-	mux := http.NewServeMux()
-	if ac.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !nc.IsConnected() {
-			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
-			return
-		}
-		if err := jetStreamErr(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		n := queue.StreamNames(subjects)
-		for _, s := range []string{n.Requests, n.Results, n.Audit, n.Dead} {
-			if _, err := js.Stream(ctx, s); err != nil {
-				http.Error(w, "stream "+s+": "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		fmt.Fprintln(w, "ready")
-		fmt.Fprintln(w, detail())
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin listener %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener", zap.Error(err))
-		}
-	}()
-	log.Info("admin listener", zap.String("addr", ln.Addr().String()))
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
-}
-
 // drain drains nc and waits until it is closed.
 func drain(nc *nats.Conn, timeout time.Duration) error {
 	closed := make(chan struct{})
@@ -506,16 +401,6 @@ func drain(nc *nats.Conn, timeout time.Duration) error {
 		return errors.New("drain timed out")
 	}
 }
-
-// natsLogger sends the embedded server's log lines to zap.
-type natsLogger struct{ s *zap.SugaredLogger }
-
-func (l natsLogger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
-func (l natsLogger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
-func (l natsLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l natsLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l natsLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
-func (l natsLogger) Tracef(format string, v ...any)  { l.s.Debugf(format, v...) }
 
 // checkFlags refuses flag values that cannot be meant, instead of falling
 // back to the configuration's: a flag given is a flag obeyed.
@@ -535,28 +420,6 @@ func checkFlags(fs *flag.FlagSet) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// watchBacklog samples the shared consumer's pending and ack-pending
-// counts into the metrics every interval, until ctx ends.
-func watchBacklog(ctx context.Context, cons jetstream.Consumer, m *metrics.Metrics, interval time.Duration) {
-	if interval <= 0 {
-		interval = jshealth.DefaultInterval
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		ictx, cancel := context.WithTimeout(ctx, interval)
-		if info, err := cons.Info(ictx); err == nil {
-			m.Consumer(info.NumPending, info.NumAckPending)
-		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 func firstOf(vs ...string) string {
