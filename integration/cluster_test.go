@@ -280,7 +280,7 @@ func (f *clusterFault) leaders(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if ci, err := f.upstream.Consumer.Info(ctx); err == nil && ci.Cluster != nil {
+	if ci, err := f.upstream.Durable.Info(ctx); err == nil && ci.Cluster != nil {
 		parts = append(parts, "consumer "+ci.Config.Durable+"="+ci.Cluster.Leader)
 	}
 	return strings.Join(parts, " ")

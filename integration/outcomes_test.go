@@ -254,7 +254,7 @@ func leftovers(p *filingtest.Pipeline) (msgs uint64, ackPending int, pending uin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ci, err := p.Consumer.Info(ctx)
+	ci, err := p.Durable.Info(ctx)
 	if err != nil {
 		return info.State.Msgs, -1, ^uint64(0)
 	}

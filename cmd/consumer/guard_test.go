@@ -248,7 +248,7 @@ accounts:
 func startGuarded(t *testing.T, srv interface{ ClientURL() string }, vendor string, openFor time.Duration) string {
 	t.Helper()
 	cfgPath := guardedConfig(t, vendor, openFor)
-	admin := freeAddr(t)
+	admin := natstest.FreeAddr(t)
 	env := map[string]string{"QUALFILE_NATS_URL": srv.ClientURL(), "QUALFILE_ADMIN_LISTEN": admin,
 		"TEST_VOLC_SK": sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET": sandbox.DefaultAppSecret}
 	ctx, cancel := context.WithCancel(context.Background())

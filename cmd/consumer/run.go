@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,115 +13,43 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/config"
-	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/consumer"
 	"github.com/qualfile/qualfile/internal/embedded"
-	"github.com/qualfile/qualfile/internal/filing"
-	"github.com/qualfile/qualfile/internal/guard"
-	"github.com/qualfile/qualfile/internal/jshealth"
-	"github.com/qualfile/qualfile/internal/metrics"
-	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/internal/tracing"
-	"github.com/qualfile/qualfile/messages"
 )
 
-// run wires the consumer and blocks until ctx ends and shutdown is done.
+// run reads the flags and the configuration, starts what they choose (an
+// embedded server, the sandbox) and runs the consumer until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // usage goes where the caller asked for it, below
-	configPath := fs.String("config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
-	useSandbox := fs.Bool("sandbox", false, "start the built-in vendor simulator and point every account at it (embedded NATS server only)")
-	sandboxExternal := fs.Bool("sandbox-with-external-nats", false, "DANGER: let --sandbox use the configured NATS server; the simulator then answers every request queued there")
-	natsURL := fs.String("nats-url", "", "NATS URL, or \"embedded\" (overrides config)")
-	embeddedNATS := fs.Bool("embedded", false, "start the embedded NATS server (loopback only, for trying qualfile out; --sandbox implies it)")
-	concurrency := fs.Int("concurrency", 0, "requests handled at once (overrides config)")
-	adminListen := fs.String("admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
-	storeDir := fs.String("store-dir", "", "embedded server store directory (overrides config)")
-	version := fs.Bool("version", false, "print the version, the commit and the Go version, and exit")
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: consumer [flags]   (configuration: --config FILE, QUALFILE_* variables; see the README)")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdout)
-			return nil
-		}
-		usage(stderr)
+	f, err := parseFlags(args, getenv, stdout, stderr)
+	if f == nil || err != nil {
 		return err
 	}
-	if *version {
-		fmt.Fprintln(stdout, buildinfo.Read())
-		return nil
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if err := checkFlags(fs); err != nil {
-		return err
-	}
-
-	cfg, err := config.Load(*configPath, getenv)
+	cfg, err := f.config(getenv)
 	if err != nil {
-		return err
-	}
-	if *natsURL != "" {
-		cfg.NATS.URL = *natsURL
-	}
-	if *concurrency > 0 {
-		cfg.Consumer.Concurrency = *concurrency
-	}
-	if *adminListen != "" {
-		cfg.Admin.Listen = *adminListen
-	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
-	if *storeDir != "" {
-		cfg.Embedded.StoreDir = *storeDir
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	// The embedded server is a choice, never a fallback: a production
-	// configuration that lost its URL must not quietly file nothing
-	// against an isolated server with a green /readyz.
-	switch {
-	case cfg.NATS.URL == config.EmbeddedURL:
-		cfg.NATS.URL = ""
-	case cfg.NATS.URL == "" && !*embeddedNATS && !*useSandbox:
-		return errNoNATS
-	case cfg.NATS.URL != "" && *embeddedNATS:
-		return errors.New("--embedded with a NATS URL configured (--nats-url, QUALFILE_NATS_URL or nats.url): choose one")
-	}
-	if err := checkSandbox(*useSandbox, *sandboxExternal, cfg.NATS.URL); err != nil {
 		return err
 	}
 	// Secrets are read now, before any server starts: a missing key file
 	// is a start-up error, not something found once the streams are up.
 	var accounts map[string]config.ResolvedAccount
-	if !*useSandbox {
+	if !f.sandbox {
 		if accounts, err = cfg.ResolveAccounts(getenv, os.ReadFile); err != nil {
 			return err
 		}
 	}
-
 	log, err := newLogger(cfg.Log.Level, cfg.Log.Development, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	owner, err := replicaID()
+	owner, err := consumer.ReplicaID()
 	if err != nil {
 		return err
 	}
@@ -131,7 +57,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Every line says which service, build and replica wrote it.
 	log = log.With(zap.String("service", "qualfile-consumer"), zap.String("version", bi.Version), zap.String("replica", owner))
 
-	// NATS: the configured server, or an embedded one.
 	url := cfg.NATS.URL
 	if url == "" {
 		srv, err := embedded.Start(ctx, embedded.Config{StoreDir: cfg.Embedded.StoreDir, Listen: cfg.Embedded.Listen, Logger: natsLogger{log.Named("nats-server").Sugar()}})
@@ -142,76 +67,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		url = srv.ClientURL()
 		log.Info("embedded NATS server started", zap.String("url", url), zap.String("store_dir", cfg.Embedded.StoreDir))
 	}
-	natsOpts, err := cfg.NATSOptions(getenv)
+	nc, err := connect(url, cfg, getenv, log)
 	if err != nil {
 		return err
-	}
-	natsOpts = append(natsOpts,
-		nats.Name("qualfile-consumer"),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err == nil {
-				log.Info("NATS connection closed") // a shutdown, not a fault
-				return
-			}
-			log.Warn("NATS disconnected", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
-	)
-	nc, err := nats.Connect(url, natsOpts...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	// Audit events and results are sent asynchronously and their acks
-	// awaited together; an ack that never comes is given up after this
-	// (the handler has stopped waiting long before), so none is kept.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(time.Minute))
-	if err != nil {
-		return err
-	}
-
-	subjects := messages.Subjects{Prefix: cfg.Subjects.Prefix}
-	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelSetup()
-	done, err := queue.EnsureStreams(setupCtx, js, queue.StreamsConfig{
-		Subjects:        subjects,
-		Replicas:        cfg.Streams.Replicas,
-		DuplicateWindow: time.Duration(cfg.Streams.DuplicateWindow),
-		AuditMaxAge:     time.Duration(cfg.Streams.AuditMaxAge),
-		ResultsMaxAge:   time.Duration(cfg.Streams.ResultsMaxAge),
-		DeadMaxAge:      time.Duration(cfg.Streams.DeadMaxAge),
-	})
-	if err != nil {
-		return err
-	}
-	log.Info("streams ready", zap.Any("streams", done))
-	cons, err := queue.EnsureConsumer(setupCtx, js, queue.ConsumerConfig{
-		Subjects:      subjects,
-		Durable:       cfg.Consumer.Durable,
-		AckWait:       time.Duration(cfg.Consumer.AckWait),
-		MaxAckPending: cfg.Consumer.MaxAckPending,
-	})
-	if err != nil {
-		return err
-	}
-	st, err := openState(setupCtx, js, cfg)
-	if err != nil {
-		return err
-	}
-	led := st.ledger
-	log.Info("buckets ready", zap.String("ledger", led.Bucket()), zap.Duration("ledger_max_age_ms", cfg.Ledger.MaxAge))
-	if legacy, err := findLegacyBuckets(setupCtx, js); err != nil {
-		log.Warn("could not look for buckets of an older version", zap.Error(err))
-	} else if len(legacy) > 0 {
-		log.Warn("buckets of an older version exist and are not used: their ledger entries no longer prevent a second filing (see the README, Upgrading)",
-			zap.Strings("buckets", legacy), zap.String("ledger", led.Bucket()))
-	}
-
-	// Accounts: the vendors, or the sandbox.
-	if *useSandbox {
-		if *sandboxExternal {
+	if f.sandbox {
+		if f.sandboxExternal {
 			log.Warn("--sandbox-with-external-nats: the simulator answers every request queued on this NATS server, real ones included",
-				zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("subjects", subjects.AllRequests()))
+				zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("prefix", cfg.Subjects.Prefix))
 		}
 		sb, err := sandbox.New(sandbox.Config{})
 		if err != nil {
@@ -224,140 +88,116 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("sandbox started", zap.String("url", sb.URL()))
 		accounts = cfg.WithSandbox(sb.URL(), sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret)
 	}
-	hc := dispatch.NewHTTPClient(cfg.Consumer.Concurrency)
-	defer hc.CloseIdleConnections()
-	clients, err := dispatch.FromResolved(accounts, st.tokens, hc)
+	tp, err := startTracing(ctx, getenv, bi.Version, log)
 	if err != nil {
 		return err
 	}
-	for name, a := range accounts {
-		log.Info("account", zap.String("name", name), zap.Bool("volcengine", a.Volcengine != nil), zap.Bool("douyin", a.Douyin != nil))
-	}
+	defer tp.stop()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	m.Preset(filing.MetricLabels())
-	m.Build(bi.Version, bi.Commit, bi.GoVersion)
-
-	// Tracing: off unless the standard OTel environment names an OTLP
-	// endpoint.
-	tp, err := tracing.Setup(setupCtx, getenv, "qualfile-consumer", bi.Version)
+	c, err := consumer.New(ctx, cfg, consumer.Deps{Conn: nc, Accounts: accounts, Log: log, Owner: owner, Registry: reg,
+		Tracer: tp.Tracer("github.com/qualfile/qualfile/internal/filing")})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("tracing: flushing the last spans failed", zap.Error(err))
-		}
-	}()
-	if ep := firstOf(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); ep != "" && !strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
-		shown := "(unparsable)"
-		if u, err := neturl.Parse(ep); err == nil {
-			shown = u.Redacted()
-		}
-		log.Info("tracing: spans are exported over OTLP/HTTP", zap.String("endpoint", shown))
-	}
-
-	disp := dispatch.New(clients)
-	// The vendors are protected from us: a breaker and a rate limit per
-	// vendor account, in front of every call and read.
-	slots, err := openSlots(setupCtx, js, cfg)
-	if err != nil {
-		return err
-	}
-	l := cfg.Limits
-	grd := guard.New(guard.Config{Pairs: pairsOf(accounts), Failures: l.Breaker.Failures, OpenFor: l.Breaker.OpenFor,
-		Probes: l.Breaker.Probes, Rate: l.Rate, Slots: slots, MinRate: l.MinRate, RecoverEvery: l.RecoverEvery}, disp, disp)
-	reconcile := filing.ReconcileConfig{Window: cfg.Reconcile.Window, Reads: cfg.Reconcile.Reads,
-		ClockSkew: cfg.Reconcile.ClockSkew, KeepAmbiguous: !cfg.Reconcile.Refile}
-	if cfg.Reconcile.Enabled {
-		reconcile.Reader = grd
-	}
-	proc, err := filing.New(filing.Config{
-		Subjects:      subjects,
-		Policy:        cfg.RetryPolicy(),
-		MaxDeliver:    cfg.Consumer.MaxDeliver,
-		Owner:         owner,
-		InFlightLease: time.Duration(cfg.Consumer.AckWait),
-		RedactResults: cfg.Streams.RedactResults,
-		CallTimeout:   cfg.Consumer.CallTimeout,
-		MaxPayload:    int(nc.MaxPayload()),
-		Objects:       st.objects,
-		Files:         st.files,
-		FilesBucket:   queue.BucketNames(subjects).Files,
-		Reconcile:     reconcile,
-		Tracer:        tp.Tracer("github.com/qualfile/qualfile/internal/filing"),
-	}, grd, led, js, nc, log, m)
-	if err != nil {
-		return err
-	}
-
-	// JetStream health: a replica whose JetStream requests keep failing
-	// (its server cut off from the cluster majority, frozen, …) says so in
-	// /readyz and moves to another server.
-	probe, err := jshealth.OpenProbe(setupCtx, js, jshealth.ProbeConfig{Bucket: queue.BucketNames(subjects).Health, Replicas: cfg.Streams.Replicas, Key: owner})
-	if err != nil {
-		return err
-	}
-	health, err := jshealth.New(jshealth.Config{
-		Probe:     probe,
-		Reconnect: nc.ForceReconnect,
-		Interval:  cfg.NATS.Health.Interval,
-		Timeout:   cfg.NATS.Health.Timeout,
-		Failures:  cfg.NATS.Health.Failures,
-		Report:    reportHealth(log, nc),
-		Metrics:   m,
-	})
-	if err != nil {
-		return err
-	}
-	if servers := nc.Servers(); len(servers) < 2 && cfg.Streams.Replicas > 1 {
-		log.Warn("only one NATS server known: the JetStream health watch cannot move this replica to another server; list every server in nats.url",
-			zap.Strings("servers", servers))
-	}
-	votes, err := js.KeyValue(setupCtx, queue.BucketNames(subjects).Health)
-	if err != nil {
-		return fmt.Errorf("health bucket: %w", err)
-	}
-	healthCtx, stopHealthCtx := context.WithCancel(ctx)
-	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); health.Run(healthCtx) }()
-	backlogDone := make(chan struct{})
-	go func() { defer close(backlogDone); watchBacklog(healthCtx, cons, m, cfg.NATS.Health.Interval) }()
-	breakersDone := make(chan struct{})
-	bw := &breakerWatch{g: grd, votes: votes, owner: owner, interval: cfg.NATS.Health.Interval, js: js, subjects: subjects,
-		stream: queue.StreamNames(subjects).Requests, durable: cfg.Consumer.Durable, log: log, m: m, timeout: cfg.NATS.Health.Timeout}
-	go func() { defer close(breakersDone); bw.run(healthCtx, cfg.NATS.Health.Interval) }()
-	stopHealth := func() { stopHealthCtx(); <-healthDone; <-backlogDone; <-breakersDone }
-	defer stopHealth()
-
-	stopAdmin, err := startAdmin(cfg.Admin, reg, nc, js, subjects, health.Err, func() string { return breakerDetail(grd) }, log)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
-
-	log.Info("consumer ready", zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
-		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
-	fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), subjects.AllRequests())
-
-	err = queue.Consume(ctx, cons, func(ctx context.Context, msg jetstream.Msg) { proc.Handle(ctx, msg) }, queue.LoopConfig{
-		Concurrency: cfg.Consumer.Concurrency,
-		Batch:       cfg.Consumer.FetchBatch,
-		AckWait:     time.Duration(cfg.Consumer.AckWait),
-		Grace:       time.Duration(cfg.Consumer.ShutdownGrace),
-		OnError:     func(err error) { log.Warn("pull", zap.Error(err)) },
-	})
-	stopHealth()
+	defer c.Close()
+	c.Metrics.Build(bi.Version, bi.Commit, bi.GoVersion)
+	fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), c.Subjects.AllRequests())
+	err = c.Run(ctx)
 	log.Info("stopped pulling; draining the connection")
 	if derr := drain(nc, 10*time.Second); derr != nil {
 		log.Warn("drain", zap.Error(derr))
 	}
 	log.Info("consumer stopped")
 	return err
+}
+
+// flags are the command line's choices.
+type flags struct {
+	fs                       *flag.FlagSet
+	configPath, natsURL      string
+	adminListen, logLevel    string
+	storeDir                 string
+	concurrency              int
+	sandbox, sandboxExternal bool
+	embedded                 bool
+}
+
+// parseFlags reads the command line; nil flags and a nil error mean that
+// it was answered already (--help, --version).
+func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (*flags, error) {
+	f := &flags{fs: flag.NewFlagSet("consumer", flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(io.Discard) // usage goes where the caller asked for it, below
+	fs.StringVar(&f.configPath, "config", getenv("QUALFILE_CONFIG"), "YAML configuration file (env QUALFILE_CONFIG)")
+	fs.BoolVar(&f.sandbox, "sandbox", false, "start the built-in vendor simulator and point every account at it (embedded NATS server only)")
+	fs.BoolVar(&f.sandboxExternal, "sandbox-with-external-nats", false, "DANGER: let --sandbox use the configured NATS server; the simulator then answers every request queued there")
+	fs.StringVar(&f.natsURL, "nats-url", "", "NATS URL, or \"embedded\" (overrides config)")
+	fs.BoolVar(&f.embedded, "embedded", false, "start the embedded NATS server (loopback only, for trying qualfile out; --sandbox implies it)")
+	fs.IntVar(&f.concurrency, "concurrency", 0, "requests handled at once (overrides config)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "admin listener for /metrics, /healthz, /readyz (overrides config)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides config)")
+	fs.StringVar(&f.storeDir, "store-dir", "", "embedded server store directory (overrides config)")
+	version := fs.Bool("version", false, "print the version, the commit and the Go version, and exit")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: consumer [flags]   (configuration: --config FILE, QUALFILE_* variables; see the README)")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return nil, nil
+		}
+		usage(stderr)
+		return nil, err
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return nil, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, checkFlags(fs)
+}
+
+// config loads the configuration, with the flags' overrides, and checks
+// the choice of NATS server and sandbox.
+func (f *flags) config(getenv func(string) string) (*config.Config, error) {
+	cfg, err := config.Load(f.configPath, getenv)
+	if err != nil {
+		return nil, err
+	}
+	override := func(p *string, v string) {
+		if v != "" {
+			*p = v
+		}
+	}
+	override(&cfg.NATS.URL, f.natsURL)
+	override(&cfg.Admin.Listen, f.adminListen)
+	override(&cfg.Log.Level, f.logLevel)
+	override(&cfg.Embedded.StoreDir, f.storeDir)
+	if f.concurrency > 0 {
+		cfg.Consumer.Concurrency = f.concurrency
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The embedded server is a choice, never a fallback: a production
+	// configuration that lost its URL must not quietly file nothing
+	// against an isolated server with a green /readyz.
+	switch {
+	case cfg.NATS.URL == config.EmbeddedURL:
+		cfg.NATS.URL = ""
+	case cfg.NATS.URL == "" && !f.embedded && !f.sandbox:
+		return nil, errNoNATS
+	case cfg.NATS.URL != "" && f.embedded:
+		return nil, errors.New("--embedded with a NATS URL configured (--nats-url, QUALFILE_NATS_URL or nats.url): choose one")
+	}
+	return cfg, checkSandbox(f.sandbox, f.sandboxExternal, cfg.NATS.URL)
 }
 
 // checkSandbox refuses --sandbox with a NATS URL (from --nats-url,
@@ -373,33 +213,6 @@ func checkSandbox(sandbox, external bool, natsURL string) error {
 			"remove the URL to use the embedded server, or add --sandbox-with-external-nats if that server only holds test traffic", errSandboxExternalNATS)
 	}
 	return nil
-}
-
-// replicaID names this process in the ledger: host, pid and a random part,
-// so that a restarted process (in a container, often pid 1 again) is never
-// taken for the one that died mid-call.
-func replicaID() (string, error) {
-	host, _ := os.Hostname()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:]), nil
-}
-
-// drain drains nc and waits until it is closed.
-func drain(nc *nats.Conn, timeout time.Duration) error {
-	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := nc.Drain(); err != nil {
-		return err
-	}
-	select {
-	case <-closed:
-		return nil
-	case <-time.After(timeout):
-		return errors.New("drain timed out")
-	}
 }
 
 // checkFlags refuses flag values that cannot be meant, instead of falling
@@ -422,11 +235,75 @@ func checkFlags(fs *flag.FlagSet) error {
 	return errors.Join(errs...)
 }
 
-func firstOf(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
+// connect connects to NATS as the configuration says, logging the
+// connection's changes.
+func connect(url string, cfg *config.Config, getenv func(string) string, log *zap.Logger) (*nats.Conn, error) {
+	opts, err := cfg.NATSOptions(getenv)
+	if err != nil {
+		return nil, err
 	}
-	return ""
+	opts = append(opts,
+		nats.Name("qualfile-consumer"),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				log.Info("NATS connection closed") // a shutdown, not a fault
+				return
+			}
+			log.Warn("NATS disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+	)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// drain drains nc and waits until it is closed.
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		return errors.New("drain timed out")
+	}
+}
+
+// tracer is the tracing provider and how to flush it at the end.
+type tracer struct {
+	tracing.Provider
+	stop func()
+}
+
+// startTracing exports spans over OTLP/HTTP when the standard OTel
+// environment names an endpoint; otherwise it traces nothing.
+func startTracing(ctx context.Context, getenv func(string) string, version string, log *zap.Logger) (tracer, error) {
+	tp, err := tracing.Setup(ctx, getenv, "qualfile-consumer", version)
+	if err != nil {
+		return tracer{}, err
+	}
+	ep := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	if ep == "" {
+		ep = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	if ep != "" && !strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		shown := "(unparsable)"
+		if u, err := neturl.Parse(ep); err == nil {
+			shown = u.Redacted()
+		}
+		log.Info("tracing: spans are exported over OTLP/HTTP", zap.String("endpoint", shown))
+	}
+	return tracer{Provider: tp, stop: func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("tracing: flushing the last spans failed", zap.Error(err))
+		}
+	}}, nil
 }

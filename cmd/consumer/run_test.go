@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
+
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -42,21 +43,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestRunSandboxQuickStart is the README's quick start in-process: the
 // consumer with an embedded server and the sandbox files every example and
 // rejects every invalid one, serves its admin endpoints, and stops cleanly.
 func TestRunSandboxQuickStart(t *testing.T) {
-	natsAddr, adminAddr := freeAddr(t), freeAddr(t)
+	natsAddr, adminAddr := natstest.FreeAddr(t), natstest.FreeAddr(t)
 	env := map[string]string{
 		"QUALFILE_EMBEDDED_LISTEN": natsAddr,
 		"QUALFILE_STORE_DIR":       t.TempDir(),
@@ -270,7 +261,7 @@ func TestEmbeddedServerIsAChoice(t *testing.T) {
 		if err := os.WriteFile(cfgPath, []byte("accounts:\n  default:\n    volcengine:\n      access_key_id: AKTEST\n      secret_access_key_env: TEST_SK\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		env := map[string]string{"QUALFILE_EMBEDDED_LISTEN": freeAddr(t), "QUALFILE_STORE_DIR": t.TempDir(), "QUALFILE_ADMIN_LISTEN": "",
+		env := map[string]string{"QUALFILE_EMBEDDED_LISTEN": natstest.FreeAddr(t), "QUALFILE_STORE_DIR": t.TempDir(), "QUALFILE_ADMIN_LISTEN": "",
 			"QUALFILE_CONFIG": cfgPath, "TEST_SK": "secret"}
 		for k, v := range tc.env {
 			env[k] = v
@@ -303,7 +294,7 @@ func TestConfigCheckedBeforeAnythingStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := filepath.Join(dir, "store")
-	env := map[string]string{"QUALFILE_STORE_DIR": store, "QUALFILE_EMBEDDED_LISTEN": freeAddr(t), "QUALFILE_ADMIN_LISTEN": ""}
+	env := map[string]string{"QUALFILE_STORE_DIR": store, "QUALFILE_EMBEDDED_LISTEN": natstest.FreeAddr(t), "QUALFILE_ADMIN_LISTEN": ""}
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"--config", cfgPath, "--embedded"}, func(k string) string { return env[k] }, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "secret_access_key_file") {

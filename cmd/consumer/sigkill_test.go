@@ -118,7 +118,7 @@ accounts:
 		"QUALFILE_ACK_WAIT=2s",
 	)
 	start := func(name string) (*exec.Cmd, *syncBuffer) {
-		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", freeAddr(t))
+		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", natstest.FreeAddr(t))
 	}
 	victim, victimOut := start("replica to kill")
 	_, survivorOut := start("surviving replica")

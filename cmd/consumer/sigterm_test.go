@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -52,7 +53,7 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	natsAddr := freeAddr(t)
+	natsAddr := natstest.FreeAddr(t)
 	env := append(os.Environ(),
 		"TEST_VOLC_SK="+sandbox.DefaultSecretAccessKey,
 		"QUALFILE_NATS_URL=embedded",
@@ -62,7 +63,7 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 		"QUALFILE_CONCURRENCY=32",
 	)
 	start := func(name string) (*exec.Cmd, *syncBuffer) {
-		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", freeAddr(t))
+		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", natstest.FreeAddr(t))
 	}
 
 	first, firstOut := start("first consumer")

@@ -77,7 +77,7 @@ func BenchmarkBacklog(b *testing.B) {
 				if ms.HeapInuse > peak.Load() {
 					peak.Store(ms.HeapInuse)
 				}
-				if info, err := h.Consumer.Info(ctx); err == nil && uint64(info.NumAckPending) > maxPending.Load() {
+				if info, err := h.Durable.Info(ctx); err == nil && uint64(info.NumAckPending) > maxPending.Load() {
 					maxPending.Store(uint64(info.NumAckPending))
 				}
 			}

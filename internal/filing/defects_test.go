@@ -19,7 +19,6 @@ import (
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
@@ -51,7 +50,7 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 func drained(p *filingtest.Pipeline) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	ci, err := p.Consumer.Info(ctx)
+	ci, err := p.Durable.Info(ctx)
 	return err == nil && p.Count(p.Streams.Requests) == 0 && ci.NumPending == 0 && ci.NumAckPending == 0
 }
 
@@ -63,9 +62,8 @@ func drained(p *filingtest.Pipeline) bool {
 func TestPoisonSubjectAndPanicDoNotStopTheConsumer(t *testing.T) {
 	_, nc, _ := natstest.JetStream(t)
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
 	var panics atomic.Int32
-	p := filingtest.New(t, filingtest.Options{NC: nc, Metrics: m, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
+	p := filingtest.New(t, filingtest.Options{NC: nc, Registry: reg, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
 		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			if req.ID == "panics-1" {
 				panics.Add(1)

@@ -5,13 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -60,9 +58,9 @@ func TestInFlightLeaseHoldsBackAnotherReplica(t *testing.T) {
 // alive with InProgress: the message is delivered once.
 func TestHeartbeatKeepsALongCall(t *testing.T) {
 	_, nc, _ := natstest.JetStream(t)
-	m := metrics.New(prometheus.NewRegistry())
-	p := filingtest.New(t, filingtest.Options{NC: nc, AckWait: time.Second, Upstream: slowUpstream(2500 * time.Millisecond), Metrics: m,
+	p := filingtest.New(t, filingtest.Options{NC: nc, AckWait: time.Second, Upstream: slowUpstream(2500 * time.Millisecond),
 		Config: func(cfg *filing.Config) { cfg.CallTimeout = 5 * time.Second }})
+	m := p.Metrics
 	p.Run()
 	id := "long-1"
 	p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))

@@ -315,7 +315,7 @@ func quiescent(env matrixEnv, subjects messages.Subjects, id string, p *filingte
 	if p.Count(p.Streams.Requests) != 0 {
 		return false
 	}
-	ci, err := p.Consumer.Info(ctx)
+	ci, err := p.Durable.Info(ctx)
 	if err != nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
 		return false
 	}

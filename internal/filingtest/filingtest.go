@@ -1,15 +1,15 @@
-// Package filingtest runs the whole consumer pipeline for tests — streams,
-// the shared durable consumer, the ledger, the Douyin token store, the
-// dispatcher and the filing processor, wired like the daemon, with the
-// sandbox as every vendor — on a NATS connection the test provides: an
-// embedded server (internal/natstest) or a container (integration/). It
-// also runs the JetStream health watch when asked, reads the streams back,
-// and wraps the pipeline's effects with injectable faults (faults.go).
+// Package filingtest runs the consumer for tests, built by consumer.New as
+// the binary builds it, with the sandbox as every vendor, on a NATS
+// connection the test provides: an embedded server (internal/natstest) or
+// a container (integration/). It reads the streams back, and wraps the
+// pipeline's effects with injectable faults (faults.go).
 package filingtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,29 +21,27 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/qualfile/qualfile/internal/config"
-	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/consumer"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
-	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
-	"github.com/qualfile/qualfile/internal/tokenkv"
 	"github.com/qualfile/qualfile/messages"
 )
 
-// SetupTimeout bounds creating the streams, the consumer and the buckets.
-const SetupTimeout = 30 * time.Second
-
-// Options configures New. NC is required; everything else has a default.
+// Options configures New: the configuration of the consumer a test runs,
+// and the fault injectors it puts in. NC is required; everything else has
+// a default.
 type Options struct {
 	NC            *nats.Conn
 	Prefix        string // subject prefix; default "filing"
@@ -59,32 +57,28 @@ type Options struct {
 	Logger        *zap.Logger   // default the test's, at warn level
 	// Tokens is the Douyin token store; default the shared KV store.
 	Tokens douyin.TokenStore
+	// Registry receives the consumer's metrics (Pipeline.Metrics).
+	Registry *prometheus.Registry
 	// Config adjusts the processor's configuration before it is built.
 	Config func(*filing.Config)
 	// Faults, when set, wraps the processor's effects.
 	Faults *Faults
-	// Upstream wraps the real dispatcher (inside Faults); Dispatcher wraps
+	// Upstream wraps the guarded vendors (inside Faults); Dispatcher wraps
 	// what the processor calls (outside Faults).
 	Upstream, Dispatcher func(filing.Dispatcher) filing.Dispatcher
 	// Reconcile, when set, turns reconciliation on with these settings;
-	// its Reader defaults to the real dispatcher's reads, and Reader (when
+	// its Reader defaults to the guarded vendors' reads, and Reader (when
 	// set) wraps what the processor reads through.
 	Reconcile *filing.ReconcileConfig
 	Reader    func(filing.Reconciler) filing.Reconciler
-	// Guard, when set, puts the vendors' breakers and rate limits in front
-	// of the real dispatcher (inside Faults), as the consumer does: its
-	// Pairs default to the sandbox's account, its Slots to the prefix's
-	// rate bucket when a Rate is set. Pipeline.Guard is it.
+	// Guard, when set, configures the vendors' breakers and rate limits
+	// (its Pairs and Slots are the consumer's own); without it no breaker
+	// ever opens.
 	Guard *guard.Config
 	// Ledger, when set, wraps the ledger the processor uses.
 	Ledger func(*ledger.Ledger) filing.Ledger
-	// Metrics, when set, receives the processor's metrics.
-	Metrics *metrics.Metrics
-	// Health, when set, makes Run also run the JetStream health watch, as
-	// the daemon does: a jshealth.Watcher with this configuration, its
-	// Probe by default a put in the prefix's health bucket under Owner,
-	// its Reconnect by default NC.ForceReconnect. HealthChanges lists what
-	// it reported.
+	// Health, when set, configures the JetStream health watch (Interval,
+	// Timeout, Failures); HealthChanges lists what it reported.
 	Health *jshealth.Config
 	// OnPullError, when set, is told of every failed pull the consume loop
 	// goes on after.
@@ -98,26 +92,16 @@ type Options struct {
 	ReadRetry time.Duration
 }
 
-// Pipeline is one consumer replica.
+// Pipeline is one consumer replica, built by consumer.New as the binary
+// builds it, and what a test reads back.
 type Pipeline struct {
-	TB        testing.TB
-	JS        jetstream.JetStream
-	NC        *nats.Conn
-	Sandbox   *sandbox.Server
-	Ledger    *ledger.Ledger
-	Subjects  messages.Subjects
-	Streams   queue.Streams
-	Buckets   queue.Buckets
-	Objects   jetstream.ObjectStore
-	Files     jetstream.ObjectStore // the SMS files too large for a message
-	Consumer  jetstream.Consumer
-	Processor *filing.Processor
-	// Health is the JetStream health watch (nil unless Options.Health).
-	Health *jshealth.Watcher
-	// Guard holds the vendors' breakers and rate limits (nil unless
-	// Options.Guard).
-	Guard *guard.Guard
-	opts  Options
+	*consumer.Consumer
+	TB      testing.TB
+	NC      *nats.Conn
+	Sandbox *sandbox.Server
+	Streams queue.Streams
+	Buckets queue.Buckets
+	opts    Options
 
 	healthMu  sync.Mutex
 	healthLog []HealthChange
@@ -138,18 +122,11 @@ func FastPolicy() retry.Policy {
 	}
 }
 
-// New sets up the streams, the consumer and the buckets, and builds a
-// processor; Run starts consuming.
+// New builds a consumer replica through consumer.New; Run starts it.
 func New(tb testing.TB, o Options) *Pipeline {
 	tb.Helper()
 	if o.NC == nil {
 		tb.Fatal("filingtest: Options.NC is required")
-	}
-	if o.MaxDeliver == 0 {
-		o.MaxDeliver = 5
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
 	}
 	if o.Policy.InitialInterval == 0 {
 		o.Policy = FastPolicy()
@@ -157,149 +134,132 @@ func New(tb testing.TB, o Options) *Pipeline {
 	if o.Owner == "" {
 		o.Owner = tb.Name()
 	}
-	if o.AckWait == 0 {
-		o.AckWait = 5 * time.Second
-	}
-	if o.MaxAckPending == 0 {
-		o.MaxAckPending = 256
-	}
-	if o.Concurrency == 0 {
-		o.Concurrency = 16
-	}
-	if o.Grace == 0 {
-		o.Grace = 5 * time.Second
-	}
 	if o.Logger == nil {
 		o.Logger = Logger(tb)
 	}
-	js, err := jetstream.New(o.NC, jetstream.WithPublishAsyncTimeout(time.Minute))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), SetupTimeout)
-	defer cancel()
-	p := &Pipeline{TB: tb, JS: js, NC: o.NC, Subjects: messages.Subjects{Prefix: o.Prefix}, opts: o}
-	p.Streams = queue.StreamNames(p.Subjects)
-	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: p.Subjects, Replicas: o.Replicas}); err != nil {
-		tb.Fatal(err)
-	}
-	if p.Consumer, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: p.Subjects, AckWait: o.AckWait, MaxAckPending: o.MaxAckPending}); err != nil {
-		tb.Fatal(err)
-	}
-	p.Buckets = queue.BucketNames(p.Subjects)
-	b := p.Buckets
-	if p.Ledger, err = ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: o.Replicas}); err != nil {
-		tb.Fatal(err)
-	}
-	p.Objects, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b.Objects, Replicas: o.Replicas, Storage: jetstream.FileStorage})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.Files, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: b.Files, Replicas: o.Replicas, Storage: jetstream.FileStorage})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tokens := o.Tokens
-	if tokens == nil {
-		if tokens, err = tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: o.Replicas}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	p.Sandbox = o.Sandbox
+	p := &Pipeline{TB: tb, NC: o.NC, Sandbox: o.Sandbox, opts: o}
 	if p.Sandbox == nil {
 		p.Sandbox = StartSandbox(tb)
 	}
-	hc := dispatch.NewHTTPClient(o.Concurrency)
-	tb.Cleanup(hc.CloseIdleConnections)
-	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(p.Sandbox.URL(),
-		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens, hc)
+	c, err := consumer.New(context.Background(), o.config(), consumer.Deps{
+		Conn: o.NC, Owner: o.Owner, Registry: o.Registry, Tokens: o.Tokens, Log: o.Logger.Named(o.Owner), Seams: o.seams(p),
+		Accounts: config.Default().WithSandbox(p.Sandbox.URL(),
+			sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret),
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	direct := dispatch.New(accounts)
-	var disp filing.Dispatcher = direct
-	var reader filing.Reconciler = direct
-	if gc := o.Guard; gc != nil {
-		c := *gc
-		if c.Pairs == nil {
-			c.Pairs = []guard.Pair{{Vendor: "vms", Account: "default"}, {Vendor: "sms", Account: "default"}, {Vendor: "douyin", Account: "default"}}
-		}
-		if c.Rate > 0 && c.Slots == nil {
-			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.Rate, TTL: time.Minute, Storage: jetstream.MemoryStorage, Replicas: o.Replicas})
-			if err != nil {
-				tb.Fatal(err)
-			}
-			c.Slots = guard.KVSlots{KV: kv}
-		}
-		p.Guard = guard.New(c, direct, direct)
-		disp, reader = p.Guard, p.Guard
-	}
-	var led filing.Ledger = p.Ledger
-	if o.Ledger != nil {
-		led = o.Ledger(p.Ledger)
-	}
-	var pub filing.Publisher = js
-	if o.Upstream != nil {
-		disp = o.Upstream(disp)
-	}
-	if f := o.Faults; f != nil {
-		disp, led, pub = f.Dispatcher(disp), f.Ledger(led), f.Publisher(pub)
-	}
-	if o.Dispatcher != nil {
-		disp = o.Dispatcher(disp)
-	}
-	cfg := filing.Config{
-		Subjects: p.Subjects, Policy: o.Policy, MaxDeliver: o.MaxDeliver, Owner: o.Owner, InFlightLease: o.AckWait,
-		MaxPayload: int(o.NC.MaxPayload()), Objects: p.Objects, Files: p.Files, FilesBucket: b.Files,
-		// The sandbox answers at once; a short call timeout keeps the
-		// in-flight lease (retry budget + call timeout) short in tests.
-		CallTimeout: 5 * time.Second,
-	}
-	if rc := o.Reconcile; rc != nil {
-		cfg.Reconcile = *rc
-		if cfg.Reconcile.Reader == nil {
-			cfg.Reconcile.Reader = reader
-		}
-		if o.Reader != nil {
-			cfg.Reconcile.Reader = o.Reader(cfg.Reconcile.Reader)
-		}
-	}
-	if o.Config != nil {
-		o.Config(&cfg)
-	}
-	if p.Processor, err = filing.New(cfg, disp, led, pub, o.NC, o.Logger.Named(o.Owner), o.Metrics); err != nil {
-		tb.Fatal(err)
-	}
-	if o.Health != nil {
-		if p.Health, err = p.newHealth(ctx, *o.Health); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	tb.Cleanup(c.Close)
+	p.Consumer = c
+	p.Streams, p.Buckets = queue.StreamNames(c.Subjects), queue.BucketNames(c.Subjects)
 	return p
 }
 
-// newHealth builds the health watch of Options.Health.
-func (p *Pipeline) newHealth(ctx context.Context, cfg jshealth.Config) (*jshealth.Watcher, error) {
-	if cfg.Probe == nil {
-		probe, err := jshealth.OpenProbe(ctx, p.JS, jshealth.ProbeConfig{Bucket: p.Buckets.Health, Replicas: p.opts.Replicas, Key: p.opts.Owner})
-		if err != nil {
-			return nil, err
+// config is the consumer's configuration: the defaults, with the test's
+// choices and timings fit for a sandbox that answers at once.
+func (o Options) config() *config.Config {
+	cfg := config.Default()
+	cfg.Admin.Listen = ""
+	if o.Prefix != "" {
+		cfg.Subjects.Prefix = o.Prefix
+	}
+	set := func(p *int, v, def int) {
+		*p = cmp.Or(v, def)
+	}
+	setD := func(p *time.Duration, v, def time.Duration) {
+		*p = cmp.Or(v, def)
+	}
+	set(&cfg.Streams.Replicas, o.Replicas, 1)
+	set(&cfg.Consumer.MaxDeliver, o.MaxDeliver, 5)
+	set(&cfg.Consumer.MaxAckPending, o.MaxAckPending, 256)
+	set(&cfg.Consumer.Concurrency, o.Concurrency, 16)
+	setD(&cfg.Consumer.AckWait, o.AckWait, 5*time.Second)
+	setD(&cfg.Consumer.ShutdownGrace, o.Grace, 5*time.Second)
+	// The sandbox answers at once; a short call timeout keeps the
+	// in-flight lease (retry budget + call timeout) short in tests.
+	cfg.Consumer.CallTimeout = 5 * time.Second
+	cfg.Reconcile.Enabled = o.Reconcile != nil
+	if rc := o.Reconcile; rc != nil {
+		r := &cfg.Reconcile
+		setD(&r.Window, rc.Window, r.Window)
+		setD(&r.ClockSkew, rc.ClockSkew, r.ClockSkew)
+		set(&r.Reads, rc.Reads, r.Reads)
+		r.Refile = !rc.KeepAmbiguous
+	}
+	l := &cfg.Limits
+	l.Breaker.Failures = math.MaxInt32 // no breaker opens unless the test asks for one
+	if g := o.Guard; g != nil {
+		set(&l.Breaker.Failures, g.Failures, guard.DefaultFailures)
+		setD(&l.Breaker.OpenFor, g.OpenFor, l.Breaker.OpenFor)
+		set(&l.Breaker.Probes, g.Probes, l.Breaker.Probes)
+		setD(&l.RecoverEvery, g.RecoverEvery, l.RecoverEvery)
+		l.Rate = g.Rate
+		if g.MinRate > 0 {
+			l.MinRate = g.MinRate
 		}
-		cfg.Probe = probe
 	}
-	if cfg.Reconnect == nil {
-		cfg.Reconnect = p.NC.ForceReconnect
+	if h := o.Health; h != nil {
+		hc := &cfg.NATS.Health
+		setD(&hc.Interval, h.Interval, hc.Interval)
+		setD(&hc.Timeout, h.Timeout, hc.Timeout)
+		set(&hc.Failures, h.Failures, hc.Failures)
 	}
-	report := cfg.Report
-	cfg.Report = func(c jshealth.Change) {
-		p.healthMu.Lock()
-		p.healthLog = append(p.healthLog, HealthChange{time.Now(), c})
-		p.healthMu.Unlock()
-		if report != nil {
-			report(c)
+	return cfg
+}
+
+// seams puts the test's fault injectors in.
+func (o Options) seams(p *Pipeline) consumer.Seams {
+	s := consumer.Seams{
+		Dispatcher: func(d filing.Dispatcher) filing.Dispatcher {
+			if o.Upstream != nil {
+				d = o.Upstream(d)
+			}
+			if o.Faults != nil {
+				d = o.Faults.Dispatcher(d)
+			}
+			if o.Dispatcher != nil {
+				d = o.Dispatcher(d)
+			}
+			return d
+		},
+		Ledger: func(l *ledger.Ledger) filing.Ledger {
+			var led filing.Ledger = l
+			if o.Ledger != nil {
+				led = o.Ledger(l)
+			}
+			if o.Faults != nil {
+				led = o.Faults.Ledger(led)
+			}
+			return led
+		},
+		Processor: func(cfg *filing.Config) {
+			cfg.Policy = o.Policy
+			if o.Config != nil {
+				o.Config(cfg)
+			}
+		},
+		Health: func(c jshealth.Change) {
+			p.healthMu.Lock()
+			p.healthLog = append(p.healthLog, HealthChange{time.Now(), c})
+			p.healthMu.Unlock()
+		},
+		PullError: o.OnPullError,
+	}
+	if rc := o.Reconcile; rc != nil && (rc.Reader != nil || o.Reader != nil) {
+		s.Reader = func(r filing.Reconciler) filing.Reconciler {
+			if rc.Reader != nil {
+				r = rc.Reader
+			}
+			if o.Reader != nil {
+				r = o.Reader(r)
+			}
+			return r
 		}
 	}
-	return jshealth.New(cfg)
+	if f := o.Faults; f != nil {
+		s.Publisher, s.Msg = f.Publisher, f.Msg
+	}
+	return s
 }
 
 // HealthChanges returns what the health watch reported so far.
@@ -374,33 +334,19 @@ func StartSandbox(tb testing.TB) *sandbox.Server {
 	return sb
 }
 
-// Run starts the consume loop, and the health watch if there is one,
-// until the test ends or stop is called; stop is the graceful shutdown
-// (stop pulling, finish in-flight work, settle).
+// Run starts the consumer until the test ends or stop is called; stop is
+// the graceful shutdown (stop pulling, finish in-flight work, settle).
 func (p *Pipeline) Run() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		cfg := queue.LoopConfig{Concurrency: p.opts.Concurrency, AckWait: p.opts.AckWait, Grace: p.opts.Grace, OnError: p.opts.OnPullError}
-		if f := p.opts.Faults; f != nil {
-			cfg.Wrap = f.Msg
-		}
-		err := queue.Consume(ctx, p.Consumer, func(ctx context.Context, m jetstream.Msg) { p.Processor.Handle(ctx, m) }, cfg)
-		if err != nil && p.opts.OnLoopError != nil {
+		defer close(done)
+		if err := p.Consumer.Run(ctx); err != nil && p.opts.OnLoopError != nil {
 			p.opts.OnLoopError(err)
 		}
 	}()
-	if p.Health != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Health.Run(ctx)
-		}()
-	}
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	stop = func() { once.Do(func() { cancel(); <-done }) }
 	p.TB.Cleanup(stop)
 	return stop
 }

@@ -11,6 +11,7 @@
 package natstest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -97,4 +98,16 @@ func JetStream(tb testing.TB) (jetstream.JetStream, *nats.Conn, *server.Server) 
 		tb.Fatalf("natstest: jetstream: %v", err)
 	}
 	return js, nc, s
+}
+
+// FreeAddr is a loopback address with a port free right now, for a
+// listener a test starts.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -1,4 +1,4 @@
-package main
+package consumer
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := natstest.FreeAddr(t)
 	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, js, subjects, w.Err, func() string { return "breakers: all closed" }, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 func TestPprofOnlyWhenAskedFor(t *testing.T) {
 	js, nc, _ := natstest.JetStream(t)
 	for _, on := range []bool{false, true} {
-		addr := freeAddr(t)
+		addr := natstest.FreeAddr(t)
 		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, js, messages.Subjects{Prefix: "filing"}, func() error { return nil }, func() string { return "" }, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)

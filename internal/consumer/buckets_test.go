@@ -1,4 +1,4 @@
-package main
+package consumer
 
 import (
 	"context"
@@ -35,11 +35,11 @@ func TestOpenStateIsolatesPrefixes(t *testing.T) {
 	js, _, _ := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prod, err := openState(ctx, js, configWithPrefix(t, "filing"))
+	prod, err := openBuckets(ctx, js, configWithPrefix(t, "filing"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	staging, err := openState(ctx, js, configWithPrefix(t, "staging.filing"))
+	staging, err := openBuckets(ctx, js, configWithPrefix(t, "staging.filing"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestOpenStateLedgerMaxAge(t *testing.T) {
 	defer cancel()
 	cfg := configWithPrefix(t, "filing")
 	cfg.Ledger.MaxAge = 48 * time.Hour
-	if _, err := openState(ctx, js, cfg); err != nil {
+	if _, err := openBuckets(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, "FILING_LEDGER")
