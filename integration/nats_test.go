@@ -45,7 +45,7 @@ const (
 
 // natsConfig is the configuration file every server runs with (flags add
 // JetStream's store, names and routes): JetStream syncs each write before
-// acknowledging it, as the README asks of production servers.
+// acknowledging it, as docs/configuration.md asks of production servers.
 const (
 	natsConfigPath = "/nats.conf"
 	natsConfig     = "jetstream {\n  sync_interval: always\n}\n"

@@ -21,12 +21,12 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// TestPermissionsOfTheREADME runs the pipeline on a server whose users
+// TestDeployedPermissions runs the pipeline on a server whose users
 // have exactly the permissions of deploy/nats/permissions.conf (quoted in
-// the README): the consumer files requests the publisher user sent, with
+// docs/operations.md): the consumer files requests the publisher user sent, with
 // its results, audit trail and ledger; the publisher user reads a trail;
 // and the publisher user may not publish a result.
-func TestPermissionsOfTheREADME(t *testing.T) {
+func TestDeployedPermissions(t *testing.T) {
 	perms, err := os.ReadFile(filepath.Join("..", "deploy", "nats", "permissions.conf"))
 	if err != nil {
 		t.Fatal(err)

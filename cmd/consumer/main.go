@@ -1,6 +1,6 @@
 // Command consumer is the qualfile daemon: it pulls filing requests from
 // NATS JetStream, files them with the vendors and publishes results and an
-// audit trail. See the README for configuration.
+// audit trail. See docs/configuration.md for configuration.
 package main
 
 import (

@@ -141,7 +141,7 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 	fs.StringVar(&f.storeDir, "store-dir", "", "embedded server store directory (overrides config)")
 	version := fs.Bool("version", false, "print the version, the commit and the Go version, and exit")
 	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: consumer [flags]   (configuration: --config FILE, QUALFILE_* variables; see the README)")
+		fmt.Fprintln(w, "usage: consumer [flags]   (configuration: --config FILE, QUALFILE_* variables; see docs/configuration.md)")
 		fs.SetOutput(w)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)

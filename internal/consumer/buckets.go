@@ -97,7 +97,7 @@ func warnLegacyBuckets(ctx context.Context, js jetstream.JetStream, log *zap.Log
 	if legacy, err := findLegacyBuckets(ctx, js); err != nil {
 		log.Warn("could not look for buckets of an older version", zap.Error(err))
 	} else if len(legacy) > 0 {
-		log.Warn("buckets of an older version exist and are not used: their ledger entries no longer prevent a second filing (see the README, Upgrading)",
+		log.Warn("buckets of an older version exist and are not used: their ledger entries no longer prevent a second filing (see docs/operations.md, Upgrading)",
 			zap.Strings("buckets", legacy), zap.String("ledger", ledgerBucket))
 	}
 }
