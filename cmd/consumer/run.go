@@ -226,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	hc := dispatch.NewHTTPClient(cfg.Consumer.Concurrency)
 	defer hc.CloseIdleConnections()
-	clients, err := dispatch.FromResolved(accounts, st.tokens, hc)
+	clients, err := config.Clients(accounts, st.tokens, hc)
 	if err != nil {
 		return err
 	}

@@ -211,7 +211,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	}
 	hc := dispatch.NewHTTPClient(o.Concurrency)
 	tb.Cleanup(hc.CloseIdleConnections)
-	accounts, err := dispatch.FromResolved(config.Default().WithSandbox(p.Sandbox.URL(),
+	accounts, err := config.Clients(config.Default().WithSandbox(p.Sandbox.URL(),
 		sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret), tokens, hc)
 	if err != nil {
 		tb.Fatal(err)
