@@ -158,6 +158,36 @@ type Config struct {
 	Now func() time.Time
 }
 
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas)
+	case c.MaxAge < 0:
+		return fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, c.MaxAge)
+	}
+	return nil
+}
+
 // Ledger is the idempotency ledger. It is safe for concurrent use.
 type Ledger struct {
 	kv  jetstream.KeyValue
@@ -167,24 +197,10 @@ type Ledger struct {
 // Open creates the ledger bucket or updates its configuration (so calling
 // it on every start, from every replica, is fine) and returns the ledger.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = DefaultMaxAge
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Replicas < 1 || cfg.Replicas > 5 {
-		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
-	}
-	if cfg.MaxAge < 0 {
-		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
-	}
+	cfg = cfg.withDefaults()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "qualfile idempotency ledger: state and result per request id",
