@@ -422,7 +422,7 @@ func (l *Ledger) Delete(ctx context.Context, id string) error {
 // ErrInvalidID.
 func Key(id string) (string, error) {
 	if !validID(id) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidID, truncate(id))
+		return "", fmt.Errorf("%w: %q", ErrInvalidID, messages.Truncate(id, 140))
 	}
 	var b strings.Builder
 	b.Grow(len(id) + 8)
@@ -456,13 +456,13 @@ func RequestID(key string) (string, error) {
 		case strings.HasPrefix(key[i:], "=2E"):
 			b.WriteByte('.')
 		default:
-			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, truncate(key))
+			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, messages.Truncate(key, 140))
 		}
 		i += 2
 	}
 	id := b.String()
 	if k, err := Key(id); err != nil || k != key {
-		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, truncate(key))
+		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, messages.Truncate(key, 140))
 	}
 	return id, nil
 }
@@ -480,13 +480,4 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-// truncate shortens s for an error message.
-func truncate(s string) string {
-	const limit = 140
-	if len(s) > limit {
-		return s[:limit] + "…"
-	}
-	return s
 }
