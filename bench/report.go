@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/qualfile/qualfile/messages"
 )
 
 // report is everything one bench run measured, written as JSON and as
@@ -354,10 +356,7 @@ func (r *report) markdown() string {
 
 func oneLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 120 {
-		s = s[:120] + "…"
-	}
-	return strings.ReplaceAll(s, "|", "/")
+	return strings.ReplaceAll(messages.Truncate(s, 120), "|", "/")
 }
 
 func (r *report) moduleLine() string {

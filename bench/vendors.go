@@ -42,7 +42,7 @@ func checkUpstream(ctx context.Context, root, url string) error {
 	}
 	hc := dispatch.NewHTTPClient(1)
 	defer hc.CloseIdleConnections()
-	clients, err := dispatch.FromResolved(accounts, douyin.NewMemoryStore(), hc)
+	clients, err := config.Clients(accounts, douyin.NewMemoryStore(), hc)
 	if err != nil {
 		return err
 	}

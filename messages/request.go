@@ -162,9 +162,9 @@ func (r *Request) ValidateFor(subjectAPI API) error {
 			p.add("api", "required: one of %s", apiList())
 		}
 	case !r.API.Valid():
-		p.add("api", "unknown api %q: must be one of %s", truncate(string(r.API), 64), apiList())
+		p.add("api", "unknown api %q: must be one of %s", Truncate(string(r.API), 64), apiList())
 	case subjectAPI != "" && r.API != subjectAPI:
-		p.add("api", "is %q but the request was published on the subject of %q", r.API, truncate(string(subjectAPI), 64))
+		p.add("api", "is %q but the request was published on the subject of %q", r.API, Truncate(string(subjectAPI), 64))
 	default:
 		apiOK = true
 	}

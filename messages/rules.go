@@ -218,9 +218,9 @@ func requiredDate(p *problems, path, s string, permanentAllowed bool) (string, b
 	}
 	if _, ok := ParseDate(s); !ok {
 		if permanentAllowed {
-			p.add(path, "must be a date YYYY-MM-DD or %q, not %q", Permanent, truncate(s, 40))
+			p.add(path, "must be a date YYYY-MM-DD or %q, not %q", Permanent, Truncate(s, 40))
 		} else {
-			p.add(path, "must be a date YYYY-MM-DD, not %q", truncate(s, 40))
+			p.add(path, "must be a date YYYY-MM-DD, not %q", Truncate(s, 40))
 		}
 		return "", false
 	}

@@ -151,11 +151,11 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 		i, err := strconv.ParseInt(string(n), 10, t.Bits())
 		if err != nil {
 			if errors.Is(err, strconv.ErrRange) && t.Bits() == 32 {
-				p.add(path, "integer %s is out of range: the vendor takes a 32-bit integer (at most 2147483647)", truncate(string(n), 40))
+				p.add(path, "integer %s is out of range: the vendor takes a 32-bit integer (at most 2147483647)", Truncate(string(n), 40))
 			} else if errors.Is(err, strconv.ErrRange) {
-				p.add(path, "integer %s is out of range", truncate(string(n), 40))
+				p.add(path, "integer %s is out of range", Truncate(string(n), 40))
 			} else {
-				p.add(path, "must be an integer, not %s", truncate(string(n), 40))
+				p.add(path, "must be an integer, not %s", Truncate(string(n), 40))
 			}
 			return false
 		}
@@ -220,9 +220,9 @@ func walkFileContent(p *problems, path string, value any, dst reflect.Value) boo
 					p.add(sub, "must be a string, not %s", jsonKind(v[key]))
 					ok = false
 				} else if key == "$ref" {
-					r.Ref = truncate(s, 600)
+					r.Ref = Truncate(s, 600)
 				} else {
-					r.SHA256 = truncate(s, 100)
+					r.SHA256 = Truncate(s, 100)
 				}
 			case "size":
 				n, isNum := v[key].(json.Number)
@@ -297,25 +297,12 @@ func childPath(path, key string) string {
 
 // safeKey keeps a hostile key from making a path unreadable.
 func safeKey(key string) string {
-	key = truncate(key, 64)
+	key = Truncate(key, 64)
 	if key == "" || strings.ContainsAny(key, ".[]\"\\") || strings.IndexFunc(key, func(r rune) bool { return r < 0x20 }) >= 0 {
 		return strconv.Quote(key)
 	}
 	return key
 }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func sortedKeys(m map[string]any) []string {
 	keys := make([]string, 0, len(m))

@@ -39,3 +39,21 @@ func ParseDate(s string) (time.Time, bool) {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut
+// with "…" (so the result may be up to len("…") bytes longer than n), and
+// replaces invalid UTF-8 with U+FFFD: for text from a message, a vendor or
+// a file, quoted in an error or a log line.
+func Truncate(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = string([]rune(s)) // invalid bytes become U+FFFD
+	}
+	if len(s) <= n {
+		return s
+	}
+	cut := max(n, 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

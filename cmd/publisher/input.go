@@ -70,7 +70,7 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo, wantID st
 	if raw, ok := fields["id"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &id); err != nil {
 			// A made-up id would file the request again on every re-run.
-			return nil, "", fmt.Errorf("id must be a string, not %s", truncateRaw(raw))
+			return nil, "", fmt.Errorf("id must be a string, not %s", messages.Truncate(string(raw), 40))
 		}
 	}
 	if id != "" && wantID != "" && id != wantID {
@@ -79,7 +79,7 @@ func envelope(doc json.RawMessage, api messages.API, account, replyTo, wantID st
 	var docAPI string
 	if raw, ok := fields["api"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &docAPI); err != nil {
-			return nil, id, fmt.Errorf("api must be a string, not %s", truncateRaw(raw))
+			return nil, id, fmt.Errorf("api must be a string, not %s", messages.Truncate(string(raw), 40))
 		}
 	}
 	if id == "" {
@@ -147,11 +147,4 @@ func contentID(api messages.API, account string, payload json.RawMessage) string
 func mustRaw(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
-}
-
-func truncateRaw(raw json.RawMessage) string {
-	if len(raw) > 40 {
-		return string(raw[:40]) + "…"
-	}
-	return string(raw)
 }

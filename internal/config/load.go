@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/qualfile/qualfile/messages"
 )
 
 // EnvPrefix is the prefix of the environment overrides.
@@ -241,10 +243,7 @@ func plainProblem(m string) string {
 	m = unknownField.ReplaceAllString(m, "unknown key $1")
 	return badType.ReplaceAllStringFunc(m, func(s string) string {
 		g := badType.FindStringSubmatch(s)
-		value, into := g[2], g[3]
-		if len(value) > 40 {
-			value = value[:40] + "…"
-		}
+		value, into := messages.Truncate(g[2], 40), g[3]
 		want := "a value of another type"
 		switch {
 		case into == "time.Duration":

@@ -164,7 +164,7 @@ func (c *Consumer) build(ctx context.Context) error {
 	if deps.Tokens != nil {
 		tokens = deps.Tokens
 	}
-	clients, err := dispatch.FromResolved(deps.Accounts, tokens, hc)
+	clients, err := config.Clients(deps.Accounts, tokens, hc)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,36 @@ type ProbeConfig struct {
 	Now func() time.Time
 }
 
+// withDefaults returns c with every zero field set to its default.
+func (c ProbeConfig) withDefaults() ProbeConfig {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c ProbeConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas)
+	case c.MaxAge < 0:
+		return fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, c.MaxAge)
+	}
+	return nil
+}
+
 // OpenProbe creates the probe's bucket, or updates its configuration (every
 // replica calls it at start), and returns the probe: a put of the current
 // time under the replica's key.
@@ -47,24 +77,10 @@ type ProbeConfig struct {
 // integration suite's partition test). The bucket is in memory, keeps one
 // value per key, and holds one small key per replica.
 func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (func(context.Context) error, error) {
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = DefaultMaxAge
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	switch {
-	case cfg.Replicas < 1 || cfg.Replicas > 5:
-		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
-	case cfg.MaxAge < 0:
-		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
-	}
+	cfg = cfg.withDefaults()
 	key := ProbeKey(cfg.Key)
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,

@@ -20,7 +20,6 @@ package jshealth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,9 +38,6 @@ const (
 // move, the next comes after 2, 4, … and at most MaxMoveFactor times
 // Failures further failures.
 const MaxMoveFactor = 8
-
-// ErrInvalidConfig means a Config field is missing or out of range.
-var ErrInvalidConfig = errors.New("jshealth: invalid config")
 
 // Config configures a Watcher.
 type Config struct {
@@ -68,6 +64,40 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Failures == 0 {
+		c.Failures = DefaultFailures
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Probe == nil:
+		return fmt.Errorf("%w: no probe", ErrInvalidConfig)
+	case c.Interval < 0:
+		return fmt.Errorf("%w: negative interval %s", ErrInvalidConfig, c.Interval)
+	case c.Timeout < 0:
+		return fmt.Errorf("%w: negative timeout %s", ErrInvalidConfig, c.Timeout)
+	case c.Failures < 1:
+		return fmt.Errorf("%w: failures %d, at least 1", ErrInvalidConfig, c.Failures)
+	}
+	return nil
 }
 
 // Status is the Watcher's state.
@@ -138,29 +168,10 @@ type Watcher struct {
 // New returns a Watcher that is ready until its probes say otherwise (the
 // caller has just set up its streams, so JetStream answered a moment ago).
 func New(cfg Config) (*Watcher, error) {
-	if cfg.Probe == nil {
-		return nil, fmt.Errorf("%w: no probe", ErrInvalidConfig)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultInterval
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Failures == 0 {
-		cfg.Failures = DefaultFailures
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	switch {
-	case cfg.Interval < 0:
-		return nil, fmt.Errorf("%w: negative interval %s", ErrInvalidConfig, cfg.Interval)
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("%w: negative timeout %s", ErrInvalidConfig, cfg.Timeout)
-	case cfg.Failures < 1:
-		return nil, fmt.Errorf("%w: failures %d, at least 1", ErrInvalidConfig, cfg.Failures)
-	}
+	cfg = cfg.withDefaults()
 	w := &Watcher{cfg: cfg, st: Status{Ready: true, Since: cfg.Now()}, nextMove: cfg.Failures, moveStep: cfg.Failures}
 	cfg.Metrics.JetStreamHealth(true, 0)
 	return w, nil
@@ -259,25 +270,3 @@ func (w *Watcher) Err() error {
 	}
 	return &NotReadyError{Failures: st.Failures, LastSuccess: st.LastSuccess, Since: st.Since, Now: w.cfg.Now(), Err: st.LastError}
 }
-
-// NotReadyError is why a Watcher is not ready.
-type NotReadyError struct {
-	Failures    int       // consecutive failed probes
-	LastSuccess time.Time // zero if no probe ever succeeded
-	Since       time.Time // when the Watcher was created
-	Now         time.Time // when the error was made
-	Err         error     // the last probe's error
-}
-
-// Error implements error, e.g. "JetStream not answering: 3 consecutive probe
-// failures, last success 12.4s ago: context deadline exceeded".
-func (e *NotReadyError) Error() string {
-	last := "no success since start " + e.Now.Sub(e.Since).Round(100*time.Millisecond).String() + " ago"
-	if !e.LastSuccess.IsZero() {
-		last = "last success " + e.Now.Sub(e.LastSuccess).Round(100*time.Millisecond).String() + " ago"
-	}
-	return fmt.Sprintf("JetStream not answering: %d consecutive probe failures, %s: %v", e.Failures, last, e.Err)
-}
-
-// Unwrap returns the last probe's error.
-func (e *NotReadyError) Unwrap() error { return e.Err }

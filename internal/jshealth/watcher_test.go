@@ -245,17 +245,27 @@ func TestNotReadyErrorNeverSucceeded(t *testing.T) {
 	}
 }
 
-func TestNewValidates(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	probe := func(context.Context) error { return nil }
-	for _, cfg := range []jshealth.Config{
-		{},
-		{Probe: probe, Failures: -1},
-		{Probe: probe, Interval: -time.Second},
-		{Probe: probe, Timeout: -time.Second},
-	} {
-		if _, err := jshealth.New(cfg); !errors.Is(err, jshealth.ErrInvalidConfig) {
-			t.Errorf("New(%+v) = %v, want ErrInvalidConfig", cfg, err)
+	tests := []struct {
+		name    string
+		cfg     jshealth.Config
+		wantErr error
+	}{
+		{"probe only", jshealth.Config{Probe: probe}, nil},
+		{"explicit", jshealth.Config{Probe: probe, Interval: time.Second, Timeout: time.Second, Failures: 1}, nil},
+		{"no probe", jshealth.Config{}, jshealth.ErrInvalidConfig},
+		{"negative failures", jshealth.Config{Probe: probe, Failures: -1}, jshealth.ErrInvalidConfig},
+		{"negative interval", jshealth.Config{Probe: probe, Interval: -time.Second}, jshealth.ErrInvalidConfig},
+		{"negative timeout", jshealth.Config{Probe: probe, Timeout: -time.Second}, jshealth.ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %v", tt.name, err, tt.wantErr)
 		}
+	}
+	if _, err := jshealth.New(jshealth.Config{}); !errors.Is(err, jshealth.ErrInvalidConfig) {
+		t.Errorf("New without a probe = %v, want ErrInvalidConfig", err)
 	}
 }
 
@@ -401,11 +411,25 @@ func TestProbeFailsWhenServerDoesNotAnswer(t *testing.T) {
 	}
 }
 
-func TestOpenProbeValidates(t *testing.T) {
-	js, _, _ := natstest.JetStream(t)
-	for _, cfg := range []jshealth.ProbeConfig{{Replicas: 6}, {MaxAge: -time.Second}} {
-		if _, err := jshealth.OpenProbe(context.Background(), js, cfg); !errors.Is(err, jshealth.ErrInvalidConfig) {
-			t.Errorf("OpenProbe(%+v) = %v, want ErrInvalidConfig", cfg, err)
+func TestProbeConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     jshealth.ProbeConfig
+		wantErr error
+	}{
+		{"zero", jshealth.ProbeConfig{}, nil},
+		{"explicit", jshealth.ProbeConfig{Bucket: "H", Replicas: 5, Key: "k", MaxAge: time.Minute}, nil},
+		{"replicas 6", jshealth.ProbeConfig{Replicas: 6}, jshealth.ErrInvalidConfig},
+		{"negative replicas", jshealth.ProbeConfig{Replicas: -1}, jshealth.ErrInvalidConfig},
+		{"negative max age", jshealth.ProbeConfig{MaxAge: -time.Second}, jshealth.ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %v", tt.name, err, tt.wantErr)
 		}
+	}
+	js, _, _ := natstest.JetStream(t)
+	if _, err := jshealth.OpenProbe(context.Background(), js, jshealth.ProbeConfig{Replicas: 6}); !errors.Is(err, jshealth.ErrInvalidConfig) {
+		t.Errorf("OpenProbe with 6 replicas = %v, want ErrInvalidConfig", err)
 	}
 }

@@ -158,6 +158,36 @@ type Config struct {
 	Now func() time.Time
 }
 
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas)
+	case c.MaxAge < 0:
+		return fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, c.MaxAge)
+	}
+	return nil
+}
+
 // Ledger is the idempotency ledger. It is safe for concurrent use.
 type Ledger struct {
 	kv  jetstream.KeyValue
@@ -167,24 +197,10 @@ type Ledger struct {
 // Open creates the ledger bucket or updates its configuration (so calling
 // it on every start, from every replica, is fine) and returns the ledger.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = DefaultMaxAge
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Replicas < 1 || cfg.Replicas > 5 {
-		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
-	}
-	if cfg.MaxAge < 0 {
-		return nil, fmt.Errorf("%w: negative max age %s", ErrInvalidConfig, cfg.MaxAge)
-	}
+	cfg = cfg.withDefaults()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "qualfile idempotency ledger: state and result per request id",
@@ -406,7 +422,7 @@ func (l *Ledger) Delete(ctx context.Context, id string) error {
 // ErrInvalidID.
 func Key(id string) (string, error) {
 	if !validID(id) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidID, truncate(id))
+		return "", fmt.Errorf("%w: %q", ErrInvalidID, messages.Truncate(id, 140))
 	}
 	var b strings.Builder
 	b.Grow(len(id) + 8)
@@ -440,13 +456,13 @@ func RequestID(key string) (string, error) {
 		case strings.HasPrefix(key[i:], "=2E"):
 			b.WriteByte('.')
 		default:
-			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, truncate(key))
+			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, messages.Truncate(key, 140))
 		}
 		i += 2
 	}
 	id := b.String()
 	if k, err := Key(id); err != nil || k != key {
-		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, truncate(key))
+		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, messages.Truncate(key, 140))
 	}
 	return id, nil
 }
@@ -464,13 +480,4 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-// truncate shortens s for an error message.
-func truncate(s string) string {
-	const limit = 140
-	if len(s) > limit {
-		return s[:limit] + "…"
-	}
-	return s
 }

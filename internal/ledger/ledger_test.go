@@ -463,6 +463,25 @@ func TestOpenIdempotent(t *testing.T) {
 	}
 }
 
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     ledger.Config
+		wantErr error
+	}{
+		{"zero", ledger.Config{}, nil},
+		{"explicit", ledger.Config{Bucket: "L", Replicas: 5, MaxAge: time.Hour}, nil},
+		{"replicas 6", ledger.Config{Replicas: 6}, ledger.ErrInvalidConfig},
+		{"negative replicas", ledger.Config{Replicas: -1}, ledger.ErrInvalidConfig},
+		{"negative max age", ledger.Config{MaxAge: -time.Second}, ledger.ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %v", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
 func TestCorruptEntry(t *testing.T) {
 	l, js := open(t)
 	c := ctx(t)

@@ -6,6 +6,10 @@ import (
 	"strings"
 )
 
+// ErrInvalidConfig is matched by the error EnsureStreams returns for a
+// StreamsConfig that Validate rejects.
+var ErrInvalidConfig = errors.New("queue: invalid config")
+
 // ErrStreamConflict is matched by the error EnsureStreams returns when a
 // stream exists with a configuration qualfile must not change silently.
 var ErrStreamConflict = errors.New("stream exists with a conflicting configuration")

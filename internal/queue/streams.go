@@ -24,6 +24,8 @@ type StreamsConfig struct {
 	DeadMaxAge      time.Duration // 0 = kept until removed
 }
 
+// withDefaults returns c with every zero or negative field that has a
+// default set to it.
 func (c StreamsConfig) withDefaults() StreamsConfig {
 	if c.Replicas <= 0 {
 		c.Replicas = 1
@@ -35,6 +37,19 @@ func (c StreamsConfig) withDefaults() StreamsConfig {
 		c.AuditMaxAge = 90 * 24 * time.Hour
 	}
 	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c StreamsConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas)
+	case c.ResultsMaxAge < 0 || c.DeadMaxAge < 0:
+		return fmt.Errorf("%w: negative max age", ErrInvalidConfig)
+	}
+	return nil
 }
 
 // StreamConfigs returns the wanted configuration of each stream.
@@ -71,6 +86,9 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 // replicas, max age or duplicate window are updated. It returns what it did
 // per stream ("created", "updated", "unchanged").
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) (map[string]string, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	done := map[string]string{}
 	for _, want := range cfg.StreamConfigs() {
 		s, err := js.Stream(ctx, want.Name)
@@ -138,18 +156,25 @@ type ConsumerConfig struct {
 	MaxAckPending int           // default 64: with the loop's concurrency, bounds memory
 }
 
+// withDefaults returns c with every zero or negative field that has a
+// default set to it.
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Durable == "" {
+		c.Durable = "qualfile"
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = time.Minute
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 64
+	}
+	return c
+}
+
 // EnsureConsumer creates or updates the durable pull consumer all replicas
 // share.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) (jetstream.Consumer, error) {
-	if cfg.Durable == "" {
-		cfg.Durable = "qualfile"
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = time.Minute
-	}
-	if cfg.MaxAckPending <= 0 {
-		cfg.MaxAckPending = 64
-	}
+	cfg = cfg.withDefaults()
 	stream := StreamNames(cfg.Subjects).Requests
 	c, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,

@@ -64,6 +64,35 @@ func TestEnsureStreamsConflict(t *testing.T) {
 	}
 }
 
+func TestStreamsConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     queue.StreamsConfig
+		wantErr error
+	}{
+		{"zero", queue.StreamsConfig{}, nil},
+		{"negative replicas take the default", queue.StreamsConfig{Replicas: -1}, nil},
+		{"explicit", queue.StreamsConfig{Replicas: 5, DuplicateWindow: time.Hour, AuditMaxAge: time.Hour, ResultsMaxAge: time.Hour, DeadMaxAge: time.Hour}, nil},
+		{"replicas 6", queue.StreamsConfig{Replicas: 6}, queue.ErrInvalidConfig},
+		{"negative results max age", queue.StreamsConfig{ResultsMaxAge: -time.Hour}, queue.ErrInvalidConfig},
+		{"negative dead max age", queue.StreamsConfig{DeadMaxAge: -time.Hour}, queue.ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %v", tt.name, err, tt.wantErr)
+		}
+	}
+	// EnsureStreams checks it before it touches a stream.
+	js, _, _ := natstest.JetStream(t)
+	ctx := context.Background()
+	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{DeadMaxAge: -time.Hour}); !errors.Is(err, queue.ErrInvalidConfig) {
+		t.Fatalf("EnsureStreams = %v, want ErrInvalidConfig", err)
+	}
+	if _, err := js.Stream(ctx, "FILING_REQUESTS"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("EnsureStreams made a stream from a config it rejects: %v", err)
+	}
+}
+
 func TestStreamNamesFollowPrefix(t *testing.T) {
 	n := queue.StreamNames(messages.Subjects{Prefix: "acme.filing"})
 	if n.Requests != "ACME_FILING_REQUESTS" || n.Dead != "ACME_FILING_DEAD" {

@@ -60,7 +60,6 @@ type Decision struct {
 //
 // delivery is the 1-based delivery count of the message; maxDeliver <= 0
 // means unlimited deliveries, so a retryable error is never dead-lettered.
-// An *ExhaustedError from Do classifies as its last error.
 func (p Policy) Decide(err error, delivery, maxDeliver int) Decision {
 	class := ClassOf(err)
 	switch {

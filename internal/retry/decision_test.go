@@ -32,7 +32,6 @@ func TestDecide(t *testing.T) {
 		{"transient first", ErrTransient, 1, 5, ActionNakWithDelay, 5 * s, "delivery 1 of 5"},
 		{"transient third", ErrTransient, 3, 5, ActionNakWithDelay, 20 * s, "transient"},
 		{"throttled", ErrThrottled, 2, 5, ActionNakWithDelay, 40 * s, "throttled"},
-		{"exhausted transient", &ExhaustedError{Attempts: 4, Last: ErrTransient}, 1, 5, ActionNakWithDelay, 5 * s, "transient"},
 		{"deadline", fmt.Errorf("post: %w", context.DeadlineExceeded), 4, 5, ActionNakWithDelay, 40 * s, "transient"},
 		{"transient last", ErrTransient, 5, 5, ActionDeadLetter, 0, "delivery 5 of 5"},
 		{"throttled past last", ErrThrottled, 6, 5, ActionDeadLetter, 0, "throttled"},

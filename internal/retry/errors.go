@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/qualfile/qualfile/messages"
 )
@@ -90,41 +89,3 @@ func (c Class) Retryable() bool { return c == ClassTransient || c == ClassThrott
 
 // ErrBadPolicy is matched by every error Policy.Validate returns.
 var ErrBadPolicy = errors.New("retry: bad policy")
-
-// ErrExhausted is matched (errors.Is) by every *ExhaustedError: the
-// in-process attempts or the time budget ran out while the error was still
-// retryable.
-var ErrExhausted = errors.New("retry: attempts exhausted")
-
-// ExhaustedError is what Policy.Do returns when it gives up on an error that
-// is still retryable, because MaxAttempts were made or the next wait would
-// overrun MaxElapsedTime. It unwraps to the last op error, so ClassOf and
-// errors.Is(err, ErrTransient) still see it, and errors.Is(err, ErrExhausted)
-// holds too.
-type ExhaustedError struct {
-	// Attempts is the number of times op was called.
-	Attempts int
-	// Elapsed is the time spent in Do, op calls and waits included.
-	Elapsed time.Duration
-	// Budget is true when Do stopped because the next wait would have
-	// overrun MaxElapsedTime, false when MaxAttempts were made.
-	Budget bool
-	// Last is the error of the last attempt.
-	Last error
-}
-
-// Error implements error.
-func (e *ExhaustedError) Error() string {
-	why := "attempts"
-	if e.Budget {
-		why = "time budget"
-	}
-	return fmt.Sprintf("retry: gave up after %d attempt(s) in %s (%s exhausted): %v",
-		e.Attempts, e.Elapsed, why, e.Last)
-}
-
-// Unwrap returns the last op error.
-func (e *ExhaustedError) Unwrap() error { return e.Last }
-
-// Is reports whether target is ErrExhausted.
-func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }

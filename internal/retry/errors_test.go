@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/qualfile/qualfile/messages"
@@ -45,7 +44,6 @@ func TestClassOf(t *testing.T) {
 		{"unclassified", errors.New("boom"), ClassPermanent},
 		{"invalid wins over transient", errors.Join(ErrTransient, ErrInvalid), ClassInvalid},
 		{"throttled wins over permanent", errors.Join(ErrPermanent, ErrThrottled), ClassThrottled},
-		{"exhausted keeps class", &ExhaustedError{Attempts: 4, Last: ErrThrottled}, ClassThrottled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,37 +75,5 @@ func TestThrottledIsTransient(t *testing.T) {
 	}
 	if errors.Is(ErrTransient, ErrThrottled) {
 		t.Fatal("errors.Is(ErrTransient, ErrThrottled) = true")
-	}
-}
-
-func TestExhaustedError(t *testing.T) {
-	last := &vendorError{"503", ErrTransient}
-	var err error = &ExhaustedError{Attempts: 3, Last: last, Budget: true}
-
-	if !errors.Is(err, ErrExhausted) {
-		t.Error("errors.Is(err, ErrExhausted) = false")
-	}
-	if !errors.Is(err, ErrTransient) {
-		t.Error("errors.Is(err, ErrTransient) = false")
-	}
-	if errors.Is(err, ErrPermanent) {
-		t.Error("errors.Is(err, ErrPermanent) = true")
-	}
-	var ve *vendorError
-	if !errors.As(err, &ve) || ve != last {
-		t.Error("errors.As did not find the last error")
-	}
-	var ee *ExhaustedError
-	if !errors.As(fmt.Errorf("wrap: %w", err), &ee) || ee.Attempts != 3 {
-		t.Error("errors.As(*ExhaustedError) failed through a wrapper")
-	}
-	msg := err.Error()
-	for _, s := range []string{"3 attempt", "time budget", "vendor error 503"} {
-		if !strings.Contains(msg, s) {
-			t.Errorf("Error() = %q, missing %q", msg, s)
-		}
-	}
-	if msg := (&ExhaustedError{Attempts: 4, Last: last}).Error(); !strings.Contains(msg, "(attempts exhausted)") {
-		t.Errorf("Error() = %q, want it to say attempts were exhausted", msg)
 	}
 }

@@ -1,7 +1,6 @@
 package retry
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -24,15 +23,15 @@ const (
 	DefaultRedeliveryMax       = 10 * time.Minute
 )
 
-// Policy is the backoff policy: a few quick in-process attempts (Do), then
+// Policy is the backoff policy: a few quick in-process attempts (Wait), then
 // broker-side redelivery delays (RedeliveryDelay, Decide).
 //
 // The zero Policy is usable: every zero field takes the Default* value.
 // Negative values are invalid: call Validate once where the Policy is built;
-// Do checks it itself, RedeliveryDelay and Decide do not (their results for
-// an invalid Policy are unspecified). A Policy is a value; its
-// methods do not modify it and may be called concurrently, provided the
-// Sleep, Now and Rand hooks are safe for concurrent use (the defaults are).
+// the other methods do not (their results for an invalid Policy are
+// unspecified). A Policy is a value; its methods do not modify it and may be
+// called concurrently, provided the Rand hook is safe for concurrent use
+// (the default is).
 //
 // Jitter: a delay d becomes d × (1 − f + 2f·r), r uniform in [0, 1) from
 // Rand, f = RandomizationFactor, and is then clamped to the applicable cap
@@ -51,10 +50,11 @@ type Policy struct {
 	RandomizationFactor float64
 	// NoJitter disables jitter: every delay is exact.
 	NoJitter bool
-	// MaxElapsedTime is the in-process budget of one Do call, op calls and
-	// waits included. Do never starts a wait that would overrun it.
+	// MaxElapsedTime is the in-process budget, counted from the start of
+	// the first attempt, attempts and waits included. Wait never allows a
+	// wait that would overrun it.
 	MaxElapsedTime time.Duration
-	// MaxAttempts is the number of op calls Do makes at most.
+	// MaxAttempts is the number of in-process attempts at most.
 	MaxAttempts int
 	// ThrottleMultiplier multiplies the next delay after a throttled error.
 	// Must be >= 1.
@@ -67,12 +67,6 @@ type Policy struct {
 	// RedeliveryMax caps the broker-side delay. Must be >= RedeliveryBase.
 	RedeliveryMax time.Duration
 
-	// Sleep waits d or until ctx is done, returning ctx's error in the
-	// latter case. Nil means a real timer. Tests inject a fake.
-	Sleep func(ctx context.Context, d time.Duration) error
-	// Now reads the clock used for the budget and Attempt.Duration. Nil
-	// means time.Now.
-	Now func() time.Time
 	// Rand returns a jitter value in [0, 1). Nil means math/rand/v2.Float64.
 	Rand func() float64
 }
@@ -108,12 +102,6 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.RedeliveryMax == 0 {
 		p.RedeliveryMax = DefaultRedeliveryMax
-	}
-	if p.Sleep == nil {
-		p.Sleep = sleep
-	}
-	if p.Now == nil {
-		p.Now = time.Now
 	}
 	if p.Rand == nil {
 		p.Rand = rand.Float64
@@ -168,103 +156,29 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Attempt describes one op call of Do; notify receives one after every call.
-type Attempt struct {
-	// Number is the attempt number, starting at 1.
-	Number int
-	// Err is what op returned.
-	Err error
-	// Class is ClassOf(Err).
-	Class Class
-	// Duration is how long op took.
-	Duration time.Duration
-	// Next is the wait before the next attempt; zero when Final.
-	Next time.Duration
-	// Final is true when Do returns after this attempt (success,
-	// non-retryable error, attempts or budget exhausted).
-	Final bool
-}
-
-// Do calls op until it succeeds, fails with an error that is not retryable,
-// MaxAttempts calls were made, or the next wait would overrun
-// MaxElapsedTime. Attempt numbers start at 1. It returns the number of op
-// calls and:
-//
-//   - nil, when op succeeded;
-//   - op's error unchanged, when it is not retryable (permanent, invalid or
-//     unclassified);
-//   - an *ExhaustedError wrapping the last op error, when it gives up on a
-//     retryable error (errors.Is matches both ErrExhausted and the last
-//     error's class sentinel);
-//   - when ctx ends during a wait, an error wrapping both the context's error
-//     and the last op error, so errors.Is(err, context.Canceled) and
-//     errors.Is(err, ErrTransient) both hold;
-//   - an error wrapping ErrBadPolicy, without calling op, when p is invalid.
-//
-// The wait after a failed attempt comes from a backoff.ExponentialBackOff
-// (InitialInterval, Multiplier, MaxInterval); after a throttled error it is
-// multiplied by ThrottleMultiplier and capped by MaxThrottleInterval; then
-// jitter is applied. notify, if not nil, is called after every attempt,
-// before the wait; when ctx ends during that wait, Do returns without a
-// further notify.
-func (p Policy) Do(ctx context.Context, op func(ctx context.Context, attempt int) error, notify func(Attempt)) (attempts int, err error) {
-	if err := p.Validate(); err != nil {
-		return 0, err
-	}
-	p = p.withDefaults()
-
-	start := p.Now()
-	for n := 1; ; n++ {
-		began := p.Now()
-		err := op(ctx, n)
-		a := Attempt{Number: n, Err: err, Class: ClassOf(err), Duration: p.Now().Sub(began)}
-
-		if !a.Class.Retryable() {
-			a.Final = true
-			p.report(notify, a)
-			return n, err
-		}
-		elapsed := p.Now().Sub(start)
-		next, stop := p.next(n, a.Class, elapsed)
-		if stop != stopNone {
-			a.Final = true
-			p.report(notify, a)
-			return n, &ExhaustedError{Attempts: n, Elapsed: elapsed, Budget: stop == stopBudget, Last: err}
-		}
-
-		a.Next = next
-		p.report(notify, a)
-
-		serr := p.Sleep(ctx, next)
-		if serr == nil {
-			serr = ctx.Err()
-		}
-		if serr != nil {
-			return n, fmt.Errorf("retry: %w while waiting after attempt %d: %w", serr, n, err)
-		}
-	}
-}
-
-// Budget is MaxElapsedTime after defaults: every in-process attempt of a Do
-// starts within it.
+// Budget is MaxElapsedTime after defaults: every in-process attempt Wait
+// allows starts within it.
 func (p Policy) Budget() time.Duration { return p.withDefaults().MaxElapsedTime }
 
 // Wait is the in-process wait after failed attempt n (1-based) of class c,
-// elapsed after the first attempt began: what Do would wait before attempt
-// n+1. ok is false when Do would give up instead (MaxAttempts made, the
-// wait would overrun MaxElapsedTime, or c is not retryable). A caller that
-// runs its own loop uses it to keep Do's schedule.
+// elapsed after the first attempt began: the wait before attempt n+1. ok is
+// false when the caller should give up instead (MaxAttempts made, the wait
+// would overrun MaxElapsedTime, or c is not retryable).
+//
+// The wait comes from a backoff.ExponentialBackOff (InitialInterval,
+// Multiplier, MaxInterval); after a throttled error it is multiplied by
+// ThrottleMultiplier and capped by MaxThrottleInterval; then jitter is
+// applied.
 func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration, ok bool) {
 	if !c.Retryable() {
 		return 0, false
 	}
-	d, stop := p.withDefaults().next(n, c, elapsed)
-	return d, stop == stopNone
+	return p.withDefaults().next(n, c, elapsed)
 }
 
 // Backoff is the wait after failure n (1-based) of class c on the
 // policy's exponential schedule, jittered and capped like Wait's, without
-// Do's attempt and budget limits: for a loop bounded otherwise (the
+// Wait's attempt and budget limits: for a loop bounded otherwise (the
 // settling window of a reconciliation).
 func (p Policy) Backoff(n int, c Class) time.Duration {
 	p = p.withDefaults()
@@ -273,21 +187,14 @@ func (p Policy) Backoff(n int, c Class) time.Duration {
 	return d
 }
 
-type stopReason int
-
-const (
-	stopNone stopReason = iota
-	stopAttempts
-	stopBudget
-)
-
-// next computes the wait after attempt n; p must have its defaults.
-func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, stopReason) {
+// next computes the wait after attempt n, false when the attempts or the
+// budget are spent; p must have its defaults.
+func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, bool) {
 	if n >= p.MaxAttempts {
-		return 0, stopAttempts
+		return 0, false
 	}
 	// The library computes the bare exponential sequence; jitter, throttle
-	// and budget are applied here so that they use the injected hooks.
+	// and budget are applied here so that jitter uses the Rand hook.
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.InitialInterval),
 		backoff.WithMultiplier(p.Multiplier),
@@ -306,15 +213,9 @@ func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, stop
 	}
 	next = p.jitter(next, limit)
 	if elapsed+next > p.MaxElapsedTime {
-		return 0, stopBudget
+		return 0, false
 	}
-	return next, stopNone
-}
-
-func (p Policy) report(notify func(Attempt), a Attempt) {
-	if notify != nil {
-		notify(a)
-	}
+	return next, true
 }
 
 // RedeliveryDelay is the broker-side delay (for NakWithDelay) after the
@@ -357,22 +258,4 @@ func scale(d time.Duration, m float64) time.Duration {
 		return math.MaxInt64
 	}
 	return time.Duration(f)
-}
-
-// sleep is the default Policy.Sleep.
-func sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

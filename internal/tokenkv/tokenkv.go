@@ -69,6 +69,46 @@ type Config struct {
 	Now func() time.Time
 }
 
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.LockBucket == "" {
+		c.LockBucket = DefaultLockBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.LockTTL == 0 {
+		c.LockTTL = DefaultLockTTL
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports whether c, after defaults, is usable. Every error it
+// returns matches ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, c.Replicas)
+	case c.LockTTL < MinLockTTL:
+		return fmt.Errorf("%w: lock TTL %s below %s", ErrInvalidConfig, c.LockTTL, MinLockTTL)
+	case c.PollInterval < 0:
+		return fmt.Errorf("%w: negative poll interval %s", ErrInvalidConfig, c.PollInterval)
+	case c.Bucket == c.LockBucket:
+		return fmt.Errorf("%w: token and lock bucket are both %s", ErrInvalidConfig, c.Bucket)
+	}
+	return nil
+}
+
 // Store is a douyin.TokenStore shared by all replicas connected to the same
 // JetStream. It is safe for concurrent use.
 type Store struct {
@@ -90,34 +130,10 @@ type record struct {
 // Open creates both buckets or updates their configuration (idempotent, so
 // every replica calls it at start) and returns the store.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.LockBucket == "" {
-		cfg.LockBucket = DefaultLockBucket
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	if cfg.LockTTL == 0 {
-		cfg.LockTTL = DefaultLockTTL
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	switch {
-	case cfg.Replicas < 1 || cfg.Replicas > 5:
-		return nil, fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidConfig, cfg.Replicas)
-	case cfg.LockTTL < MinLockTTL:
-		return nil, fmt.Errorf("%w: lock TTL %s below %s", ErrInvalidConfig, cfg.LockTTL, MinLockTTL)
-	case cfg.PollInterval < 0:
-		return nil, fmt.Errorf("%w: negative poll interval %s", ErrInvalidConfig, cfg.PollInterval)
-	case cfg.Bucket == cfg.LockBucket:
-		return nil, fmt.Errorf("%w: token and lock bucket are both %s", ErrInvalidConfig, cfg.Bucket)
-	}
+	cfg = cfg.withDefaults()
 	tokens, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "qualfile: Douyin access token per appid, shared by all replicas",

@@ -363,10 +363,8 @@ func TestKeyAndConfig(t *testing.T) {
 
 	js, _, _ := natstest.JetStream(t)
 	c := ctx(t)
-	for _, cfg := range []tokenkv.Config{{LockTTL: time.Millisecond}, {Replicas: 9}, {Bucket: "X", LockBucket: "X"}} {
-		if _, err := tokenkv.Open(c, js, cfg); !errors.Is(err, tokenkv.ErrInvalidConfig) {
-			t.Fatalf("Open(%+v): %v", cfg, err)
-		}
+	if _, err := tokenkv.Open(c, js, tokenkv.Config{Replicas: 9}); !errors.Is(err, tokenkv.ErrInvalidConfig) {
+		t.Fatalf("Open with 9 replicas: %v", err)
 	}
 	// Open is idempotent and sets the lock TTL as the bucket's max age.
 	for range 2 {
@@ -381,5 +379,27 @@ func TestKeyAndConfig(t *testing.T) {
 	st, err := locks.Status(c)
 	if err != nil || st.TTL() != tokenkv.DefaultLockTTL {
 		t.Fatalf("lock bucket ttl %v %v", st, err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     tokenkv.Config
+		wantErr error
+	}{
+		{"zero", tokenkv.Config{}, nil},
+		{"explicit", tokenkv.Config{Bucket: "T", LockBucket: "L", Replicas: 5, LockTTL: tokenkv.MinLockTTL, PollInterval: time.Second}, nil},
+		{"replicas 9", tokenkv.Config{Replicas: 9}, tokenkv.ErrInvalidConfig},
+		{"negative replicas", tokenkv.Config{Replicas: -1}, tokenkv.ErrInvalidConfig},
+		{"lock TTL too short", tokenkv.Config{LockTTL: time.Millisecond}, tokenkv.ErrInvalidConfig},
+		{"negative poll interval", tokenkv.Config{PollInterval: -time.Second}, tokenkv.ErrInvalidConfig},
+		{"one bucket for both", tokenkv.Config{Bucket: "X", LockBucket: "X"}, tokenkv.ErrInvalidConfig},
+		{"lock bucket named as the default token bucket", tokenkv.Config{LockBucket: tokenkv.DefaultBucket}, tokenkv.ErrInvalidConfig},
+	}
+	for _, tt := range tests {
+		if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: Validate() = %v, want %v", tt.name, err, tt.wantErr)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package douyin
 import (
 	"net/http"
 	"net/url"
+
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Redirects are never followed: every request body carries the app secret
@@ -55,9 +57,5 @@ func redirectTarget(resp *http.Response) string {
 	if resp.Request != nil && resp.Request.URL != nil {
 		u = resp.Request.URL.ResolveReference(u)
 	}
-	target := u.Scheme + "://" + u.Host
-	if len(target) > 100 {
-		target = target[:100] + "…"
-	}
-	return target
+	return messages.Truncate(u.Scheme+"://"+u.Host, 100)
 }

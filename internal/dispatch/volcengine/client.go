@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Defaults and wire constants.
@@ -194,10 +195,7 @@ func redirectError(action string, resp *http.Response) error {
 			if resp.Request != nil && resp.Request.URL != nil {
 				u = resp.Request.URL.ResolveReference(u)
 			}
-			target = u.Scheme + "://" + u.Host
-			if len(target) > 100 {
-				target = target[:100] + "…"
-			}
+			target = messages.Truncate(u.Scheme+"://"+u.Host, 100)
 		}
 	}
 	return &APIError{
