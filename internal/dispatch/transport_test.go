@@ -48,8 +48,13 @@ func TestHTTPClientReusesConnections(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	if n := opened.Load(); n > concurrency {
-		t.Errorf("%d calls, %d at a time, opened %d connections; want at most %d", concurrency*rounds, concurrency, n, concurrency)
+	// A connection goes back to the idle pool asynchronously after its
+	// body is closed, so a call of the next round may dial while one is
+	// on its way back: allow that, once per connection at most. Without
+	// an idle pool sized to the concurrency (Go's default keeps 2 per
+	// host) every round would dial about 30 anew, some 600 in all.
+	if n := opened.Load(); n > 2*concurrency {
+		t.Errorf("%d calls, %d at a time, opened %d connections; want at most %d", concurrency*rounds, concurrency, n, 2*concurrency)
 	}
 	t.Logf("%d calls, %d at a time: %d connections", concurrency*rounds, concurrency, opened.Load())
 }
