@@ -85,32 +85,10 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	defer sum.print(stderr, len(docs), *wait)
 	for i, doc := range docs {
 		sum.show("published %d of %d", i, len(docs))
-		data, id, err := envelope(doc, api, *account, inbox, *idFlag, time.Now())
+		id, ack, err := publishOne(ctx, js, store, doc, sendOptions{api: api, account: *account, inbox: inbox, id: *idFlag,
+			subject: subject, inlineMax: *inlineMax, getenv: getenv, stderr: stderr})
 		if err != nil {
 			return err
-		}
-		data, stored, err := offload(ctx, store, id, data, *inlineMax)
-		if err != nil {
-			return fmt.Errorf("request %s: %w", id, err)
-		}
-		for _, ref := range stored {
-			fmt.Fprintf(stderr, "publisher: %s: a %d-byte file is stored as %s\n", id, ref.Size, ref.Ref)
-		}
-		m := nats.NewMsg(subject)
-		m.Data = data
-		if tp := getenv("TRACEPARENT"); tp != "" {
-			// The caller's trace (the W3C convention for tools): the
-			// filing's spans join it.
-			m.Header.Set("traceparent", tp)
-			if ts := getenv("TRACESTATE"); ts != "" {
-				m.Header.Set("tracestate", ts)
-			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(id))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", id, err)
 		}
 		p := published{ID: id, Subject: subject, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}
 		sum.sent++
@@ -142,6 +120,50 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		return exitError(2) // some results could not be awaited
 	}
 	return nil
+}
+
+// sendOptions say how publishOne sends a request.
+type sendOptions struct {
+	api            messages.API
+	account, inbox string
+	id, subject    string
+	inlineMax      int
+	getenv         func(string) string
+	stderr         io.Writer
+}
+
+// publishOne publishes one request: its envelope, its large files stored
+// apart, the caller's trace; it returns the request's id and the stream's
+// ack.
+func publishOne(ctx context.Context, js jetstream.JetStream, store *fileStore, doc []byte, o sendOptions) (string, *jetstream.PubAck, error) {
+	data, id, err := envelope(doc, o.api, o.account, o.inbox, o.id, time.Now())
+	if err != nil {
+		return "", nil, err
+	}
+	data, stored, err := offload(ctx, store, id, data, o.inlineMax)
+	if err != nil {
+		return "", nil, fmt.Errorf("request %s: %w", id, err)
+	}
+	for _, ref := range stored {
+		fmt.Fprintf(o.stderr, "publisher: %s: a %d-byte file is stored as %s\n", id, ref.Size, ref.Ref)
+	}
+	m := nats.NewMsg(o.subject)
+	m.Data = data
+	if tp := o.getenv("TRACEPARENT"); tp != "" {
+		// The caller's trace (the W3C convention for tools): the filing's
+		// spans join it.
+		m.Header.Set("traceparent", tp)
+		if ts := o.getenv("TRACESTATE"); ts != "" {
+			m.Header.Set("tracestate", ts)
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(id))
+	if err != nil {
+		return "", nil, fmt.Errorf("publish %s: %w", id, err)
+	}
+	return id, ack, nil
 }
 
 // waitResults prints each awaited result; it fails with status 1 when any
