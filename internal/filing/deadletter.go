@@ -4,18 +4,8 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
-)
 
-// Dead-letter headers. The body of a dead letter is the original request,
-// byte for byte, so that it can be replayed.
-const (
-	HeaderDeadReason   = "Qualfile-Dead-Reason"
-	HeaderDeadClass    = "Qualfile-Dead-Class"
-	HeaderRequestID    = "Qualfile-Request-Id"
-	HeaderOrigSubject  = "Qualfile-Original-Subject"
-	HeaderOrigSequence = "Qualfile-Original-Sequence"
-	HeaderDeliveries   = "Qualfile-Deliveries"
-	HeaderDeadAt       = "Qualfile-Dead-At"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // DeadLetter is one message of the dead-letter stream, as read back by an
@@ -35,17 +25,17 @@ type DeadLetter struct {
 
 // ParseDeadLetter reads a dead letter's headers.
 func ParseDeadLetter(seq uint64, subject string, h nats.Header, data []byte) DeadLetter {
-	n, _ := strconv.Atoi(h.Get(HeaderDeliveries))
+	n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
 	return DeadLetter{
 		Sequence:        seq,
 		Subject:         subject,
-		RequestID:       h.Get(HeaderRequestID),
-		Reason:          h.Get(HeaderDeadReason),
-		Class:           h.Get(HeaderDeadClass),
-		OriginalSubject: h.Get(HeaderOrigSubject),
+		RequestID:       h.Get(messages.HeaderRequestID),
+		Reason:          h.Get(messages.HeaderDeadReason),
+		Class:           h.Get(messages.HeaderDeadClass),
+		OriginalSubject: h.Get(messages.HeaderOrigSubject),
 		Deliveries:      n,
-		DeadAt:          h.Get(HeaderDeadAt),
-		BodyObject:      h.Get(HeaderBodyObject),
+		DeadAt:          h.Get(messages.HeaderDeadAt),
+		BodyObject:      h.Get(messages.HeaderBodyObject),
 		Data:            data,
 	}
 }

@@ -343,9 +343,9 @@ func TestForgedDeadLetterCannotRedirectAReplay(t *testing.T) {
 	forge := func(body []byte) {
 		m := nats.NewMsg(p.Subjects.Dead(messages.APIVMSAddQualification))
 		m.Data = body
-		m.Header.Set(filing.HeaderOrigSubject, "evil.subject")
-		m.Header.Set(filing.HeaderRequestID, "victim-1")
-		m.Header.Set(filing.HeaderDeadClass, messages.ClassTransient)
+		m.Header.Set(messages.HeaderOrigSubject, "evil.subject")
+		m.Header.Set(messages.HeaderRequestID, "victim-1")
+		m.Header.Set(messages.HeaderDeadClass, messages.ClassTransient)
 		if _, err := p.JS.PublishMsg(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}

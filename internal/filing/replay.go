@@ -130,7 +130,7 @@ func replayOne(ctx context.Context, js jetstream.JetStream, led ReplayLedger, ob
 	case err != nil:
 		rp.Skipped = "ledger: " + err.Error()
 		return rp
-	case e.Fingerprint != "" && e.Fingerprint != Fingerprint(req):
+	case e.Fingerprint != "" && e.Fingerprint != req.Fingerprint():
 		rp.Skipped = "its body is not the request the ledger recorded for this id"
 		return rp
 	default:
