@@ -17,7 +17,7 @@ import (
 
 // ReadDead returns every message of the dead-letter stream.
 func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
-	msgs, err := queue.ReadAll(ctx, js, queue.StreamNames(subjects).Dead)
+	msgs, err := queue.Read(ctx, js, queue.StreamNames(subjects).Dead, "")
 	if err != nil {
 		return nil, err
 	}

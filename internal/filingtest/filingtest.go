@@ -574,5 +574,5 @@ func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
 func (p *Pipeline) readStream(name string) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return queue.ReadAll(ctx, p.JS, name)
+	return queue.Read(ctx, p.JS, name, "")
 }
