@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -70,7 +70,7 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	if *bucket == "" {
 		*bucket = queue.BucketNames(conn.subjects()).Ledger
 	}
-	var led filing.TrailLedger
+	var led operator.TrailLedger
 	switch l, err := ledger.OpenExisting(ctx, js, *bucket); {
 	case err == nil:
 		led = l
@@ -79,7 +79,7 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	default:
 		return fmt.Errorf("ledger %s: %w", *bucket, err)
 	}
-	t, err := filing.ReadTrail(ctx, js, led, conn.subjects(), *id)
+	t, err := operator.ReadTrail(ctx, js, led, conn.subjects(), *id)
 	if err != nil {
 		return err
 	}

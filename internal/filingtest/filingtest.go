@@ -33,6 +33,7 @@ import (
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
@@ -543,11 +544,11 @@ func CountEvents(evs []messages.AuditEvent, name string) int {
 }
 
 // Dead returns the dead letters.
-func (p *Pipeline) Dead() []filing.DeadLetter {
+func (p *Pipeline) Dead() []operator.DeadLetter {
 	p.TB.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := filing.ReadDead(ctx, p.JS, p.Subjects)
+	d, err := operator.ReadDead(ctx, p.JS, p.Subjects)
 	if err != nil {
 		p.TB.Fatal(err)
 	}

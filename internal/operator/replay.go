@@ -1,4 +1,4 @@
-package filing
+package operator
 
 import (
 	"context"
@@ -14,19 +14,6 @@ import (
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
-
-// ReadDead returns every message of the dead-letter stream.
-func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
-	msgs, err := queue.Read(ctx, js, queue.StreamNames(subjects).Dead, "")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeadLetter, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, ParseDeadLetter(m.Sequence, m.Subject, m.Header, m.Data))
-	}
-	return out, nil
-}
 
 // ReplayLedger is what a replay needs of the ledger.
 type ReplayLedger interface {
