@@ -182,7 +182,7 @@ func refuseReplay(e ledger.Entry) string {
 		return ""
 	case e.Result.Status == messages.StatusSucceeded:
 		return "already succeeded"
-	case e.Result.Error != nil && e.Result.Error.Class == messages.ClassAmbiguous:
+	case e.Ambiguous():
 		return refuseAmbiguous
 	}
 	return ""
