@@ -35,8 +35,8 @@ type Trail struct {
 
 // TrailEvent is one audit event as stored.
 type TrailEvent struct {
-	Sequence uint64
-	Subject  string
+	Sequence uint64 `json:"seq"`
+	Subject  string `json:"subject"`
 	messages.AuditEvent
 }
 
