@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,9 +29,10 @@ type DeadLetter struct {
 // ReadDead returns every message of the dead-letter stream, its headers
 // read (messages.HeaderDeadReason, ...).
 func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
-	msgs, err := queue.Read(ctx, js, queue.StreamNames(subjects).Dead, "")
+	name := queue.StreamNames(subjects).Dead
+	msgs, err := queue.Read(ctx, js, name, "")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	out := make([]DeadLetter, 0, len(msgs))
 	for _, m := range msgs {

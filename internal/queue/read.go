@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,12 +16,12 @@ import (
 func Read(ctx context.Context, js jetstream.JetStream, stream, filter string) ([]*jetstream.RawStreamMsg, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, err
 	}
 	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
 		MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, err
 	}
 	info := cons.CachedInfo()
 	defer s.DeleteConsumer(context.WithoutCancel(ctx), info.Name) // or it expires
@@ -31,7 +30,7 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, filter string) ([
 	for len(out) < want {
 		batch, err := cons.Fetch(min(want-len(out), 256), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", stream, err)
+			return nil, err
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -43,7 +42,7 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, filter string) ([
 			n++
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("stream %s: %w", stream, err)
+			return nil, err
 		}
 		if n == 0 {
 			break // the stream changed under us (messages aged out)
