@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/files"
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -101,7 +101,7 @@ func TestDeployedPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the publisher user opens the ledger: %v", err)
 	}
-	trail, err := filing.ReadTrail(ctx, pub, led, messages.Subjects{}, "perm-vms.add_qualification")
+	trail, err := operator.ReadTrail(ctx, pub, led, messages.Subjects{}, "perm-vms.add_qualification")
 	if err != nil || trail.Entry == nil || trail.Entry.State != ledger.StateDone || len(trail.Events) != 3 {
 		t.Errorf("the publisher user's trail: %+v, %v", trail, err)
 	}

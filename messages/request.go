@@ -2,6 +2,8 @@ package messages
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -135,6 +137,19 @@ func (r *Request) AccountOrDefault() string {
 		return DefaultAccount
 	}
 	return r.Account
+}
+
+// Fingerprint identifies a request for the ledger: a reuse of its id with
+// another api, account or payload is told apart by it. Payloads are
+// compared as they were published, byte for byte.
+func (r *Request) Fingerprint() string {
+	h := sha256.New()
+	h.Write([]byte(r.API))
+	h.Write([]byte{0})
+	h.Write([]byte(r.AccountOrDefault()))
+	h.Write([]byte{0})
+	h.Write(r.Payload)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Validate checks the envelope and the payload against every rule and

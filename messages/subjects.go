@@ -78,6 +78,22 @@ func IDKey(requestID string) string {
 // Dead is filing.dead.<api>.
 func (s Subjects) Dead(api API) string { return s.prefix() + ".dead." + string(api) }
 
+// Dead-letter headers. The body of a dead letter is the original request,
+// byte for byte, so that it can be replayed; a body too large for a
+// message is kept in the object store, named by HeaderBodyObject.
+const (
+	HeaderDeadReason   = "Qualfile-Dead-Reason"
+	HeaderDeadClass    = "Qualfile-Dead-Class"
+	HeaderRequestID    = "Qualfile-Request-Id"
+	HeaderOrigSubject  = "Qualfile-Original-Subject"
+	HeaderOrigSequence = "Qualfile-Original-Sequence"
+	HeaderDeliveries   = "Qualfile-Deliveries"
+	HeaderDeadAt       = "Qualfile-Dead-At"
+	HeaderBodyObject   = "Qualfile-Body-Object"
+	HeaderBodySize     = "Qualfile-Body-Size"
+	HeaderBodySHA256   = "Qualfile-Body-Sha256"
+)
+
 // AllRequests, AllResults, AllAudit and AllDead are the wildcards the streams bind.
 func (s Subjects) AllRequests() string { return s.prefix() + ".request.>" }
 func (s Subjects) AllResults() string  { return s.prefix() + ".result.>" }

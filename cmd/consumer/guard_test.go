@@ -18,6 +18,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -87,17 +88,21 @@ func TestOutagePausesTheConsumer(t *testing.T) {
 	}
 	events := map[string]int{}
 	sch := auditSchema(t)
-	for _, m := range streamMessages(t, js, "FILING_AUDIT", "filing.audit.breaker.>") {
+	breakerEvents, err := queue.Read(context.Background(), js, "FILING_AUDIT", "filing.audit.breaker.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range breakerEvents {
 		var ev messages.AuditEvent
-		if json.Unmarshal(m.Data(), &ev) == nil {
+		if json.Unmarshal(m.Data, &ev) == nil {
 			events[ev.Event]++
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(m.Data()))
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(m.Data))
 		if err == nil {
 			err = sch.Validate(doc)
 		}
 		if err != nil {
-			t.Errorf("breaker event %s does not match schemas/audit-event.schema.json: %v", m.Data(), err)
+			t.Errorf("breaker event %s does not match schemas/audit-event.schema.json: %v", m.Data, err)
 		}
 	}
 	if events["breaker_open"] < 3 || events["breaker_closed"] < 3 {
@@ -267,30 +272,4 @@ func startGuarded(t *testing.T, srv interface{ ClientURL() string }, vendor stri
 	})
 	waitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
 	return admin
-}
-
-// streamMessages reads the messages of stream on filter.
-func streamMessages(t *testing.T, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for {
-		b, err := c.FetchNoWait(100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range b.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if got == 0 {
-			return out
-		}
-	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -533,38 +535,21 @@ func readAllResults(t *testing.T, js jetstream.JetStream) []messages.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, "FILING_RESULTS")
-	if err != nil {
+	msgs, err := queue.Read(ctx, js, "FILING_RESULTS", "")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
-	info, err := s.Info(ctx)
-	if err != nil || info.State.Msgs == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []messages.Result
-	for seen := uint64(0); seen < info.State.Msgs; {
-		batch, err := c.Fetch(int(min(info.State.Msgs-seen, 500)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range msgs {
+		var r messages.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Errorf("result %s is not a result: %v", m.Subject, err)
+			continue
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			var r messages.Result
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
-				t.Errorf("result %s is not a result: %v", m.Subject(), err)
-				continue
-			}
-			out = append(out, r)
-		}
-		if got == 0 {
-			break
-		}
-		seen += uint64(got)
+		out = append(out, r)
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -126,7 +125,10 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	results := map[string]messages.Status{}
 	for len(results) < n && time.Now().Before(deadline) {
-		results = readResults(t, js)
+		results = map[string]messages.Status{}
+		for _, r := range readAllResults(t, js) {
+			results[r.RequestID] = r.Status
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if len(results) != n {
@@ -140,34 +142,4 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	if calls := sb.CountCalls(messages.APIVMSAddQualification); calls != n {
 		t.Fatalf("the vendor saw %d filings for %d requests", calls, n)
 	}
-}
-
-// readResults reads the result stream: request id → status.
-func readResults(t *testing.T, js jetstream.JetStream) map[string]messages.Status {
-	t.Helper()
-	ctx := context.Background()
-	out := map[string]messages.Status{}
-	s, err := js.Stream(ctx, "FILING_RESULTS")
-	if err != nil {
-		return out
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil || info.State.Msgs == 0 {
-		return out
-	}
-	batch, err := c.FetchNoWait(int(info.State.Msgs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
-		var r messages.Result
-		if err := json.Unmarshal(m.Data(), &r); err == nil {
-			out[r.RequestID] = r.Status
-		}
-	}
-	return out
 }

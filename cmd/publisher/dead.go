@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -31,7 +31,7 @@ type deadEntry struct {
 }
 
 // newDeadEntry describes d as of now.
-func newDeadEntry(d filing.DeadLetter, subjects messages.Subjects, now time.Time) deadEntry {
+func newDeadEntry(d operator.DeadLetter, subjects messages.Subjects, now time.Time) deadEntry {
 	e := deadEntry{Sequence: d.Sequence, RequestID: d.RequestID, Subject: d.Subject, Reason: d.Reason, Class: d.Class, Deliveries: d.Deliveries, DeadAt: d.DeadAt}
 	e.API = strings.TrimPrefix(d.Subject, subjects.Dead("")) // filing.dead.<api>
 	if at, err := time.Parse(time.RFC3339Nano, d.DeadAt); err == nil {
@@ -58,7 +58,7 @@ func (s *deadSelector) check() error {
 	return nil
 }
 
-func (s *deadSelector) match(d filing.DeadLetter) bool {
+func (s *deadSelector) match(d operator.DeadLetter) bool {
 	if *s.seq != 0 {
 		return d.Sequence == *s.seq
 	}
@@ -85,7 +85,7 @@ func runDeadShow(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer nc.Close()
-	dead, err := filing.ReadDead(ctx, js, conn.subjects())
+	dead, err := operator.ReadDead(ctx, js, conn.subjects())
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func runDeadRm(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer nc.Close()
-	dead, err := filing.ReadDead(ctx, js, conn.subjects())
+	dead, err := operator.ReadDead(ctx, js, conn.subjects())
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func runDeadList(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer nc.Close()
-	dead, err := filing.ReadDead(ctx, js, conn.subjects())
+	dead, err := operator.ReadDead(ctx, js, conn.subjects())
 	if err != nil {
 		return err
 	}
@@ -237,11 +237,11 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	// Oversized bodies are in the object store, when the consumer made one.
-	var objects filing.ObjectGetter
+	var objects operator.ObjectGetter
 	if os, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects); err == nil {
 		objects = os
 	}
-	done, err := filing.Replay(ctx, js, led, objects, conn.subjects(), *id, *force)
+	done, err := operator.Replay(ctx, js, led, objects, conn.subjects(), *id, *force)
 	skipped := 0
 	for _, r := range done {
 		if r.Skipped != "" {

@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
@@ -202,10 +201,10 @@ func TestDeadListAndReplay(t *testing.T) {
 	deadLetter := func(id, class string) {
 		m := nats.NewMsg("filing.dead.vms.add_qualification")
 		m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
-		m.Header.Set(filing.HeaderRequestID, id)
-		m.Header.Set(filing.HeaderDeadClass, class)
-		m.Header.Set(filing.HeaderDeadReason, "test")
-		m.Header.Set(filing.HeaderOrigSubject, "filing.request.vms.add_qualification")
+		m.Header.Set(messages.HeaderRequestID, id)
+		m.Header.Set(messages.HeaderDeadClass, class)
+		m.Header.Set(messages.HeaderDeadReason, "test")
+		m.Header.Set(messages.HeaderOrigSubject, "filing.request.vms.add_qualification")
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -281,10 +280,10 @@ func TestDeadReplayUsesThePrefixLedger(t *testing.T) {
 
 	m := nats.NewMsg(staging.Dead(messages.APIVMSAddQualification))
 	m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
-	m.Header.Set(filing.HeaderRequestID, id)
-	m.Header.Set(filing.HeaderDeadClass, messages.ClassTransient)
-	m.Header.Set(filing.HeaderDeadReason, "test")
-	m.Header.Set(filing.HeaderOrigSubject, staging.Request(messages.APIVMSAddQualification))
+	m.Header.Set(messages.HeaderRequestID, id)
+	m.Header.Set(messages.HeaderDeadClass, messages.ClassTransient)
+	m.Header.Set(messages.HeaderDeadReason, "test")
+	m.Header.Set(messages.HeaderOrigSubject, staging.Request(messages.APIVMSAddQualification))
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -389,11 +388,11 @@ func TestDeadShowAndRm(t *testing.T) {
 		m := nats.NewMsg("filing.dead.sms.apply_signature_ident")
 		m.Data = []byte(body)
 		if id != "" {
-			m.Header.Set(filing.HeaderRequestID, id)
+			m.Header.Set(messages.HeaderRequestID, id)
 		}
-		m.Header.Set(filing.HeaderDeadClass, messages.ClassInvalid)
-		m.Header.Set(filing.HeaderDeadReason, "test")
-		m.Header.Set(filing.HeaderDeadAt, time.Now().Add(-90*time.Second).UTC().Format(time.RFC3339Nano))
+		m.Header.Set(messages.HeaderDeadClass, messages.ClassInvalid)
+		m.Header.Set(messages.HeaderDeadReason, "test")
+		m.Header.Set(messages.HeaderDeadAt, time.Now().Add(-90*time.Second).UTC().Format(time.RFC3339Nano))
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}

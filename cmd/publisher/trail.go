@@ -11,22 +11,22 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
 
 // trailJSON is `trail --output json`.
 type trailJSON struct {
-	RequestID   string            `json:"request_id"`
-	Ledger      *ledgerJSON       `json:"ledger"`
-	Events      []trailEventJSON  `json:"events"`
-	Result      *messages.Result  `json:"result,omitempty"` // the ledger's: the outcome
-	Results     []messages.Result `json:"results"`          // every result published, in order
-	DeadLetters []deadEntry       `json:"dead_letters"`
-	Found       bool              `json:"found"`
-	Note        string            `json:"note,omitempty"`
+	RequestID   string                `json:"request_id"`
+	Ledger      *ledgerJSON           `json:"ledger"`
+	Events      []operator.TrailEvent `json:"events"`
+	Result      *messages.Result      `json:"result,omitempty"` // the ledger's: the outcome
+	Results     []messages.Result     `json:"results"`          // every result published, in order
+	DeadLetters []deadEntry           `json:"dead_letters"`
+	Found       bool                  `json:"found"`
+	Note        string                `json:"note,omitempty"`
 }
 
 type ledgerJSON struct {
@@ -35,12 +35,6 @@ type ledgerJSON struct {
 	Owner      string       `json:"owner,omitempty"`
 	UpdatedAt  time.Time    `json:"updated_at"`
 	Supersedes time.Time    `json:"supersedes,omitzero"`
-}
-
-type trailEventJSON struct {
-	Sequence uint64 `json:"seq"`
-	Subject  string `json:"subject"`
-	messages.AuditEvent
 }
 
 // runTrail prints everything known about one request: its ledger entry,
@@ -70,7 +64,7 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	if *bucket == "" {
 		*bucket = queue.BucketNames(conn.subjects()).Ledger
 	}
-	var led filing.TrailLedger
+	var led operator.TrailLedger
 	switch l, err := ledger.OpenExisting(ctx, js, *bucket); {
 	case err == nil:
 		led = l
@@ -79,21 +73,18 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	default:
 		return fmt.Errorf("ledger %s: %w", *bucket, err)
 	}
-	t, err := filing.ReadTrail(ctx, js, led, conn.subjects(), *id)
+	t, err := operator.ReadTrail(ctx, js, led, conn.subjects(), *id)
 	if err != nil {
 		return err
 	}
-	out := trailJSON{RequestID: t.RequestID, Events: []trailEventJSON{}, Results: []messages.Result{}, DeadLetters: []deadEntry{}}
-	out.Results = append(out.Results, t.Results...)
+	out := trailJSON{RequestID: t.RequestID, Events: []operator.TrailEvent{}, Results: []messages.Result{}, DeadLetters: []deadEntry{}}
+	out.Events, out.Results = append(out.Events, t.Events...), append(out.Results, t.Results...)
 	out.Found = t.Entry != nil || len(t.Events) > 0 || len(t.Results) > 0 || len(t.Dead) > 0
 	if e := t.Entry; e != nil {
 		out.Ledger = &ledgerJSON{State: e.State, Attempts: e.Attempts, Owner: e.Owner, UpdatedAt: e.UpdatedAt, Supersedes: e.Supersedes}
 		out.Result = e.Result
 	} else if len(t.Events) > 0 {
 		out.Note = "the ledger no longer has this id (ledger.max_age); the audit events remain"
-	}
-	for _, ev := range t.Events {
-		out.Events = append(out.Events, trailEventJSON{Sequence: ev.Sequence, Subject: ev.Subject, AuditEvent: ev.AuditEvent})
 	}
 	now := time.Now()
 	for _, d := range t.Dead {

@@ -21,13 +21,6 @@ import (
 // The runner's effects on the ledger and the streams. Each writes its
 // answer into known and returns the broker's error; none decides.
 
-// Dead-letter headers for a body kept in the object store.
-const (
-	HeaderBodyObject = "Qualfile-Body-Object"
-	HeaderBodySize   = "Qualfile-Body-Size"
-	HeaderBodySHA256 = "Qualfile-Body-Sha256"
-)
-
 // headroom is what a dead letter's or an event's own fields may add to a
 // message, beyond its body.
 const headroom = 4096
@@ -279,27 +272,27 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 	m := nats.NewMsg(r.p.cfg.Subjects.Dead(subjectAPI(api)))
 	tracing.Inject(r.tctx, m)
 	m.Data = r.msg.Data()
-	m.Header.Set(HeaderDeadReason, headerValue(d.reason))
-	m.Header.Set(HeaderDeadClass, d.class)
-	m.Header.Set(HeaderOrigSubject, headerValue(r.msg.Subject()))
-	m.Header.Set(HeaderOrigSequence, strconv.FormatUint(k.seq, 10))
-	m.Header.Set(HeaderDeliveries, strconv.Itoa(k.delivery))
-	m.Header.Set(HeaderDeadAt, k.now.Format(time.RFC3339Nano))
+	m.Header.Set(messages.HeaderDeadReason, headerValue(d.reason))
+	m.Header.Set(messages.HeaderDeadClass, d.class)
+	m.Header.Set(messages.HeaderOrigSubject, headerValue(r.msg.Subject()))
+	m.Header.Set(messages.HeaderOrigSequence, strconv.FormatUint(k.seq, 10))
+	m.Header.Set(messages.HeaderDeliveries, strconv.Itoa(k.delivery))
+	m.Header.Set(messages.HeaderDeadAt, k.now.Format(time.RFC3339Nano))
 	if k.req != nil && k.req.ID != "" {
-		m.Header.Set(HeaderRequestID, headerValue(boundID(k.req.ID)))
+		m.Header.Set(messages.HeaderRequestID, headerValue(boundID(k.req.ID)))
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	if len(m.Data)+headroom > r.p.cfg.MaxPayload {
 		sum := sha256.Sum256(m.Data)
-		m.Header.Set(HeaderBodySize, strconv.Itoa(len(m.Data)))
-		m.Header.Set(HeaderBodySHA256, hex.EncodeToString(sum[:]))
+		m.Header.Set(messages.HeaderBodySize, strconv.Itoa(len(m.Data)))
+		m.Header.Set(messages.HeaderBodySHA256, hex.EncodeToString(sum[:]))
 		if r.p.cfg.Objects != nil {
 			name := "dead-" + hex.EncodeToString(sum[:16]) + "-" + strconv.FormatUint(k.seq, 10)
 			if _, err := r.p.cfg.Objects.PutBytes(ctx, name, m.Data); err != nil {
 				return err
 			}
-			m.Header.Set(HeaderBodyObject, name)
+			m.Header.Set(messages.HeaderBodyObject, name)
 		}
 		m.Data = nil
 	}

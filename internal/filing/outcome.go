@@ -160,19 +160,6 @@ func deadReasonOf(res *messages.Result) string {
 	return ""
 }
 
-// Fingerprint identifies a request for the ledger: a reuse of its id with
-// another api, account or payload is told apart by it. Payloads are
-// compared as they were published, byte for byte.
-func Fingerprint(req *messages.Request) string {
-	h := sha256.New()
-	h.Write([]byte(req.API))
-	h.Write([]byte{0})
-	h.Write([]byte(req.AccountOrDefault()))
-	h.Write([]byte{0})
-	h.Write(req.Payload)
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
 func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
 func asValidation(err error) *messages.ValidationError {

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -144,14 +144,14 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 	if countEvents(evs, messages.EventDeadLetter) != 1 {
 		t.Fatalf("no dead_letter event: %+v", evs)
 	}
-	dead, err := filing.ReadDead(context.Background(), h.js, h.subjects)
+	dead, err := operator.ReadDead(context.Background(), h.js, h.subjects)
 	if err != nil || len(dead) != 1 || dead[0].RequestID != "storm-1" || dead[0].Class != messages.ClassTransient {
 		t.Fatalf("dead letters %+v, %v", dead, err)
 	}
 
 	// The storm is over; the operator replays it.
 	h.sb.RemoveFault(fault)
-	replayed, err := filing.Replay(context.Background(), h.js, h.led, nil, h.subjects, "storm-1", false)
+	replayed, err := operator.Replay(context.Background(), h.js, h.led, nil, h.subjects, "storm-1", false)
 	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
 		t.Fatalf("replay %+v, %v", replayed, err)
 	}
@@ -167,7 +167,7 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 	if err != nil || e.Result == nil || e.Result.Status != messages.StatusSucceeded {
 		t.Fatalf("after replay: %+v, %v", e, err)
 	}
-	if dead, _ := filing.ReadDead(context.Background(), h.js, h.subjects); len(dead) != 0 {
+	if dead, _ := operator.ReadDead(context.Background(), h.js, h.subjects); len(dead) != 0 {
 		t.Fatalf("dead letter still there after replay: %+v", dead)
 	}
 	// Both outcomes are in the durable result stream: the replay's success
@@ -228,7 +228,7 @@ func TestAmbiguousAfterCrash(t *testing.T) {
 	if n := h.sb.CountCalls(""); n != 0 {
 		t.Fatalf("sandbox called %d times for an ambiguous request", n)
 	}
-	replayed, err := filing.Replay(ctx, h.js, h.led, nil, h.subjects, "crash-1", false)
+	replayed, err := operator.Replay(ctx, h.js, h.led, nil, h.subjects, "crash-1", false)
 	if err != nil || len(replayed) != 1 || !strings.Contains(replayed[0].Skipped, "ambiguous") {
 		t.Fatalf("replay without force: %+v %v", replayed, err)
 	}
@@ -239,9 +239,9 @@ func TestUndecodableDeadLettered(t *testing.T) {
 	h.run()
 	h.publish(messages.APIVMSAddQualification, "junk-1", []byte("\xff not json"))
 	deadline := time.Now().Add(5 * time.Second)
-	var dead []filing.DeadLetter
+	var dead []operator.DeadLetter
 	for len(dead) == 0 && time.Now().Before(deadline) {
-		dead, _ = filing.ReadDead(context.Background(), h.js, h.subjects)
+		dead, _ = operator.ReadDead(context.Background(), h.js, h.subjects)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "UTF-8") || string(dead[0].Data) != "\xff not json" {

@@ -106,7 +106,7 @@ func (p *Processor) newKnown(msg Msg) *known {
 		k.invalid = err
 		return k
 	}
-	k.fingerprint = Fingerprint(req)
+	k.fingerprint = req.Fingerprint()
 	return k
 }
 

@@ -290,9 +290,9 @@ func (w *faultPublisher) PublishMsg(ctx context.Context, m *nats.Msg, opts ...je
 					w.f.Stored.add(w.f.Stored.results, r.RequestID)
 				}
 			case PointDead:
-				id := m.Header.Get(filing.HeaderRequestID)
+				id := m.Header.Get(messages.HeaderRequestID)
 				if id == "" {
-					id = "seq:" + m.Header.Get(filing.HeaderOrigSequence)
+					id = "seq:" + m.Header.Get(messages.HeaderOrigSequence)
 				}
 				w.f.Stored.add(w.f.Stored.dead, id)
 			}

@@ -33,6 +33,7 @@ import (
 	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/internal/sandbox"
@@ -489,11 +490,11 @@ func CountEvents(evs []messages.AuditEvent, name string) int {
 }
 
 // Dead returns the dead letters.
-func (p *Pipeline) Dead() []filing.DeadLetter {
+func (p *Pipeline) Dead() []operator.DeadLetter {
 	p.TB.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := filing.ReadDead(ctx, p.JS, p.Subjects)
+	d, err := operator.ReadDead(ctx, p.JS, p.Subjects)
 	if err != nil {
 		p.TB.Fatal(err)
 	}
@@ -520,5 +521,5 @@ func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
 func (p *Pipeline) readStream(name string) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return queue.ReadAll(ctx, p.JS, name)
+	return queue.Read(ctx, p.JS, name, "")
 }

@@ -297,7 +297,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 	if err != nil {
 		return Entry{}, err
 	}
-	if !CanTransition(e.State, to) || (e.State == StateDone && to != StateClaimed && !e.ambiguous()) {
+	if !CanTransition(e.State, to) || (e.State == StateDone && to != StateClaimed && !e.Ambiguous()) {
 		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
 	}
 	if e.Revision == 0 {
@@ -372,9 +372,9 @@ func (l *Ledger) Put(ctx context.Context, prev, next Entry) (Entry, error) {
 	})
 }
 
-// ambiguous reports whether e records an outcome nobody knows: a create
+// Ambiguous reports whether e records an outcome nobody knows: a create
 // call sent without an answer.
-func (e Entry) ambiguous() bool {
+func (e Entry) Ambiguous() bool {
 	return e.Result != nil && e.Result.Error != nil && e.Result.Error.Class == messages.ClassAmbiguous
 }
 

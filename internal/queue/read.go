@@ -2,37 +2,51 @@ package queue
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ReadAll returns every message of a stream, in order: an operator's
-// listing (dead letters) or a test's check. It reads them one by one, so
-// it is meant for streams of modest size.
-func ReadAll(ctx context.Context, js jetstream.JetStream, stream string) ([]*jetstream.RawStreamMsg, error) {
+// Read returns the messages of stream on subjects matching filter (all of
+// them when filter is ""), in stream order: an operator's listing or
+// trail, or a test's check. It reads through a consumer of its own that
+// the server feeds only those messages, found through its subject index,
+// so that reading one request's few messages does not grow with the
+// stream. Not for the request stream: a work queue has one reader.
+func Read(ctx context.Context, js jetstream.JetStream, stream, filter string) ([]*jetstream.RawStreamMsg, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, err
 	}
-	info, err := s.Info(ctx)
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
+		MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", stream, err)
+		return nil, err
 	}
-	if info.State.Msgs == 0 {
-		return nil, nil
-	}
+	info := cons.CachedInfo()
+	defer s.DeleteConsumer(context.WithoutCancel(ctx), info.Name) // or it expires
+	want := int(info.NumPending)
 	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+	for len(out) < want {
+		batch, err := cons.Fetch(min(want-len(out), 256), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("stream %s, message %d: %w", stream, seq, err)
+			return nil, err
 		}
-		out = append(out, m)
+		n := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			out = append(out, &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp})
+			n++
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break // the stream changed under us (messages aged out)
+		}
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package filing
+package operator
 
 import (
 	"cmp"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,8 +35,8 @@ type Trail struct {
 
 // TrailEvent is one audit event as stored.
 type TrailEvent struct {
-	Sequence uint64
-	Subject  string
+	Sequence uint64 `json:"seq"`
+	Subject  string `json:"subject"`
 	messages.AuditEvent
 }
 
@@ -63,34 +62,34 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 	}
 	// One consumer per filter: the server counts and finds the messages
 	// of one filter through its subject index, of several by a scan.
-	var evs []storedMsg
+	var evs []*jetstream.RawStreamMsg
 	for _, filter := range subjects.AuditOf(id) {
-		got, err := readByFilter(ctx, js, queue.StreamNames(subjects).Audit, filter)
+		got, err := queue.Read(ctx, js, queue.StreamNames(subjects).Audit, filter)
 		if err != nil {
 			return t, fmt.Errorf("audit events of %q: %w", id, err)
 		}
 		evs = append(evs, got...)
 	}
-	slices.SortFunc(evs, func(a, b storedMsg) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(evs, bySequence)
 	for _, m := range evs {
-		ev := TrailEvent{Sequence: m.seq, Subject: m.subject}
-		if err := json.Unmarshal(m.data, &ev.AuditEvent); err != nil || ev.RequestID != id {
+		ev := TrailEvent{Sequence: m.Sequence, Subject: m.Subject}
+		if err := json.Unmarshal(m.Data, &ev.AuditEvent); err != nil || ev.RequestID != id {
 			continue // another id with the same key, or not an event
 		}
 		t.Events = append(t.Events, ev)
 	}
-	var results []storedMsg
+	var results []*jetstream.RawStreamMsg
 	for _, filter := range subjects.ResultOf(id) {
-		got, err := readByFilter(ctx, js, queue.StreamNames(subjects).Results, filter)
+		got, err := queue.Read(ctx, js, queue.StreamNames(subjects).Results, filter)
 		if err != nil {
 			return t, fmt.Errorf("results of %q: %w", id, err)
 		}
 		results = append(results, got...)
 	}
-	slices.SortFunc(results, func(a, b storedMsg) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(results, bySequence)
 	for _, m := range results {
 		var r messages.Result
-		if json.Unmarshal(m.data, &r) == nil && r.RequestID == id {
+		if json.Unmarshal(m.Data, &r) == nil && r.RequestID == id {
 			t.Results = append(t.Results, r)
 		}
 	}
@@ -106,45 +105,4 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 	return t, nil
 }
 
-type storedMsg struct {
-	seq     uint64
-	subject string
-	data    []byte
-}
-
-// readByFilter reads every message of stream on subjects matching filter,
-// with an ordered consumer that the server feeds only those.
-func readByFilter(ctx context.Context, js jetstream.JetStream, stream, filter string) ([]storedMsg, error) {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return nil, err
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	want := int(info.NumPending)
-	var out []storedMsg
-	for len(out) < want {
-		batch, err := cons.Fetch(min(want-len(out), 256), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return out, err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			out = append(out, storedMsg{seq: md.Sequence.Stream, subject: m.Subject(), data: m.Data()})
-			n++
-		}
-		if err := batch.Error(); err != nil {
-			return out, err
-		}
-		if n == 0 {
-			break // the stream changed under us (messages aged out)
-		}
-	}
-	return out, nil
-}
+func bySequence(a, b *jetstream.RawStreamMsg) int { return cmp.Compare(a.Sequence, b.Sequence) }

@@ -1,4 +1,4 @@
-package filing_test
+package operator_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -22,7 +22,7 @@ import (
 // and times the trail of one request: it is found by subject, so it does
 // not grow with the stream.
 //
-//	go test -run XXX -bench TrailAmong -benchtime 20x ./internal/filing/
+//	go test -run XXX -bench TrailAmong -benchtime 20x ./internal/operator/
 //
 // The last figures are in bench/results/trail.txt.
 func BenchmarkTrailAmongAMillionEvents(b *testing.B) {
@@ -66,7 +66,7 @@ func BenchmarkTrailAmongAMillionEvents(b *testing.B) {
 	want := fmt.Sprintf("req-%07d", total/len(kinds)/2) // one in the middle
 	b.ResetTimer()
 	for range b.N {
-		t, err := filing.ReadTrail(ctx, js, nil, subjects, want)
+		t, err := operator.ReadTrail(ctx, js, nil, subjects, want)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package filing
+package operator
 
 import (
 	"context"
@@ -14,19 +14,6 @@ import (
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
-
-// ReadDead returns every message of the dead-letter stream.
-func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
-	msgs, err := queue.ReadAll(ctx, js, queue.StreamNames(subjects).Dead)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeadLetter, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, ParseDeadLetter(m.Sequence, m.Subject, m.Header, m.Data))
-	}
-	return out, nil
-}
 
 // ReplayLedger is what a replay needs of the ledger.
 type ReplayLedger interface {
@@ -130,7 +117,7 @@ func replayOne(ctx context.Context, js jetstream.JetStream, led ReplayLedger, ob
 	case err != nil:
 		rp.Skipped = "ledger: " + err.Error()
 		return rp
-	case e.Fingerprint != "" && e.Fingerprint != Fingerprint(req):
+	case e.Fingerprint != "" && e.Fingerprint != req.Fingerprint():
 		rp.Skipped = "its body is not the request the ledger recorded for this id"
 		return rp
 	default:
@@ -195,7 +182,7 @@ func refuseReplay(e ledger.Entry) string {
 		return ""
 	case e.Result.Status == messages.StatusSucceeded:
 		return "already succeeded"
-	case e.Result.Error != nil && e.Result.Error.Class == messages.ClassAmbiguous:
+	case e.Ambiguous():
 		return refuseAmbiguous
 	}
 	return ""

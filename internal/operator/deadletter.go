@@ -1,0 +1,55 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// DeadLetter is one message of the dead-letter stream, as read back by an
+// operator's tool.
+type DeadLetter struct {
+	Sequence        uint64 // in the dead-letter stream
+	Subject         string
+	RequestID       string
+	Reason          string
+	Class           string
+	OriginalSubject string
+	Deliveries      int
+	DeadAt          string
+	BodyObject      string // the body is in the object store under this name
+	Data            []byte
+}
+
+// ReadDead returns every message of the dead-letter stream, its headers
+// read (messages.HeaderDeadReason, ...).
+func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects) ([]DeadLetter, error) {
+	name := queue.StreamNames(subjects).Dead
+	msgs, err := queue.Read(ctx, js, name, "")
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	out := make([]DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
+		h := m.Header
+		n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
+		out = append(out, DeadLetter{
+			Sequence:        m.Sequence,
+			Subject:         m.Subject,
+			RequestID:       h.Get(messages.HeaderRequestID),
+			Reason:          h.Get(messages.HeaderDeadReason),
+			Class:           h.Get(messages.HeaderDeadClass),
+			OriginalSubject: h.Get(messages.HeaderOrigSubject),
+			Deliveries:      n,
+			DeadAt:          h.Get(messages.HeaderDeadAt),
+			BodyObject:      h.Get(messages.HeaderBodyObject),
+			Data:            m.Data,
+		})
+	}
+	return out, nil
+}
