@@ -183,7 +183,15 @@ func (c *Consumer) build(ctx context.Context) error {
 	if err := c.buildProcessor(); err != nil {
 		return err
 	}
-	return c.buildWatches(ctx)
+	if err := c.buildWatches(ctx); err != nil {
+		return err
+	}
+	stopAdmin, err := startAdmin(cfg.Admin, c.registry, c.nc, c.JS, c.Subjects, c.Health.Err, c.Guard.Detail, log)
+	if err != nil {
+		return err
+	}
+	c.closers = append(c.closers, stopAdmin)
+	return nil
 }
 
 // buildProcessor builds the pipeline, the seams in place.
@@ -283,11 +291,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 			<-done
 		}
 	}()
-	stopAdmin, err := startAdmin(cfg.Admin, c.registry, c.nc, c.JS, c.Subjects, c.Health.Err, c.Guard.Detail, c.log)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
 	onError := func(err error) { c.log.Warn("pull", zap.Error(err)) }
@@ -304,8 +307,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 }
 
-// Close releases what New opened (idle vendor connections); the NATS
-// connection is its owner's to drain.
+// Close releases what New opened (the admin listener, idle vendor
+// connections); the NATS connection is its owner's to drain.
 func (c *Consumer) Close() {
 	for _, f := range c.closers {
 		f()
