@@ -23,6 +23,7 @@ import (
 	"github.com/qualfile/qualfile/internal/embedded"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/internal/tracing"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // run reads the flags and the configuration, starts what they choose (an
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if f.sandbox {
 		if f.sandboxExternal {
 			log.Warn("--sandbox-with-external-nats: the simulator answers every request queued on this NATS server, real ones included",
-				zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("prefix", cfg.Subjects.Prefix))
+				zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("subjects", messages.Subjects{Prefix: cfg.Subjects.Prefix}.AllRequests()))
 		}
 		sb, err := sandbox.New(sandbox.Config{})
 		if err != nil {
@@ -96,14 +97,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	subjects := messages.Subjects{Prefix: cfg.Subjects.Prefix}
 	c, err := consumer.New(ctx, cfg, consumer.Deps{Conn: nc, Accounts: accounts, Log: log, Owner: owner, Registry: reg,
-		Tracer: tp.Tracer("github.com/qualfile/qualfile/internal/filing")})
+		Tracer: tp.Tracer("github.com/qualfile/qualfile/internal/filing"),
+		Ready: func() {
+			fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), subjects.AllRequests())
+		}})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.Metrics.Build(bi.Version, bi.Commit, bi.GoVersion)
-	fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), c.Subjects.AllRequests())
 	err = c.Run(ctx)
 	log.Info("stopped pulling; draining the connection")
 	if derr := drain(nc, 10*time.Second); derr != nil {

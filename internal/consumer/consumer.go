@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
@@ -54,6 +56,9 @@ type Deps struct {
 	// default a registry of its own.
 	Registry *prometheus.Registry
 	Tracer   trace.Tracer // default: none
+	// Ready, when set, is called once Run has started its watches and
+	// begins to pull.
+	Ready func()
 	// Tokens keeps the Douyin access tokens; default the shared KV store.
 	Tokens douyin.TokenStore
 	Seams  Seams
@@ -173,6 +178,8 @@ func (c *Consumer) build(ctx context.Context) error {
 	}
 	c.Metrics = metrics.New(c.registry)
 	c.Metrics.Preset(filing.MetricLabels())
+	bi := buildinfo.Read()
+	c.Metrics.Build(bi.Version, bi.Commit, bi.GoVersion)
 
 	// The vendors are protected from us: a breaker and a rate limit per
 	// vendor account, in front of every call and read.
@@ -293,6 +300,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
+	if c.deps.Ready != nil {
+		c.deps.Ready()
+	}
 	onError := func(err error) { c.log.Warn("pull", zap.Error(err)) }
 	if s := c.deps.Seams.PullError; s != nil {
 		onError = func(err error) { c.log.Warn("pull", zap.Error(err)); s(err) }
@@ -308,7 +318,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // Close releases what New opened (the admin listener, idle vendor
-// connections); the NATS connection is its owner's to drain.
+// connections), after Run has returned; the NATS connection is its
+// owner's to drain.
 func (c *Consumer) Close() {
 	for _, f := range c.closers {
 		f()
@@ -327,7 +338,7 @@ func (c *Consumer) emit(ctx context.Context, key string, ev messages.AuditEvent)
 	if ev.Event == guard.EventBreakerOpen {
 		level = zap.WarnLevel
 	}
-	fields := []zap.Field{zap.String("api", string(ev.API)), zap.String("account", ev.Account), zap.String("message", ev.Message)}
+	fields := []zap.Field{zap.String("vendor", strings.TrimPrefix(string(ev.API), "breaker.")), zap.String("account", ev.Account), zap.String("message", ev.Message)}
 	if err != nil {
 		fields = append(fields, zap.NamedError("audit_error", err))
 	}

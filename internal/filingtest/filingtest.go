@@ -1,7 +1,8 @@
 // Package filingtest runs the consumer for tests, built by consumer.New as
-// the binary builds it, with the sandbox as every vendor, on a NATS
-// connection the test provides: an embedded server (internal/natstest) or
-// a container (integration/). It reads the streams back, and wraps the
+// the binary builds it (the health watch, the backlog watch and the pause
+// vote included), with the sandbox as every vendor, on a NATS connection
+// the test provides: an embedded server (internal/natstest) or a
+// container (integration/). It reads the streams back, and wraps the
 // pipeline's effects with injectable faults (faults.go).
 package filingtest
 
@@ -188,7 +189,9 @@ func (o Options) config() *config.Config {
 		r.Refile = !rc.KeepAmbiguous
 	}
 	l := &cfg.Limits
-	l.Breaker.Failures = math.MaxInt32 // no breaker opens unless the test asks for one
+	// No breaker opens, and throttling slows nothing, unless the test asks
+	// for a guard.
+	l.Breaker.Failures, l.MinRate = math.MaxInt32, math.Inf(1)
 	if g := o.Guard; g != nil {
 		set(&l.Breaker.Failures, g.Failures, guard.DefaultFailures)
 		setD(&l.Breaker.OpenFor, g.OpenFor, l.Breaker.OpenFor)

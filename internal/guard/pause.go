@@ -85,6 +85,12 @@ func NewWatch(cfg WatchConfig) *Watch {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
 	return &Watch{cfg: cfg}
 }
 
@@ -148,7 +154,7 @@ func (w *Watch) refresh(ctx context.Context) {
 	until, all := PauseUntil(states)
 	until, all = w.agree(ctx, until, all)
 	switch {
-	case all && until.After(w.cfg.Now()):
+	case all: // (Agree lets no pause run past its time)
 		pctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 		err := w.cfg.Pauser.Pause(pctx, until)
 		cancel()

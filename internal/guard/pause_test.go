@@ -54,7 +54,10 @@ type fakePauser struct {
 	resumed       int
 }
 
-func (p *fakePauser) Pause(_ context.Context, until time.Time) error {
+func (p *fakePauser) Pause(ctx context.Context, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if p.pause != nil {
 		if err := p.pause(); err != nil {
 			return err
@@ -64,7 +67,10 @@ func (p *fakePauser) Pause(_ context.Context, until time.Time) error {
 	return nil
 }
 
-func (p *fakePauser) Resume(context.Context) error {
+func (p *fakePauser) Resume(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if p.resume != nil {
 		if err := p.resume(); err != nil {
 			return err
@@ -138,18 +144,40 @@ func TestWatchPausesOnlyByAgreement(t *testing.T) {
 	if pauser.resumed != 1 || gauges.paused {
 		t.Fatalf("resumed %d, gauge %v after the other replica's breakers closed", pauser.resumed, gauges.paused)
 	}
+	// Two intervals later it has not written again: it still counts.
+	now = now.Add(2 * time.Second)
+	ballot.entries["me"] = Entry{Created: now}
+	w.refresh(ctx)
+	if len(pauser.paused) != 1 || gauges.paused {
+		t.Fatalf("paused %d times: a replica silent for two intervals still counts", len(pauser.paused))
+	}
 	// It falls silent for more than three intervals: neither its vote nor
 	// its presence counts any more, and ours alone agrees.
-	now = now.Add(4 * time.Second)
+	now = now.Add(2 * time.Second)
 	ballot.entries["me"] = Entry{Created: now}
 	w.refresh(ctx)
 	if len(pauser.paused) != 2 || !gauges.paused {
 		t.Fatalf("paused %d times, want again with the silent replica left out", len(pauser.paused))
 	}
+	// Our breaker's open time has passed (a probe is due): no pause while
+	// it probes, whatever the votes say.
+	now = ours.Add(time.Second)
+	ballot.entries["me"] = Entry{Created: now}
+	ballot.entries[votePrefix+"me"] = Entry{Value: ours.Format(time.RFC3339Nano), Created: now}
+	w.refresh(ctx)
+	if pauser.resumed != 2 || gauges.paused {
+		t.Fatalf("resumed %d, gauge %v: a pause that has run out must be lifted", pauser.resumed, gauges.paused)
+	}
+	now = ours.Add(-5 * time.Second)
+	ballot.entries["me"] = Entry{Created: now}
+	w.refresh(ctx)
+	if len(pauser.paused) != 3 {
+		t.Fatalf("paused %d times, want again before the probe is due", len(pauser.paused))
+	}
 	// The ballot cannot be written: no agreement, so resume.
 	ballot.failPut = errors.New("no quorum")
 	w.refresh(ctx)
-	if pauser.resumed != 2 || gauges.paused {
+	if pauser.resumed != 3 || gauges.paused {
 		t.Fatalf("resumed %d, gauge %v: a replica that cannot vote must not keep a pause", pauser.resumed, gauges.paused)
 	}
 }
@@ -165,6 +193,7 @@ func TestWatchLeavesNoPauseBehind(t *testing.T) {
 	pauser := &fakePauser{}
 	w := NewWatch(WatchConfig{Guard: g, Owner: "me", Ballot: ballot, Pauser: pauser, Gauges: &fakeGauges{breaker: map[string]int{}},
 		Interval: time.Hour, Timeout: time.Second, Emit: func(context.Context, string, messages.AuditEvent) {}})
+	w.refresh(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	w.Run(ctx)
