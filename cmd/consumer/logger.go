@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// The one logger, built in run, and the embedded server's adapter to it.
+// The one logger, built in run.
 
 // newLogger is the one logger of the process: JSON lines on w, or a
 // human-readable console format in development.
@@ -31,18 +31,3 @@ func newLogger(level string, development bool, w io.Writer) (*zap.Logger, error)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
-
-// natsLogger sends the embedded server's log lines to zap.
-type natsLogger struct{ s *zap.SugaredLogger }
-
-func (l natsLogger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
-
-func (l natsLogger) Warnf(format string, v ...any) { l.s.Warnf(format, v...) }
-
-func (l natsLogger) Errorf(format string, v ...any) { l.s.Errorf(format, v...) }
-
-func (l natsLogger) Fatalf(format string, v ...any) { l.s.Errorf(format, v...) }
-
-func (l natsLogger) Debugf(format string, v ...any) { l.s.Debugf(format, v...) }
-
-func (l natsLogger) Tracef(format string, v ...any) { l.s.Debugf(format, v...) }

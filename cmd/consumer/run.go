@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	url := cfg.NATS.URL
 	if url == "" {
-		srv, err := embedded.Start(ctx, embedded.Config{StoreDir: cfg.Embedded.StoreDir, Listen: cfg.Embedded.Listen, Logger: natsLogger{log.Named("nats-server").Sugar()}})
+		srv, err := embedded.Start(ctx, embedded.Config{StoreDir: cfg.Embedded.StoreDir, Listen: cfg.Embedded.Listen, Logger: log.Named("nats-server")})
 		if err != nil {
 			return fmt.Errorf("embedded NATS server: %w", err)
 		}

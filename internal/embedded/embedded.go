@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 )
 
 // Defaults of Config.
@@ -38,20 +39,6 @@ const (
 	DefaultServerName   = "qualfile"
 	DefaultReadyTimeout = 10 * time.Second
 )
-
-// Logger receives the server's own log lines; it has the method set of
-// nats-server's server.Logger, so any adapter for that (e.g. one over zap)
-// fits. Fatalf is never called: the server's fatal errors (cannot listen,
-// cannot open the store) go to Errorf and are returned by Start, so that
-// the process does not exit from inside the server.
-type Logger interface {
-	Noticef(format string, v ...any)
-	Warnf(format string, v ...any)
-	Fatalf(format string, v ...any)
-	Errorf(format string, v ...any)
-	Debugf(format string, v ...any)
-	Tracef(format string, v ...any)
-}
 
 // Config configures the embedded server. The zero Config is usable.
 type Config struct {
@@ -70,8 +57,11 @@ type Config struct {
 	// ServerName names the server in logs and JetStream metadata;
 	// DefaultServerName when empty.
 	ServerName string
-	// Logger receives the server's log lines; nil discards them.
-	Logger Logger
+	// Logger receives the server's log lines (notices at info level,
+	// traces at debug); nil discards them. A fatal error of the server
+	// (cannot listen, cannot open the store) is logged as an error and
+	// returned by Start, never an exit of the process.
+	Logger *zap.Logger
 	// Debug and Trace enable the server's debug and protocol trace lines
 	// (only useful with a Logger).
 	Debug, Trace bool
@@ -138,7 +128,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
-	logs := &logAdapter{next: cfg.Logger, fatal: make(chan string, 1)}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	logs := &logAdapter{next: cfg.Logger.Sugar(), fatal: make(chan string, 1)}
 	ns.SetLoggerV2(logs, cfg.Debug, cfg.Trace, false)
 	go ns.Start()
 
@@ -222,55 +215,29 @@ func (s *Server) Shutdown() {
 	})
 }
 
-// logAdapter forwards the server's log lines to next and turns fatal ones
+// logAdapter forwards the server's log lines to zap and turns fatal ones
 // into errors for Start.
 type logAdapter struct {
-	next  Logger // may be nil
+	next  *zap.SugaredLogger
 	fatal chan string
 }
 
 var _ server.Logger = (*logAdapter)(nil)
 
-func (l *logAdapter) Noticef(format string, v ...any) {
-	if l.next != nil {
-		l.next.Noticef(format, v...)
-	}
-}
-
-func (l *logAdapter) Warnf(format string, v ...any) {
-	if l.next != nil {
-		l.next.Warnf(format, v...)
-	}
-}
+func (l *logAdapter) Noticef(format string, v ...any) { l.next.Infof(format, v...) }
+func (l *logAdapter) Warnf(format string, v ...any)   { l.next.Warnf(format, v...) }
+func (l *logAdapter) Errorf(format string, v ...any)  { l.next.Errorf(format, v...) }
+func (l *logAdapter) Debugf(format string, v ...any)  { l.next.Debugf(format, v...) }
+func (l *logAdapter) Tracef(format string, v ...any)  { l.next.Debugf(format, v...) }
 
 // Fatalf logs a fatal message as an error and then hands the first one to
 // Start; it never exits. The order matters: Start returns as soon as it
 // receives the message, and by then the line must be in the caller's log
 // (the channel send is what orders the two).
 func (l *logAdapter) Fatalf(format string, v ...any) {
-	if l.next != nil {
-		l.next.Errorf(format, v...)
-	}
+	l.next.Errorf(format, v...)
 	select {
 	case l.fatal <- fmt.Sprintf(format, v...):
 	default:
-	}
-}
-
-func (l *logAdapter) Errorf(format string, v ...any) {
-	if l.next != nil {
-		l.next.Errorf(format, v...)
-	}
-}
-
-func (l *logAdapter) Debugf(format string, v ...any) {
-	if l.next != nil {
-		l.next.Debugf(format, v...)
-	}
-}
-
-func (l *logAdapter) Tracef(format string, v ...any) {
-	if l.next != nil {
-		l.next.Tracef(format, v...)
 	}
 }

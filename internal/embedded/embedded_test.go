@@ -3,41 +3,29 @@ package embedded
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
-// recorder is a Logger that keeps every line.
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) add(level, format string, v ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, level+" "+fmt.Sprintf(format, v...))
-}
-
-func (r *recorder) Noticef(format string, v ...any) { r.add("NOTICE", format, v...) }
-func (r *recorder) Warnf(format string, v ...any)   { r.add("WARN", format, v...) }
-func (r *recorder) Fatalf(format string, v ...any)  { r.add("FATAL", format, v...) }
-func (r *recorder) Errorf(format string, v ...any)  { r.add("ERROR", format, v...) }
-func (r *recorder) Debugf(format string, v ...any)  { r.add("DEBUG", format, v...) }
-func (r *recorder) Tracef(format string, v ...any)  { r.add("TRACE", format, v...) }
-
-func (r *recorder) text() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
+// recorder is a logger that keeps every line, with its level.
+func recorder() (*zap.Logger, func() string) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	return zap.New(core), func() string {
+		var lines []string
+		for _, e := range logs.All() {
+			lines = append(lines, strings.ToUpper(e.Level.String())+" "+e.Message)
+		}
+		return strings.Join(lines, "\n")
+	}
 }
 
 func start(t *testing.T, cfg Config) *Server {
@@ -194,9 +182,9 @@ func TestPortInUse(t *testing.T) {
 	defer ln.Close()
 	addr := ln.Addr().String()
 
-	logs := &recorder{}
+	logger, logs := recorder()
 	began := time.Now()
-	s, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: addr, Logger: logs})
+	s, err := Start(context.Background(), Config{StoreDir: t.TempDir(), Listen: addr, Logger: logger})
 	if err == nil {
 		s.Shutdown()
 		t.Fatal("Start succeeded on a port in use")
@@ -207,7 +195,7 @@ func TestPortInUse(t *testing.T) {
 	if d := time.Since(began); d > DefaultReadyTimeout/2 {
 		t.Errorf("took %s: the failure should be reported at once", d)
 	}
-	text := logs.text()
+	text := logs()
 	if !strings.Contains(text, "ERROR Error listening on port") {
 		t.Errorf("logger did not get the listen error as an error:\n%s", text)
 	}
@@ -216,19 +204,6 @@ func TestPortInUse(t *testing.T) {
 	}
 }
 
-// funcLogger is a Logger whose Errorf is a function field; the other
-// levels are dropped.
-type funcLogger struct {
-	errorf func(format string, v ...any)
-}
-
-func (funcLogger) Noticef(string, ...any)           {}
-func (funcLogger) Warnf(string, ...any)             {}
-func (funcLogger) Fatalf(string, ...any)            {}
-func (l funcLogger) Errorf(format string, v ...any) { l.errorf(format, v...) }
-func (funcLogger) Debugf(string, ...any)            {}
-func (funcLogger) Tracef(string, ...any)            {}
-
 // TestFatalLoggedBeforeSignalled: Start returns as soon as a fatal message
 // is signalled, so the message must reach the caller's logger first;
 // otherwise the caller may return (and read its log) before the line is
@@ -236,12 +211,14 @@ func (funcLogger) Tracef(string, ...any)            {}
 func TestFatalLoggedBeforeSignalled(t *testing.T) {
 	l := &logAdapter{fatal: make(chan string, 1)}
 	var logged []string
-	l.next = funcLogger{errorf: func(format string, v ...any) {
+	core, _ := observer.New(zapcore.DebugLevel)
+	l.next = zap.New(core, zap.Hooks(func(e zapcore.Entry) error {
 		if len(logged) == 0 && len(l.fatal) > 0 {
 			t.Errorf("the fatal message was signalled before it was logged")
 		}
-		logged = append(logged, fmt.Sprintf(format, v...))
-	}}
+		logged = append(logged, e.Message)
+		return nil
+	})).Sugar()
 	l.Fatalf("Error listening on port: %s", "127.0.0.1:4222")
 	l.Fatalf("a second one is logged but not signalled")
 	if len(logged) != 2 {
@@ -258,11 +235,11 @@ func TestFatalLoggedBeforeSignalled(t *testing.T) {
 }
 
 func TestLogger(t *testing.T) {
-	logs := &recorder{}
-	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: logs, ServerName: "unit"})
+	logger, logs := recorder()
+	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: logger, ServerName: "unit"})
 	s.Shutdown()
-	text := logs.text()
-	for _, want := range []string{"NOTICE Starting nats-server", "unit", "NOTICE Server is ready"} {
+	text := logs()
+	for _, want := range []string{"INFO Starting nats-server", "unit", "INFO Server is ready"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("log lacks %q:\n%s", want, text)
 		}
