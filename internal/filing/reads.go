@@ -15,22 +15,13 @@ import (
 // reconciliation, an SMS baseline) and the request's files in the object
 // store.
 
-// readRecords makes one read of the vendor's records, for a create whose
-// answer was lost.
-func (r *runner) readRecords(since time.Time) answer {
+// readRecords makes one read of the vendor's records that match the
+// request, created since then (zero: any).
+func (r *runner) readRecords(since time.Time) recordsRead {
 	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
 	defer cancel()
 	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, r.d.msg.req, since)
 	return recordsRead{finding: f, err: err}
-}
-
-// readBaseline lists the SMS records that match the request before its
-// first call.
-func (r *runner) readBaseline() answer {
-	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
-	defer cancel()
-	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, r.d.msg.req, time.Time{})
-	return baselineRead{finding: f, err: err}
 }
 
 // fetchFiles fetches and checks the request's files held in the object

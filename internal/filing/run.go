@@ -176,7 +176,7 @@ func (r *runner) do(s step) (a answer) {
 	case stepReconcile:
 		return r.readRecords(s.since)
 	case stepBaseline:
-		return r.readBaseline()
+		return baselineRead(r.readRecords(time.Time{}))
 	case stepFiles:
 		return r.fetchFiles()
 	case stepRemoveFiles:
