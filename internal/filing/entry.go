@@ -151,7 +151,7 @@ func (d *delivery) record() step {
 		case !isAmbiguous(e.Result) || e.Nonce != d.mem.nonce:
 			return d.conflict()
 		}
-		d.out.settling = true
+		d.out.settling = true // ours settles the ambiguous outcome recorded for the same call
 	}
 	return d.writeDone()
 }
