@@ -18,8 +18,8 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// The runner's effects on the ledger and the streams. Each writes its
-// answer into known and returns the broker's error; none decides.
+// The runner's effects on the ledger and the streams. Each answers with
+// what happened, its errors classified; none decides.
 
 // headroom is what a dead letter's or an event's own fields may add to a
 // message, beyond its body.
@@ -31,154 +31,114 @@ func (r *runner) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.ctx), r.p.cfg.PublishTimeout)
 }
 
-func (r *runner) claim(e ledger.Entry) error {
+// claim creates the request's entry, or reads the one there is.
+func (r *runner) claim(e ledger.Entry) answer {
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	got, created, err := r.p.ledger.ClaimEntry(ctx, e)
-	if err != nil {
-		// A claim nobody answered may have landed; one that no stream
-		// received did not.
-		r.k.uncertain = !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse)
-		return err
+	got, _, err := r.p.ledger.ClaimEntry(ctx, e)
+	switch {
+	case err == nil:
+		return claimed{entry: got}
+	case isBug(err):
+		return r.panicked(err, err)
 	}
-	k := r.k
-	k.entry, k.created, k.missing, k.stale, k.uncertain, k.emitted = &got, created, false, false, false, published(got, k.seq)
-	return nil
+	// A claim nobody answered may have landed; one that no stream received
+	// did not.
+	return failed{op: stepClaim, err: err, mayHaveLanded: !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse)}
 }
 
-func (r *runner) read() error {
+// read reads the request's entry again.
+func (r *runner) read() answer {
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	k := r.k
-	got, err := r.p.ledger.Get(ctx, k.req.ID)
-	if errors.Is(err, ledger.ErrNotFound) {
-		k.entry, k.missing, k.stale = &ledger.Entry{RequestID: k.req.ID}, true, false
-		return nil
+	got, err := r.p.ledger.Get(ctx, r.d.msg.req.ID)
+	switch {
+	case err == nil:
+		return found{entry: got}
+	case errors.Is(err, ledger.ErrNotFound):
+		return notFound{}
+	case isBug(err):
+		return r.panicked(err, err)
 	}
-	if err != nil {
-		return err
-	}
-	if t := k.tried; t != nil && t.State == got.State && t.Owner == got.Owner && t.UpdatedAt.Equal(got.UpdatedAt) && t.Nonce == got.Nonce {
-		// Our own write, which timed out but landed: it succeeded.
-		r.wrote(got)
-		return nil
-	}
-	pending := 0 // of this delivery's pending events, published already
-	if k.entry != nil {
-		pending = max(0, k.emitted-len(k.entry.Trail))
-	}
-	k.entry, k.missing, k.stale, k.uncertain = &got, false, false, false
-	k.emitted = published(got, k.seq)
-	if k.emitted == len(got.Trail) {
-		k.emitted += pending
-	}
-	return nil
+	return failed{op: stepRead, err: err}
 }
 
-// published is how many of an entry's trail events are known to be out.
-// The writer of a done entry publishes the rest of its trail before it
-// settles the message, so only a redelivery of that very message (its
-// stream sequence) publishes them again; for everyone else they are out.
-func published(e ledger.Entry, seq uint64) int {
-	if e.State == ledger.StateDone && e.Seq != seq {
-		return len(e.Trail)
-	}
-	return e.Emitted
-}
-
-func (r *runner) write(next ledger.Entry) error {
+// write stores s.entry: in place of s.prev by compare-and-set, or as a new
+// entry.
+func (r *runner) write(s step) answer {
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	k := r.k
 	var got ledger.Entry
 	var err error
-	if k.missing || k.entry.Revision == 0 {
-		got, err = r.p.ledger.Create(ctx, next)
+	if s.prev == nil {
+		got, err = r.p.ledger.Create(ctx, s.entry)
 	} else {
-		got, err = r.p.ledger.Put(ctx, *k.entry, next)
+		got, err = r.p.ledger.Put(ctx, *s.prev, s.entry)
 	}
-	if err != nil {
-		// A write that lost a compare-and-set did not land; an earlier one
-		// whose reply was lost still may have, and stays the one to look
-		// for (a replica must not forget a nonce the ledger may name).
-		if !errors.Is(err, ledger.ErrConflict) {
-			k.uncertain, k.tried = true, &next
-		}
-		return err
+	switch {
+	case err == nil:
+		return written{entry: got}
+	case errors.Is(err, ledger.ErrConflict):
+		return conflicted{err: err}
+	case isBug(err):
+		return r.panicked(err, err)
 	}
-	r.wrote(got)
-	return nil
+	return failed{op: stepWrite, err: err, mayHaveLanded: true, tried: &s.entry}
 }
 
-// wrote takes in a write that landed.
-func (r *runner) wrote(got ledger.Entry) {
-	k := r.k
-	k.entry, k.missing, k.uncertain, k.stale, k.pending, k.tried, k.conflicts = &got, false, false, false, nil, nil, 0
-	if got.State == ledger.StateDone && k.mem.outcome != nil && got.Result != nil && got.Result.CompletedAt.Equal(k.mem.outcome.CompletedAt) {
-		k.recorded = true
-	}
+// isBug reports whether a ledger error is no broker trouble but a bug or a
+// corrupt entry: retrying cannot help.
+func isBug(err error) bool {
+	return errors.Is(err, ledger.ErrBadTransition) || errors.As(err, new(*ledger.DecodeError))
 }
 
-// emit publishes the trail's events not yet known published and, when res
-// is not nil, the result after them: sent at once, in order on one
-// connection, and their acks awaited together — one round trip, not one
-// per message. The events known published afterwards are those up to the
-// first that failed; a log line and metrics are derived from each of them.
-func (r *runner) emit(res *messages.Result) error {
-	k := r.k
-	evs := k.trail()[k.emitted:]
+// emit publishes evs and, when res is not nil, the result after them:
+// sent at once, in order on one connection, and their acks awaited
+// together — one round trip, not one per message. The events known
+// published are those up to the first that failed; a log line and metrics
+// are derived from each of them.
+func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs)+1)
 	var sendErr error
-	for _, ev := range evs {
-		m, err := r.eventMsg(ev)
+	send := func(m *nats.Msg, err error, opts ...jetstream.PublishOpt) bool {
+		var f jetstream.PubAckFuture
 		if err == nil {
-			var f jetstream.PubAckFuture
-			if f, err = r.p.js.PublishMsgAsync(m); err == nil {
+			if f, err = r.p.js.PublishMsgAsync(m, opts...); err == nil {
 				futures = append(futures, f)
-				continue
 			}
 		}
 		sendErr = err
-		break
+		return err == nil
+	}
+	for _, ev := range evs {
+		if !send(r.eventMsg(ev)) {
+			break
+		}
 	}
 	sentEvents := len(futures)
 	var data []byte
 	if res != nil && sendErr == nil {
-		var m *nats.Msg
-		var err error
-		if m, data, err = r.resultMsg(res); err == nil {
-			var f jetstream.PubAckFuture
-			if f, err = r.p.js.PublishMsgAsync(m, jetstream.WithMsgID(resultMsgID(res))); err == nil {
-				futures = append(futures, f)
-			}
-		}
-		sendErr = err
+		m, d, err := r.resultMsg(res)
+		data = d
+		send(m, err, jetstream.WithMsgID(resultMsgID(res)))
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	errs := awaitAll(ctx, futures)
-	for i := range sentEvents {
-		if errs[i] != nil {
-			break
-		}
-		r.p.observe(k, evs[i])
-		k.emitted++
+	a := published{err: sendErr}
+	for a.events < sentEvents && errs[a.events] == nil {
+		r.p.observe(r.d.msg.seq, evs[a.events])
+		a.events++
 	}
-	if res != nil && len(futures) > sentEvents && errs[sentEvents] == nil && k.emitted == len(k.trail()) {
-		// The result counts only behind all of its events: else it is
-		// published again after them.
-		k.resultDone = true
-		r.reply(data)
-	}
-	if sendErr != nil {
-		return sendErr
+	if a.result = len(futures) > sentEvents && errs[sentEvents] == nil; a.result {
+		r.replyData = data
 	}
 	for _, err := range errs {
-		if err != nil {
-			return err
+		if a.err == nil {
+			a.err = err
 		}
 	}
-	return nil
+	return a
 }
 
 // awaitAll waits for each publish's ack, until ctx is done.
@@ -216,7 +176,7 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
 		return err
 	}
-	r.p.observe(r.k, ev)
+	r.p.observe(r.d.msg.seq, ev)
 	return nil
 }
 
@@ -229,8 +189,8 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ev.Event == messages.EventReceived && r.k.req != nil && ev.Payload == nil {
-		payload := r.k.req.RedactedPayload()
+	if req := r.d.msg.req; ev.Event == messages.EventReceived && req != nil && ev.Payload == nil {
+		payload := req.RedactedPayload()
 		if len(data)+len(payload) > r.p.cfg.MaxPayload-headroom {
 			sum := sha256.Sum256(payload)
 			payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
@@ -264,10 +224,10 @@ func withField(obj []byte, name string, value []byte) []byte {
 // deadLetter copies the original request to filing.dead.<api>: its bytes
 // as the body, or, when they would not fit, in the object store.
 func (r *runner) deadLetter(d deadLetterSpec) error {
-	k := r.k
-	api := k.subjectAPI
-	if k.req != nil && k.req.API.Valid() {
-		api = k.req.API
+	msg := r.d.msg
+	api := msg.subjectAPI
+	if msg.req != nil && msg.req.API.Valid() {
+		api = msg.req.API
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Dead(subjectAPI(api)))
 	tracing.Inject(r.tctx, m)
@@ -275,11 +235,11 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 	m.Header.Set(messages.HeaderDeadReason, headerValue(d.reason))
 	m.Header.Set(messages.HeaderDeadClass, d.class)
 	m.Header.Set(messages.HeaderOrigSubject, headerValue(r.msg.Subject()))
-	m.Header.Set(messages.HeaderOrigSequence, strconv.FormatUint(k.seq, 10))
-	m.Header.Set(messages.HeaderDeliveries, strconv.Itoa(k.delivery))
-	m.Header.Set(messages.HeaderDeadAt, k.now.Format(time.RFC3339Nano))
-	if k.req != nil && k.req.ID != "" {
-		m.Header.Set(messages.HeaderRequestID, headerValue(boundID(k.req.ID)))
+	m.Header.Set(messages.HeaderOrigSequence, strconv.FormatUint(msg.seq, 10))
+	m.Header.Set(messages.HeaderDeliveries, strconv.Itoa(msg.deliveries))
+	m.Header.Set(messages.HeaderDeadAt, r.d.now.Format(time.RFC3339Nano))
+	if msg.req != nil && msg.req.ID != "" {
+		m.Header.Set(messages.HeaderRequestID, headerValue(boundID(msg.req.ID)))
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
@@ -288,7 +248,7 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 		m.Header.Set(messages.HeaderBodySize, strconv.Itoa(len(m.Data)))
 		m.Header.Set(messages.HeaderBodySHA256, hex.EncodeToString(sum[:]))
 		if r.p.cfg.Objects != nil {
-			name := "dead-" + hex.EncodeToString(sum[:16]) + "-" + strconv.FormatUint(k.seq, 10)
+			name := "dead-" + hex.EncodeToString(sum[:16]) + "-" + strconv.FormatUint(msg.seq, 10)
 			if _, err := r.p.cfg.Objects.PutBytes(ctx, name, m.Data); err != nil {
 				return err
 			}
@@ -326,7 +286,7 @@ func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
 	}
 	api := res.API
 	if !api.Valid() {
-		api = r.k.subjectAPI
+		api = r.d.msg.subjectAPI
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
 	tracing.Inject(r.tctx, m)
@@ -344,7 +304,7 @@ func resultMsgID(res *messages.Result) string {
 // reply sends a stored result to the request's reply subject, if any:
 // core NATS, best effort.
 func (r *runner) reply(data []byte) {
-	req := r.k.req
+	req := r.d.msg.req
 	if req == nil || req.ReplyTo == "" || r.p.reply == nil {
 		return
 	}

@@ -16,7 +16,7 @@ import (
 // disagree with the trail. Every value that came from a message is bounded
 // (ids, accounts) or is one of a fixed set (api, event, class) before it
 // becomes a label or a field.
-func (p *Processor) observe(k *known, ev messages.AuditEvent) {
+func (p *Processor) observe(seq uint64, ev messages.AuditEvent) {
 	api := apiLabel(ev.API)
 	switch ev.Event {
 	case messages.EventAttempt:
@@ -42,7 +42,7 @@ func (p *Processor) observe(k *known, ev messages.AuditEvent) {
 	}
 	if ce := p.log.Check(level, ev.Event); ce != nil {
 		fields := []zap.Field{zap.String("request_id", ev.RequestID), zap.String("api", api),
-			zap.String("account", bound(ev.Account, messages.MaxAccountLen)), zap.Int("delivery", ev.Delivery), zap.Uint64("stream_seq", k.seq)}
+			zap.String("account", bound(ev.Account, messages.MaxAccountLen)), zap.Int("delivery", ev.Delivery), zap.Uint64("stream_seq", seq)}
 		if ev.Attempt > 0 {
 			fields = append(fields, zap.Int("attempt", ev.Attempt))
 		}
@@ -68,10 +68,10 @@ func (p *Processor) observe(k *known, ev messages.AuditEvent) {
 // log is the delivery's logger, for what is not a state change (broker
 // trouble, a failed settle, a panic).
 func (r *runner) log() *zap.Logger {
-	k := r.k
-	fields := []zap.Field{zap.String("api", apiLabel(k.subjectAPI)), zap.Uint64("stream_seq", k.seq), zap.Int("delivery", k.delivery)}
-	if k.req != nil {
-		fields = append(fields, zap.String("request_id", boundID(k.req.ID)))
+	m := r.d.msg
+	fields := []zap.Field{zap.String("api", apiLabel(m.subjectAPI)), zap.Uint64("stream_seq", m.seq), zap.Int("delivery", m.deliveries)}
+	if m.req != nil {
+		fields = append(fields, zap.String("request_id", boundID(m.req.ID)))
 	}
 	return r.p.log.With(fields...)
 }

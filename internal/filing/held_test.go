@@ -1,7 +1,8 @@
 package filing
 
 import (
-	"fmt"
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,39 +17,36 @@ func (h heldErr) Error() string          { return "circuit open: " + retry.ErrHe
 func (h heldErr) Unwrap() error          { return retry.ErrHeld }
 func (h heldErr) HeldFor() time.Duration { return h.d }
 
+// callingN1 is an entry "calling" under nonce n1, this replica's, whose
+// call was not sent yet.
+func callingN1(trail ...messages.AuditEvent) []answer {
+	e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Trail: append(received(), trail...)}
+	e.Emitted = len(e.Trail)
+	return []answer{idTaken{mem: remembered{nonce: "n1"}}, claimed{e}}
+}
+
 // A call qualfile held back (breaker open, rate limit full) was never
 // sent: the entry goes back to claimed, counting the hand-back, and the
 // request waits in the broker for as long as the guard said.
 func TestHeldCallIsHandedBackUncounted(t *testing.T) {
-	k := testKnown(t)
-	k.mem = recollection{nonce: "n1", fingerprint: "fp"} // not dispatched: held before sending
-	k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2,
-		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
-	k.emitted = 1
-	k.held, k.heldFor = heldErr{3 * time.Second}, 3*time.Second
-
-	s := decide(k)
+	p := play(t, newTest(t, vms), callingN1()...).then(held{heldErr{3 * time.Second}})
+	s := p.last()
 	if s.kind != stepEmit {
-		t.Fatalf("first step %s, want the deferred event out before the write", s.kind)
+		t.Fatalf("steps %v, want the deferred event out before the write", p.kinds())
 	}
-	ev := k.pending[len(k.pending)-1]
-	if ev.Event != messages.EventDeferred || ev.Class != string(retry.ClassHeld) {
+	if ev := s.events[len(s.events)-1]; ev.Event != messages.EventDeferred || ev.Class != string(retry.ClassHeld) {
 		t.Errorf("event %+v, want deferred, class held", ev)
 	}
-	k.emitted = len(k.trail())
-	s = decide(k)
-	if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Held != 1 || s.entry.Nonce != "" {
-		t.Fatalf("step %s, entry %+v: want claimed, held 1", s.kind, s.entry)
+	p.then(fine)
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Held != 1 || s.entry.Nonce != "" {
+		t.Fatalf("steps %v, entry %+v: want claimed, held 1", p.kinds(), s.entry)
 	}
-	e := s.entry
-	e.Revision = 3
-	k.entry, k.pending = &e, nil
-	s = decide(k)
-	if s.kind != stepSettle || s.action != retry.ActionNakWithDelay || s.delay != 3*time.Second {
-		t.Fatalf("step %+v: want a nak after the guard's delay", s)
-	}
-	if n := len(k.trail()); n != 2 {
+	if n := len(p.last().entry.Trail); n != 2 {
 		t.Errorf("trail of %d events, want received and one deferred", n)
+	}
+	p.then(fine)
+	if s := p.last(); s.settle != settleHeld || s.delay != 3*time.Second {
+		t.Fatalf("steps %v, settle %v after %s: want a nak after the guard's delay", p.kinds(), s.settle, s.delay)
 	}
 }
 
@@ -59,63 +57,59 @@ func TestHeldDeliveriesDoNotCount(t *testing.T) {
 		held     int
 		wantDead bool
 	}{{held: 0, wantDead: true}, {held: 4, wantDead: false}} {
-		k := testKnown(t)
-		k.lim.policy = retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 1, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
-		k.delivery = 5
-		k.mem = recollection{nonce: "n1", dispatched: true, answered: true, fingerprint: "fp"}
-		k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2, Held: tc.held,
-			Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
-		k.emitted = 1
-		k.attempts, k.callStart = 1, t0
-		k.lastErr = fmt.Errorf("SystemError: %w", retry.ErrTransient)
-		k.lastClass = retry.ClassTransient
-		decide(k)
-		dead := k.mem.outcome != nil && k.mem.deadReason == "retries exhausted"
-		if dead != tc.wantDead {
-			t.Errorf("held %d of 5 deliveries: dead-lettered %v, want %v (outcome %+v)", tc.held, dead, tc.wantDead, k.mem.outcome)
+		d := newTest(t, vms)
+		d.rules.policy = retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 1, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
+		d.msg.deliveries = 5
+		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Held: tc.held, Trail: received(), Emitted: 1}
+		play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, called{err: transient})
+		if dead := d.mem.outcome != nil && d.mem.deadReason == "retries exhausted"; dead != tc.wantDead {
+			t.Errorf("held %d of 5 deliveries: dead-lettered %v, want %v (outcome %+v)", tc.held, dead, tc.wantDead, d.mem.outcome)
 		}
 	}
 }
 
-// A held retry after real attempts counts as a delivery; a run of held
-// deliveries is one event in the trail, not one per delivery.
-func TestHeldAfterAttemptsCountsAndNotesOnce(t *testing.T) {
-	k := testKnown(t)
-	k.mem = recollection{nonce: "n1", fingerprint: "fp"}
-	k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2,
-		Trail: []messages.AuditEvent{{Event: messages.EventReceived}, {Event: messages.EventDeferred, Class: string(retry.ClassHeld)}}}
-	k.emitted = 2
-	k.attempts = 2 // this delivery's calls reached the vendor before the breaker opened
-	k.held, k.heldFor = heldErr{time.Second}, time.Second
-	s := decide(k)
-	if s.kind != stepWrite || s.entry.Held != 0 {
-		t.Fatalf("step %s, held %d: want a write that does not count the delivery as held", s.kind, s.entry.Held)
+// A held retry after real attempts counts as a delivery.
+func TestHeldAfterAttemptsCounts(t *testing.T) {
+	p := play(t, newTest(t, vms), callingN1()...).then(called{err: transient}, fine, fine)
+	if p.last().kind != stepCall {
+		t.Fatalf("steps %v: want a retry in process", p.kinds())
 	}
-	if n := len(s.entry.Trail); n != 2 {
-		t.Errorf("trail of %d events, want the earlier held event to stand for this one too", n)
+	p.then(held{heldErr{time.Second}}, fine)
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Held != 0 {
+		t.Fatalf("steps %v, entry %+v: want a write that does not count the delivery as held", p.kinds(), s.entry)
+	}
+}
+
+// A run of held deliveries is one event in the trail, not one per
+// delivery.
+func TestHeldDeliveriesNotedOnce(t *testing.T) {
+	p := play(t, newTest(t, vms), callingN1(messages.AuditEvent{Event: messages.EventDeferred, Class: string(retry.ClassHeld)})...).
+		then(held{heldErr{time.Second}})
+	if s := p.last(); s.kind != stepWrite || s.entry.Held != 1 || len(s.entry.Trail) != 2 {
+		t.Fatalf("steps %v, entry %+v: want the earlier held event to stand for this one too", p.kinds(), s.entry)
 	}
 }
 
 // A file store that cannot be read hands the request back with its entry
 // "claimed": nothing was sent, so no replica may take it for a lost call.
 func TestUnreadableFileStoreHandsBackClaimed(t *testing.T) {
-	k := testKnown(t)
-	k.lim.policy = retry.Policy{InitialInterval: time.Millisecond, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
-	k.mem = recollection{nonce: "n1", fingerprint: "fp"}
-	k.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp", Revision: 2,
-		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
-	k.emitted = 1
-	k.failed, k.failures, k.troubleSince = stepFiles, 3, t0.Add(-time.Minute)
-	k.callDue = true // the fetch came before a call that was due
-	s := decide(k)
-	if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Nonce != "" {
-		t.Fatalf("step %s, entry %+v: want the entry back to claimed", s.kind, s.entry)
+	sum := strings.Repeat("ab", 32)
+	d := newTest(t, messages.APISMSApplySignatureIdent, func(data []byte) []byte {
+		i := bytes.Index(data, []byte(`"data:image`)) // the first file, held in the object store instead
+		j := i + 1 + bytes.IndexByte(data[i+1:], '"')
+		return append(append(append([]byte{}, data[:i]...), `{"$ref":"obj://FILING_FILES/`+sum+`","sha256":"`+sum+`","size":5}`...), data[j+1:]...)
+	})
+	d.rules.policy = retry.Policy{InitialInterval: time.Millisecond, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
+	p := play(t, d, callingN1()...)
+	if p.last().kind != stepFiles {
+		t.Fatalf("steps %v: want the files fetched before the call", p.kinds())
 	}
-	e := s.entry
-	e.Revision = 3
-	k.entry, k.pending = &e, nil
-	s = decide(k)
-	if s.kind != stepSettle || s.action != retry.ActionNakWithDelay {
-		t.Fatalf("after the write: step %s, want a nak (no call with the entry claimed)", s.kind)
+	p.then(failed{op: stepFiles, err: transient}, fine, elapse(time.Minute), failed{op: stepFiles, err: transient})
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Nonce != "" {
+		t.Fatalf("steps %v, entry %+v: want the entry back to claimed", p.kinds(), s.entry)
+	}
+	p.then(fine)
+	if s := p.last(); s.settle != settleFileStoreUnreadable {
+		t.Fatalf("steps %v, settle %v: want a nak (no call with the entry claimed)", p.kinds(), s.settle)
 	}
 }

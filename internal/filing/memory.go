@@ -7,9 +7,9 @@ import (
 
 // memory is what this replica knows of requests beyond the ledger: which
 // ids a handler holds right now, and, for an id whose ledger entry may be
-// behind, the recollection that settles it (a nonce written but never
-// called under, an outcome not yet recorded). It is the "what this replica
-// remembers" input of the decision core.
+// behind, what settles it (a nonce written but never called under, an
+// outcome not yet recorded). It is the "what this replica remembers"
+// input of the decision core.
 type memory struct {
 	mu     sync.Mutex
 	ids    map[string]*slot
@@ -20,7 +20,7 @@ type memory struct {
 type slot struct {
 	held bool
 	free chan struct{} // closed when the holder lets go
-	rec  recollection
+	rec  remembered
 	kept time.Time // when it was last let go holding something
 }
 
@@ -30,7 +30,7 @@ func newMemory(ttl time.Duration) *memory {
 
 // acquire takes id for one handler and returns what is remembered of it,
 // or, when another handler holds it, a channel closed when it lets go.
-func (m *memory) acquire(id string) (recollection, <-chan struct{}) {
+func (m *memory) acquire(id string) (remembered, <-chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.ids[id]
@@ -39,24 +39,15 @@ func (m *memory) acquire(id string) (recollection, <-chan struct{}) {
 		m.ids[id] = s
 	}
 	if s.held {
-		return recollection{}, s.free
+		return remembered{}, s.free
 	}
 	s.held, s.free = true, make(chan struct{})
 	return s.rec, nil
 }
 
-// update stores what the holder of id knows now.
-func (m *memory) update(id string, rec recollection) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := m.ids[id]; s != nil {
-		s.rec = rec
-	}
-}
-
 // release lets go of id, keeping rec when keep is true, and forgets what
 // was kept longer than the memory's ttl ago.
-func (m *memory) release(id string, rec recollection, keep bool, now time.Time) {
+func (m *memory) release(id string, rec remembered, keep bool, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.ids[id]
@@ -79,11 +70,4 @@ func (m *memory) release(id string, rec recollection, keep bool, now time.Time) 
 			delete(m.ids, other)
 		}
 	}
-}
-
-// size is the number of ids remembered.
-func (m *memory) size() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.ids)
 }

@@ -133,7 +133,7 @@ type ReconcileConfig struct {
 // Processor handles request messages. It is safe for concurrent use.
 type Processor struct {
 	cfg     Config
-	lim     limits
+	rules   limits
 	disp    Dispatcher
 	ledger  Ledger
 	js      Publisher
@@ -181,7 +181,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		rc.Reads = 4
 	}
 	cfg.Reconcile = rc
-	lim := limits{
+	rules := limits{
 		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
 		lease:        max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
@@ -192,14 +192,14 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if cfg.Files != nil {
 		// Files held in the object store are fetched with the entry
 		// "calling", before the call: the lease covers that too.
-		lim.lease += cfg.CallTimeout
+		rules.lease += cfg.CallTimeout
 	}
-	if lim.reconcile.on {
+	if rules.reconcile.on {
 		// A replica that reconciles holds the entry "calling" through its
 		// window: the lease covers it, and its last read.
-		lim.lease += rc.Window + cfg.CallTimeout
+		rules.lease += rc.Window + cfg.CallTimeout
 	}
-	return &Processor{cfg: cfg, lim: lim, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
+	return &Processor{cfg: cfg, rules: rules, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil
 }
 

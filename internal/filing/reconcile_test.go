@@ -17,233 +17,219 @@ import (
 // The rules of reconciliation, played without a broker: a create whose
 // answer was lost, then scripted answers to the reads.
 
-type readAnswer struct {
-	f   dispatch.Finding
-	err error
-}
-
 var (
-	absent = readAnswer{}
-	found  = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1",
+	absent = recordsRead{}
+	found1 = recordsRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1",
 		Outcome: dispatch.Outcome{Result: json.RawMessage(`{"QualificationNo":"QUA1"}`), UpstreamRequestID: "read-1"}}}}}
-	twice    = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1"}, {ID: "QUA2"}}}}
-	earlier  = readAnswer{f: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}
-	readDown = readAnswer{err: fmt.Errorf("SystemError: %w", retry.ErrTransient)}
-	readBad  = readAnswer{err: fmt.Errorf("SignatureDoesNotMatch: %w", retry.ErrPermanent)}
+	twice    = recordsRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "QUA1"}, {ID: "QUA2"}}}}
+	earlier  = recordsRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}
+	readDown = recordsRead{err: fmt.Errorf("SystemError: %w", retry.ErrTransient)}
+	readBad  = recordsRead{err: fmt.Errorf("SignatureDoesNotMatch: %w", retry.ErrPermanent)}
 )
 
-// lostCall is a known right after a call of api whose answer was lost.
-func lostCall(t *testing.T, api messages.API, rules reconcileRules) *known {
+// lostCall plays a create of api, called under nonce n1 from an entry
+// that edit may change, whose answer was lost.
+func lostCall(t *testing.T, api messages.API, rules reconcileRules, edit func(*ledger.Entry)) *script {
 	t.Helper()
-	k := testKnown(t)
-	k.req.API = api
-	k.lim.reconcile = rules
-	k.lim.policy = retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, NoJitter: true}
-	k.mem = recollection{nonce: "n1", dispatched: true, fingerprint: "fp"}
-	k.entry = &ledger.Entry{RequestID: "d-1", API: api, State: ledger.StateCalling, Nonce: "n1", Fingerprint: "fp",
-		Attempts: 1, ClaimedAt: t0, Revision: 2, Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
-	k.emitted = 1
-	k.attempts, k.callStart = 1, t0
-	k.lastErr = &dispatch.AmbiguousError{API: api, Err: errors.New("read: connection reset")}
-	k.lastClass = retry.ClassAmbiguous
-	return k
+	d := newTest(t, api)
+	d.rules.reconcile = rules
+	d.rules.policy = retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, NoJitter: true}
+	e := ledger.Entry{RequestID: "d-1", API: api, State: ledger.StateCalling, Nonce: "n1", Fingerprint: d.msg.fingerprint,
+		ClaimedAt: t0, Revision: 2, Trail: received(), Emitted: 1}
+	if edit != nil {
+		edit(&e)
+	}
+	return play(t, d, idTaken{mem: remembered{nonce: "n1", fingerprint: d.msg.fingerprint}}, claimed{e},
+		called{err: &dispatch.AmbiguousError{API: api, Err: errors.New("read: connection reset")}})
 }
 
-type played struct {
-	steps []step
-	reads []time.Duration // when each read was made, after the start
-}
-
-// play runs decide, answering each step as the runner would, until the
-// delivery settles, an outcome is taken in hand or a call is due.
-func play(t *testing.T, k *known, answers ...readAnswer) played {
-	t.Helper()
-	var p played
-	start := k.now
-	for n := 0; n < 200; n++ {
-		s := decide(k)
-		p.steps = append(p.steps, s)
-		switch s.kind {
-		case stepSettle, stepCall:
-			return p
-		case stepEmit:
-			k.emitted = len(k.trail())
-		case stepSleep:
-			k.now = k.now.Add(s.delay)
-		case stepReconcile:
-			p.reads = append(p.reads, k.now.Sub(start))
+// readOn answers the steps that follow with their routine success and
+// each read of the vendor's records with the next of reads (then
+// readDown), until the delivery settles, a call is due or an outcome is
+// recorded. It returns when each read was made.
+func (p *script) readOn(reads ...recordsRead) (at []time.Duration) {
+	p.t.Helper()
+	start := p.now
+	for range 200 {
+		switch s := p.last(); {
+		case s.kind == stepSettle || s.kind == stepCall || p.d.ledger.recorded:
+			return at
+		case s.kind == stepReconcile:
+			at = append(at, p.now.Sub(start))
 			a := readDown
-			if len(answers) > 0 {
-				a, answers = answers[0], answers[1:]
+			if len(reads) > 0 {
+				a, reads = reads[0], reads[1:]
 			}
-			k.noteRead(a.f, a.err, k.now)
-		case stepWrite:
-			e := s.entry
-			e.Revision = k.entry.Revision + 1
-			k.entry, k.pending = &e, nil
-			if e.State == ledger.StateDone {
-				k.recorded = true
-				return p
-			}
+			p.then(a)
 		default:
-			t.Fatalf("unexpected step %s", s.kind)
+			p.then(fine)
 		}
 	}
-	t.Fatal("no end after 200 steps")
-	return p
+	p.t.Fatal("no end after 200 steps")
+	return nil
 }
 
-func (p played) last() step { return p.steps[len(p.steps)-1] }
-
-func trailEvents(k *known) []string {
+func trailEvents(d *delivery) string {
 	var names []string
-	for _, ev := range k.trail() {
+	for _, ev := range d.trail() {
 		names = append(names, ev.Event)
 	}
-	return names
+	return strings.Join(names, ",")
 }
 
 var rules3 = reconcileRules{on: true, window: 300 * time.Millisecond, reads: 3, skew: time.Minute}
 
 func TestReconcileRules(t *testing.T) {
 	vms, sms := messages.APIVMSAddQualification, messages.APISMSApplySignatureIdent
+	baseline7 := func(e *ledger.Entry) { e.Baseline, e.BaselineKnown = []string{"7"}, true }
 	for _, tc := range []struct {
-		name    string
-		api     messages.API
-		rules   reconcileRules
-		setup   func(k *known)
-		answers []readAnswer
-		check   func(t *testing.T, k *known, p played)
+		name  string
+		api   messages.API
+		rules reconcileRules
+		edit  func(*ledger.Entry)
+		reads []recordsRead
+		check func(t *testing.T, d *delivery, p *script, at []time.Duration)
 	}{
-		{"found on the second read: succeeded, reconciled", vms, rules3, nil, []readAnswer{absent, found}, func(t *testing.T, k *known, p played) {
-			res := k.mem.outcome
+		{"found on the second read: succeeded, reconciled", vms, rules3, nil, []recordsRead{absent, found1}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			res := d.mem.outcome
 			if res == nil || res.Status != messages.StatusSucceeded || !res.Reconciled || string(res.Result) != `{"QualificationNo":"QUA1"}` || res.UpstreamRequestID != "read-1" {
 				t.Fatalf("outcome %+v: want succeeded, reconciled, the record's number", res)
 			}
-			if !k.recorded || k.entry.State != ledger.StateDone {
-				t.Errorf("entry %+v: want the outcome recorded", k.entry)
+			if !d.ledger.recorded || d.ledger.entry.State != ledger.StateDone {
+				t.Errorf("entry %+v: want the outcome recorded", d.ledger.entry)
 			}
-			if want := []time.Duration{0, 150 * time.Millisecond}; fmt.Sprint(p.reads) != fmt.Sprint(want) {
-				t.Errorf("reads at %v, want %v (spread over the window)", p.reads, want)
+			if want := []time.Duration{0, 150 * time.Millisecond}; fmt.Sprint(at) != fmt.Sprint(want) {
+				t.Errorf("reads at %v, want %v (spread over the window)", at, want)
 			}
-			if got := strings.Join(trailEvents(k), ","); got != "received,reconciling,reconciled" {
+			if got := trailEvents(d); got != "received,attempt,reconciling,reconciled" {
 				t.Errorf("trail %s", got)
 			}
 		}},
-		{"absent over the window: filed again, once", sms, rules3, func(k *known) { k.entry.BaselineKnown = true }, []readAnswer{absent, absent, absent}, func(t *testing.T, k *known, p played) {
+		{"absent over the window: filed again, once", sms, rules3, func(e *ledger.Entry) { e.BaselineKnown = true }, []recordsRead{absent, absent, absent}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
 			if p.last().kind != stepCall {
-				t.Fatalf("last step %s, want a call", p.last().kind)
+				t.Fatalf("steps %v, want a call last", p.kinds())
 			}
-			if e := k.entry; e.State != ledger.StateCalling || e.Refiled != 1 || e.Nonce == "n1" || e.Nonce != k.mem.nonce || k.mem.dispatched {
-				t.Errorf("entry %+v, memory %+v: want calling under a new nonce, refiled once", e, k.mem)
+			if e := d.ledger.entry; e.State != ledger.StateCalling || e.Refiled != 1 || e.Nonce == "n1" || e.Nonce != d.mem.nonce {
+				t.Errorf("entry %+v, memory %+v: want calling under a new nonce, refiled once", e, d.mem)
 			}
-			if want := []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond}; fmt.Sprint(p.reads) != fmt.Sprint(want) {
-				t.Errorf("reads at %v, want %v (the last at the end of the window)", p.reads, want)
+			if want := []time.Duration{0, 150 * time.Millisecond, 300 * time.Millisecond}; fmt.Sprint(at) != fmt.Sprint(want) {
+				t.Errorf("reads at %v, want %v (the last at the end of the window)", at, want)
 			}
-			if got := strings.Join(trailEvents(k), ","); got != "received,reconciling,refiled" {
+			if got := trailEvents(d); got != "received,attempt,reconciling,refiled" {
 				t.Errorf("trail %s", got)
 			}
 		}},
-		{"absent, and filed again once already: ambiguous", vms, rules3, func(k *known) { k.entry.Refiled = 1 }, []readAnswer{absent, absent, absent}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "filed again once already")
+		{"absent, and filed again once already: ambiguous", vms, rules3, func(e *ledger.Entry) { e.Refiled = 1 }, []recordsRead{absent, absent, absent}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "filed again once already")
 		}},
-		{"absent, refiling off: ambiguous", vms, reconcileRules{on: true, window: time.Second, reads: 2, keepAmbiguous: true}, nil, []readAnswer{absent, absent}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "reconcile.refile is off")
+		{"absent, refiling off: ambiguous", vms, reconcileRules{on: true, window: time.Second, reads: 2, keepAmbiguous: true}, nil, []recordsRead{absent, absent}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "reconcile.refile is off")
 		}},
-		{"two records match: ambiguous, not filed again", vms, rules3, nil, []readAnswer{twice}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "2 records at the vendor match")
+		{"two records match: ambiguous, not filed again", vms, rules3, nil, []recordsRead{twice}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "2 records at the vendor match")
 		}},
-		{"the read fails for the whole window: ambiguous", sms, rules3, nil, nil, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "could not be read")
-			if len(p.reads) < 3 || len(p.reads) > 20 || p.reads[len(p.reads)-1] > 300*time.Millisecond {
-				t.Errorf("reads at %v: want retries with backoff, none after the window", p.reads)
+		{"the read fails for the whole window: ambiguous", sms, rules3, nil, nil, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "could not be read")
+			if len(at) < 3 || len(at) > 20 || at[len(at)-1] > 300*time.Millisecond {
+				t.Errorf("reads at %v: want retries with backoff, none after the window", at)
 			}
 		}},
-		{"absent early, then the reads fail: not enough to file again", vms, rules3, nil, []readAnswer{absent, readDown, readDown, readDown, readDown, readDown, readDown, readDown}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "could not be read")
+		{"absent early, then the reads fail: not enough to file again", vms, rules3, nil, []recordsRead{absent, readDown, readDown, readDown, readDown, readDown, readDown, readDown}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "could not be read")
 		}},
-		{"a read refused for good: ambiguous at once", vms, rules3, nil, []readAnswer{readBad}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "SignatureDoesNotMatch")
-			if len(p.reads) != 1 {
-				t.Errorf("%d reads, want 1", len(p.reads))
+		{"a read refused for good: ambiguous at once", vms, rules3, nil, []recordsRead{readBad}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "SignatureDoesNotMatch")
+			if len(at) != 1 {
+				t.Errorf("%d reads, want 1", len(at))
 			}
 		}},
-		{"off: ambiguous at once", vms, reconcileRules{}, nil, nil, func(t *testing.T, k *known, p played) {
-			if len(p.reads) != 0 || k.mem.outcome == nil || !isAmbiguous(k.mem.outcome) {
-				t.Errorf("reads %v, outcome %+v: want ambiguous without reads", p.reads, k.mem.outcome)
+		{"off: ambiguous at once", vms, reconcileRules{}, nil, nil, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			if len(at) != 0 || !isAmbiguous(d.mem.outcome) {
+				t.Errorf("reads %v, outcome %+v: want ambiguous without reads", at, d.mem.outcome)
 			}
 		}},
-		{"douyin.add_role has no read: ambiguous at once", messages.APIDouyinAddRole, rules3, nil, nil, func(t *testing.T, k *known, p played) {
-			if len(p.reads) != 0 || k.mem.outcome == nil || !isAmbiguous(k.mem.outcome) {
-				t.Errorf("reads %v, outcome %+v: want ambiguous without reads", p.reads, k.mem.outcome)
+		{"douyin.add_role has no read: ambiguous at once", messages.APIDouyinAddRole, rules3, nil, nil, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			if len(at) != 0 || !isAmbiguous(d.mem.outcome) {
+				t.Errorf("reads %v, outcome %+v: want ambiguous without reads", at, d.mem.outcome)
 			}
 		}},
-		{"another replica's lost call is reconciled too", vms, rules3, func(k *known) {
-			k.mem, k.attempts, k.lastErr, k.lastClass = recollection{}, 0, nil, retry.ClassNone
-			k.entry.Owner, k.entry.Nonce, k.entry.UpdatedAt = "other", "theirs", t0.Add(-time.Hour)
-		}, []readAnswer{found}, func(t *testing.T, k *known, p played) {
-			if res := k.mem.outcome; res == nil || !res.Reconciled {
-				t.Errorf("outcome %+v: want reconciled", res)
+		{"sms: a record listed before the first call is an earlier filing", sms, rules3, baseline7, []recordsRead{earlier, earlier, earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			if p.last().kind != stepCall || d.ledger.entry.Refiled != 1 {
+				t.Errorf("steps %v, refiled %d: want it filed again (the only match is older)", p.kinds(), d.ledger.entry.Refiled)
 			}
 		}},
-		{"sms: a record listed before the first call is an earlier filing", sms, rules3, func(k *known) {
-			k.entry.Baseline, k.entry.BaselineKnown = []string{"7"}, true
-		}, []readAnswer{earlier, earlier, earlier}, func(t *testing.T, k *known, p played) {
-			if p.last().kind != stepCall || k.entry.Refiled != 1 {
-				t.Errorf("last step %s, refiled %d: want it filed again (the only match is older)", p.last().kind, k.entry.Refiled)
-			}
-		}},
-		{"sms: a new record beside an earlier one is this filing", sms, rules3, func(k *known) {
-			k.entry.Baseline, k.entry.BaselineKnown = []string{"7"}, true
-		}, []readAnswer{{f: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}, {ID: "8", Outcome: dispatch.Outcome{Result: json.RawMessage(`{"id":8}`)}}}}}}, func(t *testing.T, k *known, p played) {
-			if res := k.mem.outcome; res == nil || !res.Reconciled || string(res.Result) != `{"id":8}` {
+		{"sms: a new record beside an earlier one is this filing", sms, rules3, baseline7, []recordsRead{{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}, {ID: "8", Outcome: dispatch.Outcome{Result: json.RawMessage(`{"id":8}`)}}}}}}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			if res := d.mem.outcome; res == nil || !res.Reconciled || string(res.Result) != `{"id":8}` {
 				t.Errorf("outcome %+v: want the new record", res)
 			}
 		}},
-		{"sms: matches, and no baseline: an operator decides", sms, rules3, func(k *known) {
-			k.entry.BaselineKnown = false
-		}, []readAnswer{earlier}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "which existed before")
+		{"sms: matches, and no baseline: an operator decides", sms, rules3, nil, []recordsRead{earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "which existed before")
 		}},
-		{"vms: an undated match cannot decide", vms, rules3, nil, []readAnswer{{f: dispatch.Finding{Undated: 1}}}, func(t *testing.T, k *known, p played) {
-			wantAmbiguous(t, k, "creation time that cannot be read")
-		}},
-		{"shutdown while reconciling: handed back, the entry left calling", vms, rules3, func(k *known) {
-			k.recon = reconciliation{active: true, nonce: "n1", start: t0, next: t0.Add(time.Second)}
-			k.stopping = true
-		}, nil, func(t *testing.T, k *known, p played) {
-			if s := p.last(); s.kind != stepSettle || s.action != retry.ActionNakWithDelay || k.entry.State != ledger.StateCalling {
-				t.Errorf("last step %+v, entry %s: want a nak, the entry calling", s, k.entry.State)
-			}
-		}},
-		{"the entry moved on meanwhile: no refile", vms, rules3, func(k *known) {
-			k.recon = reconciliation{active: true, nonce: "n1", start: t0, reads: 3, lastRead: t0.Add(300 * time.Millisecond), next: t0.Add(time.Hour)}
-			k.entry.Nonce, k.entry.Owner, k.entry.UpdatedAt = "theirs", "other", t0
-		}, nil, func(t *testing.T, k *known, p played) {
-			if k.entry.Refiled != 0 || len(p.reads) != 0 {
-				t.Errorf("entry %+v, reads %v: want nothing filed or read", k.entry, p.reads)
-			}
+		{"vms: an undated match cannot decide", vms, rules3, nil, []recordsRead{{finding: dispatch.Finding{Undated: 1}}}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "creation time that cannot be read")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := lostCall(t, tc.api, tc.rules)
-			if tc.setup != nil {
-				tc.setup(k)
-			}
-			p := play(t, k, tc.answers...)
-			tc.check(t, k, p)
+			p := lostCall(t, tc.api, tc.rules, tc.edit)
+			at := p.readOn(tc.reads...)
+			tc.check(t, p.d, p, at)
 		})
 	}
 }
 
-func wantAmbiguous(t *testing.T, k *known, why string) {
+func wantAmbiguous(t *testing.T, d *delivery, why string) {
 	t.Helper()
-	res := k.mem.outcome
+	res := d.mem.outcome
 	if res == nil || !isAmbiguous(res) || !strings.Contains(res.Error.Message, why) {
 		t.Fatalf("outcome %+v: want ambiguous, saying %q", res, why)
 	}
-	if k.entry.Refiled > 1 || (k.entry.State == ledger.StateCalling && k.entry.Nonce != "n1") {
-		t.Errorf("entry %+v: nothing may be filed again", k.entry)
+	if e := d.ledger.entry; e.Refiled > 1 || (e.State == ledger.StateCalling && e.Nonce != "n1") {
+		t.Errorf("entry %+v: nothing may be filed again", e)
+	}
+}
+
+// Another replica's lost call is reconciled too: its "calling" entry's
+// lease is over, and nobody holds the answer.
+func TestAnotherReplicasLostCallIsReconciled(t *testing.T) {
+	d := newTest(t, messages.APIVMSAddQualification)
+	d.rules.reconcile = rules3
+	p := play(t, d, idTaken{}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs",
+		UpdatedAt: t0.Add(-time.Hour), ClaimedAt: t0, Revision: 2, Trail: received(), Emitted: 1}})
+	p.readOn(found1)
+	if res := d.mem.outcome; res == nil || !res.Reconciled {
+		t.Errorf("steps %v, outcome %+v: want reconciled", p.kinds(), res)
+	}
+}
+
+// Shutdown while reconciling hands the message back, the entry left
+// "calling" for the next delivery to reconcile.
+func TestShutdownWhileReconciling(t *testing.T) {
+	p := lostCall(t, messages.APIVMSAddQualification, rules3, nil).then(shutdown{})
+	p.readOn()
+	if s := p.last(); s.settle != settleShutdownReconciling || p.d.ledger.entry.State != ledger.StateCalling {
+		t.Errorf("steps %v, settle %v, entry %s: want a nak, the entry calling", p.kinds(), s.settle, p.d.ledger.entry.State)
+	}
+}
+
+// When the entry moved on meanwhile (another replica took the call over),
+// reconciliation stops: nothing is read or filed again.
+func TestReconcilingStopsWhenTheEntryMovedOn(t *testing.T) {
+	p := lostCall(t, messages.APIVMSAddQualification, rules3, nil)
+	for n := 0; p.last().kind != stepWrite || p.last().entry.Refiled != 1; n++ { // up to the refile's move to "calling"
+		switch {
+		case n > 100:
+			t.Fatalf("steps %v: no refile", p.kinds())
+		case p.last().kind == stepReconcile:
+			p.then(absent)
+		default:
+			p.then(fine)
+		}
+	}
+	p.then(conflicted{}, found{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs",
+		UpdatedAt: t0, ClaimedAt: t0, Revision: 4, Trail: received(), Emitted: 1}})
+	if at := p.readOn(); len(at) != 0 || p.last().settle != settleInFlightElsewhere {
+		t.Errorf("steps %v, reads %v: want nothing read or filed again, the other replica's call waited for", p.kinds(), at)
 	}
 }
 
@@ -251,41 +237,35 @@ func wantAmbiguous(t *testing.T, k *known, why string) {
 // before its first call, and the move to "calling" keeps them; other
 // apis, and reconciliation off, go straight to "calling".
 func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
-	k := testKnown(t)
-	k.req.API = messages.APISMSApplySignatureIdent
-	k.lim.reconcile = rules3
-	s := decide(k)
-	if s.kind != stepClaim || s.entry.State == ledger.StateCalling || s.entry.Nonce != "" {
-		t.Fatalf("first step %s, entry %+v: want a plain claim", s.kind, s.entry)
+	sms := messages.APISMSApplySignatureIdent
+	d := newTest(t, sms)
+	d.rules.reconcile = rules3
+	p := play(t, d, idTaken{})
+	if s := p.last(); s.kind != stepClaim || s.entry.State == ledger.StateCalling || s.entry.Nonce != "" {
+		t.Fatalf("steps %v, entry %+v: want a plain claim", p.kinds(), s.entry)
 	}
-	e := s.entry
-	e.State, e.Revision = ledger.StateClaimed, 1
-	k.entry, k.pending, k.emitted = &e, nil, len(e.Trail)
-	if s := decide(k); s.kind != stepBaseline {
-		t.Fatalf("after the claim: step %s, want the baseline read", s.kind)
+	if p.then(fine); p.last().kind != stepBaseline {
+		t.Fatalf("steps %v: want the baseline read after the claim", p.kinds())
 	}
-	k.baselineDone, k.baseline, k.baselineKnown = true, []string{"7"}, true
-	s = decide(k)
-	if s.kind != stepWrite || s.entry.State != ledger.StateCalling || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 {
-		t.Fatalf("step %s, entry %+v: want the move to calling keeping the baseline", s.kind, s.entry)
+	p.then(baselineRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}, fine)
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 {
+		t.Fatalf("steps %v, entry %+v: want the move to calling keeping the baseline", p.kinds(), s.entry)
 	}
 	// A claimed entry whose baseline is known is not read again.
-	k2 := testKnown(t)
-	k2.req.API, k2.lim.reconcile = messages.APISMSApplySignatureIdent, rules3
-	k2.entry = &ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Fingerprint: "fp", Revision: 3, BaselineKnown: true,
-		Trail: []messages.AuditEvent{{Event: messages.EventReceived}}}
-	k2.emitted = 1
-	if s := decide(k2); s.kind != stepWrite || s.entry.State != ledger.StateCalling {
-		t.Errorf("with a known baseline: step %s, want the move to calling", s.kind)
+	d = newTest(t, sms)
+	d.rules.reconcile = rules3
+	p = play(t, d, idTaken{}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Revision: 3, BaselineKnown: true, Trail: received(), Emitted: 1}})
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling {
+		t.Errorf("with a known baseline: steps %v, want the move to calling", p.kinds())
 	}
 	for _, tc := range []struct {
 		name  string
 		api   messages.API
 		rules reconcileRules
-	}{{"vms", messages.APIVMSAddQualification, rules3}, {"reconciliation off", messages.APISMSApplySignatureIdent, reconcileRules{}}} {
-		k := testKnown(t)
-		k.req.API, k.lim.reconcile = tc.api, tc.rules
-		if s := decide(k); s.kind != stepClaim || s.entry.State != ledger.StateCalling {
+	}{{"vms", messages.APIVMSAddQualification, rules3}, {"reconciliation off", sms, reconcileRules{}}} {
+		d := newTest(t, tc.api)
+		d.rules.reconcile = tc.rules
+		if s := play(t, d, idTaken{}).last(); s.kind != stepClaim || s.entry.State != ledger.StateCalling {
 			t.Errorf("%s: first step %s into %s, want a claim straight into calling", tc.name, s.kind, s.entry.State)
 		}
 	}

@@ -1,14 +1,14 @@
 // Package filing handles one filing request from the request stream. The
 // decisions are made by a deterministic core without I/O (decide.go); a
 // thin runner (this file) performs each step it asks for — ledger read or
-// write, upstream call, publish, settle — and feeds the answer back. Every
-// state change emits one audit event, and the logs and metrics are derived
-// from that emission (events.go).
+// write, upstream call, publish, settle — and answers with what happened
+// (steps.go), which the core applies to its state. Every state change
+// emits one audit event, and the logs and metrics are derived from that
+// emission (events.go).
 package filing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -19,9 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
-	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/retry"
-	"github.com/qualfile/qualfile/messages"
 )
 
 // Msg is what the processor needs of a JetStream message.
@@ -46,17 +44,17 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	defer p.metrics.InFlightAdd(-1)
 	p.active.Add(1)
 	defer p.active.Add(-1)
-	r := &runner{p: p, ctx: ctx, msg: msg, k: p.safeKnown(msg)}
+	r := &runner{p: p, ctx: ctx, msg: msg, d: p.readMessage(msg)}
 	r.startSpan()
 	defer r.span.End()
 	defer r.release()
+	r.apply(nil)
 	for n := 0; ; n++ {
-		r.k.now, r.k.stopping = p.cfg.Now().UTC(), ctx.Err() != nil
 		s, ok := r.decide()
 		if !ok || n > maxSteps {
 			// The core itself failed; there is nothing left to decide with.
 			r.log().Error("decision core failed; handing the message back", zap.Int("steps", n))
-			r.settle(step{kind: stepSettle, action: retry.ActionNakWithDelay, delay: p.cfg.Policy.RedeliveryMax, reason: "internal error"})
+			r.settle(step{kind: stepSettle, settle: settleCoreFailed, delay: p.cfg.Policy.RedeliveryMax})
 			return
 		}
 		if s.kind == stepSettle {
@@ -67,100 +65,104 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	}
 }
 
-// safeKnown is newKnown, with a panic on untrusted bytes turned into
-// knowledge (the message is dead-lettered).
-func (p *Processor) safeKnown(msg Msg) (k *known) {
+// readMessage reads what a message says about itself; a panic on its
+// untrusted bytes is answered like any other (the message is
+// dead-lettered).
+func (p *Processor) readMessage(msg Msg) (d *delivery) {
+	now := p.cfg.Now().UTC()
 	defer func() {
 		if v := recover(); v != nil {
-			k = &known{lim: p.lim, delivery: 1, now: p.cfg.Now().UTC(), panicked: bound(fmt.Sprint(v), 300), panics: 1}
-			k.receivedAt = k.now
+			d = newDelivery(p.rules, now, nil, "", nil) // nothing read
+			d.apply(now, false, panicked{why: bound(fmt.Sprint(v), 300)})
 		}
 	}()
-	return p.newKnown(msg)
-}
-
-// newKnown reads what a message says about itself.
-func (p *Processor) newKnown(msg Msg) *known {
-	k := &known{lim: p.lim, delivery: 1, now: p.cfg.Now().UTC()}
-	k.receivedAt = k.now
 	subjectAPI, _ := p.cfg.Subjects.APIFromRequestSubject(msg.Subject())
-	if subjectAPI.Valid() {
-		k.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
-	}
-	if md, err := msg.Metadata(); err == nil {
-		k.seq, k.delivery = md.Sequence.Stream, int(md.NumDelivered)
-		if !md.Timestamp.IsZero() {
-			k.receivedAt = md.Timestamp.UTC()
-		}
-	}
-	if k.delivery > 1 {
-		p.metrics.Redelivery(apiLabel(k.subjectAPI))
-	}
-	req, err := messages.ParseRequest(msg.Data())
+	md, err := msg.Metadata()
 	if err != nil {
-		k.parseErr = err
-		return k
+		md = nil
+	} else if md.NumDelivered > 1 {
+		p.metrics.Redelivery(apiLabel(subjectAPI))
 	}
-	k.req = req
-	if err := req.ValidateFor(subjectAPI); err != nil {
-		k.invalid = err
-		return k
-	}
-	k.fingerprint = req.Fingerprint()
-	return k
+	return newDelivery(p.rules, now, msg.Data(), subjectAPI, md)
 }
 
-// runner performs the steps of one delivery.
+// runner performs the steps of one delivery. It reads the core's state
+// but never writes it: what it learns goes back as an answer.
 type runner struct {
-	p    *Processor
-	ctx  context.Context // the work context
-	msg  Msg
-	k    *known
-	held bool            // this handler holds the id in memory
-	tctx context.Context // the delivery's span, for its children and the messages it publishes
-	span trace.Span
+	p         *Processor
+	ctx       context.Context // the work context
+	msg       Msg
+	d         *delivery
+	replyData []byte          // the result the last step published, for reply_to once the core counts it
+	tctx      context.Context // the delivery's span, for its children and the messages it publishes
+	span      trace.Span
 }
 
-// decide runs the core, turning a panic into knowledge.
+// decide asks the core for the next step. A panic in the core is answered
+// like a panic in a step; one on the way a panic takes ends the delivery
+// (ok false).
 func (r *runner) decide() (s step, ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			if r.k.panicked != "" {
+			if r.d.panicked != "" {
 				ok = false // the panic path itself panicked
 				return
 			}
-			r.panicked(v)
+			r.apply(r.panicked(v, nil))
 			s, ok = r.decide()
 		}
 	}()
-	if r.k.req != nil && r.k.invalid == nil && !r.held && r.k.panicked == "" {
-		r.acquire()
-	}
-	return decide(r.k), true
+	return r.d.decide(), true
 }
 
-func (r *runner) panicked(v any) {
-	r.k.panicked = bound(fmt.Sprint(v), 300)
-	r.k.panics++
-	r.log().Error("panic while handling a message; it is dead-lettered", zap.String("panic", r.k.panicked), zap.ByteString("stack", debug.Stack()))
-}
-
-// perform does one step and writes its answer into known.
+// perform does one step and gives the core its answer.
 func (r *runner) perform(s step) {
+	span := r.stepSpan(s)
+	a := r.do(s)
+	r.apply(a)
+	if err, trouble := failure(a); trouble {
+		r.log().Warn("broker operation failed", zap.Stringer("op", s.kind), zap.Int("failures", r.d.trouble.failures), zap.Error(err))
+	}
+	if span != nil {
+		r.endStepSpan(span, s, a)
+	}
+	if data := r.replyData; data != nil {
+		r.replyData = nil
+		if r.d.out.resultDone {
+			r.reply(data) // stored behind all of its events
+		}
+	}
+}
+
+// apply gives the core an answer (nil: none), with the time and whether
+// the grace period is over.
+func (r *runner) apply(a answer) {
 	defer func() {
 		if v := recover(); v != nil {
-			r.panicked(v)
+			r.apply(r.panicked(v, nil))
 		}
 	}()
-	k := r.k
-	var err error
-	span := r.stepSpan(s)
-	if span != nil {
-		defer func() { r.endStepSpan(span, s, err) }()
-	}
+	r.d.apply(r.p.cfg.Now().UTC(), r.ctx.Err() != nil, a)
+}
+
+// panicked is the answer to a panic, or to a ledger error err that
+// reveals a bug or a corrupt entry (retrying cannot help).
+func (r *runner) panicked(v any, err error) answer {
+	why := bound(fmt.Sprint(v), 300)
+	r.log().Error("panic while handling a message; it is dead-lettered", zap.String("panic", why), zap.ByteString("stack", debug.Stack()))
+	return panicked{why: why, err: err}
+}
+
+// do does one step and answers with what happened.
+func (r *runner) do(s step) (a answer) {
+	defer func() {
+		if v := recover(); v != nil {
+			a = r.panicked(v, nil)
+		}
+	}()
 	switch s.kind {
-	case stepWaitLocal:
-		r.waitLocal()
+	case stepTakeID:
+		return r.takeID()
 	case stepSleep:
 		t := time.NewTimer(s.delay)
 		select {
@@ -168,106 +170,90 @@ func (r *runner) perform(s step) {
 		case <-r.ctx.Done():
 		}
 		t.Stop()
+		return slept{}
 	case stepCall:
-		r.call()
+		return r.call()
 	case stepReconcile:
-		r.reconcile()
-	case stepFiles:
-		err = r.fetchFiles()
+		return r.readRecords(s.since)
 	case stepBaseline:
-		r.readBaseline()
+		return baselineRead(r.readRecords(time.Time{}))
+	case stepFiles:
+		return r.fetchFiles()
 	case stepRemoveFiles:
-		r.removeFiles()
+		return r.removeFiles()
 	case stepClaim:
-		err = r.claim(s.entry)
+		return r.claim(s.entry)
 	case stepRead:
-		err = r.read()
+		return r.read()
 	case stepWrite:
-		err = r.write(s.entry)
+		return r.write(s)
 	case stepEmit:
-		err = r.emit(s.result)
+		return r.emit(s.events, s.result)
 	case stepEvent:
-		if err = r.publishEvent(s.event); err == nil {
-			k.eventDone = true
-		}
+		return sent(stepEvent, r.publishEvent(s.event), eventSent{})
 	case stepDeadLetter:
-		if err = r.deadLetter(s.dead); err == nil {
-			k.deadDone = true
-		}
+		return sent(stepDeadLetter, r.deadLetter(s.dead), deadLettered{})
 	case stepResult:
-		if err = r.publishResult(s.result); err == nil {
-			k.resultDone = true
-		}
+		return sent(stepResult, r.publishResult(s.result), resultSent{})
 	}
-	switch {
-	case err == nil:
-		if s.kind != stepSleep && s.kind != stepWaitLocal {
-			k.failures, k.troubleSince = 0, time.Time{}
-		}
-	case errors.Is(err, ledger.ErrConflict):
-		k.stale = true
-		k.conflicts++
-	case errors.Is(err, ledger.ErrBadTransition) || errors.As(err, new(*ledger.DecodeError)):
-		// Not the broker: a bug or a corrupt entry; retrying cannot help.
-		r.panicked(err)
-	default:
-		if k.failures == 0 {
-			k.troubleSince = k.now
-		}
-		k.failed, k.failErr = s.kind, err
-		k.failures++
-		r.log().Warn("broker operation failed", zap.Stringer("op", s.kind), zap.Int("failures", k.failures), zap.Error(err))
-	}
-	r.remember()
+	panic("filing: a step of kind " + s.kind.String())
 }
 
-// acquire takes the request's id in this replica's memory.
-func (r *runner) acquire() {
-	rec, wait := r.p.mem.acquire(r.k.req.ID)
-	r.k.busy, r.held = wait != nil, wait == nil
-	if r.held && (rec.fingerprint == "" || rec.fingerprint == r.k.fingerprint) {
-		r.k.mem = rec // what is remembered is about this very request
+// sent is the answer to a publish: ok, or a failure with err.
+func sent(op stepKind, err error, ok answer) answer {
+	if err != nil {
+		return failed{op: op, err: err}
 	}
+	return ok
 }
 
-// waitLocal waits for this replica's other handler of the id to let go.
-func (r *runner) waitLocal() {
+// failure is the error an answer reports, if any, and whether it is
+// broker trouble.
+func failure(a answer) (err error, trouble bool) {
+	switch a := a.(type) {
+	case failed:
+		return a.err, true
+	case published:
+		return a.err, a.err != nil
+	case conflicted:
+		return a.err, false
+	case panicked:
+		return a.err, false
+	}
+	return nil, false
+}
+
+// takeID takes the request's id in this replica's memory, waiting while
+// another handler of this replica holds it, until the grace period ends.
+func (r *runner) takeID() answer {
 	for {
-		rec, wait := r.p.mem.acquire(r.k.req.ID)
-		if wait == nil {
-			r.held, r.k.busy = true, false
-			if rec.fingerprint == "" || rec.fingerprint == r.k.fingerprint {
-				r.k.mem = rec
-			}
-			return
+		mem, wait := r.p.mem.acquire(r.d.msg.req.ID)
+		switch {
+		case wait == nil:
+			return idTaken{mem: mem}
+		case r.ctx.Err() != nil:
+			return idBusy{}
 		}
 		select {
 		case <-wait:
 		case <-r.ctx.Done():
-			return
 		}
-	}
-}
-
-// remember mirrors the delivery's recollection into the replica's memory.
-func (r *runner) remember() {
-	if r.held {
-		r.p.mem.update(r.k.req.ID, r.k.mem)
 	}
 }
 
 // release lets go of the id, keeping what the ledger may lack.
 func (r *runner) release() {
-	if r.held {
-		r.p.mem.release(r.k.req.ID, r.k.mem, r.k.keep(), r.p.cfg.Now())
+	if r.d.idTaken {
+		r.p.mem.release(r.d.msg.req.ID, r.d.mem, r.d.keep(), r.p.cfg.Now())
 	}
 }
 
-// settle is the one place that acks, naks or terminates a delivery; what
-// to do was decided by the core.
+// settle is the one place that acks, naks or terminates a delivery; how
+// was decided by the core (settlement.go).
 func (r *runner) settle(s step) {
 	var err error
-	switch s.action {
+	action, reason := s.settle.action, s.settle.reason
+	switch action {
 	case retry.ActionAck:
 		ctx, cancel := context.WithTimeout(context.Background(), r.p.cfg.PublishTimeout)
 		err = r.msg.DoubleAck(ctx)
@@ -275,45 +261,28 @@ func (r *runner) settle(s step) {
 	case retry.ActionNakWithDelay:
 		err = r.msg.NakWithDelay(s.delay)
 	case retry.ActionTerm, retry.ActionDeadLetter:
-		err = r.msg.TermWithReason(s.reason)
+		err = r.msg.TermWithReason(reason)
 	}
-	r.span.SetAttributes(attribute.String("qualfile.settle", s.action.String()), attribute.String("qualfile.settle_reason", spanValue(s.reason)))
-	if res := r.k.mem.outcome; res != nil {
+	r.span.SetAttributes(attribute.String("qualfile.settle", action.String()), attribute.String("qualfile.settle_reason", reason))
+	if res := r.d.mem.outcome; res != nil {
 		r.span.SetAttributes(attribute.String("qualfile.status", string(res.Status)))
 	}
-	r.log().Debug("settled", zap.Stringer("action", s.action), zap.Duration("delay_ms", s.delay), zap.String("reason", s.reason))
+	r.log().Debug("settled", zap.Stringer("action", action), zap.Duration("delay_ms", s.delay), zap.String("reason", reason))
 	if err != nil {
 		// The broker redelivers after AckWait; the ledger makes that safe.
-		r.log().Warn("settle failed; the message will be redelivered", zap.Stringer("action", s.action), zap.Error(err))
+		r.log().Warn("settle failed; the message will be redelivered", zap.Stringer("action", action), zap.Error(err))
 	}
 }
 
 // call makes one upstream attempt.
-func (r *runner) call() {
-	k := r.k
-	k.callDue = false
-	if k.attempts == 0 {
-		k.callStart = k.now
-	}
-	k.mem.dispatched, k.mem.answered = true, false
-	r.remember() // before the call: a crash of this handler must not forget it
+func (r *runner) call() answer {
 	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
 	start := r.p.cfg.Now()
-	out, err := r.p.disp.Dispatch(ctx, k.req)
+	out, err := r.p.disp.Dispatch(ctx, r.d.msg.req)
 	cancel()
-	took := r.p.cfg.Now().Sub(start)
 	if retry.ClassOf(err) == retry.ClassHeld {
 		// Held back before it was sent: no attempt, nothing in flight.
-		k.mem.dispatched = false
-		k.held, k.heldFor = err, heldDelay(err)
-		k.now = r.p.cfg.Now().UTC()
-		return
+		return held{err: err}
 	}
-	k.attempts++
-	k.entry.Attempts++
-	k.lastOut, k.lastErr, k.lastClass = out, err, retry.ClassOf(err)
-	k.cutShort = err != nil && r.ctx.Err() != nil && k.lastClass != retry.ClassAmbiguous
-	k.mem.answered = !k.cutShort && k.lastClass != retry.ClassAmbiguous
-	k.now = r.p.cfg.Now().UTC()
-	k.pending = append(k.pending, k.attemptEvent(took))
+	return called{out: out, err: err, took: r.p.cfg.Now().Sub(start)}
 }

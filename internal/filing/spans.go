@@ -22,22 +22,22 @@ import (
 
 // startSpan starts the delivery's span.
 func (r *runner) startSpan() {
-	k := r.k
-	key := "seq:" + strconv.FormatUint(k.seq, 10)
-	if k.req != nil && k.req.ID != "" {
-		key = spanValue(boundID(k.req.ID))
+	m := r.d.msg
+	key := "seq:" + strconv.FormatUint(m.seq, 10)
+	if m.req != nil && m.req.ID != "" {
+		key = spanValue(boundID(m.req.ID))
 	}
 	attrs := []attribute.KeyValue{
 		attribute.String("messaging.system", "nats"),
 		attribute.String("messaging.operation.type", "process"),
-		attribute.String("qualfile.api", apiLabel(k.subjectAPI)),
+		attribute.String("qualfile.api", apiLabel(m.subjectAPI)),
 		attribute.String("qualfile.replica", spanValue(r.p.cfg.Owner)),
 		attribute.String("qualfile.request_id", key),
-		attribute.Int("qualfile.delivery", k.delivery),
-		attribute.Int64("qualfile.stream_seq", int64(k.seq)),
+		attribute.Int("qualfile.delivery", m.deliveries),
+		attribute.Int64("qualfile.stream_seq", int64(m.seq)),
 	}
-	if k.req != nil && k.req.API.Valid() && k.invalid == nil {
-		attrs = append(attrs, attribute.String("qualfile.account", spanValue(bound(k.req.AccountOrDefault(), messages.MaxAccountLen))))
+	if m.req != nil && m.req.API.Valid() && m.invalid == nil {
+		attrs = append(attrs, attribute.String("qualfile.account", spanValue(bound(m.req.AccountOrDefault(), messages.MaxAccountLen))))
 	}
 	parent := tracing.Extract(context.Background(), r.msg.Headers(), key)
 	r.tctx, r.span = r.p.cfg.Tracer.Start(parent, "qualfile.delivery", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
@@ -73,36 +73,36 @@ func (r *runner) stepSpan(s step) trace.Span {
 	return span
 }
 
-// endStepSpan records what the step did and ends its span. A broker
-// error's text goes in (it holds no personal data); a vendor's answer is
-// its class and code only.
-func (r *runner) endStepSpan(span trace.Span, s step, err error) {
-	k := r.k
+// endStepSpan records what the step did (its answer a) and ends its span.
+// A broker error's text goes in (it holds no personal data); a vendor's
+// answer is its class and code only.
+func (r *runner) endStepSpan(span trace.Span, s step, a answer) {
+	call := r.d.call
 	switch s.kind {
 	case stepCall:
-		if k.held != nil {
+		if _, ok := a.(held); ok {
 			span.SetAttributes(attribute.String("qualfile.class", "held"))
 			break
 		}
-		code, _, _ := describe(k.lastErr)
+		code, _, _ := describe(call.err)
 		attrs := []attribute.KeyValue{
-			attribute.Int("qualfile.attempt", k.entry.Attempts),
-			attribute.String("qualfile.class", classLabel(string(k.lastClass))),
+			attribute.Int("qualfile.attempt", r.d.ledger.entry.Attempts),
+			attribute.String("qualfile.class", classLabel(string(call.class))),
 			attribute.String("qualfile.vendor_code", spanValue(bound(code, 64))),
 		}
-		if up := k.lastOut.UpstreamRequestID; up != "" {
+		if up := call.out.UpstreamRequestID; up != "" {
 			attrs = append(attrs, attribute.String("qualfile.upstream_request_id", spanValue(bound(up, 128))))
 		}
 		span.SetAttributes(attrs...)
-		if k.lastErr != nil {
-			span.SetStatus(codes.Error, string(k.lastClass))
+		if call.err != nil {
+			span.SetStatus(codes.Error, string(call.class))
 		}
 	case stepReconcile:
-		span.SetAttributes(attribute.Int("qualfile.reads", k.recon.reads), attribute.Int("qualfile.matches", k.recon.finding.Matches()))
+		span.SetAttributes(attribute.Int("qualfile.reads", r.d.recon.reads), attribute.Int("qualfile.matches", r.d.recon.finding.Matches()))
 	case stepFiles:
-		span.SetAttributes(attribute.Bool("qualfile.files_usable", k.filesErr == nil))
+		span.SetAttributes(attribute.Bool("qualfile.files_usable", call.filesErr == nil))
 	}
-	if err != nil {
+	if err, _ := failure(a); err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, s.kind.String()+" failed")
 	}

@@ -1,8 +1,10 @@
 package filing
 
 import (
-	"errors"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -10,55 +12,110 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// The state of the decision core: the steps it asks for, its fixed rules,
-// and what is known about one delivery. Plain data; decide.go reads it.
+// The state of the decision core: what it knows of one delivery, grouped
+// by what it describes, and apply, the one function through which the
+// runner's answers change it. decide (decide.go) reads it and notes its
+// own decisions in it (an outcome taken in hand, a nonce chosen); nothing
+// outside the core writes it (layers_test.go checks that).
 
-// stepKind names what the runner does next.
-type stepKind int
+// delivery is everything the core knows of one delivery of a message.
+type delivery struct {
+	rules    limits
+	now      time.Time
+	stopping bool   // the shutdown grace period is over: nothing more is sent
+	panicked string // a step panicked (a bug): what it said
+	panics   int    // how many times
 
-const (
-	stepWaitLocal   stepKind = iota + 1 // wait for this replica's other handler of the id
-	stepClaim                           // ledger: create the entry, or read the existing one
-	stepRead                            // ledger: read the entry again
-	stepWrite                           // ledger: store step.entry in place of known.entry
-	stepCall                            // one upstream attempt
-	stepSleep                           // wait step.delay (backoff)
-	stepEmit                            // publish the trail's unpublished audit events (and step.result, if any)
-	stepEvent                           // publish step.event (not part of the trail)
-	stepDeadLetter                      // publish the dead letter
-	stepResult                          // store step.result and send it to reply_to
-	stepReconcile                       // read the vendor's records for a create whose answer was lost
-	stepFiles                           // fetch and check the request's files held in the object store
-	stepRemoveFiles                     // remove them once the outcome is final
-	stepBaseline                        // list the vendor\'s records that match an SMS create before its first call
-	stepSettle                          // ack, nak with delay, or term; the last step
-)
-
-var stepNames = map[stepKind]string{
-	stepWaitLocal: "wait-local", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
-	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
-	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
-	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline",
+	msg     message
+	idTaken bool       // this handler holds the id in this replica's memory
+	idBusy  bool       // another handler of this replica held it until the grace period ended
+	mem     remembered // what this replica remembers of the request; the runner keeps it when the delivery ends
+	ledger  ledgerView
+	call    callState
+	recon   reconciliation
+	out     emission
+	trouble brokerTrouble
 }
 
-func (s stepKind) String() string { return stepNames[s] }
-
-// step is one thing for the runner to do.
-type step struct {
-	kind   stepKind
-	entry  ledger.Entry        // stepClaim (the new entry), stepWrite (the entry to store)
-	delay  time.Duration       // stepSleep; stepSettle with ActionNakWithDelay
-	event  messages.AuditEvent // stepEvent
-	result *messages.Result    // stepResult; stepEmit, published after the events
-	dead   deadLetterSpec      // stepDeadLetter
-	action retry.Action        // stepSettle
-	reason string              // stepSettle, in a few words
+// message is what the message says about itself.
+type message struct {
+	deliveries  int          // deliveries of it, this one included
+	seq         uint64       // its stream sequence
+	receivedAt  time.Time    // its stream timestamp
+	subjectAPI  messages.API // the api its subject names; "" unless a known one
+	req         *messages.Request
+	undecodable error // not a JSON object
+	invalid     error // the request fails validation
+	fingerprint string
 }
 
-// deadLetterSpec says what a dead letter records.
-type deadLetterSpec struct {
-	reason, class string
-	key           string // identifies the outcome, so that a copy is stored once
+// remembered is what this replica knows of a request beyond the ledger.
+// It outlives a delivery when it holds something the ledger does not.
+type remembered struct {
+	nonce       string           // the last "calling" nonce this replica wrote
+	dispatched  bool             // a call was sent under nonce
+	answered    bool             // that call got a definite answer
+	outcome     *messages.Result // the outcome in hand: final, perhaps not yet in the ledger
+	deadReason  string           // why that outcome is dead-lettered ("" when it is not)
+	derived     bool             // the outcome was concluded from the ledger, not told by the vendor
+	fingerprint string           // of the request this is about
+}
+
+// ledgerView is the request's ledger entry as this delivery last saw it.
+type ledgerView struct {
+	entry     *ledger.Entry // nil until read
+	missing   bool          // read, and there is none
+	stale     bool          // a write lost a compare-and-set: read again
+	conflicts int           // compare-and-sets lost in a row
+	uncertain bool          // a claim or write failed: it may have landed
+	fresh     bool          // mem.nonce was chosen by this delivery's claim
+	tried     *ledger.Entry // the write that failed but may have landed
+	recorded  bool          // the entry holds the outcome in hand
+}
+
+// callState is this delivery's calls, and what comes before them.
+type callState struct {
+	due       bool // the entry is "calling" under mem.nonce: call
+	attempts  int  // calls made by this delivery
+	start     time.Time
+	out       dispatch.Outcome // the last call's answer
+	err       error
+	class     retry.Class
+	cutShort  bool  // the last call was cut short by shutdown: it may have reached the vendor
+	held      error // the last call was held back before it was sent (retry.ErrHeld)
+	heldNoted bool  // its deferred event is pending
+	refiling  bool  // the next move to "calling" files the request again
+
+	deferred   bool // handed back to wait in the broker, not in memory
+	deferDelay time.Duration
+	deferAs    settlement
+
+	filesDone     bool  // the request's files in the object store are fetched and checked
+	filesErr      error // one of them cannot be used (a *messages.ValidationError)
+	filesRemoved  bool  // they were removed (or that was tried)
+	baselineDone  bool  // the baseline read was made (or tried)
+	baseline      []string
+	baselineKnown bool
+}
+
+// emission is what goes out: the trail's events, the result, the dead
+// letter, and the outcome they say.
+type emission struct {
+	pending            []messages.AuditEvent // new events not yet in the ledger's trail
+	emitted            int                   // how many of trail() are known published
+	emitFailed         bool                  // events could not go out before a write; they go out later
+	settling           bool                  // the outcome in hand settles an ambiguous one
+	otherOutcomeStands bool                  // another replica's different outcome is the record
+	resultDone         bool
+	eventDone          bool
+	deadDone           bool
+}
+
+// brokerTrouble is the broker steps failed in a row.
+type brokerTrouble struct {
+	failed   stepKind // the last step failed, and nothing was decided about it yet
+	failures int
+	since    time.Time // when the first of them began
 }
 
 // limits are the fixed rules of the decisions.
@@ -74,207 +131,205 @@ type limits struct {
 	reconcile     reconcileRules
 }
 
-// reconcileRules say how a create whose answer was lost is settled by
-// reading the vendor's records.
-type reconcileRules struct {
-	on            bool
-	window        time.Duration // the settling window: reads are spread over it
-	reads         int           // answered reads in the window, the last at its end
-	skew          time.Duration // a record this much older than the claim still counts
-	keepAmbiguous bool          // absent after the window: ambiguous, for an operator (not filed again)
-}
-
-// slot is when read i (0-based) of a reconciliation that began at start
-// is due: spread evenly, the last at the end of the window.
-func (r reconcileRules) slot(start time.Time, i int) time.Time {
-	if r.reads <= 1 {
-		return start.Add(r.window)
+// newDelivery reads what a message says about itself: its data, the api
+// its subject names (unchecked) and the broker's metadata (nil: unknown).
+func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.API, md *jetstream.MsgMetadata) *delivery {
+	d := &delivery{rules: rules, now: now, msg: message{deliveries: 1, receivedAt: now}}
+	if subjectAPI.Valid() {
+		d.msg.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
 	}
-	return start.Add(r.window * time.Duration(i) / time.Duration(r.reads-1))
-}
-
-// reconciliation is the progress of reading back a create whose answer
-// was lost.
-type reconciliation struct {
-	active   bool
-	why      string // how the answer was lost
-	nonce    string // the nonce of the lost call; the entry must still name it
-	start    time.Time
-	next     time.Time        // when the next read is due
-	reads    int              // reads answered
-	lastRead time.Time        // when the last answered read was made
-	finding  dispatch.Finding // its answer
-	failures int              // reads failed since the last answered one
-	failed   int              // reads failed in all
-	lastErr  error
-	gaveUp   bool // a read failed in a way that another cannot mend
-	refile   bool // decided: file it again (the write may still be due)
-}
-
-// counted is the deliveries that count toward the dead-letter limit: not
-// those handed back because qualfile held the call back.
-func (k *known) counted() int {
-	if k.entry == nil {
-		return k.delivery
+	if md != nil {
+		d.msg.seq, d.msg.deliveries = md.Sequence.Stream, int(md.NumDelivered)
+		if !md.Timestamp.IsZero() {
+			d.msg.receivedAt = md.Timestamp.UTC()
+		}
 	}
-	return max(1, k.delivery-k.entry.Held)
-}
-
-// heldDelay is how long a held call's request should wait.
-func heldDelay(err error) time.Duration {
-	var h interface{ HeldFor() time.Duration }
-	if errors.As(err, &h) {
-		return h.HeldFor()
-	}
-	return time.Second
-}
-
-// claimedAt is when the request was first claimed, as well as it is known.
-func (k *known) claimedAt() time.Time {
-	switch {
-	case !k.entry.ClaimedAt.IsZero():
-		return k.entry.ClaimedAt
-	case len(k.entry.Trail) > 0 && !k.entry.Trail[0].Time.IsZero():
-		return k.entry.Trail[0].Time // an entry written before claimed_at was kept
-	}
-	return k.receivedAt
-}
-
-// noteRead takes in the answer to one read made at now.
-func (k *known) noteRead(f dispatch.Finding, err error, now time.Time) {
-	r, rules := &k.recon, k.lim.reconcile
+	req, err := messages.ParseRequest(data)
 	if err != nil {
-		r.failures++
-		r.failed++
-		r.lastErr = err
-		class := retry.ClassOf(err)
-		if class == retry.ClassHeld {
-			// This replica held the read back (the rate limit): not an
-			// answer, and not a failure of the vendor.
-			r.next = now.Add(min(heldDelay(err), time.Second))
+		d.msg.undecodable = err
+		return d
+	}
+	d.msg.req = req
+	if err := req.ValidateFor(subjectAPI); err != nil {
+		d.msg.invalid = err
+		return d
+	}
+	d.msg.fingerprint = req.Fingerprint()
+	return d
+}
+
+// apply takes in the runner's answer to the last step (nil before the
+// first), with the time and whether the grace period is over, as the
+// runner saw them when the answer came.
+func (d *delivery) apply(now time.Time, stopping bool, a answer) {
+	began := d.now // when the step began: the core decided it then
+	d.now, d.stopping = now, stopping
+	if f, ok := a.(found); ok {
+		if t := d.ledger.tried; t != nil && t.State == f.entry.State && t.Owner == f.entry.Owner && t.UpdatedAt.Equal(f.entry.UpdatedAt) && t.Nonce == f.entry.Nonce {
+			a = written(f) // our own write, which timed out but landed: it succeeded
+		}
+	}
+	switch a := a.(type) {
+	case nil, slept:
+		return
+	case idTaken:
+		d.idTaken, d.idBusy = true, false
+		if a.mem.fingerprint == "" || a.mem.fingerprint == d.msg.fingerprint {
+			d.mem = a.mem // what is remembered is about this very request
+		}
+		return
+	case idBusy:
+		d.idBusy = true
+		return
+	case panicked:
+		d.panicked = a.why
+		d.panics++
+		return
+	case conflicted:
+		// It did not land; an earlier write whose reply was lost still may
+		// have, and stays the one to look for (tried), so that this replica
+		// does not forget a nonce the ledger may name.
+		d.ledger.stale = true
+		d.ledger.conflicts++
+		return
+	case failed:
+		d.brokerFailed(a, began)
+		return
+	case claimed:
+		d.see(a.entry)
+		d.out.emitted = eventsOut(a.entry, d.msg.seq)
+	case found:
+		pending := 0 // of this delivery's pending events, published already
+		if d.ledger.entry != nil {
+			pending = max(0, d.out.emitted-len(d.ledger.entry.Trail))
+		}
+		d.see(a.entry)
+		if d.out.emitted = eventsOut(a.entry, d.msg.seq); d.out.emitted == len(a.entry.Trail) {
+			d.out.emitted += pending
+		}
+	case notFound:
+		d.ledger.entry, d.ledger.missing, d.ledger.stale = &ledger.Entry{RequestID: d.msg.req.ID}, true, false
+	case written:
+		d.see(a.entry)
+		d.out.pending, d.ledger.tried, d.ledger.conflicts = nil, nil, 0
+	case called:
+		class := retry.ClassOf(a.err)
+		d.call.attempts++
+		d.ledger.entry.Attempts++
+		d.call.out, d.call.err, d.call.class = a.out, a.err, class
+		d.call.cutShort = a.err != nil && d.stopping && class != retry.ClassAmbiguous
+		d.mem.answered = !d.call.cutShort && class != retry.ClassAmbiguous
+		d.out.pending = append(d.out.pending, d.attemptEvent(a.took))
+	case held:
+		// Held back before it was sent: no attempt, nothing in flight.
+		d.mem.dispatched = false
+		d.call.held = a.err
+	case recordsRead:
+		d.noteRead(a.finding, a.err)
+	case baselineRead:
+		// A failed read leaves the baseline unknown: the create goes on,
+		// and a lost answer then goes to an operator.
+		d.call.baselineDone = true
+		if a.err == nil && a.finding.Undated == 0 {
+			d.call.baseline, d.call.baselineKnown = make([]string, 0, len(a.finding.Records)), true
+			for _, rec := range a.finding.Records {
+				d.call.baseline = append(d.call.baseline, rec.ID)
+			}
+		}
+	case filesFetched:
+		switch {
+		case a.noStore:
+			d.call.filesErr = &messages.ValidationError{Fields: []messages.FieldError{{Field: "payload",
+				Problem: "references files in an object store, and this consumer has none configured"}}}
+		case a.unusable != nil:
+			d.call.filesErr = a.unusable
+		default:
+			d.call.filesDone = true
+		}
+	case filesRemoved:
+		d.call.filesRemoved = true
+	case published:
+		d.out.emitted += a.events
+		if a.result && d.out.emitted == len(d.trail()) {
+			// The result counts only behind all of its events: else it is
+			// published again after them.
+			d.out.resultDone = true
+		}
+		if a.err != nil {
+			d.brokerFailed(failed{op: stepEmit, err: a.err}, began)
 			return
 		}
-		if !class.Retryable() {
-			r.gaveUp = true
-			return
-		}
-		r.next = now.Add(k.lim.policy.Backoff(r.failures, class))
+	case eventSent:
+		d.out.eventDone = true
+	case resultSent:
+		d.out.resultDone = true
+	case deadLettered:
+		d.out.deadDone = true
+	default:
+		panic(fmt.Sprintf("filing: an answer of type %T", a))
+	}
+	d.trouble = brokerTrouble{} // a broker step went through
+}
+
+// see takes in the entry the ledger holds. When it holds the outcome in
+// hand, that outcome is recorded (an earlier write of ours landed).
+func (d *delivery) see(e ledger.Entry) {
+	d.ledger.entry, d.ledger.missing, d.ledger.stale, d.ledger.uncertain = &e, false, false, false
+	if res := d.mem.outcome; res != nil && e.State == ledger.StateDone && e.Result != nil && e.Result.CompletedAt.Equal(res.CompletedAt) {
+		d.ledger.recorded = true
+	}
+}
+
+// brokerFailed takes in a broker step that failed; began is when.
+func (d *delivery) brokerFailed(f failed, began time.Time) {
+	switch f.op {
+	case stepClaim:
+		d.ledger.uncertain = f.mayHaveLanded
+	case stepWrite:
+		// Recognised as ours if a read finds it landed after all (found).
+		d.ledger.uncertain, d.ledger.tried = f.mayHaveLanded, f.tried
+	}
+	if d.trouble.failures == 0 {
+		d.trouble.since = began
+	}
+	d.trouble.failures++
+	if f.op == stepEmit && !d.ledger.recorded && d.ledger.entry != nil && d.ledger.entry.State != ledger.StateDone {
+		// Events that could not go out before a write go out later (the
+		// entry says which are missing); only the last ones, after the
+		// outcome is recorded, hold the message.
+		d.out.emitFailed = true
 		return
 	}
-	r.reads++
-	r.failures, r.lastRead, r.finding = 0, now, f
-	r.next = rules.slot(r.start, r.reads)
-}
-
-// recollection is what this replica knows of a request beyond the ledger.
-// It outlives a delivery when it holds something the ledger does not.
-type recollection struct {
-	nonce       string           // the last "calling" nonce this replica wrote
-	dispatched  bool             // a call was sent under nonce
-	answered    bool             // that call got a definite answer
-	outcome     *messages.Result // a final outcome not yet in the ledger
-	deadReason  string
-	derived     bool   // the outcome was concluded from the ledger, not told by the vendor
-	fingerprint string // of the request this is about
+	d.trouble.failed = f.op
 }
 
 // keep reports whether this replica must remember the request after the
 // delivery: the ledger may lack what it knows (an outcome not recorded, a
 // "calling" nonce the ledger still names or may name).
-func (k *known) keep() bool {
-	if k.mem.outcome != nil {
-		return !k.recorded && !k.mem.derived
+func (d *delivery) keep() bool {
+	if d.mem.outcome != nil {
+		return !d.ledger.recorded && !d.mem.derived
 	}
-	if k.mem.nonce == "" {
+	if d.mem.nonce == "" {
 		return false
 	}
-	e := k.entry
+	e := d.ledger.entry
 	if e == nil {
 		// Not read yet: the nonce was remembered from an earlier delivery,
 		// or this one's claim under it may have landed.
-		return !k.fresh || k.uncertain
+		return !d.ledger.fresh || d.ledger.uncertain
 	}
-	return k.uncertain || e.Nonce == k.mem.nonce
-}
-
-// known is everything known about one delivery.
-type known struct {
-	lim limits
-	now time.Time
-
-	// The message.
-	delivery    int
-	seq         uint64
-	receivedAt  time.Time
-	subjectAPI  messages.API // "" unless a known api
-	req         *messages.Request
-	parseErr    error // not a JSON object: undecodable
-	invalid     error // failed validation
-	fingerprint string
-	stopping    bool   // the shutdown grace period is over
-	panicked    string // a step panicked
-	panics      int    // how many times
-
-	// This replica.
-	busy bool         // another handler of this replica holds the id
-	mem  recollection // kept in step with the replica's memory by the runner
-
-	// The ledger.
-	entry     *ledger.Entry // nil until read
-	created   bool          // this delivery created it
-	missing   bool          // read, and there is none
-	stale     bool          // a write lost a compare-and-set: read again
-	conflicts int           // compare-and-sets lost in a row
-	uncertain bool          // a write failed: it may have landed
-	fresh     bool          // mem.nonce was chosen by this delivery's claim
-	tried     *ledger.Entry // that write
-
-	// This delivery's progress.
-	pending       []messages.AuditEvent // new events not yet in the ledger's trail
-	emitted       int                   // how many of trail() are known published
-	callDue       bool                  // the entry is "calling" under mem.nonce: call
-	attempts      int                   // calls made by this delivery
-	callStart     time.Time
-	lastErr       error
-	lastClass     retry.Class
-	lastOut       dispatch.Outcome
-	cutShort      bool // the last call was cut short by shutdown
-	emitFailed    bool // events could not go out; they go out later
-	settling      bool // the outcome in hand settles an ambiguous one
-	yielded       bool // another replica's different outcome stands
-	deferred      bool // handed back to wait in the broker
-	deferDelay    time.Duration
-	deferReason   string
-	recon         reconciliation
-	baselineDone  bool     // the baseline read was made (or tried)
-	baseline      []string // its records, when baselineKnown
-	baselineKnown bool
-	held          error // the last call was held back before it was sent (retry.ErrHeld)
-	heldFor       time.Duration
-	heldNoted     bool  // its deferred event is in pending
-	filesDone     bool  // the request's referenced files are fetched and checked
-	filesErr      error // one of them cannot be used (a *messages.ValidationError)
-	filesRemoved  bool  // they were removed (or that was tried)
-	refiling      bool  // the next move to "calling" files the request again
-	recorded      bool  // the outcome (mem.outcome) is in the ledger
-	deadDone      bool
-	resultDone    bool
-	eventDone     bool
-
-	// Trouble with the broker.
-	failed       stepKind // the last step failed (0: it did not)
-	failErr      error
-	failures     int
-	troubleSince time.Time
+	return d.ledger.uncertain || e.Nonce == d.mem.nonce
 }
 
 // trail is the request's audit events: the ledger's and this delivery's.
-func (k *known) trail() []messages.AuditEvent {
-	if k.entry == nil || len(k.pending) == 0 {
-		if k.entry == nil {
-			return k.pending
-		}
-		return k.entry.Trail
+func (d *delivery) trail() []messages.AuditEvent {
+	e, pending := d.ledger.entry, d.out.pending
+	switch {
+	case e == nil:
+		return pending
+	case len(pending) == 0:
+		return e.Trail
 	}
-	return append(append([]messages.AuditEvent(nil), k.entry.Trail...), k.pending...)
+	return append(append([]messages.AuditEvent(nil), e.Trail...), pending...)
 }

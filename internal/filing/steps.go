@@ -1,0 +1,125 @@
+package filing
+
+import (
+	"time"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// What the decision core and the runner say to each other, as etcd's raft
+// does with Ready and Step: the core asks for a step; the runner performs
+// it and answers with what happened, as a value classified where the reply
+// was read; the core applies the answer (delivery.apply) and asks again.
+
+// stepKind names what the runner does next.
+type stepKind int
+
+const (
+	stepTakeID      stepKind = iota + 1 // take the id in this replica's memory, waiting while another handler holds it
+	stepClaim                           // ledger: create the entry, or read the existing one
+	stepRead                            // ledger: read the entry again
+	stepWrite                           // ledger: store step.entry in place of step.prev
+	stepCall                            // one upstream attempt
+	stepSleep                           // wait step.delay (backoff)
+	stepEmit                            // publish step.events (and step.result, if any, after them)
+	stepEvent                           // publish step.event (not part of the trail)
+	stepDeadLetter                      // publish the dead letter
+	stepResult                          // store step.result and send it to reply_to
+	stepReconcile                       // read the vendor's records for a create whose answer was lost
+	stepFiles                           // fetch and check the request's files held in the object store
+	stepRemoveFiles                     // remove them once the outcome is final
+	stepBaseline                        // list the vendor's records that match an SMS create before its first call
+	stepSettle                          // ack, nak with delay, or term (settlement.go); the last step
+)
+
+var stepNames = map[stepKind]string{
+	stepTakeID: "take id", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
+	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
+	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
+	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline",
+}
+
+func (s stepKind) String() string { return stepNames[s] }
+
+// step is one thing for the runner to do.
+type step struct {
+	kind   stepKind
+	entry  ledger.Entry          // stepClaim (the new entry), stepWrite (the entry to store)
+	prev   *ledger.Entry         // stepWrite: the entry it replaces by compare-and-set; nil: there is none
+	events []messages.AuditEvent // stepEmit, in order
+	result *messages.Result      // stepResult; stepEmit, published after the events
+	event  messages.AuditEvent   // stepEvent
+	dead   deadLetterSpec        // stepDeadLetter
+	since  time.Time             // stepReconcile: a record created before it is an earlier filing
+	delay  time.Duration         // stepSleep; stepSettle when it hands the message back
+	settle settlement            // stepSettle
+}
+
+// deadLetterSpec says what a dead letter records.
+type deadLetterSpec struct {
+	reason, class string
+	key           string // identifies the outcome, so that a copy is stored once
+}
+
+// An answer is what the runner reports after a step: one of the types
+// below. Errors are classified where they were read (which broker errors
+// may have landed, which are bugs); the core matches no error itself.
+type answer any
+
+type (
+	// This replica's memory.
+	idTaken struct{ mem remembered } // this handler holds the id; what the replica remembers of it
+	idBusy  struct{}                 // another handler held it until the grace period ended
+
+	// The ledger.
+	claimed    struct{ entry ledger.Entry } // the claim created the entry, or found this one
+	found      struct{ entry ledger.Entry } // a read found the entry
+	notFound   struct{}                     // a read found none
+	written    struct{ entry ledger.Entry } // the write landed
+	conflicted struct{ err error }          // the write lost a compare-and-set: it did not land
+
+	// The vendor.
+	called struct { // the call went out and came back
+		out  dispatch.Outcome
+		err  error
+		took time.Duration
+	}
+	held        struct{ err error } // the guard held the call back: nothing was sent
+	recordsRead struct {            // stepReconcile
+		finding dispatch.Finding
+		err     error
+	}
+	baselineRead recordsRead // stepBaseline
+
+	// The object store.
+	filesFetched struct {
+		unusable error // a file cannot be used (a *messages.ValidationError)
+		noStore  bool  // there is no file store to fetch from
+	}
+	filesRemoved struct{} // or that was tried: the bucket's max age removes them anyway
+
+	// The streams.
+	published struct { // stepEmit
+		events int   // the first events acked, up to the first that was not
+		result bool  // the result was acked
+		err    error // the first failure, if any
+	}
+	eventSent    struct{}
+	resultSent   struct{}
+	deadLettered struct{}
+
+	// Any step.
+	slept    struct{}
+	panicked struct { // a step panicked, or the ledger revealed a bug (a corrupt entry, a move it forbids)
+		why string
+		err error // the ledger's error, if that was it
+	}
+	failed struct { // a broker step failed
+		op            stepKind
+		err           error
+		mayHaveLanded bool          // stepClaim, stepWrite: it may have taken effect all the same
+		tried         *ledger.Entry // stepWrite: the entry it stored
+	}
+)
