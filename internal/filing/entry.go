@@ -255,7 +255,6 @@ func (d *delivery) claimedAt() time.Time {
 	return d.msg.receivedAt
 }
 
-
 func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
 func latest(ts ...time.Time) time.Time {
