@@ -65,7 +65,7 @@ func (d *delivery) afterCall() step {
 		if d.reconcilable() && d.ledger.entry.Nonce == d.mem.nonce {
 			// (An entry under another nonce is another replica's call now.)
 			_, msg, _ := describe(err)
-			return d.startReconcile("the answer to the call was lost (" + bound(msg, 300) + ")")
+			return d.startReconcile("the answer to the call was lost (" + messages.Truncate(msg, 300) + ")")
 		}
 		return d.decided(d.result(messages.StatusFailed, d.resultError(class)), messages.EventAmbiguous, settleAmbiguous.reason)
 	case retry.ClassInvalid:
@@ -104,7 +104,7 @@ func (d *delivery) holdBack() step {
 			if trail := d.trail(); len(trail) == 0 || trail[len(trail)-1].Class != string(retry.ClassHeld) {
 				_, msg, _ := describe(d.call.held)
 				d.out.pending = append(d.out.pending, d.event(messages.AuditEvent{Event: messages.EventDeferred, Attempt: e.Attempts,
-					Class: string(retry.ClassHeld), Code: "Held", Message: bound(msg, 300)}))
+					Class: string(retry.ClassHeld), Code: "Held", Message: messages.Truncate(msg, 300)}))
 			}
 		}
 		next := *e
@@ -212,7 +212,7 @@ func (d *delivery) reconcile() step {
 	case d.stopping:
 		return d.settle(settleShutdownReconciling, d.rules.policy.RedeliveryDelay(1, false))
 	case r.gaveUp:
-		return d.ambiguous(r.why + "; the vendor's records could not be read: " + bound(errText(r.lastErr), 300))
+		return d.ambiguous(r.why + "; the vendor's records could not be read: " + messages.Truncate(errText(r.lastErr), 300))
 	}
 	if r.reads > 0 {
 		cands, why := d.candidates()
@@ -244,7 +244,7 @@ func (d *delivery) reconcile() step {
 	}
 	// The reads are done, or the window is over.
 	if r.reads == 0 || r.lastRead.Sub(r.start) < rules.window/2 {
-		return d.ambiguous(fmt.Sprintf("%s; the vendor's records could not be read over %s (%d reads failed): %s", r.why, rules.window, r.failed, bound(errText(r.lastErr), 300)))
+		return d.ambiguous(fmt.Sprintf("%s; the vendor's records could not be read over %s (%d reads failed): %s", r.why, rules.window, r.failed, messages.Truncate(errText(r.lastErr), 300)))
 	}
 	switch {
 	case rules.keepAmbiguous:

@@ -343,5 +343,5 @@ func headerValue(s string) string {
 			return '?'
 		}
 		return r
-	}, bound(s, 512))
+	}, messages.Truncate(s, 512))
 }

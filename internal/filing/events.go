@@ -42,7 +42,7 @@ func (p *Processor) observe(seq uint64, ev messages.AuditEvent) {
 	}
 	if ce := p.log.Check(level, ev.Event); ce != nil {
 		fields := []zap.Field{zap.String("request_id", ev.RequestID), zap.String("api", api),
-			zap.String("account", bound(ev.Account, messages.MaxAccountLen)), zap.Int("delivery", ev.Delivery), zap.Uint64("stream_seq", seq)}
+			zap.String("account", messages.Truncate(ev.Account, messages.MaxAccountLen)), zap.Int("delivery", ev.Delivery), zap.Uint64("stream_seq", seq)}
 		if ev.Attempt > 0 {
 			fields = append(fields, zap.Int("attempt", ev.Attempt))
 		}
@@ -50,16 +50,16 @@ func (p *Processor) observe(seq uint64, ev messages.AuditEvent) {
 			fields = append(fields, zap.String("status", string(ev.Status)))
 		}
 		if ev.Class != "" || ev.Code != "" {
-			fields = append(fields, zap.String("class", ev.Class), zap.String("code", bound(ev.Code, 64)))
+			fields = append(fields, zap.String("class", ev.Class), zap.String("code", messages.Truncate(ev.Code, 64)))
 		}
 		if ev.UpstreamRequestID != "" {
-			fields = append(fields, zap.String("upstream_request_id", bound(ev.UpstreamRequestID, 128)))
+			fields = append(fields, zap.String("upstream_request_id", messages.Truncate(ev.UpstreamRequestID, 128)))
 		}
 		if ev.Event == messages.EventAttempt {
 			fields = append(fields, zap.Float64("duration_ms", ev.DurationMS))
 		}
 		if ev.Message != "" && ev.Event != messages.EventAttempt {
-			fields = append(fields, zap.String("message", bound(ev.Message, 300)))
+			fields = append(fields, zap.String("message", messages.Truncate(ev.Message, 300)))
 		}
 		ce.Write(fields...)
 	}

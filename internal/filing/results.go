@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/retry"
@@ -131,10 +130,10 @@ func (d *delivery) answerWithoutCall(res *messages.Result) step {
 // undecodable dead-letters a message that is not a JSON object at all.
 func (d *delivery) undecodable() step {
 	if !d.out.deadDone {
-		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: bound(d.msg.undecodable.Error(), 200), class: messages.ClassInvalid, key: "seq:" + fmt.Sprint(d.msg.seq)}}
+		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: messages.Truncate(d.msg.undecodable.Error(), 200), class: messages.ClassInvalid, key: "seq:" + fmt.Sprint(d.msg.seq)}}
 	}
 	if !d.out.eventDone {
-		return step{kind: stepEvent, event: d.event(messages.AuditEvent{Event: messages.EventUndecodable, Time: d.msg.receivedAt, Message: bound(d.msg.undecodable.Error(), 200)})}
+		return step{kind: stepEvent, event: d.event(messages.AuditEvent{Event: messages.EventUndecodable, Time: d.msg.receivedAt, Message: messages.Truncate(d.msg.undecodable.Error(), 200)})}
 	}
 	return d.settle(settleUndecodable, 0)
 }
@@ -200,7 +199,7 @@ func (d *delivery) event(ev messages.AuditEvent) messages.AuditEvent {
 func (d *delivery) attemptEvent(took time.Duration) messages.AuditEvent {
 	code, msg, class := describe(d.call.err)
 	return d.event(messages.AuditEvent{
-		Event: messages.EventAttempt, Attempt: d.ledger.entry.Attempts, Class: string(class), Code: code, Message: bound(msg, 1024),
+		Event: messages.EventAttempt, Attempt: d.ledger.entry.Attempts, Class: string(class), Code: code, Message: messages.Truncate(msg, 1024),
 		UpstreamRequestID: d.call.out.UpstreamRequestID, DurationMS: float64(took.Microseconds()) / 1000,
 	})
 }
@@ -251,14 +250,14 @@ func (d *delivery) result(status messages.Status, rerr *messages.ResultError) *m
 // resultError is the error of a result that the last call's answer decided.
 func (d *delivery) resultError(class retry.Class) *messages.ResultError {
 	code, msg, _ := describe(d.call.err)
-	return &messages.ResultError{Code: code, Message: bound(msg, 1024), Class: resultClass(class)}
+	return &messages.ResultError{Code: code, Message: messages.Truncate(msg, 1024), Class: resultClass(class)}
 }
 
 // rejection is the result of a request decided by the message alone.
 func (d *delivery) rejection(code, message string) *messages.Result {
 	req := d.msg.req
 	res := &messages.Result{
-		RequestID: boundID(req.ID), API: req.API, Account: bound(req.AccountOrDefault(), messages.MaxAccountLen),
+		RequestID: boundID(req.ID), API: req.API, Account: messages.Truncate(req.AccountOrDefault(), messages.MaxAccountLen),
 		Status: messages.StatusRejected, ReceivedAt: d.msg.receivedAt, CompletedAt: d.msg.receivedAt,
 		Error: &messages.ResultError{Code: code, Message: message, Class: messages.ClassInvalid},
 	}
@@ -326,23 +325,7 @@ func asValidation(err error) *messages.ValidationError {
 
 // boundID shortens an over-long (hence invalid) id so that what carries it
 // still fits in a message.
-func boundID(id string) string { return bound(id, messages.MaxIDLen) }
-
-// bound cuts s to at most n bytes on a rune boundary, marking the cut, and
-// replaces invalid UTF-8: s came from a message or a vendor.
-func bound(s string, n int) string {
-	if !utf8.ValidString(s) {
-		s = string([]rune(s)) // invalid bytes become U+FFFD
-	}
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func boundID(id string) string { return messages.Truncate(id, messages.MaxIDLen) }
 
 func describe(err error) (code, message string, class retry.Class) {
 	if err == nil {

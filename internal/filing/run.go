@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // Msg is what the processor needs of a JetStream message.
@@ -73,7 +74,7 @@ func (p *Processor) readMessage(msg Msg) (d *delivery) {
 	defer func() {
 		if v := recover(); v != nil {
 			d = newDelivery(p.rules, now, nil, "", nil) // nothing read
-			d.apply(now, false, panicked{why: bound(fmt.Sprint(v), 300)})
+			d.apply(now, false, panicked{why: messages.Truncate(fmt.Sprint(v), 300)})
 		}
 	}()
 	subjectAPI, _ := p.cfg.Subjects.APIFromRequestSubject(msg.Subject())
@@ -148,7 +149,7 @@ func (r *runner) apply(a answer) {
 // panicked is the answer to a panic, or to a ledger error err that
 // reveals a bug or a corrupt entry (retrying cannot help).
 func (r *runner) panicked(v any, err error) answer {
-	why := bound(fmt.Sprint(v), 300)
+	why := messages.Truncate(fmt.Sprint(v), 300)
 	r.log().Error("panic while handling a message; it is dead-lettered", zap.String("panic", why), zap.ByteString("stack", debug.Stack()))
 	return panicked{why: why, err: err}
 }

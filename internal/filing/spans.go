@@ -37,7 +37,7 @@ func (r *runner) startSpan() {
 		attribute.Int64("qualfile.stream_seq", int64(m.seq)),
 	}
 	if m.req != nil && m.req.API.Valid() && m.invalid == nil {
-		attrs = append(attrs, attribute.String("qualfile.account", spanValue(bound(m.req.AccountOrDefault(), messages.MaxAccountLen))))
+		attrs = append(attrs, attribute.String("qualfile.account", spanValue(messages.Truncate(m.req.AccountOrDefault(), messages.MaxAccountLen))))
 	}
 	parent := tracing.Extract(context.Background(), r.msg.Headers(), key)
 	r.tctx, r.span = r.p.cfg.Tracer.Start(parent, "qualfile.delivery", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
@@ -88,10 +88,10 @@ func (r *runner) endStepSpan(span trace.Span, s step, a answer) {
 		attrs := []attribute.KeyValue{
 			attribute.Int("qualfile.attempt", r.d.ledger.entry.Attempts),
 			attribute.String("qualfile.class", classLabel(string(call.class))),
-			attribute.String("qualfile.vendor_code", spanValue(bound(code, 64))),
+			attribute.String("qualfile.vendor_code", spanValue(messages.Truncate(code, 64))),
 		}
 		if up := call.out.UpstreamRequestID; up != "" {
-			attrs = append(attrs, attribute.String("qualfile.upstream_request_id", spanValue(bound(up, 128))))
+			attrs = append(attrs, attribute.String("qualfile.upstream_request_id", spanValue(messages.Truncate(up, 128))))
 		}
 		span.SetAttributes(attrs...)
 		if call.err != nil {
