@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -73,7 +72,6 @@ type Config struct {
 // Server is a running embedded server.
 type Server struct {
 	ns       *server.Server
-	storeDir string
 	once     sync.Once
 }
 
@@ -162,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			if !ns.JetStreamEnabled() {
 				return fail(fmt.Errorf("%w: JetStream is not enabled", ErrStart))
 			}
-			return &Server{ns: ns, storeDir: cfg.StoreDir}, nil
+			return &Server{ns: ns}, nil
 		}
 	}
 }
@@ -193,17 +191,6 @@ func isLoopback(host string) bool {
 // ClientURL is the URL clients connect to, with the actual port when Listen
 // asked for port 0, e.g. "nats://127.0.0.1:4222".
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
-
-// StoreDir is the JetStream store directory.
-func (s *Server) StoreDir() string { return s.storeDir }
-
-// InProcessOption makes a client connect to this server in-process, without
-// TCP: pass it to nats.Connect (the URL is then ignored).
-func (s *Server) InProcessOption() nats.Option { return nats.InProcessServer(s.ns) }
-
-// NATSServer returns the underlying server, for what this package does not
-// offer (monitoring, account details).
-func (s *Server) NATSServer() *server.Server { return s.ns }
 
 // Shutdown stops the server and waits until it is down: client connections
 // are closed and the JetStream store is flushed. It may be called more than

@@ -47,9 +47,6 @@ func TestStartPersistsStreams(t *testing.T) {
 	if u := s.ClientURL(); !strings.HasPrefix(u, "nats://127.0.0.1:") || strings.HasSuffix(u, ":0") || strings.HasSuffix(u, ":-1") {
 		t.Fatalf("ClientURL = %q, want the picked port", u)
 	}
-	if s.StoreDir() != dir {
-		t.Errorf("StoreDir = %q", s.StoreDir())
-	}
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -100,27 +97,12 @@ func TestStartPersistsStreams(t *testing.T) {
 // acknowledged write is on disk, not only in the page cache.
 func TestSyncsBeforeAcknowledging(t *testing.T) {
 	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	jsc := s.NATSServer().JetStreamConfig()
+	jsc := s.ns.JetStreamConfig()
 	if jsc == nil {
 		t.Fatal("JetStream not enabled")
 	}
 	if !jsc.SyncAlways {
 		t.Errorf("JetStream config %+v: SyncAlways is off, acknowledged writes may be lost on power loss", *jsc)
-	}
-}
-
-func TestInProcessOption(t *testing.T) {
-	s := start(t, Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	nc, err := nats.Connect("", s.InProcessOption())
-	if err != nil {
-		t.Fatalf("in-process connect: %v", err)
-	}
-	defer nc.Close()
-	if _, err := nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
-		t.Errorf("JetStream request over the in-process connection: %v", err)
-	}
-	if s.NATSServer() == nil || !s.NATSServer().JetStreamEnabled() {
-		t.Error("NATSServer: JetStream not enabled")
 	}
 }
 

@@ -439,33 +439,6 @@ func Key(id string) (string, error) {
 	return b.String(), nil
 }
 
-// RequestID returns the request id a KV key encodes; it reverses Key and
-// returns ErrInvalidID for a key Key cannot have produced.
-func RequestID(key string) (string, error) {
-	var b strings.Builder
-	b.Grow(len(key))
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if c != '=' {
-			b.WriteByte(c)
-			continue
-		}
-		switch {
-		case strings.HasPrefix(key[i:], "=3A"):
-			b.WriteByte(':')
-		case strings.HasPrefix(key[i:], "=2E"):
-			b.WriteByte('.')
-		default:
-			return "", fmt.Errorf("%w: key %q has a bad escape", ErrInvalidID, messages.Truncate(key, 140))
-		}
-		i += 2
-	}
-	id := b.String()
-	if k, err := Key(id); err != nil || k != key {
-		return "", fmt.Errorf("%w: key %q is not an encoded request id", ErrInvalidID, messages.Truncate(key, 140))
-	}
-	return id, nil
-}
 
 func validID(id string) bool {
 	if id == "" || len(id) > MaxIDLength {
