@@ -71,8 +71,8 @@ type Config struct {
 
 // Server is a running embedded server.
 type Server struct {
-	ns       *server.Server
-	once     sync.Once
+	ns   *server.Server
+	once sync.Once
 }
 
 // Start starts the server and waits until it accepts connections with

@@ -439,7 +439,6 @@ func Key(id string) (string, error) {
 	return b.String(), nil
 }
 
-
 func validID(id string) bool {
 	if id == "" || len(id) > MaxIDLength {
 		return false
