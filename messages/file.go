@@ -164,3 +164,13 @@ func (r *Request) HasFileRefs() bool {
 	}
 	return false
 }
+
+// FillFiles puts the contents of referenced files in, by the path of their
+// field (as FileRefs names them).
+func (r *Request) FillFiles(contents map[string]string) {
+	for _, s := range r.FileRefs() {
+		if data, ok := contents[s.Path]; ok {
+			s.File.FileContent.Data = data
+		}
+	}
+}

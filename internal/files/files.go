@@ -98,12 +98,14 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 	return bytes.TrimRight(buf.Bytes(), "\n"), refs, nil
 }
 
-// Fetch fills in every referenced file of req from store. A reference to
-// another bucket, a missing object, or one whose size, SHA-256 or content
-// (a data URI) is not what the reference says is a *messages.ValidationError
-// naming each such field; a failure to read the store is returned as it
-// came (the broker's trouble, to be retried).
-func Fetch(ctx context.Context, store Store, bucket string, req *messages.Request) error {
+// Fetch reads every referenced file of req from store and returns their
+// contents by the path of their field (req.FillFiles puts them in). A
+// reference to another bucket, a missing object, or one whose size,
+// SHA-256 or content (a data URI) is not what the reference says is a
+// *messages.ValidationError naming each such field; a failure to read the
+// store is returned as it came (the broker's trouble, to be retried).
+func Fetch(ctx context.Context, store Store, bucket string, req *messages.Request) (map[string]string, error) {
+	fetched := map[string]string{}
 	var problems []messages.FieldError
 	bad := func(path, format string, args ...any) {
 		problems = append(problems, messages.FieldError{Field: path + ".fileContent", Problem: fmt.Sprintf(format, args...)})
@@ -123,7 +125,7 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
 			continue
 		case err != nil:
-			return fmt.Errorf("fetch %s: %w", ref.Ref, err)
+			return nil, fmt.Errorf("fetch %s: %w", ref.Ref, err)
 		case info.Size != uint64(ref.Size):
 			bad(slot.Path, "%s holds %d bytes, the reference says %d", ref.Ref, info.Size, ref.Size)
 			continue
@@ -134,7 +136,7 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
 			continue
 		case err != nil:
-			return fmt.Errorf("fetch %s: %w", ref.Ref, err)
+			return nil, fmt.Errorf("fetch %s: %w", ref.Ref, err)
 		}
 		sum := sha256.Sum256(data)
 		switch got := hex.EncodeToString(sum[:]); {
@@ -147,13 +149,13 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 				bad(slot.Path, "the content of %s %s", ref.Ref, problem)
 				continue
 			}
-			slot.File.FileContent.Data = string(data)
+			fetched[slot.Path] = string(data)
 		}
 	}
 	if len(problems) > 0 {
-		return &messages.ValidationError{Fields: problems}
+		return nil, &messages.ValidationError{Fields: problems}
 	}
-	return nil
+	return fetched, nil
 }
 
 // Remove deletes the objects req references in bucket that are its own

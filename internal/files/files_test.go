@@ -74,10 +74,15 @@ func TestOffloadFetchRemove(t *testing.T) {
 	os := store(t)
 	ctx := context.Background()
 	req, content := offloaded(t, os, 5<<20)
-	if err := files.Fetch(ctx, os, "FILING_FILES", req); err != nil {
+	fetched, err := files.Fetch(ctx, os, "FILING_FILES", req)
+	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
 	p := req.Typed().(*messages.SMSApplySignatureIdent)
+	if p.BusinessInfo.BusinessCertificate.FileContent.Data != "" {
+		t.Fatal("Fetch changed the request")
+	}
+	req.FillFiles(fetched)
 	if p.BusinessInfo.BusinessCertificate.FileContent.Data != content {
 		t.Fatal("the fetched file is not the one offloaded")
 	}
@@ -125,7 +130,7 @@ func TestFetchRefusesWhatItCannotUse(t *testing.T) {
 			req, _ := offloaded(t, os, 300<<10)
 			ref := req.FileRefs()[0].File.FileContent.Ref
 			tc.spoil(os, ref)
-			err := files.Fetch(ctx, os, "FILING_FILES", req)
+			_, err := files.Fetch(ctx, os, "FILING_FILES", req)
 			var ve *messages.ValidationError
 			if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != field || !strings.Contains(ve.Fields[0].Problem, tc.want) {
 				t.Fatalf("err %v, want a problem with %s saying %q", err, field, tc.want)

@@ -189,8 +189,8 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req := r.d.msg.req; ev.Event == messages.EventReceived && req != nil && ev.Payload == nil {
-		payload := req.RedactedPayload()
+	if ev.Event == messages.EventReceived && r.d.msg.req != nil && ev.Payload == nil {
+		payload := r.d.msg.req.RedactedPayload()
 		if len(data)+len(payload) > r.p.cfg.MaxPayload-headroom {
 			sum := sha256.Sum256(payload)
 			payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
@@ -304,15 +304,15 @@ func resultMsgID(res *messages.Result) string {
 // reply sends a stored result to the request's reply subject, if any:
 // core NATS, best effort.
 func (r *runner) reply(data []byte) {
-	req := r.d.msg.req
-	if req == nil || req.ReplyTo == "" || r.p.reply == nil {
+	if r.d.msg.req == nil || r.d.msg.req.ReplyTo == "" || r.p.reply == nil {
 		return
 	}
-	if !r.replyAllowed(req.ReplyTo) {
+	replyTo := r.d.msg.req.ReplyTo
+	if !r.replyAllowed(replyTo) {
 		r.log().Warn("reply_to is not a subject qualfile replies to; not replied")
 		return
 	}
-	rm := nats.NewMsg(req.ReplyTo)
+	rm := nats.NewMsg(replyTo)
 	tracing.Inject(r.tctx, rm)
 	rm.Data = data
 	if err := r.p.reply.PublishMsg(rm); err != nil {

@@ -32,14 +32,14 @@ func (r *runner) fetchFiles() answer {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
 	defer cancel()
-	err := files.Fetch(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, r.d.msg.req)
+	contents, err := files.Fetch(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, r.d.msg.req)
 	switch {
 	case errors.As(err, new(*messages.ValidationError)):
 		return filesFetched{unusable: err}
 	case err != nil:
 		return failed{op: stepFiles, err: err}
 	}
-	return filesFetched{}
+	return filesFetched{contents: contents}
 }
 
 // removeFiles removes the request's files once its outcome is final. A

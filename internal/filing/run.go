@@ -51,8 +51,12 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 	defer r.release()
 	r.apply(nil)
 	for n := 0; ; n++ {
-		s, ok := r.decide()
-		if !ok || n > maxSteps {
+		var s step
+		ok := n <= maxSteps // checked before the core decides: a step it decides is taken
+		if ok {
+			s, ok = r.decide()
+		}
+		if !ok {
 			// The core itself failed; there is nothing left to decide with.
 			r.log().Error("decision core failed; handing the message back", zap.Int("steps", n))
 			r.settle(step{kind: stepSettle, settle: settleCoreFailed, delay: p.cfg.Policy.RedeliveryMax})
@@ -73,7 +77,7 @@ func (p *Processor) readMessage(msg Msg) (d *delivery) {
 	now := p.cfg.Now().UTC()
 	defer func() {
 		if v := recover(); v != nil {
-			d = newDelivery(p.rules, now, nil, "", nil) // nothing read
+			d = unread(p.rules, now)
 			d.apply(now, false, panicked{why: messages.Truncate(fmt.Sprint(v), 300)})
 		}
 	}()
@@ -113,7 +117,7 @@ func (r *runner) decide() (s step, ok bool) {
 			s, ok = r.decide()
 		}
 	}()
-	return r.d.decide(), true
+	return r.d.decide().detached(), true
 }
 
 // perform does one step and gives the core its answer.
@@ -238,6 +242,7 @@ func (r *runner) takeID() answer {
 		select {
 		case <-wait:
 		case <-r.ctx.Done():
+			return idBusy{} // the grace period is over: hand it back
 		}
 	}
 }
@@ -265,8 +270,8 @@ func (r *runner) settle(s step) {
 		err = r.msg.TermWithReason(reason)
 	}
 	r.span.SetAttributes(attribute.String("qualfile.settle", action.String()), attribute.String("qualfile.settle_reason", reason))
-	if res := r.d.mem.outcome; res != nil {
-		r.span.SetAttributes(attribute.String("qualfile.status", string(res.Status)))
+	if r.d.mem.outcome != nil {
+		r.span.SetAttributes(attribute.String("qualfile.status", string(r.d.mem.outcome.Status)))
 	}
 	r.log().Debug("settled", zap.Stringer("action", action), zap.Duration("delay_ms", s.delay), zap.String("reason", reason))
 	if err != nil {

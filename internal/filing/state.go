@@ -131,10 +131,15 @@ type limits struct {
 	reconcile     reconcileRules
 }
 
+// unread is a delivery of which nothing is known yet.
+func unread(rules limits, now time.Time) *delivery {
+	return &delivery{rules: rules, now: now, msg: message{deliveries: 1, receivedAt: now}}
+}
+
 // newDelivery reads what a message says about itself: its data, the api
 // its subject names (unchecked) and the broker's metadata (nil: unknown).
 func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.API, md *jetstream.MsgMetadata) *delivery {
-	d := &delivery{rules: rules, now: now, msg: message{deliveries: 1, receivedAt: now}}
+	d := unread(rules, now)
 	if subjectAPI.Valid() {
 		d.msg.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
 	}
@@ -244,6 +249,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		case a.unusable != nil:
 			d.call.filesErr = a.unusable
 		default:
+			d.msg.req.FillFiles(a.contents)
 			d.call.filesDone = true
 		}
 	case filesRemoved:

@@ -1,6 +1,7 @@
 package filing
 
 import (
+	"slices"
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
@@ -95,8 +96,9 @@ type (
 
 	// The object store.
 	filesFetched struct {
-		unusable error // a file cannot be used (a *messages.ValidationError)
-		noStore  bool  // there is no file store to fetch from
+		contents map[string]string // the files, by the path of their field
+		unusable error             // a file cannot be used (a *messages.ValidationError)
+		noStore  bool              // there is no file store to fetch from
 	}
 	filesRemoved struct{} // or that was tried: the bucket's max age removes them anyway
 
@@ -123,3 +125,28 @@ type (
 		tried         *ledger.Entry // stepWrite: the entry it stored
 	}
 )
+
+// detached is s with copies of what it carries from the core's state (the
+// entries, the events, the result), so that nothing the runner does with
+// a step reaches back into the state.
+func (s step) detached() step {
+	clone := func(e ledger.Entry) ledger.Entry {
+		e.Trail = slices.Clone(e.Trail)
+		if e.Result != nil {
+			r := *e.Result
+			e.Result = &r
+		}
+		return e
+	}
+	s.entry = clone(s.entry)
+	if s.prev != nil {
+		p := clone(*s.prev)
+		s.prev = &p
+	}
+	s.events = slices.Clone(s.events)
+	if s.result != nil {
+		r := *s.result
+		s.result = &r
+	}
+	return s
+}

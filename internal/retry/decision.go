@@ -43,9 +43,6 @@ type Decision struct {
 	Action Action
 	// Delay is the redelivery delay; non-zero only for ActionNakWithDelay.
 	Delay time.Duration
-	// Reason says why, in a few words: the error's class and the delivery
-	// count. It does not contain the error's text.
-	Reason string
 }
 
 // Decide maps the error of handling a delivery to an ack decision:
@@ -64,28 +61,13 @@ func (p Policy) Decide(err error, delivery, maxDeliver int) Decision {
 	class := ClassOf(err)
 	switch {
 	case err == nil:
-		return Decision{Action: ActionAck, Reason: "ok"}
+		return Decision{Action: ActionAck}
 	case class == ClassAmbiguous:
-		return Decision{Action: ActionDeadLetter, Reason: "ambiguous outcome: an operator must check the vendor before any replay"}
+		return Decision{Action: ActionDeadLetter}
 	case !class.Retryable():
-		return Decision{Action: ActionTerm, Reason: string(class) + " error"}
+		return Decision{Action: ActionTerm}
 	case maxDeliver > 0 && delivery >= maxDeliver:
-		return Decision{
-			Action: ActionDeadLetter,
-			Reason: fmt.Sprintf("%s error on delivery %d of %d (last allowed)", class, delivery, maxDeliver),
-		}
-	default:
-		return Decision{
-			Action: ActionNakWithDelay,
-			Delay:  p.RedeliveryDelay(delivery, class == ClassThrottled),
-			Reason: fmt.Sprintf("%s error on delivery %d of %s", class, delivery, maxString(maxDeliver)),
-		}
+		return Decision{Action: ActionDeadLetter}
 	}
-}
-
-func maxString(maxDeliver int) string {
-	if maxDeliver <= 0 {
-		return "unlimited"
-	}
-	return fmt.Sprint(maxDeliver)
+	return Decision{Action: ActionNakWithDelay, Delay: p.RedeliveryDelay(delivery, class == ClassThrottled)}
 }
