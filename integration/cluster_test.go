@@ -70,7 +70,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	publish(a, reqs[:total/2])
 	a.Run()
 	b.Run()
-	waitFor(t, 60*time.Second, "40 results before the node stop", func() bool { return a.Count(a.Streams.Results) >= 40 })
+	filingtest.WaitFor(t, 60*time.Second, "40 results before the node stop", func() bool { return a.Count(a.Streams.Results) >= 40 })
 
 	// Stop the node leading the request stream (and so, most likely, the
 	// shared consumer): the hardest node to lose.
@@ -97,13 +97,13 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	a.WaitResults(total, 90*time.Second)
 	// Let late redeliveries (lost acks) settle: the request stream is a
 	// work queue, empty once every request is acked or terminated.
-	waitFor(t, 60*time.Second, "the request stream to drain", func() bool {
+	filingtest.WaitFor(t, 60*time.Second, "the request stream to drain", func() bool {
 		info, err := tryStreamInfo(a.JS, a.Streams.Requests)
 		return err == nil && info.State.Msgs == 0
 	})
 	t.Logf("all %d results after %s", total, time.Since(start).Round(time.Millisecond))
 	// The restarted node catches up and is a current replica again.
-	waitFor(t, 30*time.Second, victim.name+" to rejoin as a current replica", func() bool {
+	filingtest.WaitFor(t, 30*time.Second, victim.name+" to rejoin as a current replica", func() bool {
 		for _, name := range []string{a.Streams.Requests, a.Streams.Results, "KV_" + a.Buckets.Ledger} {
 			info, err := tryStreamInfo(a.JS, name)
 			if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != replicas-1 {
@@ -201,13 +201,6 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return true
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !waitUntil(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
 }
 
 // clusterFault is the setup of the fault tests: a three-node cluster with
@@ -422,7 +415,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	f.publish(t, reqs[:total/2])
 	f.a.Run()
 	f.b.Run()
-	waitFor(t, 60*time.Second, "100 results before the partition", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
+	filingtest.WaitFor(t, 60*time.Second, "100 results before the partition", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
 
 	atCut := f.upstream.Count(f.upstream.Streams.Results)
 	heal := cut.cutRoutes(t)
@@ -526,7 +519,7 @@ func TestClusterPausedLedgerLeader(t *testing.T) {
 	f.publish(t, reqs[:total/2])
 	f.a.Run()
 	f.b.Run()
-	waitFor(t, 60*time.Second, "100 results before the pause", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
+	filingtest.WaitFor(t, 60*time.Second, "100 results before the pause", func() bool { return f.upstream.Count(f.upstream.Streams.Results) >= 100 })
 
 	atPause := f.upstream.Count(f.upstream.Streams.Results)
 	unpause := frozen.pause(t)

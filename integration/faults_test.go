@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/qualfile/qualfile/internal/filingtest"
 )
 
 // Faults injected into cluster nodes: a node cut off from the routes
@@ -141,7 +143,7 @@ func (n *natsNode) numRoutes() (int, error) {
 func waitMetaLeader(tb testing.TB, nodes []*natsNode, timeout time.Duration) *natsNode {
 	tb.Helper()
 	var leader *natsNode
-	waitFor(tb, timeout, "all nodes to agree on a meta leader", func() bool {
+	filingtest.WaitFor(tb, timeout, "all nodes to agree on a meta leader", func() bool {
 		leader = nil
 		name := ""
 		for i, n := range nodes {

@@ -94,7 +94,7 @@ func TestImageRunsTheConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res messages.Result
-	waitFor(t, 30*time.Second, "the container's result", func() bool {
+	filingtest.WaitFor(t, 30*time.Second, "the container's result", func() bool {
 		s, err := js.Stream(ctx, queue.StreamNames(messages.Subjects{}).Results)
 		if err != nil {
 			return false

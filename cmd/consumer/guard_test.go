@@ -61,7 +61,7 @@ func TestOutagePausesTheConsumer(t *testing.T) {
 		ci, err := c.Info(ctx)
 		return err == nil && ci.Paused
 	}
-	waitFor(t, 20*time.Second, "the consumer to be paused on the server", paused)
+	filingtest.WaitFor(t, 20*time.Second, "the consumer to be paused on the server", paused)
 	body := httpGet(t, "http://"+admin+"/readyz")
 	for _, p := range []string{"vms/default open", "sms/default open", "douyin/default open"} {
 		if !strings.Contains(body, p) {
@@ -74,7 +74,7 @@ func TestOutagePausesTheConsumer(t *testing.T) {
 	calls := sb.CountCalls("")
 
 	sb.RemoveFault(outage)
-	waitFor(t, 30*time.Second, "every request to succeed after the outage", func() bool {
+	filingtest.WaitFor(t, 30*time.Second, "every request to succeed after the outage", func() bool {
 		ok := 0
 		for _, r := range readAllResults(t, js) {
 			if r.Status == messages.StatusSucceeded {
@@ -158,7 +158,7 @@ func TestOneReplicaCutOffDoesNotPauseTheOthers(t *testing.T) {
 		ci, err := c.Info(ctx)
 		return err == nil && ci.Paused
 	}
-	waitFor(t, 20*time.Second, "the lone cut-off replica to pause the consumer", paused)
+	filingtest.WaitFor(t, 20*time.Second, "the lone cut-off replica to pause the consumer", paused)
 
 	startGuarded(t, srv, up.URL(), 8*time.Second)
 	// The cut-off replica's breakers stay open for a while yet; with the
@@ -174,7 +174,7 @@ func TestOneReplicaCutOffDoesNotPauseTheOthers(t *testing.T) {
 	if pausedSamples > 0 {
 		t.Errorf("the consumer was paused in %d of 40 samples after a healthy replica joined", pausedSamples)
 	}
-	waitFor(t, 30*time.Second, "the healthy replica to file every request", func() bool {
+	filingtest.WaitFor(t, 30*time.Second, "the healthy replica to file every request", func() bool {
 		ok := 0
 		for _, r := range readAllResults(t, js) {
 			if r.Status == messages.StatusSucceeded {
@@ -200,17 +200,6 @@ func httpGet(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // guardedConfig is a consumer configuration whose breakers open after two
@@ -270,6 +259,6 @@ func startGuarded(t *testing.T, srv interface{ ClientURL() string }, vendor stri
 			t.Error("run did not return")
 		}
 	})
-	waitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
+	filingtest.WaitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
 	return admin
 }

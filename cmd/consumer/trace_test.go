@@ -57,7 +57,7 @@ func TestTracesAreExported(t *testing.T) {
 			go func() {
 				errc <- run(ctx, []string{"--config", cfgPath}, func(k string) string { return env[k] }, &stdout, &stderr)
 			}()
-			waitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
+			filingtest.WaitFor(t, 20*time.Second, "the consumer to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
 
 			nc := natstest.Connect(t, srv)
 			js, err := jetstream.New(nc)
@@ -67,7 +67,7 @@ func TestTracesAreExported(t *testing.T) {
 			if _, err := js.Publish(ctx, "filing.request.vms.add_qualification", filingtest.Example(t, messages.APIVMSAddQualification, "otel-1")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "the result", func() bool { return len(readAllResults(t, js)) == 1 })
+			filingtest.WaitFor(t, 20*time.Second, "the result", func() bool { return len(readAllResults(t, js)) == 1 })
 			cancel() // the consumer flushes its spans on the way out
 			if err := <-errc; err != nil {
 				t.Fatalf("run: %v", err)

@@ -26,33 +26,6 @@ import (
 // Tests for the defects of the state-machine issue, each on the whole
 // pipeline (embedded server, sandbox).
 
-// dispatcherFunc adapts a function to filing.Dispatcher.
-type dispatcherFunc func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
-
-func (f dispatcherFunc) Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
-	return f(ctx, req)
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// drained: the request stream is empty and nothing is pending or unacked.
-func drained(p *filingtest.Pipeline) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	ci, err := p.Durable.Info(ctx)
-	return err == nil && p.Count(p.Streams.Requests) == 0 && ci.NumPending == 0 && ci.NumAckPending == 0
-}
-
 // TestPoisonSubjectAndPanicDoNotStopTheConsumer: a message on a subject
 // token that is not valid UTF-8, with a body that does not decode, once
 // made the metrics panic and killed the process at every redelivery. It is
@@ -63,7 +36,7 @@ func TestPoisonSubjectAndPanicDoNotStopTheConsumer(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var panics atomic.Int32
 	p := filingtest.New(t, filingtest.Options{NC: nc, Registry: reg, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
-		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			if req.ID == "panics-1" {
 				panics.Add(1)
 				panic("boom")
@@ -77,7 +50,7 @@ func TestPoisonSubjectAndPanicDoNotStopTheConsumer(t *testing.T) {
 	}
 	p.Publish(messages.APIVMSAddQualification, "panics-1", filingtest.Example(t, messages.APIVMSAddQualification, "panics-1"))
 	p.Publish(messages.APIVMSAddQualification, "after-1", filingtest.Example(t, messages.APIVMSAddQualification, "after-1"))
-	waitFor(t, 15*time.Second, "three messages settled", func() bool { return drained(p) && len(p.Dead()) == 2 && len(p.Results()) == 2 })
+	filingtest.WaitFor(t, 15*time.Second, "three messages settled", func() bool { return p.Drained() && len(p.Dead()) == 2 && len(p.Results()) == 2 })
 
 	if r := p.Results()["after-1"]; r[0].Status != messages.StatusSucceeded {
 		t.Errorf("the request after the poison ones: %+v", r)
@@ -119,7 +92,7 @@ func TestCopiesOfOneIdSettle(t *testing.T) {
 		}
 	}
 	p.Run()
-	waitFor(t, 20*time.Second, "every copy settled", func() bool { return drained(p) })
+	filingtest.WaitFor(t, 20*time.Second, "every copy settled", func() bool { return p.Drained() })
 	if calls := p.Sandbox.CountCalls(messages.APIVMSAddQualification); calls != 1 {
 		t.Errorf("%d vendor calls for one id, want 1", calls)
 	}
@@ -162,7 +135,7 @@ func TestReusedIdIsRejected(t *testing.T) {
 	if _, err := p.JS.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "three results", func() bool { return len(p.Results()["reuse-1"]) == 3 && drained(p) })
+	filingtest.WaitFor(t, 10*time.Second, "three results", func() bool { return len(p.Results()["reuse-1"]) == 3 && p.Drained() })
 	rs := p.Results()["reuse-1"]
 	if rs[0].Status != messages.StatusSucceeded {
 		t.Fatalf("first request: %+v", rs[0])
@@ -205,7 +178,7 @@ func TestOversizedDeadLetterIsNotStranded(t *testing.T) {
 	var lost atomic.Bool
 	lost.Store(true)
 	p := filingtest.New(t, filingtest.Options{NC: nc, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
-		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			if lost.Load() {
 				return dispatch.Outcome{}, filingtest.AnswerLost(req.API) // ambiguous: dead-lettered
 			}
@@ -220,7 +193,7 @@ func TestOversizedDeadLetterIsNotStranded(t *testing.T) {
 	if err := nc.Publish(p.Subjects.Request(messages.APIVMSAddQualification), undecodable); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "both dead-lettered", func() bool { return drained(p) && len(p.Dead()) == 2 })
+	filingtest.WaitFor(t, 15*time.Second, "both dead-lettered", func() bool { return p.Drained() && len(p.Dead()) == 2 })
 	for _, d := range p.Dead() {
 		if d.BodyObject == "" || len(d.Data) != 0 {
 			t.Fatalf("dead letter %d (%s) has %d body bytes and object %q; want its body in the object store", d.Sequence, d.RequestID, len(d.Data), d.BodyObject)
@@ -243,7 +216,7 @@ func TestOversizedDeadLetterIsNotStranded(t *testing.T) {
 	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
 		t.Fatalf("replay: %+v %v", replayed, err)
 	}
-	waitFor(t, 10*time.Second, "the replay succeeded", func() bool {
+	filingtest.WaitFor(t, 10*time.Second, "the replay succeeded", func() bool {
 		f, ok := filingtest.Final(p.Results()["big-1"])
 		return ok && f.Status == messages.StatusSucceeded
 	})
@@ -310,13 +283,13 @@ func twoReplicas(t *testing.T, aUpstream func(filing.Dispatcher) filing.Dispatch
 // and a settled audit event.
 func settledAfterAmbiguous(t *testing.T, a, b *filingtest.Pipeline, fa *filingtest.Faults, id string) {
 	t.Helper()
-	waitFor(t, 15*time.Second, "replica b records the request as ambiguous", func() bool {
+	filingtest.WaitFor(t, 15*time.Second, "replica b records the request as ambiguous", func() bool {
 		rs := b.Results()[id]
 		return len(rs) == 1 && rs[0].Error != nil && rs[0].Error.Class == messages.ClassAmbiguous
 	})
 	ambiguous := b.Results()[id][0]
 	fa.Heal()
-	waitFor(t, 20*time.Second, "replica a settles it", func() bool { return len(b.Results()[id]) == 2 && drained(b) })
+	filingtest.WaitFor(t, 20*time.Second, "replica a settles it", func() bool { return len(b.Results()[id]) == 2 && b.Drained() })
 	rs := b.Results()[id]
 	final, ok := filingtest.Final(rs)
 	if !ok || final.Status != messages.StatusSucceeded || !final.Supersedes.Equal(ambiguous.CompletedAt) || !final.CompletedAt.After(ambiguous.CompletedAt) {
@@ -340,7 +313,7 @@ func settledAfterAmbiguous(t *testing.T, a, b *filingtest.Pipeline, fa *filingte
 func TestKnownSuccessSettlesAmbiguous(t *testing.T) {
 	var fa *filingtest.Faults
 	a, b, f := twoReplicas(t, func(real filing.Dispatcher) filing.Dispatcher {
-		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			out, err := real.Dispatch(ctx, req)
 			fa.Cut() // the answer is in; the broker is gone
 			return out, err
@@ -350,7 +323,7 @@ func TestKnownSuccessSettlesAmbiguous(t *testing.T) {
 	a.Run()
 	id := "known-1"
 	a.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
-	waitFor(t, 10*time.Second, "replica a called the vendor", func() bool { return a.Sandbox.CountCalls(messages.APIVMSAddQualification) == 1 })
+	filingtest.WaitFor(t, 10*time.Second, "replica a called the vendor", func() bool { return a.Sandbox.CountCalls(messages.APIVMSAddQualification) == 1 })
 	b.Run()
 	settledAfterAmbiguous(t, a, b, fa, id)
 }
@@ -367,7 +340,7 @@ func TestUnsentCallSettlesAmbiguous(t *testing.T) {
 	a.Run()
 	id := "unsent-1"
 	a.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
-	waitFor(t, 10*time.Second, "replica a's calling write landed", func() bool {
+	filingtest.WaitFor(t, 10*time.Second, "replica a's calling write landed", func() bool {
 		e, err := a.Ledger.Get(context.Background(), id)
 		return err == nil && e.State == ledger.StateCalling
 	})

@@ -17,7 +17,7 @@ import (
 // slowUpstream makes every call take d.
 func slowUpstream(d time.Duration) func(filing.Dispatcher) filing.Dispatcher {
 	return func(real filing.Dispatcher) filing.Dispatcher {
-		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
@@ -42,9 +42,9 @@ func TestInFlightLeaseHoldsBackAnotherReplica(t *testing.T) {
 	a.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
 	time.Sleep(200 * time.Millisecond) // a has it
 	b.Run()
-	waitFor(t, 20*time.Second, "settled", func() bool {
+	filingtest.WaitFor(t, 20*time.Second, "settled", func() bool {
 		f, ok := filingtest.Final(b.Results()[id])
-		return ok && f.Status == messages.StatusSucceeded && drained(b)
+		return ok && f.Status == messages.StatusSucceeded && b.Drained()
 	})
 	if calls := a.Sandbox.CountCalls(messages.APIVMSAddQualification); calls != 1 {
 		t.Fatalf("the vendor saw %d calls, want 1", calls)
@@ -64,7 +64,7 @@ func TestHeartbeatKeepsALongCall(t *testing.T) {
 	p.Run()
 	id := "long-1"
 	p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
-	waitFor(t, 15*time.Second, "settled", func() bool { return len(p.Results()[id]) == 1 && drained(p) })
+	filingtest.WaitFor(t, 15*time.Second, "settled", func() bool { return len(p.Results()[id]) == 1 && p.Drained() })
 	var c dto.Metric
 	if err := m.Redeliveries.WithLabelValues(string(messages.APIVMSAddQualification)).Write(&c); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/consumer"
+	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/guard"
@@ -353,6 +354,35 @@ func (p *Pipeline) Run() (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	p.TB.Cleanup(stop)
 	return stop
+}
+
+// WaitFor polls cond until it holds, failing the test when timeout passes
+// first.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Drained reports whether the request stream is empty and nothing is
+// pending or unacknowledged.
+func (p *Pipeline) Drained() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ci, err := p.Durable.Info(ctx)
+	return err == nil && p.Count(p.Streams.Requests) == 0 && ci.NumPending == 0 && ci.NumAckPending == 0
+}
+
+// DispatcherFunc adapts a function to filing.Dispatcher.
+type DispatcherFunc func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
+
+func (f DispatcherFunc) Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+	return f(ctx, req)
 }
 
 // ExamplesDir is the repository's examples/ directory.

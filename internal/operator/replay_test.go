@@ -24,33 +24,6 @@ import (
 
 // Replays against the whole pipeline (embedded server, sandbox).
 
-// dispatcherFunc adapts a function to filing.Dispatcher.
-type dispatcherFunc func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
-
-func (f dispatcherFunc) Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
-	return f(ctx, req)
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// drained: the request stream is empty and nothing is pending or unacked.
-func drained(p *filingtest.Pipeline) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	ci, err := p.Durable.Info(ctx)
-	return err == nil && p.Count(p.Streams.Requests) == 0 && ci.NumPending == 0 && ci.NumAckPending == 0
-}
-
 // TestConcurrentReplaysDuringACallFileOnce: an operator's replay used to
 // purge the ledger entry while the consumer was calling, so that the
 // consumer's success could not be recorded and the next delivery called
@@ -65,7 +38,7 @@ func TestConcurrentReplaysDuringACallFileOnce(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)
 	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
-		return dispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			if fail.Load() {
 				return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
 			}
@@ -76,7 +49,7 @@ func TestConcurrentReplaysDuringACallFileOnce(t *testing.T) {
 	p.Run()
 	id := "replay-race-1"
 	p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
-	waitFor(t, 10*time.Second, "dead-lettered after its only delivery", func() bool { return len(p.Dead()) == 1 && drained(p) })
+	filingtest.WaitFor(t, 10*time.Second, "dead-lettered after its only delivery", func() bool { return len(p.Dead()) == 1 && p.Drained() })
 	letter := p.Dead()[0]
 	fail.Store(false)
 
@@ -105,9 +78,9 @@ func TestConcurrentReplaysDuringACallFileOnce(t *testing.T) {
 		t.Fatalf("forced replay during the call: %s %v", replayedSummary(forced), err)
 	}
 	close(release)
-	waitFor(t, 15*time.Second, "settled", func() bool {
+	filingtest.WaitFor(t, 15*time.Second, "settled", func() bool {
 		f, ok := filingtest.Final(p.Results()[id])
-		return ok && f.Status == messages.StatusSucceeded && drained(p)
+		return ok && f.Status == messages.StatusSucceeded && p.Drained()
 	})
 	if calls := p.Sandbox.CountCalls(messages.APIVMSAddQualification); calls != 1 {
 		t.Fatalf("the vendor saw %d AddQualification calls, want 1", calls)
