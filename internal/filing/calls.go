@@ -30,6 +30,8 @@ func (d *delivery) callStep() step {
 			res.Error.Fields = boundFields(ve.Fields)
 		}
 		return d.decided(res, messages.EventRejected, "")
+	case d.renewalDue():
+		return d.renew()
 	case !d.call.filesDone && len(d.msg.req.FileRefs()) > 0:
 		return step{kind: stepFiles}
 	}
@@ -76,6 +78,9 @@ func (d *delivery) afterCall() step {
 	if wait, ok := d.rules.policy.Wait(d.call.attempts, class, d.now.Sub(d.call.start)); ok && !d.stopping {
 		if d.out.emitted < len(d.trail()) && !d.out.emitFailed {
 			return d.emit() // the attempt's event, before waiting
+		}
+		if d.renewalDue() {
+			return d.renew()
 		}
 		d.call.due = true
 		return step{kind: stepSleep, delay: wait}
@@ -234,6 +239,9 @@ func (d *delivery) reconcile() step {
 	}
 	end := rules.slot(r.start, max(rules.reads, 1)-1)
 	if r.reads < max(rules.reads, 1) && !r.next.After(end) {
+		if d.renewalDue() {
+			return d.renew()
+		}
 		if wait := r.next.Sub(d.now); wait > 0 {
 			return step{kind: stepSleep, delay: wait}
 		}

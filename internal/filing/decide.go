@@ -17,7 +17,9 @@ import (
 // events).
 
 // decide returns the next step.
-func (d *delivery) decide() step {
+func (d *delivery) decide() step { return d.withHold(d.next()) }
+
+func (d *delivery) next() step {
 	if d.trouble.failed != 0 {
 		return d.afterBrokerFailure()
 	}

@@ -98,7 +98,7 @@ func (p *script) then(answers ...answer) *script {
 		switch s.kind {
 		case stepSettle:
 			p.t.Fatalf("answer %T after the delivery settled (steps %v)", a, p.kinds())
-		case stepSleep:
+		case stepSleep, stepWatch:
 			p.now = p.now.Add(s.delay)
 		}
 		if a == fine {
@@ -138,6 +138,8 @@ func (p *script) routine(s step) answer {
 		return deadLettered{}
 	case stepSleep:
 		return slept{}
+	case stepWatch:
+		return found{entry: *p.d.ledger.entry}
 	case stepCall:
 		return called{out: dispatch.Outcome{Result: json.RawMessage(`{"QualificationNo":"Q1"}`)}}
 	case stepReconcile:
@@ -234,9 +236,9 @@ func TestDecide(t *testing.T) {
 			}
 		}},
 		{"events go out before the calling write", 0, []answer{idTaken{}, claimed{claimedBy(0)}}, stepEmit, nil},
-		{"another replica's fresh call is waited for, in the broker", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 10*time.Second)}}, stepSettle, func(t *testing.T, _ *delivery, p *script) {
-			if s := p.last(); s.settle != settleInFlightElsewhere || s.settle.action != retry.ActionNakWithDelay || s.delay != 50*time.Second {
-				t.Errorf("settle %+v, want a nak with the rest of the lease", s)
+		{"another replica's call is watched, the message in hand", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 10*time.Second)}, fine, fine, fine}, stepWatch, func(t *testing.T, _ *delivery, p *script) {
+			if s := p.last(); s.delay != 15*time.Second {
+				t.Errorf("watch %+v, want the entry read again a quarter of the lease on", s)
 			}
 		}},
 		{"past the delivery limit it is not waited for", 8, []answer{idTaken{}, claimed{callingUnder("theirs", 10*time.Second)}}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
@@ -244,12 +246,12 @@ func TestDecide(t *testing.T) {
 				t.Errorf("write %+v", e)
 			}
 		}},
-		{"an expired call of another replica is ambiguous for a create", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 2*time.Minute)}}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
+		{"an expired call of another replica is ambiguous for a create", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 2*time.Minute)}, fine, fine, fine, fine}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
 			if e := p.last().entry; e.State != ledger.StateDone || e.Result.Error.Class != messages.ClassAmbiguous || e.Nonce != "theirs" {
 				t.Errorf("write %+v", e)
 			}
 		}},
-		{"a calling write of ours that landed is called under", 0, []answer{idTaken{mem: mine}, claimed{callingUnder("mine", 2*time.Minute)}}, stepCall, nil},
+		{"a calling write of ours that landed is renewed and called under", 0, []answer{idTaken{mem: mine}, claimed{callingUnder("mine", 2*time.Minute)}, fine}, stepCall, nil},
 		{"a copy of a recorded request is answered from the ledger", 0, []answer{idTaken{}, claimed{doneBy("", 3, outcome(messages.StatusSucceeded, "", t0))}}, stepEvent, func(t *testing.T, _ *delivery, p *script) {
 			if ev := p.last().event; ev.Event != messages.EventDuplicate {
 				t.Errorf("event %+v", ev)
@@ -297,7 +299,7 @@ func TestDecide(t *testing.T) {
 			}
 		}},
 		{"a claim that may have landed keeps trying as long as an outcome would", 0, []answer{idTaken{}, failed{op: stepClaim, err: transient, mayHaveLanded: true}, fine, elapse(30 * time.Second), failed{op: stepClaim, err: transient, mayHaveLanded: true}}, stepSleep, nil},
-		{"an ambiguous verdict drawn from an entry that changed is dropped", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 2*time.Minute)}, conflicted{}}, stepRead, func(t *testing.T, d *delivery, p *script) {
+		{"an ambiguous verdict drawn from an entry that changed is dropped", 0, []answer{idTaken{}, claimed{callingUnder("theirs", 2*time.Minute)}, fine, fine, fine, fine, conflicted{}}, stepRead, func(t *testing.T, d *delivery, p *script) {
 			if s := p.steps[len(p.steps)-2]; s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
 				t.Fatalf("steps %v: want the ambiguous write first", p.kinds())
 			}
@@ -316,7 +318,7 @@ func TestDecide(t *testing.T) {
 			}
 		}},
 		{"a definite failure over another replica's ambiguous record files it now", 0, []answer{idTaken{mem: mine}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Trail: received(), Emitted: 1, Revision: 2}},
-			called{err: transient}, fine, conflicted{}, found{doneBy("mine", 0, outcome(messages.StatusFailed, messages.ClassAmbiguous, t0))}}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
+			fine, called{err: transient}, fine, conflicted{}, found{doneBy("mine", 0, outcome(messages.StatusFailed, messages.ClassAmbiguous, t0))}}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
 			if e := p.last().entry; e.State != ledger.StateCalling || !e.Supersedes.Equal(t0) {
 				t.Errorf("steps %v, write %+v", p.kinds(), e)
 			}
@@ -388,7 +390,7 @@ func TestResultsRedactedWhenConfigured(t *testing.T) {
 		d := newTest(t, vms)
 		d.rules.redactResults = redact
 		p := play(t, d, idTaken{mem: remembered{nonce: "mine"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Revision: 2}},
-			called{out: dispatch.Outcome{Result: answer}})
+			fine, called{out: dispatch.Outcome{Result: answer}})
 		s := p.last()
 		if s.kind != stepWrite || s.entry.Result == nil {
 			t.Fatalf("redact %v: steps %v, want the outcome's write", redact, p.kinds())

@@ -42,10 +42,8 @@ func (d *delivery) calling() step {
 		}
 		return d.lost("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
 	}
-	age := d.now.Sub(e.UpdatedAt)
-	if age < d.rules.lease && d.counted() < d.rules.hardLimit {
-		// Another replica is calling right now; look again after its lease.
-		return d.settle(settleInFlightElsewhere, max(d.rules.lease-age, time.Second))
+	if s, live := d.watch(); live {
+		return s // another replica holds it (lease.go)
 	}
 	if !d.msg.req.API.Resendable() {
 		return d.lost("a previous delivery was calling the vendor when it stopped; the vendor may have filed it")

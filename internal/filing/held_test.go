@@ -22,7 +22,7 @@ func (h heldErr) HeldFor() time.Duration { return h.d }
 func callingN1(trail ...messages.AuditEvent) []answer {
 	e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Trail: append(received(), trail...)}
 	e.Emitted = len(e.Trail)
-	return []answer{idTaken{mem: remembered{nonce: "n1"}}, claimed{e}}
+	return []answer{idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, fine} // renewed: this delivery did not write it
 }
 
 // A call qualfile held back (breaker open, rate limit full) was never
@@ -61,7 +61,7 @@ func TestHeldDeliveriesDoNotCount(t *testing.T) {
 		d.rules.policy = retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 1, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
 		d.msg.deliveries = 5
 		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Held: tc.held, Trail: received(), Emitted: 1}
-		play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, called{err: transient})
+		play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, fine, called{err: transient})
 		if dead := d.mem.outcome != nil && d.mem.deadReason == "retries exhausted"; dead != tc.wantDead {
 			t.Errorf("held %d of 5 deliveries: dead-lettered %v, want %v (outcome %+v)", tc.held, dead, tc.wantDead, d.mem.outcome)
 		}

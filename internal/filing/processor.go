@@ -69,10 +69,10 @@ type Config struct {
 	MaxDeliver int
 	// Owner names this replica in the ledger; unique per process.
 	Owner string
-	// InFlightLease is at least how long a "calling" entry of another
-	// replica is taken to be still in flight (normally the consumer's
-	// AckWait). The lease is never shorter than one delivery's calls can
-	// last: the in-process retry budget plus CallTimeout.
+	// InFlightLease is how long another replica's "calling" entry must be
+	// seen unchanged, on this replica's own clock, before its holder is
+	// taken for dead (default 10s). A holder renews its entry every
+	// quarter of it while it works (lease.go).
 	InFlightLease time.Duration
 	// PublishTimeout bounds each publish and ledger operation (default 10s).
 	PublishTimeout time.Duration
@@ -157,7 +157,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	def(&cfg.PublishTimeout, 10*time.Second)
 	def(&cfg.RecordTimeout, 2*time.Minute)
 	def(&cfg.TroubleTimeout, 2*time.Second)
-	def(&cfg.InFlightLease, time.Minute)
+	def(&cfg.InFlightLease, 10*time.Second)
 	def(&cfg.CallTimeout, time.Minute)
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = 1 << 20
@@ -183,21 +183,11 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	cfg.Reconcile = rc
 	rules := limits{
 		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
-		lease:        max(cfg.InFlightLease, cfg.Policy.Budget()+cfg.CallTimeout),
+		lease:        cfg.InFlightLease,
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
 		redactResults: cfg.RedactResults,
 		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads, skew: rc.ClockSkew,
 			keepAmbiguous: rc.KeepAmbiguous},
-	}
-	if cfg.Files != nil {
-		// Files held in the object store are fetched with the entry
-		// "calling", before the call: the lease covers that too.
-		rules.lease += cfg.CallTimeout
-	}
-	if rules.reconcile.on {
-		// A replica that reconciles holds the entry "calling" through its
-		// window: the lease covers it, and its last read.
-		rules.lease += rc.Window + cfg.CallTimeout
 	}
 	return &Processor{cfg: cfg, rules: rules, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil

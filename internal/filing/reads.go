@@ -17,8 +17,8 @@ import (
 
 // readRecords makes one read of the vendor's records that match the
 // request, created since then (zero: any).
-func (r *runner) readRecords(since time.Time) recordsRead {
-	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+func (r *runner) readRecords(ctx context.Context, since time.Time) recordsRead {
+	ctx, cancel := context.WithTimeout(ctx, r.p.cfg.CallTimeout)
 	defer cancel()
 	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, r.d.msg.req, since)
 	return recordsRead{finding: f, err: err}
@@ -26,11 +26,11 @@ func (r *runner) readRecords(since time.Time) recordsRead {
 
 // fetchFiles fetches and checks the request's files held in the object
 // store. A store that cannot be read is broker trouble.
-func (r *runner) fetchFiles() answer {
+func (r *runner) fetchFiles(ctx context.Context) answer {
 	if r.p.cfg.Files == nil {
 		return filesFetched{noStore: true}
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.p.cfg.CallTimeout)
 	defer cancel()
 	contents, err := files.Fetch(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, r.d.msg.req)
 	switch {

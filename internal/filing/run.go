@@ -74,7 +74,7 @@ func (p *Processor) Handle(ctx context.Context, msg Msg) {
 // untrusted bytes is answered like any other (the message is
 // dead-lettered).
 func (p *Processor) readMessage(msg Msg) (d *delivery) {
-	now := p.cfg.Now().UTC()
+	now := p.cfg.Now()
 	defer func() {
 		if v := recover(); v != nil {
 			d = unread(p.rules, now)
@@ -99,6 +99,7 @@ type runner struct {
 	msg       Msg
 	d         *delivery
 	replyData []byte          // the result the last step published, for reply_to once the core counts it
+	renewal   *renewed        // the last renewal of the entry held while the last step lasted
 	tctx      context.Context // the delivery's span, for its children and the messages it publishes
 	span      trace.Span
 }
@@ -124,6 +125,10 @@ func (r *runner) decide() (s step, ok bool) {
 func (r *runner) perform(s step) {
 	span := r.stepSpan(s)
 	a := r.do(s)
+	if ren := r.renewal; ren != nil {
+		r.renewal = nil
+		r.apply(*ren)
+	}
 	r.apply(a)
 	if err, trouble := failure(a); trouble {
 		r.log().Warn("broker operation failed", zap.Stringer("op", s.kind), zap.Int("failures", r.d.trouble.failures), zap.Error(err))
@@ -147,7 +152,7 @@ func (r *runner) apply(a answer) {
 			r.apply(r.panicked(v, nil))
 		}
 	}()
-	r.d.apply(r.p.cfg.Now().UTC(), r.ctx.Err() != nil, a)
+	r.d.apply(r.p.cfg.Now(), r.ctx.Err() != nil, a)
 }
 
 // panicked is the answer to a panic, or to a ledger error err that
@@ -168,22 +173,11 @@ func (r *runner) do(s step) (a answer) {
 	switch s.kind {
 	case stepTakeID:
 		return r.takeID()
-	case stepSleep:
-		t := time.NewTimer(s.delay)
-		select {
-		case <-t.C:
-		case <-r.ctx.Done():
-		}
-		t.Stop()
-		return slept{}
-	case stepCall:
-		return r.call()
-	case stepReconcile:
-		return r.readRecords(s.since)
-	case stepBaseline:
-		return baselineRead(r.readRecords(time.Time{}))
-	case stepFiles:
-		return r.fetchFiles()
+	case stepSleep, stepCall, stepReconcile, stepBaseline, stepFiles:
+		return r.lasting(s)
+	case stepWatch:
+		sleep(r.ctx, s.delay)
+		return r.read()
 	case stepRemoveFiles:
 		return r.removeFiles()
 	case stepClaim:
@@ -281,8 +275,8 @@ func (r *runner) settle(s step) {
 }
 
 // call makes one upstream attempt.
-func (r *runner) call() answer {
-	ctx, cancel := context.WithTimeout(r.ctx, r.p.cfg.CallTimeout)
+func (r *runner) call(ctx context.Context) answer {
+	ctx, cancel := context.WithTimeout(ctx, r.p.cfg.CallTimeout)
 	start := r.p.cfg.Now()
 	out, err := r.p.disp.Dispatch(ctx, r.d.msg.req)
 	cancel()
@@ -291,4 +285,14 @@ func (r *runner) call() answer {
 		return held{err: err}
 	}
 	return called{out: out, err: err, took: r.p.cfg.Now().Sub(start)}
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

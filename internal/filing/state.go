@@ -21,7 +21,9 @@ import (
 // delivery is everything the core knows of one delivery of a message.
 type delivery struct {
 	rules    limits
-	now      time.Time
+	now      time.Time     // the wall clock, for what is written (UTC)
+	clock    time.Duration // this process's monotonic clock since the delivery began, for what is measured
+	epoch    time.Time     // when the delivery began, with its monotonic reading
 	stopping bool   // the shutdown grace period is over: nothing more is sent
 	panicked string // a step panicked (a bug): what it said
 	panics   int    // how many times
@@ -31,6 +33,7 @@ type delivery struct {
 	idBusy  bool       // another handler of this replica held it until the grace period ended
 	mem     remembered // what this replica remembers of the request; the runner keeps it when the delivery ends
 	ledger  ledgerView
+	lease   leaseState
 	call    callState
 	recon   reconciliation
 	out     emission
@@ -122,7 +125,7 @@ type brokerTrouble struct {
 type limits struct {
 	maxDeliver    int           // a retryable failure on this delivery is dead-lettered
 	hardLimit     int           // past it, nothing is handed back but for broker trouble
-	lease         time.Duration // how long another replica's "calling" is taken to be live
+	lease         time.Duration // how long another replica's "calling" entry must keep one revision to be taken for dead (lease.go)
 	recordBudget  time.Duration // how long knowledge that would be lost is kept trying
 	troubleBudget time.Duration // how long other broker trouble is retried in process
 	policy        retry.Policy
@@ -133,7 +136,7 @@ type limits struct {
 
 // unread is a delivery of which nothing is known yet.
 func unread(rules limits, now time.Time) *delivery {
-	return &delivery{rules: rules, now: now, msg: message{deliveries: 1, receivedAt: now}}
+	return &delivery{rules: rules, now: now.UTC(), epoch: now, msg: message{deliveries: 1, receivedAt: now.UTC()}}
 }
 
 // newDelivery reads what a message says about itself: its data, the api
@@ -164,11 +167,12 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 }
 
 // apply takes in the runner's answer to the last step (nil before the
-// first), with the time and whether the grace period is over, as the
-// runner saw them when the answer came.
+// first), with the time (with its monotonic reading, when the clock has
+// one) and whether the grace period is over, as the runner saw them when
+// the answer came.
 func (d *delivery) apply(now time.Time, stopping bool, a answer) {
-	began := d.now // when the step began: the core decided it then
-	d.now, d.stopping = now, stopping
+	began, beganClock := d.now, d.clock // when the step began: the core decided it then
+	d.now, d.clock, d.stopping = now.UTC(), now.Sub(d.epoch), stopping
 	if f, ok := a.(found); ok {
 		if t := d.ledger.tried; t != nil && t.State == f.entry.State && t.Owner == f.entry.Owner && t.UpdatedAt.Equal(f.entry.UpdatedAt) && t.Nonce == f.entry.Nonce {
 			a = written(f) // our own write, which timed out but landed: it succeeded
@@ -203,6 +207,9 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case claimed:
 		d.see(a.entry)
 		d.out.emitted = eventsOut(a.entry, d.msg.seq)
+		if d.ledger.fresh {
+			d.noteWrite(beganClock) // the claim created it "calling"
+		}
 	case found:
 		pending := 0 // of this delivery's pending events, published already
 		if d.ledger.entry != nil {
@@ -217,6 +224,19 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case written:
 		d.see(a.entry)
 		d.out.pending, d.ledger.tried, d.ledger.conflicts = nil, nil, 0
+		d.noteWrite(beganClock)
+	case renewed:
+		d.see(a.entry)
+		d.lease.renewed, d.lease.renewedAt = true, a.at.Sub(d.epoch)
+	case cutOff:
+		// The hold lapsed: what the entry says now is read again. A call
+		// cut short may have reached the vendor; the entry decides what
+		// follows, as after a replica that stopped mid-call.
+		d.ledger.stale, d.lease.renewed = true, false
+		if a.call {
+			d.call.attempts, d.call.due, d.call.err, d.call.class = 0, false, nil, retry.ClassNone
+		}
+		return
 	case called:
 		class := retry.ClassOf(a.err)
 		d.call.attempts++

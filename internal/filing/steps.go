@@ -21,6 +21,7 @@ const (
 	stepTakeID      stepKind = iota + 1 // take the id in this replica's memory, waiting while another handler holds it
 	stepClaim                           // ledger: create the entry, or read the existing one
 	stepRead                            // ledger: read the entry again
+	stepWatch                           // wait step.delay, then read the entry again (another replica holds it)
 	stepWrite                           // ledger: store step.entry in place of step.prev
 	stepCall                            // one upstream attempt
 	stepSleep                           // wait step.delay (backoff)
@@ -36,7 +37,7 @@ const (
 )
 
 var stepNames = map[stepKind]string{
-	stepTakeID: "take id", stepClaim: "ledger claim", stepRead: "ledger read", stepWrite: "ledger write",
+	stepTakeID: "take id", stepClaim: "ledger claim", stepRead: "ledger read", stepWatch: "ledger watch", stepWrite: "ledger write",
 	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
 	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
 	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline",
@@ -54,8 +55,19 @@ type step struct {
 	event  messages.AuditEvent   // stepEvent
 	dead   deadLetterSpec        // stepDeadLetter
 	since  time.Time             // stepReconcile: a record created before it is an earlier filing
-	delay  time.Duration         // stepSleep; stepSettle when it hands the message back
+	delay  time.Duration         // stepSleep, stepWatch; stepSettle when it hands the message back
 	settle settlement            // stepSettle
+	hold   *holding              // a step that lasts while this replica holds the entry "calling"
+}
+
+// holding says how the runner keeps the entry "calling" while a step
+// lasts (lease.go): it renews the entry every renew, and cuts the step
+// short once its last renewal was issued longer than fence ago.
+type holding struct {
+	entry ledger.Entry
+	renew time.Duration
+	fence time.Duration
+	left  time.Duration // what is left of the fence of the renewal before the step
 }
 
 // deadLetterSpec says what a dead letter records.
@@ -114,6 +126,13 @@ type (
 
 	// Any step.
 	slept    struct{}
+	renewed  struct { // the runner renewed the entry held while a step lasted
+		entry ledger.Entry
+		at    time.Time // when the renewal was issued
+	}
+	cutOff struct { // a step was cut short: this replica's hold on the entry lapsed (lease.go)
+		call bool // the step was a call: it may have reached the vendor
+	}
 	panicked struct { // a step panicked, or the ledger revealed a bug (a corrupt entry, a move it forbids)
 		why string
 		err error // the ledger's error, if that was it
@@ -142,6 +161,11 @@ func (s step) detached() step {
 	if s.prev != nil {
 		p := clone(*s.prev)
 		s.prev = &p
+	}
+	if s.hold != nil {
+		h := *s.hold
+		h.entry = clone(h.entry)
+		s.hold = &h
 	}
 	s.events = slices.Clone(s.events)
 	if s.result != nil {

@@ -1,0 +1,100 @@
+package filing
+
+import (
+	"time"
+
+	"github.com/qualfile/qualfile/internal/ledger"
+)
+
+// The in-flight lease (part of the decision core, without I/O). No rule
+// compares a time one process wrote with another process's clock:
+//
+//   - the replica that holds an entry "calling" renews it (a ledger write,
+//     which changes its revision) every quarter of the lease while it works;
+//   - another replica takes the holder for dead only once it has itself
+//     watched the entry keep one revision for the whole lease, on its own
+//     monotonic clock (delivery.clock);
+//   - the holder starts or goes on with a step that may reach the vendor
+//     only while its last renewal was issued less than two thirds of the
+//     lease ago (the fence). A watcher began watching after that renewal
+//     landed, so it cannot take over before the holder stops, as long as
+//     the two clocks' rates differ by less than a third.
+
+// leaseState is what this delivery knows of the lease on its entry.
+type leaseState struct {
+	watching     bool          // another replica's "calling" entry is watched
+	watchedRev   uint64        // at this revision
+	watchedSince time.Duration // since then, unchanged (delivery.clock)
+	renewed      bool          // this delivery wrote the entry it holds
+	renewedAt    time.Duration // when it issued that write (delivery.clock)
+}
+
+func (l limits) renewEvery() time.Duration { return l.lease / 4 }
+func (l limits) fence() time.Duration      { return l.lease * 2 / 3 }
+
+// holds reports whether this delivery holds the entry "calling": under the
+// nonce of its own call, or of a lost call it reconciles, with no outcome
+// in hand yet.
+func (d *delivery) holds() bool {
+	e := d.ledger.entry
+	return e != nil && !d.ledger.missing && e.Revision != 0 && e.State == ledger.StateCalling && d.mem.outcome == nil &&
+		(e.Nonce == d.mem.nonce || d.recon.active && e.Nonce == d.recon.nonce)
+}
+
+// watch decides about another replica's "calling" entry: it is watched,
+// the message kept in hand, until it changes (the holder is alive: watched
+// again from there) or it has kept one revision for the lease (dead: ok
+// false).
+func (d *delivery) watch() (s step, live bool) {
+	e := d.ledger.entry
+	if !d.lease.watching || d.lease.watchedRev != e.Revision {
+		d.lease.watching, d.lease.watchedRev, d.lease.watchedSince = true, e.Revision, d.clock
+	}
+	watched := d.clock - d.lease.watchedSince
+	switch {
+	case watched >= d.rules.lease || d.counted() >= d.rules.hardLimit:
+		return step{}, false
+	case d.stopping:
+		return d.settle(settleInFlightElsewhere, d.rules.lease-watched), true
+	}
+	return step{kind: stepWatch, delay: min(d.rules.lease-watched, d.rules.renewEvery())}, true
+}
+
+// renewalDue reports whether the entry held must be renewed before a step
+// that lasts: the runner renews it during the step only from a renewal
+// this fresh.
+func (d *delivery) renewalDue() bool {
+	return d.holds() && !d.stopping && (!d.lease.renewed || d.clock-d.lease.renewedAt >= d.rules.renewEvery())
+}
+
+// renew writes the entry held again, unchanged but for its owner and time:
+// a new revision, which tells a watcher that its holder is alive.
+func (d *delivery) renew() step {
+	e := *d.ledger.entry
+	e.Owner, e.UpdatedAt = d.rules.owner, d.now
+	return d.write(e)
+}
+
+// withHold gives a step that lasts (a call, a read of the vendor's
+// records or of the files, a sleep) the hold the runner keeps on the entry
+// while it lasts.
+func (d *delivery) withHold(s step) step {
+	switch s.kind {
+	case stepCall, stepSleep, stepReconcile, stepFiles:
+	default:
+		return s
+	}
+	if d.holds() && d.lease.renewed {
+		s.hold = &holding{entry: *d.ledger.entry, renew: d.rules.renewEvery(), fence: d.rules.fence(),
+			left: d.lease.renewedAt + d.rules.fence() - d.clock}
+	}
+	return s
+}
+
+// noteWrite takes in a write of the entry this delivery issued at began:
+// a renewal, when the entry is held.
+func (d *delivery) noteWrite(began time.Duration) {
+	if d.holds() {
+		d.lease.renewed, d.lease.renewedAt = true, began
+	}
+}

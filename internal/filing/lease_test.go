@@ -1,0 +1,135 @@
+package filing
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// TestLeaseTrustsNoWrittenTime: another replica's "calling" entry is taken
+// for dead only after this replica has watched it keep one revision for
+// the whole lease, whatever time the entry says it was written (a clock
+// hours ahead or behind), and a renewal starts the watch over.
+func TestLeaseTrustsNoWrittenTime(t *testing.T) {
+	for _, written := range []time.Duration{-4 * time.Hour, 0, 4 * time.Hour} {
+		d := newTest(t, vms)
+		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs", UpdatedAt: t0.Add(written),
+			Fingerprint: d.msg.fingerprint, Revision: 2, Trail: received(), Emitted: 1}
+		p := play(t, d, idTaken{}, claimed{e}, fine, fine, fine)
+		renewed := e
+		renewed.Revision = 3
+		p.then(found{renewed}, fine, fine, fine) // 45 s watched in all, 30 s of them unchanged
+		if s := p.last(); s.kind != stepWatch {
+			t.Fatalf("written %s: steps %v: want the renewed entry watched on", written, p.kinds())
+		}
+		p.then(fine)
+		if s := p.last(); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
+			t.Errorf("written %s: steps %v: want the entry taken for dead a lease after its last change", written, p.kinds())
+		}
+	}
+}
+
+// TestAHolderRenewsBeforeItCalls: a delivery that did not itself write the
+// "calling" entry it holds renews it before it calls; one whose renewal is
+// older than a quarter of the lease renews it again before its next
+// attempt; and a call carries the hold that the runner keeps up.
+func TestAHolderRenewsBeforeItCalls(t *testing.T) {
+	p := play(t, newTest(t, vms), idTaken{mem: remembered{nonce: "n1"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling,
+		Nonce: "n1", Revision: 2, Trail: received(), Emitted: 1}})
+	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling || s.entry.Nonce != "n1" {
+		t.Fatalf("steps %v: want the entry renewed first", p.kinds())
+	}
+	p.then(fine)
+	s := p.last()
+	if s.kind != stepCall || s.hold == nil || s.hold.entry.Revision != 3 || s.hold.left != time.Minute*2/3 || s.hold.renew != 15*time.Second {
+		t.Fatalf("steps %v, hold %+v: want the call holding the renewed entry", p.kinds(), s.hold)
+	}
+	p.then(elapse(20*time.Second), called{err: transient})
+	if s := p.last(); s.kind != stepEmit {
+		t.Fatalf("steps %v: want the attempt's event out", p.kinds())
+	}
+	if p.then(fine); p.last().kind != stepWrite {
+		t.Fatalf("steps %v: want a renewal before the backoff", p.kinds())
+	}
+}
+
+// A step cut short by the fence: the entry is read again, and a call cut
+// short is taken for one that may have reached the vendor.
+func TestACallCutOffIsALostCall(t *testing.T) {
+	p := play(t, newTest(t, vms), idTaken{}, fine, cutOff{call: true})
+	if s := p.last(); s.kind != stepRead {
+		t.Fatalf("steps %v: want the entry read again", p.kinds())
+	}
+	e := *p.d.ledger.entry
+	p.then(found{e})
+	if s := p.last(); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
+		t.Errorf("steps %v: want a create cut off mid-call ambiguous, never called again", p.kinds())
+	}
+}
+
+// leaseLedger is a Ledger whose Put is put.
+type leaseLedger struct {
+	Ledger
+	put func(prev, next ledger.Entry) (ledger.Entry, error)
+}
+
+func (l leaseLedger) Put(_ context.Context, prev, next ledger.Entry) (ledger.Entry, error) {
+	return l.put(prev, next)
+}
+
+type dispatcherFunc func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
+
+func (f dispatcherFunc) Dispatch(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+	return f(ctx, req)
+}
+
+// TestTheRunnerFencesAStep: while a call lasts the runner renews the entry
+// held; when no renewal lands (the ledger fails, or another replica moved
+// the entry), the call is cut short at the fence, and not before.
+func TestTheRunnerFencesAStep(t *testing.T) {
+	hold := &holding{entry: ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2},
+		renew: 50 * time.Millisecond, fence: 300 * time.Millisecond, left: 300 * time.Millisecond}
+	for _, tc := range []struct {
+		name     string
+		put      func(prev, next ledger.Entry) (ledger.Entry, error)
+		callTook time.Duration
+		wantCut  bool
+		min, max time.Duration
+	}{
+		{"renewals land: the call runs its course", func(_, next ledger.Entry) (ledger.Entry, error) { next.Revision++; return next, nil },
+			time.Second, false, time.Second, 2 * time.Second},
+		{"renewals fail: cut at the fence", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, errors.New("no responders") },
+			5 * time.Second, true, 300 * time.Millisecond, time.Second},
+		{"another replica moved the entry: cut at once", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, ledger.ErrConflict },
+			5 * time.Second, true, 50 * time.Millisecond, 250 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			call := dispatcherFunc(func(ctx context.Context, _ *messages.Request) (dispatch.Outcome, error) {
+				select {
+				case <-time.After(tc.callTook):
+					return dispatch.Outcome{}, nil
+				case <-ctx.Done():
+					return dispatch.Outcome{}, ctx.Err()
+				}
+			})
+			p := &Processor{cfg: Config{Now: time.Now, Owner: "me", PublishTimeout: time.Second, CallTimeout: time.Minute},
+				disp: call, ledger: leaseLedger{put: tc.put}}
+			r := &runner{p: p, ctx: context.Background(), d: newTest(t, vms)}
+			start := time.Now()
+			a := r.lasting(step{kind: stepCall, hold: hold})
+			took := time.Since(start)
+			_, cut := a.(cutOff)
+			if cut != tc.wantCut || took < tc.min || took > tc.max {
+				t.Errorf("answer %T after %s: want cut %v after %s to %s", a, took, tc.wantCut, tc.min, tc.max)
+			}
+			if !tc.wantCut && (r.renewal == nil || r.renewal.entry.Revision <= 2) {
+				t.Errorf("renewal %+v: want the last one reported", r.renewal)
+			}
+		})
+	}
+}
