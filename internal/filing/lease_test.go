@@ -103,7 +103,9 @@ func TestTheRunnerFencesAStep(t *testing.T) {
 	}{
 		{"renewals land: the call runs its course", func(_, next ledger.Entry) (ledger.Entry, error) { next.Revision++; return next, nil },
 			time.Second, false, time.Second, 2 * time.Second},
-		{"renewals fail: cut at the fence", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, errors.New("no responders") },
+		{"renewals fail: cut at the fence", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) {
+			return ledger.Entry{}, errors.New("no responders")
+		},
 			5 * time.Second, true, 300 * time.Millisecond, time.Second},
 		{"another replica moved the entry: cut at once", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, ledger.ErrConflict },
 			5 * time.Second, true, 50 * time.Millisecond, 250 * time.Millisecond},

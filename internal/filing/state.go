@@ -24,9 +24,9 @@ type delivery struct {
 	now      time.Time     // the wall clock, for what is written (UTC)
 	clock    time.Duration // this process's monotonic clock since the delivery began, for what is measured
 	epoch    time.Time     // when the delivery began, with its monotonic reading
-	stopping bool   // the shutdown grace period is over: nothing more is sent
-	panicked string // a step panicked (a bug): what it said
-	panics   int    // how many times
+	stopping bool          // the shutdown grace period is over: nothing more is sent
+	panicked string        // a step panicked (a bug): what it said
+	panics   int           // how many times
 
 	msg     message
 	idTaken bool       // this handler holds the id in this replica's memory

@@ -125,8 +125,8 @@ type (
 	deadLettered struct{}
 
 	// Any step.
-	slept    struct{}
-	renewed  struct { // the runner renewed the entry held while a step lasted
+	slept   struct{}
+	renewed struct { // the runner renewed the entry held while a step lasted
 		entry ledger.Entry
 		at    time.Time // when the renewal was issued
 	}
