@@ -27,9 +27,7 @@ type published struct {
 }
 
 func runSend(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("send", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
+	fs, conn := newConnFlagSet("send", getenv, stdout, stderr)
 	apiFlag := fs.String("api", "", "the call: "+apiNames())
 	file := fs.String("file", "", "request envelope or bare payload; - reads stdin (NDJSON for many)")
 	account := fs.String("account", "", "credential profile for bare payloads (consumer default: default)")
@@ -58,7 +56,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	if *idFlag != "" && len(docs) > 1 {
 		return usagef("--id names one request, and %s holds %d", *file, len(docs))
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}
