@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -222,14 +223,11 @@ func writeIndented(w io.Writer, data []byte) error {
 }
 
 func apiNames() string {
-	s := ""
-	for i, a := range messages.APIs() {
-		if i > 0 {
-			s += ", "
-		}
-		s += string(a)
+	var names []string
+	for _, a := range messages.APIs() {
+		names = append(names, string(a))
 	}
-	return s
+	return strings.Join(names, ", ")
 }
 
 // summary counts a send, for the line it ends with; progress, when set,
