@@ -203,10 +203,8 @@ func (f *flags) config(getenv func(string) string) (*config.Config, error) {
 	return cfg, checkSandbox(f.sandbox, f.sandboxExternal, cfg.NATS.URL)
 }
 
-// checkSandbox refuses --sandbox with a NATS URL (from --nats-url,
-// QUALFILE_NATS_URL or nats.url): the simulator would join that server's
-// shared durable consumer and "file" the real requests queued there. Only
-// --sandbox-with-external-nats allows it.
+// checkSandbox refuses --sandbox with a NATS URL unless
+// --sandbox-with-external-nats (errSandboxExternalNATS says why).
 func checkSandbox(sandbox, external bool, natsURL string) error {
 	switch {
 	case external && !sandbox:

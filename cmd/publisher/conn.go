@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,8 +24,10 @@ type connFlags struct {
 	getenv                                           func(string) string
 }
 
-func (c *connFlags) register(fs *flag.FlagSet, getenv func(string) string) {
-	c.fs, c.getenv = fs, getenv
+// newConnFlagSet is newFlagSet with the connection flags.
+func newConnFlagSet(name string, getenv func(string) string, stdout, stderr io.Writer) (*flagSet, *connFlags) {
+	fs := newFlagSet(name, stdout, stderr)
+	c := &connFlags{fs: fs.FlagSet, getenv: getenv}
 	def := getenv("QUALFILE_NATS_URL")
 	if def == "" {
 		def = getenv("NATS_URL")
@@ -41,6 +43,7 @@ func (c *connFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate file")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key file")
 	fs.StringVar(&c.prefix, "prefix", messages.DefaultPrefix, "subject prefix")
+	return fs, c
 }
 
 func (c *connFlags) subjects() messages.Subjects { return messages.Subjects{Prefix: c.prefix} }
@@ -84,46 +87,29 @@ func loadContext(name string, getenv func(string) string) (natsContext, error) {
 	return nctx, nil
 }
 
-// applyContext fills in from the named context every setting no flag gave.
-func (c *connFlags) applyContext() ([]nats.Option, error) {
-	if c.context == "" {
-		return nil, nil
-	}
-	nctx, err := loadContext(c.context, c.getenv)
-	if err != nil {
-		return nil, err
-	}
-	set := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	fill := func(flagName string, dst *string, v string) {
-		if !set[flagName] && v != "" {
-			*dst = v
+// connect opens a NATS connection and a JetStream handle; the named
+// context, if any, fills in every setting no flag gave.
+func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name("qualfile-publisher"), nats.Timeout(5 * time.Second)}
+	if c.context != "" {
+		nctx, err := loadContext(c.context, c.getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		set := map[string]bool{}
+		c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]string{"nats-url": nctx.URL, "creds": nctx.Creds, "nkey": nctx.NKey, "tls-ca": nctx.CA, "tls-cert": nctx.Cert, "tls-key": nctx.Key} {
+			if !set[name] && v != "" {
+				_ = c.fs.Set(name, v) // a string flag takes any value
+			}
+		}
+		switch {
+		case nctx.Token != "":
+			opts = append(opts, nats.Token(nctx.Token))
+		case nctx.User != "":
+			opts = append(opts, nats.UserInfo(nctx.User, nctx.Password))
 		}
 	}
-	fill("nats-url", &c.url, nctx.URL)
-	fill("creds", &c.creds, nctx.Creds)
-	fill("nkey", &c.nkey, nctx.NKey)
-	fill("tls-ca", &c.tlsCA, nctx.CA)
-	fill("tls-cert", &c.tlsCert, nctx.Cert)
-	fill("tls-key", &c.tlsKey, nctx.Key)
-	var opts []nats.Option
-	switch {
-	case nctx.Token != "":
-		opts = append(opts, nats.Token(nctx.Token))
-	case nctx.User != "":
-		opts = append(opts, nats.UserInfo(nctx.User, nctx.Password))
-	}
-	return opts, nil
-}
-
-// connect opens a NATS connection and a JetStream handle.
-func (c *connFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, error) {
-	opts := []nats.Option{nats.Name("qualfile-publisher"), nats.Timeout(5 * time.Second)}
-	ctxOpts, err := c.applyContext()
-	if err != nil {
-		return nil, nil, err
-	}
-	opts = append(opts, ctxOpts...)
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
 	}
@@ -152,6 +138,5 @@ func (c *connFlags) connect(ctx context.Context) (*nats.Conn, jetstream.JetStrea
 		nc.Close()
 		return nil, nil, err
 	}
-	_ = ctx
 	return nc, js, nil
 }

@@ -40,47 +40,21 @@ func newDeadEntry(d operator.DeadLetter, subjects messages.Subjects, now time.Ti
 	return e
 }
 
-// deadSelector picks dead letters by request id or by sequence.
-type deadSelector struct {
-	id  *string
-	seq *uint64
-}
-
-func (s *deadSelector) register(fs *flagSet) {
-	s.id = fs.String("id", "", "the dead letters of this request id")
-	s.seq = fs.Uint64("seq", 0, "the dead letter with this sequence in the dead-letter stream (an undecodable one has no id)")
-}
-
-func (s *deadSelector) check() error {
-	if (*s.id == "") == (*s.seq == 0) {
-		return usagef("give exactly one of --id ID or --seq N")
-	}
-	return nil
-}
-
-func (s *deadSelector) match(d operator.DeadLetter) bool {
-	if *s.seq != 0 {
-		return d.Sequence == *s.seq
-	}
-	return d.RequestID == *s.id
-}
-
-// runDeadShow prints the selected dead letters with their bodies, the
-// request redacted as in the audit trail unless --raw.
-func runDeadShow(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead show", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
-	var sel deadSelector
-	sel.register(fs)
-	raw := fs.Bool("raw", false, "print the bodies as stored, personal data included")
+// forSelected runs a dead-letter command on the letters that --id or --seq
+// selects: flags adds the command's own flags, each acts on one letter.
+func forSelected(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer,
+	flags func(*flagSet), each func(jetstream.JetStream, messages.Subjects, operator.DeadLetter) error) error {
+	fs, conn := newConnFlagSet(name, getenv, stdout, stderr)
+	id := fs.String("id", "", "the dead letters of this request id")
+	seq := fs.Uint64("seq", 0, "the dead letter with this sequence in the dead-letter stream (an undecodable one has no id)")
+	flags(fs)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if err := sel.check(); err != nil {
-		return err
+	if (*id == "") == (*seq == 0) {
+		return usagef("give exactly one of --id ID or --seq N")
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}
@@ -89,23 +63,41 @@ func runDeadShow(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
+	found := 0
+	for _, d := range dead {
+		if (*seq != 0 && d.Sequence != *seq) || (*seq == 0 && d.RequestID != *id) {
+			continue
+		}
+		found++
+		if err := each(js, conn.subjects(), d); err != nil {
+			return err
+		}
+	}
+	if found == 0 {
+		fmt.Fprintln(stderr, "no matching dead letters")
+		return exitError(1)
+	}
+	return nil
+}
+
+// runDeadShow prints the selected dead letters with their bodies, the
+// request redacted as in the audit trail unless --raw.
+func runDeadShow(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var raw *bool
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	shown := 0
 	now := time.Now()
-	for _, d := range dead {
-		if !sel.match(d) {
-			continue
-		}
-		shown++
+	return forSelected(ctx, "dead show", args, getenv, stdout, stderr, func(fs *flagSet) {
+		raw = fs.Bool("raw", false, "print the bodies as stored, personal data included")
+	}, func(_ jetstream.JetStream, subjects messages.Subjects, d operator.DeadLetter) error {
 		out := struct {
 			deadEntry
 			OriginalSubject string          `json:"original_subject,omitempty"`
 			BodyObject      string          `json:"body_object,omitempty"`
 			Body            json.RawMessage `json:"body,omitempty"`
 			BodyText        string          `json:"body_text,omitempty"`
-		}{deadEntry: newDeadEntry(d, conn.subjects(), now), OriginalSubject: d.OriginalSubject, BodyObject: d.BodyObject}
+		}{deadEntry: newDeadEntry(d, subjects, now), OriginalSubject: d.OriginalSubject, BodyObject: d.BodyObject}
 		switch {
 		case len(d.Data) == 0:
 		case *raw && json.Valid(d.Data):
@@ -115,53 +107,18 @@ func runDeadShow(ctx context.Context, args []string, getenv func(string) string,
 		default:
 			out.Body = messages.Redact(d.Data)
 		}
-		if err := enc.Encode(out); err != nil {
-			return err
-		}
-	}
-	if shown == 0 {
-		fmt.Fprintln(stderr, "no matching dead letters")
-		return exitError(1)
-	}
-	return nil
+		return enc.Encode(out)
+	})
 }
 
 // runDeadRm deletes the selected dead letters (and an oversized body kept
 // in the object store): for a letter settled otherwise, or one nobody will
 // replay, such as an undecodable message.
 func runDeadRm(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead rm", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
-	var sel deadSelector
-	sel.register(fs)
-	if err := fs.parse(args); err != nil {
-		return err
-	}
-	if err := sel.check(); err != nil {
-		return err
-	}
-	nc, js, err := conn.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	dead, err := operator.ReadDead(ctx, js, conn.subjects())
-	if err != nil {
-		return err
-	}
-	stream, err := js.Stream(ctx, queue.StreamNames(conn.subjects()).Dead)
-	if err != nil {
-		return err
-	}
-	removed := 0
-	for _, d := range dead {
-		if !sel.match(d) {
-			continue
-		}
+	return forSelected(ctx, "dead rm", args, getenv, stdout, stderr, func(*flagSet) {}, func(js jetstream.JetStream, subjects messages.Subjects, d operator.DeadLetter) error {
 		if d.BodyObject != "" {
 			// The body first: once the letter is gone, so is its name.
-			objects, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects)
+			objects, err := js.ObjectStore(ctx, queue.BucketNames(subjects).Objects)
 			if err == nil {
 				err = objects.Delete(ctx, d.BodyObject)
 			}
@@ -169,27 +126,24 @@ func runDeadRm(ctx context.Context, args []string, getenv func(string) string, s
 				return fmt.Errorf("removing the body %s of dead seq %d from the object store (the letter is kept): %w", d.BodyObject, d.Sequence, err)
 			}
 		}
+		stream, err := js.Stream(ctx, queue.StreamNames(subjects).Dead)
+		if err != nil {
+			return err
+		}
 		if err := stream.DeleteMsg(ctx, d.Sequence); err != nil {
 			return fmt.Errorf("removing dead seq %d: %w", d.Sequence, err)
 		}
-		removed++
 		fmt.Fprintf(stdout, "removed dead seq %d (%s)\n", d.Sequence, d.RequestID)
-	}
-	if removed == 0 {
-		fmt.Fprintln(stderr, "no matching dead letters")
-		return exitError(1)
-	}
-	return nil
+		return nil
+	})
 }
 
 func runDeadList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead list", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
+	fs, conn := newConnFlagSet("dead list", getenv, stdout, stderr)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}
@@ -211,9 +165,7 @@ func runDeadList(ctx context.Context, args []string, getenv func(string) string,
 }
 
 func runDeadReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dead replay", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
+	fs, conn := newConnFlagSet("dead replay", getenv, stdout, stderr)
 	id := fs.String("id", "", "replay the dead letters of this request id")
 	all := fs.Bool("all", false, "replay every dead letter")
 	force := fs.Bool("force", false, "also replay ambiguous, succeeded or undecodable requests")
@@ -224,7 +176,7 @@ func runDeadReplay(ctx context.Context, args []string, getenv func(string) strin
 	if (*id == "") == !*all {
 		return usagef("give exactly one of --id ID or --all")
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}

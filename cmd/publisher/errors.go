@@ -1,9 +1,6 @@
 package main
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // exitError is a quiet exit status: what went wrong is already printed.
 type exitError int
@@ -14,11 +11,6 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 // exit status 0.
 const errHelp = exitError(0)
 
-// errUsage is matched by every usage error.
-var errUsage = errors.New("usage")
-
 func usagef(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+	return fmt.Errorf("usage: "+format, args...)
 }
-
-func isUsage(err error) bool { return errors.Is(err, errUsage) }

@@ -15,58 +15,26 @@ import (
 
 // fileStore is the deployment's object store of large files, opened when
 // a request first needs it (a publisher that sends small requests needs no
-// permission on it).
+// permission on it). Offload only puts: the other methods are those of the
+// store PutBytes opened.
 type fileStore struct {
+	jetstream.ObjectStore
 	js     jetstream.JetStream
 	bucket string
-	os     jetstream.ObjectStore
-}
-
-func (s *fileStore) open(ctx context.Context) (jetstream.ObjectStore, error) {
-	if s.os != nil {
-		return s.os, nil
-	}
-	os, err := s.js.ObjectStore(ctx, s.bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("the object store %s does not exist: start the consumer once (it creates it), or check --prefix", s.bucket)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("object store %s: %w", s.bucket, err)
-	}
-	s.os = os
-	return os, nil
-}
-
-func (s *fileStore) GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error) {
-	os, err := s.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return os.GetInfo(ctx, name, opts...)
 }
 
 func (s *fileStore) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
-	os, err := s.open(ctx)
-	if err != nil {
-		return nil, err
+	if s.ObjectStore == nil {
+		os, err := s.js.ObjectStore(ctx, s.bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("the object store %s does not exist: start the consumer once (it creates it), or check --prefix", s.bucket)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("object store %s: %w", s.bucket, err)
+		}
+		s.ObjectStore = os
 	}
-	return os.PutBytes(ctx, name, data)
-}
-
-func (s *fileStore) GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error) {
-	os, err := s.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return os.GetBytes(ctx, name, opts...)
-}
-
-func (s *fileStore) Delete(ctx context.Context, name string) error {
-	os, err := s.open(ctx)
-	if err != nil {
-		return err
-	}
-	return os.Delete(ctx, name)
+	return s.ObjectStore.PutBytes(ctx, name, data)
 }
 
 // offload moves the request's fileContents longer than max bytes into the

@@ -1,12 +1,6 @@
-// Command publisher sends filing requests to qualfile and manages its
-// dead-letter stream.
-//
-//	publisher send --api API --file FILE|- [--id ID] [--wait [--timeout D]]
-//	publisher validate --api API --file FILE|-
-//	publisher dead list
-//	publisher dead show (--id ID | --seq N) [--raw]
-//	publisher dead rm (--id ID | --seq N)
-//	publisher dead replay (--id ID | --all) [--force]
+// Command publisher sends filing requests to qualfile, follows them and
+// manages its dead-letter stream; usageText lists the commands and
+// docs/publisher.md describes them.
 //
 // Exit status: 0 success (for --wait: the result is succeeded), 1 a
 // rejected or failed result or invalid input, 2 usage or connection errors.
@@ -36,8 +30,5 @@ func exitCode(err error, stderr io.Writer) int {
 		return int(code)
 	}
 	fmt.Fprintln(stderr, "publisher:", err)
-	if isUsage(err) {
-		return 2
-	}
 	return 2
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,9 +28,7 @@ type published struct {
 }
 
 func runSend(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("send", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
+	fs, conn := newConnFlagSet("send", getenv, stdout, stderr)
 	apiFlag := fs.String("api", "", "the call: "+apiNames())
 	file := fs.String("file", "", "request envelope or bare payload; - reads stdin (NDJSON for many)")
 	account := fs.String("account", "", "credential profile for bare payloads (consumer default: default)")
@@ -58,7 +57,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	if *idFlag != "" && len(docs) > 1 {
 		return usagef("--id names one request, and %s holds %d", *file, len(docs))
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}
@@ -224,14 +223,11 @@ func writeIndented(w io.Writer, data []byte) error {
 }
 
 func apiNames() string {
-	s := ""
-	for i, a := range messages.APIs() {
-		if i > 0 {
-			s += ", "
-		}
-		s += string(a)
+	var names []string
+	for _, a := range messages.APIs() {
+		names = append(names, string(a))
 	}
-	return s
+	return strings.Join(names, ", ")
 }
 
 // summary counts a send, for the line it ends with; progress, when set,

@@ -41,9 +41,7 @@ type ledgerJSON struct {
 // every audit event (found by subject, server-side), its current result
 // and its dead letters; a timeline, or JSON with --output json.
 func runTrail(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trail", stdout, stderr)
-	var conn connFlags
-	conn.register(fs.FlagSet, getenv)
+	fs, conn := newConnFlagSet("trail", getenv, stdout, stderr)
 	id := fs.String("id", "", "the request id (required)")
 	output := fs.String("output", "text", "text (a timeline) or json")
 	bucket := fs.String("ledger-bucket", "", "the consumer's ledger bucket (default: named from --prefix, FILING_LEDGER for filing)")
@@ -56,7 +54,7 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	if *output != "text" && *output != "json" {
 		return usagef("--output %q: text or json", *output)
 	}
-	nc, js, err := conn.connect(ctx)
+	nc, js, err := conn.connect()
 	if err != nil {
 		return err
 	}
