@@ -10,13 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -34,6 +34,19 @@ const (
 
 // maxBody bounds how much of a reply is read.
 const maxBody = 4 << 20
+
+// defaultHTTPClient serves a Config or TokenSource that names no client.
+var defaultHTTPClient = vendorhttp.NoRedirects(nil)
+
+// noRedirects is hc, or defaultHTTPClient when hc is nil, as a client that
+// does not follow redirects: every request body carries the access token or
+// the app secret, and Go re-sends the body of a POST answered 307 or 308.
+func noRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		return defaultHTTPClient
+	}
+	return vendorhttp.NoRedirects(hc)
+}
 
 // TokenProvider hands out the app's access token. *TokenSource satisfies it.
 type TokenProvider interface {
@@ -178,7 +191,7 @@ func (c *Client) call(ctx context.Context, op, path string, body func(token stri
 	}
 	meta, err := c.post(ctx, op, path, tok, body, out)
 	var apiErr *APIError
-	if !errors.As(err, &apiErr) || !isTokenCode(apiErr.Code) {
+	if !errors.As(err, &apiErr) || codeClass[apiErr.Code] != ErrTokenRejected {
 		return meta, err
 	}
 	fresh, ierr := c.tokens.Invalidate(ctx, tok)
@@ -228,13 +241,13 @@ func (c *Client) post(ctx context.Context, op, path string, tok Token, body func
 	}
 	defer resp.Body.Close()
 	meta := Metadata{LogID: resp.Header.Get("X-Tt-Logid"), HTTPStatus: resp.StatusCode}
-	if isRedirect(resp.StatusCode) {
+	if vendorhttp.IsRedirect(resp.StatusCode) {
 		return meta, &APIError{
-			Message: "redirected to " + redirectTarget(resp) + "; not followed, the request carries the access token",
+			Message: "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, the request carries the access token",
 			LogID:   meta.LogID, HTTPStatus: meta.HTTPStatus, class: ErrRedirect,
 		}
 	}
-	raw, tooLarge, err := readBody(resp)
+	raw, tooLarge, err := vendorhttp.ReadBody(resp, maxBody)
 	if err != nil {
 		return meta, c.transportError(ctx, op, err, true)
 	}
@@ -275,17 +288,4 @@ func (c *Client) transportError(ctx context.Context, op string, err error, sent 
 		return fmt.Errorf("douyin %s: cancelled by the caller: %w", op, ctx.Err())
 	}
 	return &TransportError{Op: op, Err: err, Sent: sent}
-}
-
-// readBody reads at most maxBody bytes of resp's body; tooLarge reports
-// that there was more.
-func readBody(resp *http.Response) (raw []byte, tooLarge bool, err error) {
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(raw) > maxBody {
-		return nil, true, nil
-	}
-	return raw, false, nil
 }

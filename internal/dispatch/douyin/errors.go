@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
@@ -86,61 +87,41 @@ func (e *APIError) Unwrap() error {
 	return classify(e.Code, e.HTTPStatus)
 }
 
-// Douyin platform status codes (docs/vendors.md, "Douyin tokens and errors").
-const (
-	codeSystemBusy       = 28001005
-	codeNetworkError     = 28001006
-	codeTokenExpired     = 28001008
-	codeTokenInvalid     = 28001003
-	codeInvalidParam     = 28001007
-	codeNotGranted       = 28001014
-	codeNotGranted2      = 28001018
-	codeAppBanned        = 28001016
-	codeCapabilityBanned = 28001019
-	codeAPIRetired       = 28001056
-	codeRiskControl      = 28001052
-	codeRateTooHigh      = 28003018
-	codeQuotaExhausted   = 28003017
-	codeLegacyBusy       = 2100004
-	codeLegacyParam      = 2100005
-	codeLegacyTokenExp   = 2190008
-	codeSystemError      = -1
-)
-
-// isTokenCode reports whether code says the access token is expired or
-// invalid, so that refreshing it and trying once more may help.
-func isTokenCode(code int64) bool {
-	switch code {
-	case codeTokenExpired, codeTokenInvalid, codeLegacyTokenExp:
-		return true
-	}
-	return false
+// codeClass maps the Douyin platform status codes (docs/vendors.md, "Douyin
+// tokens and errors") to their class. Quota exhausted is permanent: it does
+// not come back within any retry budget. A token code is ErrTokenRejected:
+// the client refreshes the token once and sends the call again.
+var codeClass = map[int64]error{
+	28001005: retry.ErrTransient, // system busy
+	28001006: retry.ErrTransient, // network error
+	2100004:  retry.ErrTransient, // legacy busy
+	-1:       retry.ErrTransient, // system error
+	28001052: retry.ErrThrottled, // risk control
+	28003018: retry.ErrThrottled, // rate too high
+	28001008: ErrTokenRejected,   // token expired
+	28001003: ErrTokenRejected,   // token invalid
+	2190008:  ErrTokenRejected,   // legacy token expired
+	28001007: retry.ErrPermanent, // invalid parameter
+	28001014: retry.ErrPermanent, // capability not granted
+	28001018: retry.ErrPermanent, // capability not granted
+	28001016: retry.ErrPermanent, // app banned
+	28001019: retry.ErrPermanent, // capability banned
+	28001056: retry.ErrPermanent, // API retired
+	2100005:  retry.ErrPermanent, // legacy invalid parameter
+	28003017: retry.ErrPermanent, // quota exhausted
 }
 
-// classify maps a non-success reply to its class sentinel. A known code
-// decides; a reply without a code is classified by its HTTP status (429
-// throttled, 5xx transient, anything else permanent). Quota exhausted
-// (28003017) is permanent: the quota does not come back within any retry
-// budget. Any other non-zero code is permanent, unless the status is 429.
+// classify maps a non-success reply to its class sentinel: a known code
+// decides; any other non-zero code is permanent unless the status is 429;
+// a reply without a code is classified by its HTTP status.
 func classify(code int64, status int) error {
-	switch code {
-	case codeSystemBusy, codeNetworkError, codeLegacyBusy, codeSystemError:
-		return retry.ErrTransient
-	case codeRiskControl, codeRateTooHigh:
-		return retry.ErrThrottled
-	case codeTokenExpired, codeTokenInvalid, codeLegacyTokenExp:
-		return ErrTokenRejected
-	case codeInvalidParam, codeNotGranted, codeNotGranted2, codeAppBanned,
-		codeCapabilityBanned, codeAPIRetired, codeLegacyParam, codeQuotaExhausted:
+	if c, ok := codeClass[code]; ok {
+		return c
+	}
+	if code != 0 && status != http.StatusTooManyRequests {
 		return retry.ErrPermanent
 	}
-	switch {
-	case status == http.StatusTooManyRequests:
-		return retry.ErrThrottled
-	case code == 0 && status >= 500 && status <= 599:
-		return retry.ErrTransient
-	}
-	return retry.ErrPermanent
+	return vendorhttp.StatusClass(status)
 }
 
 // TokenError is a failed access-token fetch (POST /api/apps/v2/token) that
@@ -182,19 +163,17 @@ func (e *TokenError) Unwrap() error {
 	return classifyToken(e.ErrNo, e.HTTPStatus)
 }
 
-// classifyToken maps a failed token reply to its class sentinel.
+// classifyToken maps a failed token reply to its class sentinel: err_no -1
+// is transient, any other err_no permanent (40015, 40017, 40020 and anything
+// unknown), and without one the HTTP status decides.
 func classifyToken(errNo int64, status int) error {
 	switch {
-	case errNo == codeSystemError:
+	case errNo == -1:
 		return retry.ErrTransient
 	case errNo != 0:
-		return retry.ErrPermanent // 40015, 40017, 40020 and anything unknown
-	case status == http.StatusTooManyRequests:
-		return retry.ErrThrottled
-	case status >= 500 && status <= 599:
-		return retry.ErrTransient
+		return retry.ErrPermanent
 	}
-	return retry.ErrPermanent
+	return vendorhttp.StatusClass(status)
 }
 
 // TransportError is a call that got no usable HTTP reply: the connection

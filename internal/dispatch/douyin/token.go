@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
@@ -297,13 +298,13 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 		return Token{}, &TransportError{Op: "token", Err: err}
 	}
 	defer resp.Body.Close()
-	if isRedirect(resp.StatusCode) {
+	if vendorhttp.IsRedirect(resp.StatusCode) {
 		return Token{}, &TokenError{
-			ErrTips:    "redirected to " + redirectTarget(resp) + "; not followed, the request carries the app secret",
+			ErrTips:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, the request carries the app secret",
 			HTTPStatus: resp.StatusCode, class: ErrRedirect,
 		}
 	}
-	raw, tooLarge, err := readBody(resp)
+	raw, tooLarge, err := vendorhttp.ReadBody(resp, maxBody)
 	if err != nil {
 		return Token{}, &TransportError{Op: "token", Err: err}
 	}

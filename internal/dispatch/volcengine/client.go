@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
-	"github.com/qualfile/qualfile/messages"
 )
 
 // Defaults and wire constants.
@@ -132,20 +132,12 @@ func newClient(cfg Config, service, version, defaultEndpoint string) (*client, e
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	var hc *http.Client
-	if cfg.HTTPClient == nil {
-		hc = newHTTPClient()
-	} else {
-		c := *cfg.HTTPClient // not changed: a copy that refuses redirects
-		c.CheckRedirect = refuseRedirect
-		hc = &c
-	}
 	return &client{
 		endpoint: endpoint,
 		version:  version,
 		signer:   Signer{Credentials: cfg.Credentials, Region: region, Service: service, Now: cfg.Now},
 		timeout:  timeout,
-		http:     hc,
+		http:     vendorhttp.NoRedirects(cfg.HTTPClient),
 	}, nil
 }
 
@@ -167,41 +159,12 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// newHTTPClient returns a client of its own, with a transport of its own,
-// that never follows a redirect: a signed POST must not be replayed
-// elsewhere.
-func newHTTPClient() *http.Client {
-	var tr *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr = dt.Clone()
-	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
-	}
-	return &http.Client{Transport: tr, CheckRedirect: refuseRedirect}
-}
-
-// refuseRedirect is a CheckRedirect that hands the 3xx reply back instead
-// of following it.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// redirectError is the error of a 3xx reply: it names where the reply
-// pointed, scheme and host only (the rest of a Location is the other
-// side's and may echo the request).
+// redirectError is the error of a 3xx reply.
 func redirectError(action string, resp *http.Response) error {
-	target := "nowhere (no Location)"
-	if loc := resp.Header.Get("Location"); loc != "" {
-		target = "an unreadable Location"
-		if u, err := url.Parse(loc); err == nil {
-			if resp.Request != nil && resp.Request.URL != nil {
-				u = resp.Request.URL.ResolveReference(u)
-			}
-			target = messages.Truncate(u.Scheme+"://"+u.Host, 100)
-		}
-	}
 	return &APIError{
 		HTTPStatus: resp.StatusCode,
 		Action:     action,
-		Message:    "redirected to " + target + "; not followed, a signed request is never sent elsewhere",
+		Message:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, a signed request is never sent elsewhere",
 		class:      ErrRedirect,
 	}
 }
@@ -227,17 +190,12 @@ type vendorErr struct {
 	Message json.RawMessage `json:"Message"`
 }
 
-// call POSTs payload as action and returns the envelope's Result, nil when
-// it is absent or null. Every error is classified (see APIError,
-// TransportError), except a cancellation of ctx by the caller, which matches
-// ctx.Err() and no class sentinel.
-func (c *client) call(ctx context.Context, action string, payload any) (json.RawMessage, Metadata, error) {
-	return c.do(ctx, http.MethodPost, action, payload)
-}
-
-// do sends payload as a JSON body with method: POST for every call but
-// SMS GetSignatureIdentList, which the official SDK sends as a GET with a
-// JSON body (signed like any other).
+// do sends payload as action with a JSON body and returns the envelope's
+// Result, nil when it is absent or null. Every call is a POST but SMS
+// GetSignatureIdentList, which the official SDK sends as a GET with a JSON
+// body. Every error is classified (see APIError, TransportError), except a
+// cancellation of ctx by the caller, which matches ctx.Err() and no class
+// sentinel.
 func (c *client) do(ctx context.Context, method, action string, payload any) (json.RawMessage, Metadata, error) {
 	var md Metadata
 	body, err := json.Marshal(payload)
@@ -289,7 +247,7 @@ func (c *client) do(ctx context.Context, method, action string, payload any) (js
 	}
 	defer resp.Body.Close()
 	md.HTTPStatus = resp.StatusCode
-	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+	if vendorhttp.IsRedirect(resp.StatusCode) {
 		return nil, md, redirectError(action, resp)
 	}
 
@@ -318,7 +276,7 @@ func (c *client) parse(action string, status int, raw []byte, md Metadata) (json
 			HTTPStatus: status,
 			Action:     action,
 			Message:    fmt.Sprintf("unreadable reply (%v): %s", err, snippet(raw)),
-			class:      statusClass(status),
+			class:      vendorhttp.StatusClass(status),
 			malformed:  true,
 		}
 	}
@@ -347,7 +305,7 @@ func (c *client) parse(action string, status int, raw []byte, md Metadata) (json
 			RequestID:  rm.RequestID,
 			HTTPStatus: status,
 			Action:     action,
-			class:      statusClass(status),
+			class:      vendorhttp.StatusClass(status),
 		}
 	}
 	res := bytes.TrimSpace(env.Result)
@@ -391,6 +349,28 @@ func malformedResult(action string, md Metadata, why string, result json.RawMess
 		class:      retry.ErrPermanent,
 		malformed:  true,
 	}
+}
+
+// create POSTs payload as action and reads its Result with field; a success
+// reply without the value (field returns the zero value) is an error
+// matching ErrNoResult.
+func create[T comparable](ctx context.Context, c *client, action string, payload any, field func(json.RawMessage) (T, error)) (T, Metadata, error) {
+	var zero T
+	result, md, err := c.do(ctx, http.MethodPost, action, payload)
+	if err != nil {
+		return zero, md, err
+	}
+	if result == nil {
+		return zero, md, noResult(action, md)
+	}
+	v, err := field(result)
+	if err != nil {
+		return zero, md, malformedResult(action, md, err.Error(), result)
+	}
+	if v == zero {
+		return zero, md, noResult(action, md)
+	}
+	return v, md, nil
 }
 
 // noResult is the error for a success reply without the expected Result.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
@@ -90,18 +91,7 @@ func classify(code string, codeN int64, status int) error {
 			return c
 		}
 	}
-	return statusClass(status)
-}
-
-// statusClass classifies on the HTTP status alone.
-func statusClass(status int) error {
-	switch {
-	case status == 429:
-		return retry.ErrThrottled
-	case status >= 500 && status <= 599:
-		return retry.ErrTransient
-	}
-	return retry.ErrPermanent
+	return vendorhttp.StatusClass(status)
 }
 
 // APIError is an answer of the vendor that is not a success: an envelope
@@ -167,7 +157,7 @@ func (e *APIError) Unwrap() error {
 		return e.class
 	}
 	if e.malformed {
-		return statusClass(e.HTTPStatus)
+		return vendorhttp.StatusClass(e.HTTPStatus)
 	}
 	return classify(e.Code, e.CodeN, e.HTTPStatus)
 }
@@ -217,15 +207,5 @@ func (e *TransportError) Is(target error) bool {
 	return target == retry.ErrTransient || (e.Sent && target == retry.ErrAmbiguous)
 }
 
-// Unwrap returns the underlying error and the class sentinels it matches.
-func (e *TransportError) Unwrap() []error {
-	errs := make([]error, 0, 3)
-	if e.Err != nil {
-		errs = append(errs, e.Err)
-	}
-	errs = append(errs, retry.ErrTransient)
-	if e.Sent {
-		errs = append(errs, retry.ErrAmbiguous)
-	}
-	return errs
-}
+// Unwrap returns the underlying error.
+func (e *TransportError) Unwrap() error { return e.Err }

@@ -54,15 +54,7 @@ type QualificationMainInfo struct {
 
 // QueryQualification lists the account's qualifications that match q.
 func (v *VMS) QueryQualification(ctx context.Context, q QualificationQuery) (QualificationPage, Metadata, error) {
-	result, md, err := v.c.call(ctx, ActionQueryQualification, q)
-	if err != nil || result == nil {
-		return QualificationPage{}, md, err
-	}
-	var page QualificationPage
-	if err := json.Unmarshal(result, &page); err != nil {
-		return QualificationPage{}, md, malformedResult(ActionQueryQualification, md, "Result is not a page of records: "+err.Error(), nil)
-	}
-	return page, md, nil
+	return read[QualificationPage](ctx, v.c, http.MethodPost, ActionQueryQualification, q, "Result is not a page of records: ")
 }
 
 // SignatureIdentQuery is the request of SMS GetSignatureIdentList.
@@ -90,13 +82,19 @@ type SignatureIdentItem struct {
 // GetSignatureIdentList lists the account's signature qualifications. It
 // is sent as a GET with a JSON body, as the official SDK sends it.
 func (s *SMS) GetSignatureIdentList(ctx context.Context, q SignatureIdentQuery) (SignatureIdentPage, Metadata, error) {
-	result, md, err := s.c.do(ctx, http.MethodGet, ActionGetSignatureIdentList, q)
+	return read[SignatureIdentPage](ctx, s.c, http.MethodGet, ActionGetSignatureIdentList, q, "Result is not a list: ")
+}
+
+// read sends q as action and decodes the Result into a T.
+func read[T any](ctx context.Context, c *client, method, action string, q any, what string) (T, Metadata, error) {
+	var page T
+	result, md, err := c.do(ctx, method, action, q)
 	if err != nil || result == nil {
-		return SignatureIdentPage{}, md, err
+		return page, md, err
 	}
-	var page SignatureIdentPage
 	if err := json.Unmarshal(result, &page); err != nil {
-		return SignatureIdentPage{}, md, malformedResult(ActionGetSignatureIdentList, md, "Result is not a list: "+err.Error(), nil)
+		var zero T
+		return zero, md, malformedResult(action, md, what+err.Error(), nil)
 	}
 	return page, md, nil
 }

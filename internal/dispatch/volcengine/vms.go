@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/qualfile/qualfile/internal/retry"
@@ -34,21 +35,8 @@ func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification
 	if q == nil {
 		return messages.VMSAddResult{}, Metadata{}, nilPayload(ActionAddQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionAddQualification, withReqSource(q))
-	if err != nil {
-		return messages.VMSAddResult{}, md, err
-	}
-	if result == nil {
-		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
-	}
-	no, err := qualificationNo(result)
-	if err != nil {
-		return messages.VMSAddResult{}, md, malformedResult(ActionAddQualification, md, err.Error(), result)
-	}
-	if no == "" {
-		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
-	}
-	return messages.VMSAddResult{QualificationNo: no}, md, nil
+	no, md, err := create(ctx, v.c, ActionAddQualification, withReqSource(q), qualificationNo)
+	return messages.VMSAddResult{QualificationNo: no}, md, err
 }
 
 // UpdateQualification amends a qualification whose review was rejected and
@@ -58,7 +46,7 @@ func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualificat
 	if q == nil {
 		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionUpdateQualification, withReqSource(q))
+	result, md, err := v.c.do(ctx, http.MethodPost, ActionUpdateQualification, withReqSource(q))
 	if err != nil {
 		return nil, md, err
 	}
