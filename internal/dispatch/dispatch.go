@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
@@ -58,11 +59,7 @@ type Dispatcher struct {
 
 // New returns a Dispatcher over the given accounts, keyed by name.
 func New(accounts map[string]Account) *Dispatcher {
-	m := make(map[string]Account, len(accounts))
-	for name, a := range accounts {
-		m[name] = a
-	}
-	return &Dispatcher{accounts: m}
+	return &Dispatcher{accounts: maps.Clone(accounts)}
 }
 
 // Dispatch makes one call for req, which must have passed Validate. Errors

@@ -20,44 +20,27 @@ import (
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
-// Defaults and wire constants.
+// Defaults and wire constants (docs/vendors.md, "The five calls" and
+// "Reading back a lost create").
 const (
-	// DefaultVMSEndpoint is the production base URL of Volcengine VMS.
 	DefaultVMSEndpoint = "https://cloud-vms.volcengineapi.com"
-	// DefaultSMSEndpoint is the production base URL of Volcengine SMS.
 	DefaultSMSEndpoint = "https://sms.volcengineapi.com"
-	// DefaultRegion is the region of the credential scope.
-	DefaultRegion = "cn-north-1"
+	DefaultRegion      = "cn-north-1"
 	// DefaultTimeout bounds one call, from sending to reading the reply.
 	DefaultTimeout = 10 * time.Second
 	// MaxResponseBytes is the most of a reply that is read; a longer reply
-	// is treated as malformed.
+	// is malformed.
 	MaxResponseBytes = 4 << 20
 
-	// ServiceVMS is the signing service name of VMS.
 	ServiceVMS = "vms"
-	// ServiceSMS is the signing service name of SMS.
 	ServiceSMS = "volcSMS"
-
-	// VersionVMS is the API version of the VMS calls.
 	VersionVMS = "2022-01-01"
-	// VersionSMS is the API version of the SMS calls.
 	VersionSMS = "2021-01-11"
 
-	// ActionAddQualification is the VMS action that files a qualification.
-	ActionAddQualification = "AddQualification"
-	// ActionUpdateQualification is the VMS action that amends a rejected
-	// qualification.
-	ActionUpdateQualification = "UpdateQualification"
-	// ActionApplySignatureIdent is the SMS action that files a signature
-	// qualification.
-	ActionApplySignatureIdent = "ApplySignatureIdent"
-	// ActionQueryQualification is the VMS read that lists qualifications;
-	// it settles an AddQualification whose answer was lost.
-	ActionQueryQualification = "QueryQualification"
-	// ActionGetSignatureIdentList is the SMS read that lists signature
-	// qualifications; it settles an ApplySignatureIdent whose answer was
-	// lost.
+	ActionAddQualification      = "AddQualification"
+	ActionUpdateQualification   = "UpdateQualification"
+	ActionApplySignatureIdent   = "ApplySignatureIdent"
+	ActionQueryQualification    = "QueryQualification"
 	ActionGetSignatureIdentList = "GetSignatureIdentList"
 
 	// ContentType is the Content-Type of every request body.
@@ -66,8 +49,7 @@ const (
 
 // Config configures a VMS or SMS client. Only Credentials is required.
 type Config struct {
-	// Endpoint is the base URL, e.g. "https://cloud-vms.volcengineapi.com";
-	// the service's production endpoint when empty.
+	// Endpoint is the base URL; the service's production endpoint when empty.
 	Endpoint string
 	// Region is the region of the credential scope; DefaultRegion when empty.
 	Region string
@@ -76,18 +58,15 @@ type Config struct {
 	Credentials Credentials
 	// Timeout bounds each call; DefaultTimeout when zero.
 	Timeout time.Duration
-	// HTTPClient sends the requests; a dedicated client (never
-	// http.DefaultClient) when nil. Redirects are never followed, whatever
-	// its CheckRedirect says: a 3xx reply is an *APIError of class
-	// ErrRedirect.
+	// HTTPClient sends the requests; a client of its own when nil. A 3xx
+	// reply is never followed: it is an *APIError of class ErrRedirect.
 	HTTPClient *http.Client
 	// Now is the clock of the signer; time.Now when nil.
 	Now func() time.Time
 }
 
-// Metadata describes the vendor's reply to one call. It is returned with
-// every call, also with an error when the vendor answered; HTTPStatus is 0
-// when no reply was received.
+// Metadata describes the vendor's reply to one call, also with an error;
+// HTTPStatus is 0 when no reply was received.
 type Metadata struct {
 	RequestID  string
 	Action     string
@@ -265,13 +244,10 @@ func (c *client) parse(action string, status int, raw []byte, md Metadata) (json
 	var env envelope
 	err := decodeEnvelope(raw, &env)
 	if err != nil {
-		// Not the vendor's envelope: an HTML page of a gateway, an empty or
-		// truncated body. With a 5xx (or 429) the server side was in trouble
-		// and the call is worth retrying. With a 2xx the vendor may well have
-		// acted and we cannot read what it did, and with another 4xx (or 3xx)
-		// something between us and the vendor rejected the request as it is:
-		// retrying the same bytes would risk a double filing or repeat the
-		// same rejection, so both are permanent.
+		// Not the envelope (a gateway's page, an empty or truncated body):
+		// a 5xx or 429 is worth retrying; after a 2xx the vendor may have
+		// acted, and another status rejected the request as it is, so
+		// sending the same bytes again is permanent.
 		return nil, md, &APIError{
 			HTTPStatus: status,
 			Action:     action,
@@ -429,11 +405,9 @@ func looseString(raw json.RawMessage) string {
 
 // looseInt reads a JSON integer or a string holding one; 0 otherwise.
 func looseInt(raw json.RawMessage) int64 {
-	n, err := strconv.ParseInt(strings.TrimSpace(looseString(raw)), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return n
+	var n LooseInt
+	_ = n.UnmarshalJSON(raw) // n stays 0 on error
+	return int64(n)
 }
 
 // snippet quotes the start of a body for an error message.

@@ -10,28 +10,21 @@ import (
 	"time"
 )
 
-// The read calls that settle a create whose answer was lost (see
-// docs/vendors.md, "Reading back a lost create"). Only the fields qualfile
-// matches on are decoded: the records also carry names, ID numbers and
-// photo URLs, which are never kept.
+// The reads that settle a create whose answer was lost (docs/vendors.md,
+// "Reading back a lost create"). Only the fields qualfile matches on are
+// decoded: the records also carry names, ID numbers and photo URLs.
 
-// QualificationQuery is the request of VMS QueryQualification. Every
-// filter is optional.
+// QualificationQuery is the request of VMS QueryQualification; the pattern
+// matches on the entity name.
 type QualificationQuery struct {
-	QualificationNoList []string `json:"QualificationNoList,omitempty"`
-	ApprovalStatus      string   `json:"ApprovalStatus,omitempty"`
-	// QualificationEntityQueryPattern matches on the entity name.
 	QualificationEntityQueryPattern string `json:"QualificationEntityQueryPattern,omitempty"`
 	Offset                          int32  `json:"Offset"`
 	Limit                           int32  `json:"Limit"`
-	AccountID                       string `json:"AccountId,omitempty"`
 }
 
 // QualificationPage is one page of QueryQualification's Result.
 type QualificationPage struct {
 	Records []QualificationRecord `json:"Records"`
-	Limit   int64                 `json:"Limit"`
-	Offset  int64                 `json:"Offset"`
 	Total   int64                 `json:"Total"`
 }
 
@@ -44,12 +37,10 @@ type QualificationRecord struct {
 // QualificationMainInfo is a record's QualificationMainInfoVO, reduced to
 // what identifies the filing.
 type QualificationMainInfo struct {
-	QualificationID      LooseInt `json:"QualificationId"`
-	QualificationNo      string   `json:"QualificationNo"`
-	QualificationEntity  string   `json:"QualificationEntity"`
-	UnitSocialCreditCode string   `json:"UnitSocialCreditCode"`
-	ApprovalStatus       LooseInt `json:"ApprovalStatus"`
-	CreateTime           string   `json:"CreateTime"`
+	QualificationNo      string `json:"QualificationNo"`
+	QualificationEntity  string `json:"QualificationEntity"`
+	UnitSocialCreditCode string `json:"UnitSocialCreditCode"`
+	CreateTime           string `json:"CreateTime"`
 }
 
 // QueryQualification lists the account's qualifications that match q.
@@ -59,9 +50,8 @@ func (v *VMS) QueryQualification(ctx context.Context, q QualificationQuery) (Qua
 
 // SignatureIdentQuery is the request of SMS GetSignatureIdentList.
 type SignatureIdentQuery struct {
-	IDs       []int64 `json:"ids,omitempty"`
-	PageIndex int32   `json:"pageIndex"`
-	PageSize  int32   `json:"pageSize"`
+	PageIndex int32 `json:"pageIndex"`
+	PageSize  int32 `json:"pageSize"`
 }
 
 // SignatureIdentPage is one page of GetSignatureIdentList's Result.

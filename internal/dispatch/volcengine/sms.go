@@ -25,9 +25,8 @@ func NewSMS(cfg Config) (*SMS, error) {
 	return &SMS{c: c}, nil
 }
 
-// ApplySignatureIdent files a signature qualification and returns its id, a
-// 64-bit integer read exactly (never through float64). A success reply
-// without the id is an error matching ErrNoResult (and retry.ErrPermanent).
+// ApplySignatureIdent files a signature qualification and returns its id; a
+// success reply without it matches ErrNoResult.
 func (s *SMS) ApplySignatureIdent(ctx context.Context, p *messages.SMSApplySignatureIdent) (messages.SMSApplyResult, Metadata, error) {
 	if p == nil {
 		return messages.SMSApplyResult{}, Metadata{}, nilPayload(ActionApplySignatureIdent)

@@ -29,8 +29,7 @@ func NewVMS(cfg Config) (*VMS, error) {
 }
 
 // AddQualification files q and returns the qualification number the vendor
-// assigned. A success reply without the number is an error matching
-// ErrNoResult (and retry.ErrPermanent).
+// assigned; a success reply without it matches ErrNoResult.
 func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification) (messages.VMSAddResult, Metadata, error) {
 	if q == nil {
 		return messages.VMSAddResult{}, Metadata{}, nilPayload(ActionAddQualification)
@@ -47,13 +46,10 @@ func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualificat
 		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
 	}
 	result, md, err := v.c.do(ctx, http.MethodPost, ActionUpdateQualification, withReqSource(q))
-	if err != nil {
-		return nil, md, err
+	if err == nil && result == nil {
+		result = json.RawMessage("{}")
 	}
-	if result == nil {
-		return json.RawMessage("{}"), md, nil
-	}
-	return result, md, nil
+	return result, md, err
 }
 
 // withReqSource is q with QualificationMainInfoFormDO.ReqSourceType set to
