@@ -20,13 +20,12 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// Vendor hosts.
 const (
 	ProductionBaseURL = "https://developer.toutiao.com"
 	SandboxBaseURL    = "https://open-sandbox.douyin.com"
 )
 
-// Sandbox review outcomes for Config.CheckType.
+// Sandbox review outcomes, for Config.CheckType.
 const (
 	CheckTypeOK     = "OK"
 	CheckTypeReject = "REJECT"
@@ -50,31 +49,23 @@ func noRedirects(hc *http.Client) *http.Client {
 
 // TokenProvider hands out the app's access token. *TokenSource satisfies it.
 type TokenProvider interface {
-	// Token returns a token that is believed valid.
 	Token(ctx context.Context) (Token, error)
-	// Invalidate reports that the vendor rejected bad as expired or
-	// invalid and returns its replacement.
+	// Invalidate reports that the vendor rejected bad and returns its
+	// replacement.
 	Invalidate(ctx context.Context, bad Token) (Token, error)
 }
 
 // Config configures a Client.
 type Config struct {
-	// BaseURL is the vendor host; default ProductionBaseURL.
-	BaseURL string
-	// AppID is the app's appid, sent in every body (required).
-	AppID string
-	// Tokens provides the access token (required).
-	Tokens TokenProvider
-	// Timeout bounds one HTTP exchange; default 10s.
-	Timeout time.Duration
-	// HTTPClient is used for the calls; default a client of this package's
-	// own. Redirects are never followed, whatever its CheckRedirect says
-	// (the body carries the access token): a 3xx reply is an error of
-	// class ErrRedirect.
+	BaseURL string        // default ProductionBaseURL
+	AppID   string        // required
+	Tokens  TokenProvider // required
+	Timeout time.Duration // bounds one HTTP exchange; default 10s
+	// HTTPClient sends the calls; default a client of this package's own.
+	// A 3xx reply is never followed: it is an error of class ErrRedirect.
 	HTTPClient *http.Client
-	// CheckType, when set, is sent as the Aweme-Check-Type header, which
-	// decides the sandbox's simulated review: CheckTypeOK or
-	// CheckTypeReject. It is refused with the production BaseURL.
+	// CheckType, when set, is sent as the Aweme-Check-Type header that
+	// decides the sandbox's simulated review; not with the production host.
 	CheckType string
 }
 
@@ -123,19 +114,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Metadata describes the HTTP exchange of a call (the last one, when the
-// call was retried after a token refresh).
+// Metadata describes the (last) HTTP exchange of a call.
 type Metadata struct {
-	// LogID is the X-Tt-Logid response header.
-	LogID string
-	// HTTPStatus is the response's HTTP status code; 0 without a response.
-	HTTPStatus int
+	LogID      string // the X-Tt-Logid response header
+	HTTPStatus int    // 0 without a response
 }
 
-// AddRole files POST /auth/entity/add_role. On success the result holds the
-// review task id (add_role_taskid). An error is an *APIError, a
-// *TransportError (possibly retry.ErrAmbiguous: the role may have been
-// filed), a token error, or the caller's context error.
+// AddRole files POST /auth/entity/add_role and returns the review task id.
 func (c *Client) AddRole(ctx context.Context, p *messages.DouyinAddRole) (messages.DouyinAddRoleResult, Metadata, error) {
 	var out messages.DouyinAddRoleResult
 	if p == nil {
@@ -278,8 +263,8 @@ func (c *Client) post(ctx context.Context, op, path string, tok Token, body func
 	return meta, nil
 }
 
-// transportError builds the error for a failed exchange: the caller's own
-// cancellation as such (not transient), anything else as a TransportError.
+// transportError is the error of a failed exchange: the caller's own
+// cancellation as such (not transient), anything else a TransportError.
 func (c *Client) transportError(ctx context.Context, op string, err error, sent bool) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		if sent {

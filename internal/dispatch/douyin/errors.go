@@ -9,55 +9,36 @@ import (
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
-// Configuration errors returned by New and by a TokenSource that lacks its
-// settings. They wrap no class sentinel, so retry.ClassOf treats them as
-// permanent.
+// Configuration errors of New and of a TokenSource (permanent).
 var (
-	// ErrNoAppID means Config.AppID or TokenSource.AppID is empty.
-	ErrNoAppID = errors.New("douyin: app id is required")
-	// ErrNoSecret means TokenSource.Secret is empty.
+	ErrNoAppID  = errors.New("douyin: app id is required")
 	ErrNoSecret = errors.New("douyin: app secret is required")
-	// ErrNoTokens means Config.Tokens is nil.
 	ErrNoTokens = errors.New("douyin: token provider is required")
-	// ErrBadCheckType means Config.CheckType is neither "", "OK" nor
-	// "REJECT", or is set while BaseURL is the production host (the header
-	// only steers the sandbox's simulated review).
+	// ErrBadCheckType: Config.CheckType is not "", "OK" or "REJECT", or is
+	// set with the production BaseURL.
 	ErrBadCheckType = errors.New(`douyin: check type must be "", "OK" or "REJECT", and is for the sandbox only`)
 )
 
-// ErrNilPayload is returned when a call is given a nil payload. The vendor
-// is not called; it matches retry.ErrInvalid.
+// ErrNilPayload: a call was given a nil payload (nothing is sent).
 var ErrNilPayload = fmt.Errorf("douyin: nil payload: %w", retry.ErrInvalid)
 
-// ErrTokenRejected is the class of an *APIError carrying a token code
-// (28001008 expired, 28001003 invalid, 2190008 legacy expired) that the
-// client returns after it already refreshed the token once and the vendor
-// rejected the new one too. It matches retry.ErrPermanent: the app's
-// credentials or grants need a human.
+// ErrTokenRejected is the class (permanent) of an *APIError with a token
+// code that the vendor gave again after the token was refreshed once.
 var ErrTokenRejected = fmt.Errorf("douyin: access token rejected after a refresh: %w", retry.ErrPermanent)
 
-// ErrRedirect is the class of an *APIError or *TokenError for a 3xx reply.
-// Redirects are never followed, because every request body carries the
-// access token or the app secret; a host that redirects is misconfigured
-// (base_url) or not the vendor. It matches retry.ErrPermanent.
+// ErrRedirect is the class (permanent) of an *APIError or *TokenError for
+// a 3xx reply, which is never followed.
 var ErrRedirect = fmt.Errorf("douyin: redirect not followed: %w", retry.ErrPermanent)
 
-// APIError is a reply from an /auth/entity/* call that is not a success:
-// a non-zero err.err_code or err_no, an HTTP status other than 200, or a
-// body that cannot be read as the documented JSON. errors.Is matches the
-// class sentinel it was given where the reply was read (see classify):
-// retry.ErrTransient, retry.ErrThrottled, retry.ErrPermanent,
-// ErrTokenRejected or, for a 3xx reply, ErrRedirect.
+// APIError is a reply from an /auth/entity/* call that is not a success: a
+// non-zero code, a status other than 200, or an unreadable body. It
+// unwraps to the class decided where the reply was read (see classify).
 type APIError struct {
-	// Code is err.err_code, or err_no when err.err_code is 0; 0 when the
-	// reply had no usable code (the HTTP status or body decided the class).
+	// Code is err.err_code, or err_no when that is 0; 0 without a code.
 	Code int64
-	// Message is the vendor's err_msg / err_tips, or a description of what
-	// was wrong with the reply.
-	Message string
-	// LogID is the X-Tt-Logid response header, for the vendor's support.
-	LogID string
-	// HTTPStatus is the reply's HTTP status code.
+	// Message is the vendor's, or describes what was wrong with the reply.
+	Message    string
+	LogID      string // the X-Tt-Logid response header
 	HTTPStatus int
 
 	class error
@@ -124,20 +105,13 @@ func classify(code int64, status int) error {
 	return vendorhttp.StatusClass(status)
 }
 
-// TokenError is a failed access-token fetch (POST /api/apps/v2/token) that
-// got an answer. errors.Is matches its class: err_no -1 and HTTP 5xx are
-// retry.ErrTransient, HTTP 429 is retry.ErrThrottled, a 3xx is ErrRedirect
-// (permanent), 40015 (bad appid),
-// 40017 (bad secret), 40020 (bad grant_type), any other code and an
-// unreadable reply are retry.ErrPermanent. The message never contains the
-// secret or a token.
+// TokenError is a failed access-token fetch that got an answer; it matches
+// its class (see classifyToken). The message never contains the secret or
+// a token.
 type TokenError struct {
-	// ErrNo is the vendor's err_no; 0 when the reply carried none.
-	ErrNo int64
-	// ErrTips is the vendor's err_tips, or a description of what was wrong
-	// with the reply.
-	ErrTips string
-	// HTTPStatus is the reply's HTTP status code.
+	ErrNo int64 // 0 when the reply carried none
+	// ErrTips is the vendor's, or describes what was wrong with the reply.
+	ErrTips    string
 	HTTPStatus int
 
 	class error
@@ -176,22 +150,14 @@ func classifyToken(errNo int64, status int) error {
 	return vendorhttp.StatusClass(status)
 }
 
-// TransportError is a call that got no usable HTTP reply: the connection
-// failed, the per-call timeout ran out, or the body could not be read.
-// It always matches retry.ErrTransient, and also retry.ErrAmbiguous when
-// Sent is true. errors.Is and errors.As also reach Err (for instance
-// context.DeadlineExceeded after the per-call timeout).
+// TransportError is a call that got no usable HTTP reply. It matches
+// retry.ErrTransient, its Err, and retry.ErrAmbiguous when Sent.
 type TransportError struct {
-	// Op is the call: "add_role", "get_class_auth" or "token".
-	Op string
-	// Err is the underlying error.
+	Op  string // "add_role", "get_class_auth" or "token"
 	Err error
 	// Sent is true once a connection was handed to the request, from which
-	// point some or all of it may have reached the vendor (httptrace
-	// GotConn / WroteRequest); a failure before that (DNS, refused
-	// connection, TLS handshake) leaves it false. It is always false for
-	// Op "token": fetching a token files nothing, so its failure never
-	// makes the outcome of a filing unknown.
+	// point some of it may have reached the vendor; always false for Op
+	// "token", as fetching a token files nothing.
 	Sent bool
 }
 

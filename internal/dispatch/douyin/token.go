@@ -19,12 +19,9 @@ import (
 
 // Token is a Douyin access token.
 type Token struct {
-	// AccessToken is the token itself; never log it.
-	AccessToken string
-	// ExpiresAt is FetchedAt plus the vendor's expires_in.
-	ExpiresAt time.Time
-	// FetchedAt is when the fetch that produced the token started.
-	FetchedAt time.Time
+	AccessToken string    // never log it
+	ExpiresAt   time.Time // FetchedAt plus the vendor's expires_in
+	FetchedAt   time.Time // when the fetch that produced it started
 }
 
 // Valid reports whether t holds a token that has not expired at now.
@@ -32,26 +29,20 @@ func (t Token) Valid(now time.Time) bool {
 	return t.AccessToken != "" && now.Before(t.ExpiresAt)
 }
 
-// TokenStore holds the current token per appid. It is where replicas meet:
-// fetching a new token cuts the previous one's life to five minutes, so all
-// replicas must share one token per appid (a JetStream KV store can
-// implement this interface with a compare-and-swap on the key).
+// TokenStore holds the current token per appid, where replicas meet: they
+// must share one token per appid (docs/vendors.md, "Douyin tokens and
+// errors"; package tokenkv implements it over JetStream KV).
 type TokenStore interface {
-	// Current returns the stored token for appID; found is false when
-	// there is none.
+	// Current returns the stored token for appID, found false for none.
 	Current(ctx context.Context, appID string) (tok Token, found bool, err error)
-	// Replace makes sure at most one fetch happens for a given stale
-	// token: if the stored token is no longer stale (its AccessToken
-	// differs, because somebody refreshed it already), it returns the
-	// stored one without calling fetch; otherwise it calls fetch, stores
-	// and returns the result. A zero stale token means "none stored".
+	// Replace returns the stored token if its AccessToken differs from
+	// stale's (somebody refreshed it already); otherwise it calls fetch,
+	// stores and returns the result. A zero stale token means "none".
 	Replace(ctx context.Context, appID string, stale Token, fetch func(context.Context) (Token, error)) (Token, error)
 }
 
-// MemoryStore is a TokenStore for one process. Replace calls for one appid
-// are serialised, so concurrent calls with the same stale token trigger
-// exactly one fetch; Current never waits for a fetch. The zero value is not
-// usable; call NewMemoryStore.
+// MemoryStore is a TokenStore for one process: Replace calls for one appid
+// are serialised, and Current never waits for a fetch. Use NewMemoryStore.
 type MemoryStore struct {
 	mu      sync.Mutex
 	entries map[string]*memoryEntry
@@ -120,31 +111,22 @@ const (
 	DefaultTimeout       = 10 * time.Second
 )
 
-// TokenSource fetches and caches the access token of one app. Set the
-// fields before first use and do not change them afterwards; a TokenSource
-// is safe for concurrent use. Concurrent callers in one process share one
-// fetch (singleflight), and the Store makes sure replicas sharing it share
-// one fetch too.
+// TokenSource fetches and caches the access token of one app; set its
+// fields before first use. Concurrent callers share one fetch, in one
+// process (singleflight) and across replicas (the Store).
 type TokenSource struct {
-	// AppID and Secret are the app's credentials (required).
-	AppID  string
-	Secret string
-	// BaseURL is the token host; default ProductionBaseURL.
-	BaseURL string
-	// Store holds the token; default a private MemoryStore.
-	Store TokenStore
+	AppID   string     // required
+	Secret  string     // required
+	BaseURL string     // the token host; default ProductionBaseURL
+	Store   TokenStore // default a private MemoryStore
 	// RefreshBefore: a token is refreshed once it has less than this left,
 	// or less than half its lifetime if that is shorter; default 10m.
 	RefreshBefore time.Duration
 	// HTTPClient is used for the fetch; default a client of this package's
-	// own. Redirects are never followed, whatever its CheckRedirect says
-	// (the body carries the secret): a 3xx reply is a *TokenError of class
-	// ErrRedirect.
+	// own. A 3xx reply is never followed: it is a *TokenError (ErrRedirect).
 	HTTPClient *http.Client
-	// Timeout bounds one fetch; default 10s.
-	Timeout time.Duration
-	// Now returns the current time; default time.Now.
-	Now func() time.Time
+	Timeout    time.Duration    // bounds one fetch; default 10s
+	Now        func() time.Time // default time.Now
 
 	once  sync.Once
 	store TokenStore
