@@ -43,9 +43,7 @@ type Account struct {
 
 // Outcome is what one call returned.
 type Outcome struct {
-	// Result is the vendor's Result, as it goes into the result message
-	// (VMS {"QualificationNo"}, SMS {"id"}, Douyin {"add_role_taskid"} or
-	// {"class_auths"}).
+	// Result is the vendor's Result, as it goes into the result message.
 	Result json.RawMessage
 	// UpstreamRequestID is the vendor's id of the call (Volcengine
 	// RequestId, Douyin X-Tt-Logid), also set on failure when known.
