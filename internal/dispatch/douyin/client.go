@@ -91,13 +91,7 @@ func New(cfg Config) (*Client, error) {
 	if base == "" {
 		base = ProductionBaseURL
 	}
-	switch cfg.CheckType {
-	case "":
-	case CheckTypeOK, CheckTypeReject:
-		if base == ProductionBaseURL {
-			return nil, ErrBadCheckType
-		}
-	default:
+	if ct := cfg.CheckType; ct != "" && (base == ProductionBaseURL || ct != CheckTypeOK && ct != CheckTypeReject) {
 		return nil, ErrBadCheckType
 	}
 	c := &Client{

@@ -138,16 +138,6 @@ func parseEndpoint(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redirectError is the error of a 3xx reply.
-func redirectError(action string, resp *http.Response) error {
-	return &APIError{
-		HTTPStatus: resp.StatusCode,
-		Action:     action,
-		Message:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, a signed request is never sent elsewhere",
-		class:      ErrRedirect,
-	}
-}
-
 // envelope is the reply of every Volcengine call.
 type envelope struct {
 	ResponseMetadata struct {
@@ -169,12 +159,10 @@ type vendorErr struct {
 	Message json.RawMessage `json:"Message"`
 }
 
-// do sends payload as action with a JSON body and returns the envelope's
-// Result, nil when it is absent or null. Every call is a POST but SMS
-// GetSignatureIdentList, which the official SDK sends as a GET with a JSON
-// body. Every error is classified (see APIError, TransportError), except a
-// cancellation of ctx by the caller, which matches ctx.Err() and no class
-// sentinel.
+// do sends payload as action with a JSON body (GetSignatureIdentList is a
+// GET, as the official SDK sends it) and returns the envelope's Result, nil
+// when absent or null. Every error is classified, except the caller's
+// cancellation of ctx, which matches ctx.Err() and no class sentinel.
 func (c *client) do(ctx context.Context, method, action string, payload any) (json.RawMessage, Metadata, error) {
 	var md Metadata
 	body, err := json.Marshal(payload)
@@ -227,7 +215,12 @@ func (c *client) do(ctx context.Context, method, action string, payload any) (js
 	defer resp.Body.Close()
 	md.HTTPStatus = resp.StatusCode
 	if vendorhttp.IsRedirect(resp.StatusCode) {
-		return nil, md, redirectError(action, resp)
+		return nil, md, &APIError{
+			HTTPStatus: resp.StatusCode,
+			Action:     action,
+			Message:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, a signed request is never sent elsewhere",
+			class:      ErrRedirect,
+		}
 	}
 
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
@@ -358,9 +351,8 @@ func noResult(action string, md Metadata) error {
 }
 
 // transportError builds the error of a call that got no readable answer.
-// A cancellation of the caller's ctx wins: the caller is shutting down. A
-// caller's deadline is a timeout like the client's own: transient, and
-// possibly sent (so a create call becomes ambiguous upstream).
+// The caller's cancellation wins; the caller's deadline is a timeout like
+// the client's own (transient, and possibly sent).
 func transportError(ctx, callCtx context.Context, op string, err error, sent bool) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return callerDone(ctx, op, sent)

@@ -102,7 +102,7 @@ type APIError struct {
 	// Action is the action called, e.g. "AddQualification".
 	Action string
 
-	class     error // set where the reply is read; derived from the fields when nil
+	class     error // set where the reply is read; derived from the fields when built by hand
 	malformed bool
 }
 
@@ -143,9 +143,6 @@ func (e *APIError) Error() string {
 func (e *APIError) Unwrap() error {
 	if e.class != nil {
 		return e.class
-	}
-	if e.malformed {
-		return vendorhttp.StatusClass(e.HTTPStatus)
 	}
 	return classify(e.Code, e.CodeN, e.HTTPStatus)
 }
