@@ -7,6 +7,7 @@
 package tokenkv
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -53,21 +54,11 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.LockBucket == "" {
-		c.LockBucket = DefaultLockBucket
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.LockTTL == 0 {
-		c.LockTTL = DefaultLockTTL
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
-	}
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.LockBucket = cmp.Or(c.LockBucket, DefaultLockBucket)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.LockTTL = cmp.Or(c.LockTTL, DefaultLockTTL)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

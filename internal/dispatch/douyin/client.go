@@ -6,6 +6,7 @@ package douyin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,10 +88,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Tokens == nil {
 		return nil, ErrNoTokens
 	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	if base == "" {
-		base = ProductionBaseURL
-	}
+	base := cmp.Or(strings.TrimRight(cfg.BaseURL, "/"), ProductionBaseURL)
 	if ct := cfg.CheckType; ct != "" && (base == ProductionBaseURL || ct != CheckTypeOK && ct != CheckTypeReject) {
 		return nil, ErrBadCheckType
 	}

@@ -2,6 +2,7 @@ package douyin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -264,11 +265,8 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("douyin: encoding the token request: %w", err)
 	}
-	base := s.BaseURL
-	if base == "" {
-		base = ProductionBaseURL
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/apps/v2/token", bytes.NewReader(body))
+	base := strings.TrimRight(cmp.Or(s.BaseURL, ProductionBaseURL), "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/apps/v2/token", bytes.NewReader(body))
 	if err != nil {
 		return Token{}, fmt.Errorf("douyin: building the token request: %w", err)
 	}

@@ -2,6 +2,7 @@ package volcengine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,33 +90,23 @@ func newClient(cfg Config, service, version, defaultEndpoint string) (*client, e
 	if cfg.Credentials.AccessKeyID == "" || cfg.Credentials.SecretAccessKey == "" {
 		return nil, fmt.Errorf("volcengine %s client: %w", service, ErrNoCredentials)
 	}
-	raw := cfg.Endpoint
-	if raw == "" {
-		raw = defaultEndpoint
-	}
+	raw := cmp.Or(cfg.Endpoint, defaultEndpoint)
 	endpoint, err := parseEndpoint(raw)
 	if err != nil {
 		return nil, fmt.Errorf("volcengine %s client: endpoint %q: %w", service, raw, err)
 	}
-	region := cfg.Region
-	if region == "" {
-		region = DefaultRegion
-	}
+	region := cmp.Or(cfg.Region, DefaultRegion)
 	if strings.ContainsAny(region, "/ \t\r\n") {
 		return nil, fmt.Errorf("volcengine %s client: region %q: %w: region must not contain '/' or spaces", service, region, ErrBadConfig)
 	}
-	timeout := cfg.Timeout
-	if timeout < 0 {
-		return nil, fmt.Errorf("volcengine %s client: timeout %s: %w: timeout must not be negative", service, timeout, ErrBadConfig)
-	}
-	if timeout == 0 {
-		timeout = DefaultTimeout
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("volcengine %s client: timeout %s: %w: timeout must not be negative", service, cfg.Timeout, ErrBadConfig)
 	}
 	return &client{
 		endpoint: endpoint,
 		version:  version,
 		signer:   Signer{Credentials: cfg.Credentials, Region: region, Service: service, Now: cfg.Now},
-		timeout:  timeout,
+		timeout:  cmp.Or(cfg.Timeout, DefaultTimeout),
 		http:     vendorhttp.NoRedirects(cfg.HTTPClient),
 	}, nil
 }
