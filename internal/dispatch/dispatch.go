@@ -60,9 +60,8 @@ func New(accounts map[string]Account) *Dispatcher {
 	return &Dispatcher{accounts: maps.Clone(accounts)}
 }
 
-// Dispatch makes one call for req, which must have passed Validate. Errors
-// classify with retry.ClassOf; a create call that was sent and never
-// answered fails with an *AmbiguousError.
+// Dispatch makes one call for req, which must have passed Validate; a
+// create that was sent and never answered fails with an *AmbiguousError.
 func (d *Dispatcher) Dispatch(ctx context.Context, req *messages.Request) (Outcome, error) {
 	acct, ok := d.accounts[req.AccountOrDefault()]
 	if !ok {

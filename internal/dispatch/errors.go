@@ -40,9 +40,6 @@ func (e *AmbiguousError) Error() string {
 // retryable.
 func (e *AmbiguousError) Unwrap() error { return retry.ErrAmbiguous }
 
-// Cause is the error the call ended with.
-func (e *AmbiguousError) Cause() error { return e.Err }
-
 func isAmbiguousSend(api messages.API, err error) bool {
 	if api.Resendable() || !errors.Is(err, retry.ErrTransient) {
 		return false

@@ -276,10 +276,8 @@ func (s *Store) keepLock(ctx context.Context, key, owner string, rev uint64) (st
 }
 
 // write stores tok with a compare-and-set from rev (create when !found).
-// Should another writer get in between (possible only if the lock expired
-// during the fetch), the token fetched later wins, as the vendor's newest
-// token is the one that stays valid: a stored token fetched after tok is
-// returned instead of tok; otherwise tok overwrites it.
+// Should another writer get in between (the lock expired during the
+// fetch), the token fetched later wins: it is the one that stays valid.
 func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, rev uint64, found bool) (douyin.Token, error) {
 	data, err := json.Marshal(record{AccessToken: tok.AccessToken, ExpiresAt: tok.ExpiresAt, FetchedAt: tok.FetchedAt})
 	if err != nil {
@@ -325,9 +323,8 @@ func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, 
 	return douyin.Token{AccessToken: r.AccessToken, ExpiresAt: r.ExpiresAt, FetchedAt: r.FetchedAt}, e.Revision(), true, nil
 }
 
-// Key returns the KV key (in both buckets) of appID: bytes outside
-// [A-Za-z0-9_-] are written as "=XX" with upper-case hex, so any non-empty
-// app id maps to a distinct valid key. It returns ErrNoAppID for "".
+// Key returns the KV key of appID, bytes outside [A-Za-z0-9_-] written as
+// "=XX" (upper-case hex) so that app ids map to distinct valid keys.
 func Key(appID string) (string, error) {
 	if appID == "" {
 		return "", ErrNoAppID

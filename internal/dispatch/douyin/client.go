@@ -38,9 +38,8 @@ const maxBody = 4 << 20
 // defaultHTTPClient serves a Config or TokenSource that names no client.
 var defaultHTTPClient = vendorhttp.NoRedirects(nil)
 
-// noRedirects is hc, or defaultHTTPClient when hc is nil, as a client that
-// does not follow redirects: every request body carries the access token or
-// the app secret, and Go re-sends the body of a POST answered 307 or 308.
+// noRedirects is hc, or defaultHTTPClient, refusing redirects: Go re-sends
+// a POST body (the access token or app secret) answered 307 or 308.
 func noRedirects(hc *http.Client) *http.Client {
 	if hc == nil {
 		return defaultHTTPClient
@@ -158,9 +157,8 @@ func (c *Client) GetClassAuth(ctx context.Context, p *messages.DouyinGetClassAut
 	return out, meta, nil
 }
 
-// call gets a token and posts; when the vendor rejects the token it asks
-// the provider for a new one and posts once more. A second rejection is
-// returned as is: an *APIError of class ErrTokenRejected (permanent).
+// call gets a token and posts; when the vendor rejects the token it posts
+// once more with a new one, and returns a second rejection as is.
 func (c *Client) call(ctx context.Context, op, path string, body func(token string) ([]byte, error), out any) (Metadata, error) {
 	tok, err := c.tokens.Token(ctx)
 	if err != nil {

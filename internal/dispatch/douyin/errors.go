@@ -69,9 +69,8 @@ func (e *APIError) Unwrap() error {
 }
 
 // codeClass maps the Douyin platform status codes (docs/vendors.md, "Douyin
-// tokens and errors") to their class. Quota exhausted is permanent: it does
-// not come back within any retry budget. A token code is ErrTokenRejected:
-// the client refreshes the token once and sends the call again.
+// tokens and errors") to their class. Quota exhausted does not come back
+// within any retry budget.
 var codeClass = map[int64]error{
 	28001005: retry.ErrTransient, // system busy
 	28001006: retry.ErrTransient, // network error

@@ -186,9 +186,7 @@ func (s *TokenSource) fresh(t Token, now time.Time) bool {
 }
 
 // Token returns the app's access token: the stored one while it is fresh,
-// otherwise a new one, fetched when it is missing, expired or within
-// RefreshBefore of expiry. ctx bounds the wait; a fetch already under way
-// continues for the benefit of other callers, bounded by Timeout.
+// otherwise a new one. ctx bounds the wait, not a fetch under way.
 func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	if err := s.check(); err != nil {
 		return Token{}, err
@@ -207,9 +205,8 @@ func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	return s.replace(ctx, stale)
 }
 
-// Invalidate tells the source that the vendor rejected bad as expired or
-// invalid. It returns a new token, fetching one unless somebody (this
-// process or another replica) already replaced bad.
+// Invalidate tells the source that the vendor rejected bad and returns a
+// new token, fetching one unless somebody already replaced bad.
 func (s *TokenSource) Invalidate(ctx context.Context, bad Token) (Token, error) {
 	if err := s.check(); err != nil {
 		return Token{}, err
@@ -315,10 +312,9 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 	}, nil
 }
 
-// storeError classifies an error of the token store that the store did not
-// classify itself (a broker timeout, no responders) as transient: the
-// store is shared infrastructure, and the filing may go through later.
-// Errors of the token endpoint are already classified and pass unchanged.
+// storeError classifies an error the token store did not classify itself
+// (a broker timeout, no responders) as transient: the filing may go through
+// later. Errors of the token endpoint pass unchanged.
 func storeError(op string, err error) error {
 	if errors.Is(err, retry.ErrTransient) || errors.Is(err, retry.ErrPermanent) || errors.Is(err, retry.ErrInvalid) {
 		return err

@@ -1,6 +1,5 @@
-// Package vendorhttp holds what the Volcengine and Douyin clients share of
-// their HTTP handling: redirects are never followed, and a reply without a
-// usable vendor code is classified by its status.
+// Package vendorhttp is the HTTP handling the Volcengine and Douyin clients
+// share.
 package vendorhttp
 
 import (
@@ -12,10 +11,9 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// NoRedirects returns a copy of hc (hc itself is not changed), or with hc
-// nil a client with a transport of its own (not http.DefaultTransport,
-// which anything in the process may change), that hands a 3xx reply back
-// instead of following it: every request is signed or carries a secret.
+// NoRedirects returns a copy of hc, or a client with a transport of its own
+// when hc is nil, that hands a 3xx reply back instead of following it:
+// every request is signed or carries a secret.
 func NoRedirects(hc *http.Client) *http.Client {
 	var c http.Client
 	if hc != nil {

@@ -69,10 +69,9 @@ var codeClass = map[string]error{
 
 const codeInvalidTimestamp = "InvalidTimestamp"
 
-// classify returns the class sentinel of a vendor answer: Error.Code first,
-// then Error.CodeN as a decimal string, then the HTTP status (429 throttled,
-// 5xx transient). Anything else, an unknown code with HTTP 200 included, is
-// permanent: retrying what nobody understood risks filing twice.
+// classify returns the class sentinel of a vendor answer: Error.Code, then
+// Error.CodeN, then the HTTP status. Anything else is permanent: retrying
+// what nobody understood risks filing twice.
 func classify(code string, codeN int64, status int) error {
 	if c, ok := codeClass[strings.TrimSpace(code)]; ok {
 		return c

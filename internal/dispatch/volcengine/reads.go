@@ -28,8 +28,7 @@ type QualificationPage struct {
 	Total   int64                 `json:"Total"`
 }
 
-// QualificationRecord is one record of a QualificationPage, the main info
-// only.
+// QualificationRecord is one record of a QualificationPage, main info only.
 type QualificationRecord struct {
 	Main QualificationMainInfo `json:"QualificationMainInfoVO"`
 }
@@ -61,7 +60,7 @@ type SignatureIdentPage struct {
 }
 
 // SignatureIdentItem is one item of a SignatureIdentPage, reduced to what
-// identifies the filing (the person names of the item are not decoded).
+// identifies the filing.
 type SignatureIdentItem struct {
 	ID                      LooseInt `json:"id"`
 	Purpose                 LooseInt `json:"purpose"`
@@ -69,8 +68,7 @@ type SignatureIdentItem struct {
 	BusinessCertificateName string   `json:"businessCertificateName"`
 }
 
-// GetSignatureIdentList lists the account's signature qualifications. It
-// is sent as a GET with a JSON body, as the official SDK sends it.
+// GetSignatureIdentList lists the account's signature qualifications.
 func (s *SMS) GetSignatureIdentList(ctx context.Context, q SignatureIdentQuery) (SignatureIdentPage, Metadata, error) {
 	return read[SignatureIdentPage](ctx, s.c, http.MethodGet, ActionGetSignatureIdentList, q, "Result is not a list: ")
 }

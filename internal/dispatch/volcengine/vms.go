@@ -39,8 +39,7 @@ func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification
 }
 
 // UpdateQualification amends a qualification whose review was rejected and
-// returns the vendor's Result verbatim ({}, a string, …), or {} when the
-// reply has none.
+// returns the vendor's Result verbatim, or {} when the reply has none.
 func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualification) (json.RawMessage, Metadata, error) {
 	if q == nil {
 		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
@@ -65,10 +64,9 @@ func withReqSource(q *messages.VMSQualification) *messages.VMSQualification {
 	return &body
 }
 
-// qualificationNo reads the qualification number from an AddQualification
-// Result. The vendor's page spells it QualificationNo in the example and
-// qualificationNo in the table: both (and any other casing) are accepted.
-// It returns "" when the Result has no number.
+// qualificationNo reads the number from an AddQualification Result, "" when
+// it has none. The vendor's page spells it QualificationNo in the example
+// and qualificationNo in the table: any casing is accepted.
 func qualificationNo(result json.RawMessage) (string, error) {
 	v, err := resultField(result, "QualificationNo", "qualificationNo")
 	if err != nil || v == nil {
