@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
@@ -42,9 +43,7 @@ type Account struct {
 
 // Outcome is what one call returned.
 type Outcome struct {
-	// Result is the vendor's Result, as it goes into the result message
-	// (VMS {"QualificationNo"}, SMS {"id"}, Douyin {"add_role_taskid"} or
-	// {"class_auths"}).
+	// Result is the vendor's Result, as it goes into the result message.
 	Result json.RawMessage
 	// UpstreamRequestID is the vendor's id of the call (Volcengine
 	// RequestId, Douyin X-Tt-Logid), also set on failure when known.
@@ -58,16 +57,11 @@ type Dispatcher struct {
 
 // New returns a Dispatcher over the given accounts, keyed by name.
 func New(accounts map[string]Account) *Dispatcher {
-	m := make(map[string]Account, len(accounts))
-	for name, a := range accounts {
-		m[name] = a
-	}
-	return &Dispatcher{accounts: m}
+	return &Dispatcher{accounts: maps.Clone(accounts)}
 }
 
-// Dispatch makes one call for req, which must have passed Validate. Errors
-// classify with retry.ClassOf; a create call that was sent and never
-// answered fails with an *AmbiguousError.
+// Dispatch makes one call for req, which must have passed Validate; a
+// create that was sent and never answered fails with an *AmbiguousError.
 func (d *Dispatcher) Dispatch(ctx context.Context, req *messages.Request) (Outcome, error) {
 	acct, ok := d.accounts[req.AccountOrDefault()]
 	if !ok {

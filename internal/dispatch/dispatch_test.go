@@ -168,7 +168,7 @@ func TestDispatchErrors(t *testing.T) {
 	}
 	var amb *dispatch.AmbiguousError
 	_, err := d.Dispatch(context.Background(), request(t, messages.APIVMSAddQualification, ""))
-	if !errors.As(err, &amb) || errors.Is(err, retry.ErrTransient) || !errors.Is(amb.Cause(), context.DeadlineExceeded) {
+	if !errors.As(err, &amb) || errors.Is(err, retry.ErrTransient) || !errors.Is(amb.Err, context.DeadlineExceeded) {
 		t.Fatalf("ambiguous error %v must keep its cause but not classify as transient", err)
 	}
 }

@@ -13,21 +13,20 @@ import (
 )
 
 // ErrUnknownAccount: the request names a credential profile that is not
-// configured. It is a problem with the request (class invalid).
+// configured (class invalid).
 var ErrUnknownAccount = fmt.Errorf("unknown account: %w", messages.ErrInvalid)
 
 // ErrNoClient: the account has no credentials for the vendor of the request's
 // api (class invalid).
 var ErrNoClient = fmt.Errorf("account has no credentials for this vendor: %w", messages.ErrInvalid)
 
-// ErrNotValidated: Dispatch was given a request whose payload was not
-// validated (a programming error; class permanent).
+// ErrNotValidated: the request's payload was not validated (a programming
+// error; class permanent).
 var ErrNotValidated = fmt.Errorf("request was not validated: %w", retry.ErrPermanent)
 
 // AmbiguousError is returned for a call that is not safe to send twice
-// (VMS add and update, SMS apply, Douyin add_role; see API.Resendable) when
-// the request was sent and no answer came back. It matches retry.ErrAmbiguous and, on purpose, not
-// retry.ErrTransient: sending it again could file twice.
+// (see API.Resendable) when it was sent and no answer came back. It matches
+// retry.ErrAmbiguous and, on purpose, not retry.ErrTransient.
 type AmbiguousError struct {
 	API messages.API
 	Err error
@@ -41,9 +40,6 @@ func (e *AmbiguousError) Error() string {
 // retryable.
 func (e *AmbiguousError) Unwrap() error { return retry.ErrAmbiguous }
 
-// Cause is the error the call ended with.
-func (e *AmbiguousError) Cause() error { return e.Err }
-
 func isAmbiguousSend(api messages.API, err error) bool {
 	if api.Resendable() || !errors.Is(err, retry.ErrTransient) {
 		return false
@@ -51,12 +47,9 @@ func isAmbiguousSend(api messages.API, err error) bool {
 	return errors.Is(err, retry.ErrAmbiguous) || gatewayTimeout(err)
 }
 
-// gatewayTimeout reports a 500, 502 or 504 without a vendor error code: a
-// server that failed while handling the request, or a gateway that
-// forwarded it and gave up waiting, so the vendor may have acted on it (the
-// official SDK's SMS handler sends such a request again; qualfile does not,
-// docs/vendors.md). A 503 means the request was not taken, and a reply that
-// carries the vendor's own code is a definite answer.
+// gatewayTimeout reports a 500, 502 or 504 without a vendor error code: the
+// vendor may have acted on the request (docs/vendors.md). A 503 was not
+// taken, and a reply with the vendor's own code is a definite answer.
 func gatewayTimeout(err error) bool {
 	mayHaveActed := func(status int) bool {
 		return status == http.StatusInternalServerError || status == http.StatusBadGateway || status == http.StatusGatewayTimeout
@@ -73,11 +66,9 @@ func gatewayTimeout(err error) bool {
 }
 
 // ErrNotReconcilable: the request's api has no read that can settle a lost
-// answer (only vms.add_qualification and sms.apply_signature_ident do; see
-// messages.API.Reconcilable).
+// answer (see messages.API.Reconcilable).
 var ErrNotReconcilable = errors.New("no vendor read can settle this api")
 
 // ErrTooManyRecords: the vendor lists more records than a reconciliation
-// reads (maxReconcilePages pages); the request is left to an operator. It
-// is a permanent failure of the read.
+// reads; the request is left to an operator (permanent).
 var ErrTooManyRecords = fmt.Errorf("too many records to read back: %w", retry.ErrPermanent)

@@ -11,8 +11,8 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// Reading back a create whose answer was lost (docs/vendors.md, "Reading
-// back a lost create").
+// Reading back a create whose answer was lost: docs/vendors.md, "Reading
+// back a lost create".
 
 // VMSReader is the read of a VMS client that settles a lost
 // AddQualification.
@@ -34,18 +34,15 @@ const (
 )
 
 // Record is one vendor record that matches a request: its identifier
-// (the QualificationNo, or the SMS id in decimal) and what the create would
-// have answered for it ({"QualificationNo"} or {"id","id_string"}), with
-// the read's request id.
+// (QualificationNo, or the SMS id in decimal) and what the create would
+// have answered for it.
 type Record struct {
 	ID      string
 	Outcome Outcome
 }
 
-// Finding is what the vendor's records say about a create whose answer
-// was lost: the records that match it. Which of them is this filing is
-// the caller's to decide (an SMS record listed before the request's first
-// call is an earlier filing).
+// Finding is the records that match a create whose answer was lost; which
+// of them is this filing is the caller's to decide.
 type Finding struct {
 	Records []Record
 	// Undated counts VMS records that match but whose creation time could
@@ -58,8 +55,7 @@ func (f Finding) Matches() int { return len(f.Records) + f.Undated }
 
 // Reconcile asks the vendor which records match req (a validated create
 // of a Reconcilable api): VMS records created at or after since, every
-// matching SMS item. Errors classify with retry.ClassOf like the calls'
-// errors.
+// matching SMS item.
 func (d *Dispatcher) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (Finding, error) {
 	return d.ReconcilePaced(ctx, req, since, nil)
 }

@@ -689,8 +689,8 @@ func TestSandboxTimeout(t *testing.T) {
 				if errors.Is(err, retry.ErrTransient) || !errors.Is(err, retry.ErrAmbiguous) {
 					t.Errorf("AmbiguousError must match ErrAmbiguous and not ErrTransient: %v", err)
 				}
-				if amb.API != api || !errors.Is(amb.Cause(), context.DeadlineExceeded) {
-					t.Errorf("AmbiguousError{API %q, Cause %v}", amb.API, amb.Cause())
+				if amb.API != api || !errors.Is(amb.Err, context.DeadlineExceeded) {
+					t.Errorf("AmbiguousError{API %q, Cause %v}", amb.API, amb.Err)
 				}
 			} else {
 				if errors.As(err, &amb) {

@@ -13,11 +13,9 @@ import (
 const IdleConnTimeout = 30 * time.Second
 
 // NewHTTPClient returns the client that every vendor call of a process
-// shares: one pool of connections, keeping as many idle connections per
-// vendor host as calls may be in flight at once (inFlight), so that under
-// load a call reuses a connection instead of opening one (and, against the
-// real vendors, doing a TLS handshake). Redirects are refused by each
-// vendor client itself.
+// shares, keeping as many idle connections per vendor host as calls may be
+// in flight at once, so that under load a call reuses a connection (and
+// its TLS handshake). Each vendor client refuses redirects itself.
 func NewHTTPClient(inFlight int) *http.Client {
 	inFlight = max(inFlight, 2)
 	tr := &http.Transport{

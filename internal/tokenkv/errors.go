@@ -13,8 +13,7 @@ var (
 	ErrNoAppID = errors.New("tokenkv: app id is required")
 	// ErrInvalidConfig means a Config field is out of range.
 	ErrInvalidConfig = errors.New("tokenkv: invalid config")
-	// ErrWriteConflict means the token could not be stored because other
-	// writers kept changing it; it should not happen while the lock works.
+	// ErrWriteConflict means other writers kept changing the token.
 	ErrWriteConflict = errors.New("tokenkv: token changed by another writer while storing")
 )
 
@@ -35,10 +34,9 @@ func (e *DecodeError) Error() string {
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // isWrongLastSequence reports whether err is JetStream's answer to a
-// compare-and-set whose expected revision did not match: error code 10071
-// (10164 on replicated streams). The jetstream package surfaces it as
-// ErrKeyExists from Create (or as a bare API error when Create replaced a
-// delete marker) and as ErrKeyRevisionMismatch from Update and Delete.
+// compare-and-set whose expected revision did not match: ErrKeyExists from
+// Create, ErrKeyRevisionMismatch from Update and Delete, or the bare API
+// error (10071, 10164) when Create replaced a delete marker.
 func isWrongLastSequence(err error) bool {
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return true

@@ -1,24 +1,13 @@
 // Package tokenkv is a douyin.TokenStore over JetStream KV, so that all
-// consumer replicas share one Douyin access token per appid. Fetching a new
-// token cuts the previous one's life to five minutes, so replicas must never
-// fetch independently: a fetch happens only under a lock held in a second
-// bucket, and everyone else waits for the result.
-//
-// Two buckets are used (the consumer names both from the subject prefix,
-// see queue.BucketNames, e.g. FILING_TOKENS and FILING_TOKEN_LOCKS):
-//
-//   - the token bucket (default QUALFILE_TOKENS) holds, per appid, a JSON
-//     record of the token, its expiry and its fetch time, and nothing else;
-//   - the lock bucket (default QUALFILE_TOKEN_LOCKS) holds, per appid, the
-//     random id of the replica fetching right now. Its MaxAge is LockTTL, so
-//     the lock of a replica that died mid-fetch expires; a live holder
-//     renews it every LockTTL/3 while its fetch runs.
-//
-// Keys are app ids with every byte outside [A-Za-z0-9_-] written as "=XX"
-// (upper-case hex); see Key.
+// consumer replicas share one Douyin access token per appid
+// (docs/vendors.md, "Douyin tokens and errors"). The token bucket holds a
+// JSON record per appid; a fetch happens only under a lock in the lock
+// bucket, whose MaxAge (LockTTL) frees the lock of a replica that died
+// mid-fetch, while everyone else waits for the result.
 package tokenkv
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -40,52 +29,36 @@ const (
 	DefaultPollInterval = 100 * time.Millisecond
 )
 
-// MinLockTTL is the shortest LockTTL: JetStream's smallest MaxAge.
-const MinLockTTL = 100 * time.Millisecond
-
-// writeAttempts bounds the compare-and-set retries when storing a token.
-const writeAttempts = 5
-
-// releaseTimeout bounds releasing the lock, which runs even when the
-// caller's context is done.
-const releaseTimeout = 5 * time.Second
+const (
+	// MinLockTTL is the shortest LockTTL: JetStream's smallest MaxAge.
+	MinLockTTL = 100 * time.Millisecond
+	// writeAttempts bounds the compare-and-set retries when storing a token.
+	writeAttempts = 5
+	// releaseTimeout bounds releasing the lock, even after ctx is done.
+	releaseTimeout = 5 * time.Second
+)
 
 // Config configures Open. The zero value is usable.
 type Config struct {
-	// Bucket holds the tokens; default DefaultBucket.
-	Bucket string
-	// LockBucket holds the fetch locks; default DefaultLockBucket.
-	LockBucket string
-	// Replicas is the replica count of both buckets; default 1 (use 3 on
-	// a cluster), at most 5.
-	Replicas int
+	Bucket     string // the tokens; default DefaultBucket
+	LockBucket string // the fetch locks; default DefaultLockBucket
+	Replicas   int    // of both buckets; default 1, at most 5
 	// LockTTL is how long the lock of a holder that stopped renewing it
-	// (crashed) survives; default DefaultLockTTL, at least MinLockTTL.
+	// survives; default DefaultLockTTL, at least MinLockTTL.
 	LockTTL time.Duration
 	// PollInterval is how often a replica waiting for another's fetch
 	// looks at the token and the lock; default DefaultPollInterval.
 	PollInterval time.Duration
-	// Now returns the current time, for token validity; default time.Now.
-	Now func() time.Time
+	Now          func() time.Time // for token validity; default time.Now
 }
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.LockBucket == "" {
-		c.LockBucket = DefaultLockBucket
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.LockTTL == 0 {
-		c.LockTTL = DefaultLockTTL
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
-	}
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.LockBucket = cmp.Or(c.LockBucket, DefaultLockBucket)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.LockTTL = cmp.Or(c.LockTTL, DefaultLockTTL)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -119,8 +92,7 @@ type Store struct {
 
 var _ douyin.TokenStore = (*Store)(nil)
 
-// record is what the token bucket stores: the token, its expiry and its
-// fetch time, nothing else.
+// record is what the token bucket stores.
 type record struct {
 	AccessToken string    `json:"access_token"`
 	ExpiresAt   time.Time `json:"expires_at"`
@@ -169,14 +141,10 @@ func (s *Store) Current(ctx context.Context, appID string) (douyin.Token, bool, 
 	return tok, found, err
 }
 
-// Replace implements douyin.TokenStore across replicas. When the stored
-// token is valid and differs from stale (somebody refreshed it already) it
-// is returned without fetching. Otherwise Replace takes the appid's lock,
-// reads again, fetches if the token is still stale, stores the new token
-// and releases the lock. A caller that finds the lock taken polls until the
-// holder's token appears or the lock disappears (then it tries to take the
-// lock itself); ctx bounds the wait. Errors from fetch are returned as they
-// are.
+// Replace implements douyin.TokenStore across replicas: a valid stored
+// token other than stale is returned; otherwise Replace takes the appid's
+// lock and fetches, or, finding the lock taken, polls until the holder's
+// token appears or the lock disappears. ctx bounds the wait.
 func (s *Store) Replace(ctx context.Context, appID string, stale douyin.Token, fetch func(context.Context) (douyin.Token, error)) (douyin.Token, error) {
 	key, err := Key(appID)
 	if err != nil {
@@ -308,10 +276,8 @@ func (s *Store) keepLock(ctx context.Context, key, owner string, rev uint64) (st
 }
 
 // write stores tok with a compare-and-set from rev (create when !found).
-// Should another writer get in between (possible only if the lock expired
-// during the fetch), the token fetched later wins, as the vendor's newest
-// token is the one that stays valid: a stored token fetched after tok is
-// returned instead of tok; otherwise tok overwrites it.
+// Should another writer get in between (the lock expired during the
+// fetch), the token fetched later wins: it is the one that stays valid.
 func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, rev uint64, found bool) (douyin.Token, error) {
 	data, err := json.Marshal(record{AccessToken: tok.AccessToken, ExpiresAt: tok.ExpiresAt, FetchedAt: tok.FetchedAt})
 	if err != nil {
@@ -357,9 +323,8 @@ func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, 
 	return douyin.Token{AccessToken: r.AccessToken, ExpiresAt: r.ExpiresAt, FetchedAt: r.FetchedAt}, e.Revision(), true, nil
 }
 
-// Key returns the KV key (in both buckets) of appID: bytes outside
-// [A-Za-z0-9_-] are written as "=XX" with upper-case hex, so any non-empty
-// app id maps to a distinct valid key. It returns ErrNoAppID for "".
+// Key returns the KV key of appID, bytes outside [A-Za-z0-9_-] written as
+// "=XX" (upper-case hex) so that app ids map to distinct valid keys.
 func Key(appID string) (string, error) {
 	if appID == "" {
 		return "", ErrNoAppID

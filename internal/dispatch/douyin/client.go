@@ -6,27 +6,27 @@ package douyin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/messages"
 )
 
-// Vendor hosts.
 const (
 	ProductionBaseURL = "https://developer.toutiao.com"
 	SandboxBaseURL    = "https://open-sandbox.douyin.com"
 )
 
-// Sandbox review outcomes for Config.CheckType.
+// Sandbox review outcomes, for Config.CheckType.
 const (
 	CheckTypeOK     = "OK"
 	CheckTypeReject = "REJECT"
@@ -35,33 +35,37 @@ const (
 // maxBody bounds how much of a reply is read.
 const maxBody = 4 << 20
 
+// defaultHTTPClient serves a Config or TokenSource that names no client.
+var defaultHTTPClient = vendorhttp.NoRedirects(nil)
+
+// noRedirects is hc, or defaultHTTPClient, refusing redirects: Go re-sends
+// a POST body (the access token or app secret) answered 307 or 308.
+func noRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		return defaultHTTPClient
+	}
+	return vendorhttp.NoRedirects(hc)
+}
+
 // TokenProvider hands out the app's access token. *TokenSource satisfies it.
 type TokenProvider interface {
-	// Token returns a token that is believed valid.
 	Token(ctx context.Context) (Token, error)
-	// Invalidate reports that the vendor rejected bad as expired or
-	// invalid and returns its replacement.
+	// Invalidate reports that the vendor rejected bad and returns its
+	// replacement.
 	Invalidate(ctx context.Context, bad Token) (Token, error)
 }
 
 // Config configures a Client.
 type Config struct {
-	// BaseURL is the vendor host; default ProductionBaseURL.
-	BaseURL string
-	// AppID is the app's appid, sent in every body (required).
-	AppID string
-	// Tokens provides the access token (required).
-	Tokens TokenProvider
-	// Timeout bounds one HTTP exchange; default 10s.
-	Timeout time.Duration
-	// HTTPClient is used for the calls; default a client of this package's
-	// own. Redirects are never followed, whatever its CheckRedirect says
-	// (the body carries the access token): a 3xx reply is an error of
-	// class ErrRedirect.
+	BaseURL string        // default ProductionBaseURL
+	AppID   string        // required
+	Tokens  TokenProvider // required
+	Timeout time.Duration // bounds one HTTP exchange; default 10s
+	// HTTPClient sends the calls; default a client of this package's own.
+	// A 3xx reply is never followed: it is an error of class ErrRedirect.
 	HTTPClient *http.Client
-	// CheckType, when set, is sent as the Aweme-Check-Type header, which
-	// decides the sandbox's simulated review: CheckTypeOK or
-	// CheckTypeReject. It is refused with the production BaseURL.
+	// CheckType, when set, is sent as the Aweme-Check-Type header that
+	// decides the sandbox's simulated review; not with the production host.
 	CheckType string
 }
 
@@ -83,17 +87,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Tokens == nil {
 		return nil, ErrNoTokens
 	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	if base == "" {
-		base = ProductionBaseURL
-	}
-	switch cfg.CheckType {
-	case "":
-	case CheckTypeOK, CheckTypeReject:
-		if base == ProductionBaseURL {
-			return nil, ErrBadCheckType
-		}
-	default:
+	base := cmp.Or(strings.TrimRight(cfg.BaseURL, "/"), ProductionBaseURL)
+	if ct := cfg.CheckType; ct != "" && (base == ProductionBaseURL || ct != CheckTypeOK && ct != CheckTypeReject) {
 		return nil, ErrBadCheckType
 	}
 	c := &Client{
@@ -110,19 +105,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Metadata describes the HTTP exchange of a call (the last one, when the
-// call was retried after a token refresh).
+// Metadata describes the (last) HTTP exchange of a call.
 type Metadata struct {
-	// LogID is the X-Tt-Logid response header.
-	LogID string
-	// HTTPStatus is the response's HTTP status code; 0 without a response.
-	HTTPStatus int
+	LogID      string // the X-Tt-Logid response header
+	HTTPStatus int    // 0 without a response
 }
 
-// AddRole files POST /auth/entity/add_role. On success the result holds the
-// review task id (add_role_taskid). An error is an *APIError, a
-// *TransportError (possibly retry.ErrAmbiguous: the role may have been
-// filed), a token error, or the caller's context error.
+// AddRole files POST /auth/entity/add_role and returns the review task id.
 func (c *Client) AddRole(ctx context.Context, p *messages.DouyinAddRole) (messages.DouyinAddRoleResult, Metadata, error) {
 	var out messages.DouyinAddRoleResult
 	if p == nil {
@@ -168,9 +157,8 @@ func (c *Client) GetClassAuth(ctx context.Context, p *messages.DouyinGetClassAut
 	return out, meta, nil
 }
 
-// call gets a token and posts; when the vendor rejects the token it asks
-// the provider for a new one and posts once more. A second rejection is
-// returned as is: an *APIError of class ErrTokenRejected (permanent).
+// call gets a token and posts; when the vendor rejects the token it posts
+// once more with a new one, and returns a second rejection as is.
 func (c *Client) call(ctx context.Context, op, path string, body func(token string) ([]byte, error), out any) (Metadata, error) {
 	tok, err := c.tokens.Token(ctx)
 	if err != nil {
@@ -178,7 +166,7 @@ func (c *Client) call(ctx context.Context, op, path string, body func(token stri
 	}
 	meta, err := c.post(ctx, op, path, tok, body, out)
 	var apiErr *APIError
-	if !errors.As(err, &apiErr) || !isTokenCode(apiErr.Code) {
+	if !errors.As(err, &apiErr) || codeClass[apiErr.Code] != ErrTokenRejected {
 		return meta, err
 	}
 	fresh, ierr := c.tokens.Invalidate(ctx, tok)
@@ -228,13 +216,13 @@ func (c *Client) post(ctx context.Context, op, path string, tok Token, body func
 	}
 	defer resp.Body.Close()
 	meta := Metadata{LogID: resp.Header.Get("X-Tt-Logid"), HTTPStatus: resp.StatusCode}
-	if isRedirect(resp.StatusCode) {
+	if vendorhttp.IsRedirect(resp.StatusCode) {
 		return meta, &APIError{
-			Message: "redirected to " + redirectTarget(resp) + "; not followed, the request carries the access token",
+			Message: "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, the request carries the access token",
 			LogID:   meta.LogID, HTTPStatus: meta.HTTPStatus, class: ErrRedirect,
 		}
 	}
-	raw, tooLarge, err := readBody(resp)
+	raw, tooLarge, err := vendorhttp.ReadBody(resp, maxBody)
 	if err != nil {
 		return meta, c.transportError(ctx, op, err, true)
 	}
@@ -265,8 +253,8 @@ func (c *Client) post(ctx context.Context, op, path string, tok Token, body func
 	return meta, nil
 }
 
-// transportError builds the error for a failed exchange: the caller's own
-// cancellation as such (not transient), anything else as a TransportError.
+// transportError is the error of a failed exchange: the caller's own
+// cancellation as such (not transient), anything else a TransportError.
 func (c *Client) transportError(ctx context.Context, op string, err error, sent bool) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		if sent {
@@ -275,17 +263,4 @@ func (c *Client) transportError(ctx context.Context, op string, err error, sent 
 		return fmt.Errorf("douyin %s: cancelled by the caller: %w", op, ctx.Err())
 	}
 	return &TransportError{Op: op, Err: err, Sent: sent}
-}
-
-// readBody reads at most maxBody bytes of resp's body; tooLarge reports
-// that there was more.
-func readBody(resp *http.Response) (raw []byte, tooLarge bool, err error) {
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(raw) > maxBody {
-		return nil, true, nil
-	}
-	return raw, false, nil
 }

@@ -5,58 +5,40 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
-// Configuration errors returned by New and by a TokenSource that lacks its
-// settings. They wrap no class sentinel, so retry.ClassOf treats them as
-// permanent.
+// Configuration errors of New and of a TokenSource (permanent).
 var (
-	// ErrNoAppID means Config.AppID or TokenSource.AppID is empty.
-	ErrNoAppID = errors.New("douyin: app id is required")
-	// ErrNoSecret means TokenSource.Secret is empty.
+	ErrNoAppID  = errors.New("douyin: app id is required")
 	ErrNoSecret = errors.New("douyin: app secret is required")
-	// ErrNoTokens means Config.Tokens is nil.
 	ErrNoTokens = errors.New("douyin: token provider is required")
-	// ErrBadCheckType means Config.CheckType is neither "", "OK" nor
-	// "REJECT", or is set while BaseURL is the production host (the header
-	// only steers the sandbox's simulated review).
+	// ErrBadCheckType: Config.CheckType is not "", "OK" or "REJECT", or is
+	// set with the production BaseURL.
 	ErrBadCheckType = errors.New(`douyin: check type must be "", "OK" or "REJECT", and is for the sandbox only`)
 )
 
-// ErrNilPayload is returned when a call is given a nil payload. The vendor
-// is not called; it matches retry.ErrInvalid.
+// ErrNilPayload: a call was given a nil payload (nothing is sent).
 var ErrNilPayload = fmt.Errorf("douyin: nil payload: %w", retry.ErrInvalid)
 
-// ErrTokenRejected is the class of an *APIError carrying a token code
-// (28001008 expired, 28001003 invalid, 2190008 legacy expired) that the
-// client returns after it already refreshed the token once and the vendor
-// rejected the new one too. It matches retry.ErrPermanent: the app's
-// credentials or grants need a human.
+// ErrTokenRejected is the class (permanent) of an *APIError with a token
+// code that the vendor gave again after the token was refreshed once.
 var ErrTokenRejected = fmt.Errorf("douyin: access token rejected after a refresh: %w", retry.ErrPermanent)
 
-// ErrRedirect is the class of an *APIError or *TokenError for a 3xx reply.
-// Redirects are never followed, because every request body carries the
-// access token or the app secret; a host that redirects is misconfigured
-// (base_url) or not the vendor. It matches retry.ErrPermanent.
+// ErrRedirect is the class (permanent) of an *APIError or *TokenError for
+// a 3xx reply, which is never followed.
 var ErrRedirect = fmt.Errorf("douyin: redirect not followed: %w", retry.ErrPermanent)
 
-// APIError is a reply from an /auth/entity/* call that is not a success:
-// a non-zero err.err_code or err_no, an HTTP status other than 200, or a
-// body that cannot be read as the documented JSON. errors.Is matches the
-// class sentinel it was given where the reply was read (see classify):
-// retry.ErrTransient, retry.ErrThrottled, retry.ErrPermanent,
-// ErrTokenRejected or, for a 3xx reply, ErrRedirect.
+// APIError is a reply from an /auth/entity/* call that is not a success: a
+// non-zero code, a status other than 200, or an unreadable body. It
+// unwraps to the class decided where the reply was read (see classify).
 type APIError struct {
-	// Code is err.err_code, or err_no when err.err_code is 0; 0 when the
-	// reply had no usable code (the HTTP status or body decided the class).
+	// Code is err.err_code, or err_no when that is 0; 0 without a code.
 	Code int64
-	// Message is the vendor's err_msg / err_tips, or a description of what
-	// was wrong with the reply.
-	Message string
-	// LogID is the X-Tt-Logid response header, for the vendor's support.
-	LogID string
-	// HTTPStatus is the reply's HTTP status code.
+	// Message is the vendor's, or describes what was wrong with the reply.
+	Message    string
+	LogID      string // the X-Tt-Logid response header
 	HTTPStatus int
 
 	class error
@@ -86,77 +68,49 @@ func (e *APIError) Unwrap() error {
 	return classify(e.Code, e.HTTPStatus)
 }
 
-// Douyin platform status codes (docs/vendors.md, "Douyin tokens and errors").
-const (
-	codeSystemBusy       = 28001005
-	codeNetworkError     = 28001006
-	codeTokenExpired     = 28001008
-	codeTokenInvalid     = 28001003
-	codeInvalidParam     = 28001007
-	codeNotGranted       = 28001014
-	codeNotGranted2      = 28001018
-	codeAppBanned        = 28001016
-	codeCapabilityBanned = 28001019
-	codeAPIRetired       = 28001056
-	codeRiskControl      = 28001052
-	codeRateTooHigh      = 28003018
-	codeQuotaExhausted   = 28003017
-	codeLegacyBusy       = 2100004
-	codeLegacyParam      = 2100005
-	codeLegacyTokenExp   = 2190008
-	codeSystemError      = -1
-)
-
-// isTokenCode reports whether code says the access token is expired or
-// invalid, so that refreshing it and trying once more may help.
-func isTokenCode(code int64) bool {
-	switch code {
-	case codeTokenExpired, codeTokenInvalid, codeLegacyTokenExp:
-		return true
-	}
-	return false
+// codeClass maps the Douyin platform status codes (docs/vendors.md, "Douyin
+// tokens and errors") to their class. Quota exhausted does not come back
+// within any retry budget.
+var codeClass = map[int64]error{
+	28001005: retry.ErrTransient, // system busy
+	28001006: retry.ErrTransient, // network error
+	2100004:  retry.ErrTransient, // legacy busy
+	-1:       retry.ErrTransient, // system error
+	28001052: retry.ErrThrottled, // risk control
+	28003018: retry.ErrThrottled, // rate too high
+	28001008: ErrTokenRejected,   // token expired
+	28001003: ErrTokenRejected,   // token invalid
+	2190008:  ErrTokenRejected,   // legacy token expired
+	28001007: retry.ErrPermanent, // invalid parameter
+	28001014: retry.ErrPermanent, // capability not granted
+	28001018: retry.ErrPermanent, // capability not granted
+	28001016: retry.ErrPermanent, // app banned
+	28001019: retry.ErrPermanent, // capability banned
+	28001056: retry.ErrPermanent, // API retired
+	2100005:  retry.ErrPermanent, // legacy invalid parameter
+	28003017: retry.ErrPermanent, // quota exhausted
 }
 
-// classify maps a non-success reply to its class sentinel. A known code
-// decides; a reply without a code is classified by its HTTP status (429
-// throttled, 5xx transient, anything else permanent). Quota exhausted
-// (28003017) is permanent: the quota does not come back within any retry
-// budget. Any other non-zero code is permanent, unless the status is 429.
+// classify maps a non-success reply to its class sentinel: a known code
+// decides; any other non-zero code is permanent unless the status is 429;
+// a reply without a code is classified by its HTTP status.
 func classify(code int64, status int) error {
-	switch code {
-	case codeSystemBusy, codeNetworkError, codeLegacyBusy, codeSystemError:
-		return retry.ErrTransient
-	case codeRiskControl, codeRateTooHigh:
-		return retry.ErrThrottled
-	case codeTokenExpired, codeTokenInvalid, codeLegacyTokenExp:
-		return ErrTokenRejected
-	case codeInvalidParam, codeNotGranted, codeNotGranted2, codeAppBanned,
-		codeCapabilityBanned, codeAPIRetired, codeLegacyParam, codeQuotaExhausted:
+	if c, ok := codeClass[code]; ok {
+		return c
+	}
+	if code != 0 && status != http.StatusTooManyRequests {
 		return retry.ErrPermanent
 	}
-	switch {
-	case status == http.StatusTooManyRequests:
-		return retry.ErrThrottled
-	case code == 0 && status >= 500 && status <= 599:
-		return retry.ErrTransient
-	}
-	return retry.ErrPermanent
+	return vendorhttp.StatusClass(status)
 }
 
-// TokenError is a failed access-token fetch (POST /api/apps/v2/token) that
-// got an answer. errors.Is matches its class: err_no -1 and HTTP 5xx are
-// retry.ErrTransient, HTTP 429 is retry.ErrThrottled, a 3xx is ErrRedirect
-// (permanent), 40015 (bad appid),
-// 40017 (bad secret), 40020 (bad grant_type), any other code and an
-// unreadable reply are retry.ErrPermanent. The message never contains the
-// secret or a token.
+// TokenError is a failed access-token fetch that got an answer; it matches
+// its class (see classifyToken). The message never contains the secret or
+// a token.
 type TokenError struct {
-	// ErrNo is the vendor's err_no; 0 when the reply carried none.
-	ErrNo int64
-	// ErrTips is the vendor's err_tips, or a description of what was wrong
-	// with the reply.
-	ErrTips string
-	// HTTPStatus is the reply's HTTP status code.
+	ErrNo int64 // 0 when the reply carried none
+	// ErrTips is the vendor's, or describes what was wrong with the reply.
+	ErrTips    string
 	HTTPStatus int
 
 	class error
@@ -182,37 +136,27 @@ func (e *TokenError) Unwrap() error {
 	return classifyToken(e.ErrNo, e.HTTPStatus)
 }
 
-// classifyToken maps a failed token reply to its class sentinel.
+// classifyToken maps a failed token reply to its class sentinel: err_no -1
+// is transient, any other err_no permanent (40015, 40017, 40020 and anything
+// unknown), and without one the HTTP status decides.
 func classifyToken(errNo int64, status int) error {
 	switch {
-	case errNo == codeSystemError:
+	case errNo == -1:
 		return retry.ErrTransient
 	case errNo != 0:
-		return retry.ErrPermanent // 40015, 40017, 40020 and anything unknown
-	case status == http.StatusTooManyRequests:
-		return retry.ErrThrottled
-	case status >= 500 && status <= 599:
-		return retry.ErrTransient
+		return retry.ErrPermanent
 	}
-	return retry.ErrPermanent
+	return vendorhttp.StatusClass(status)
 }
 
-// TransportError is a call that got no usable HTTP reply: the connection
-// failed, the per-call timeout ran out, or the body could not be read.
-// It always matches retry.ErrTransient, and also retry.ErrAmbiguous when
-// Sent is true. errors.Is and errors.As also reach Err (for instance
-// context.DeadlineExceeded after the per-call timeout).
+// TransportError is a call that got no usable HTTP reply. It matches
+// retry.ErrTransient, its Err, and retry.ErrAmbiguous when Sent.
 type TransportError struct {
-	// Op is the call: "add_role", "get_class_auth" or "token".
-	Op string
-	// Err is the underlying error.
+	Op  string // "add_role", "get_class_auth" or "token"
 	Err error
 	// Sent is true once a connection was handed to the request, from which
-	// point some or all of it may have reached the vendor (httptrace
-	// GotConn / WroteRequest); a failure before that (DNS, refused
-	// connection, TLS handshake) leaves it false. It is always false for
-	// Op "token": fetching a token files nothing, so its failure never
-	// makes the outcome of a filing unknown.
+	// point some of it may have reached the vendor; always false for Op
+	// "token", as fetching a token files nothing.
 	Sent bool
 }
 

@@ -2,6 +2,7 @@ package douyin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,17 +14,15 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
 // Token is a Douyin access token.
 type Token struct {
-	// AccessToken is the token itself; never log it.
-	AccessToken string
-	// ExpiresAt is FetchedAt plus the vendor's expires_in.
-	ExpiresAt time.Time
-	// FetchedAt is when the fetch that produced the token started.
-	FetchedAt time.Time
+	AccessToken string    // never log it
+	ExpiresAt   time.Time // FetchedAt plus the vendor's expires_in
+	FetchedAt   time.Time // when the fetch that produced it started
 }
 
 // Valid reports whether t holds a token that has not expired at now.
@@ -31,26 +30,20 @@ func (t Token) Valid(now time.Time) bool {
 	return t.AccessToken != "" && now.Before(t.ExpiresAt)
 }
 
-// TokenStore holds the current token per appid. It is where replicas meet:
-// fetching a new token cuts the previous one's life to five minutes, so all
-// replicas must share one token per appid (a JetStream KV store can
-// implement this interface with a compare-and-swap on the key).
+// TokenStore holds the current token per appid, where replicas meet: they
+// must share one token per appid (docs/vendors.md, "Douyin tokens and
+// errors"; package tokenkv implements it over JetStream KV).
 type TokenStore interface {
-	// Current returns the stored token for appID; found is false when
-	// there is none.
+	// Current returns the stored token for appID, found false for none.
 	Current(ctx context.Context, appID string) (tok Token, found bool, err error)
-	// Replace makes sure at most one fetch happens for a given stale
-	// token: if the stored token is no longer stale (its AccessToken
-	// differs, because somebody refreshed it already), it returns the
-	// stored one without calling fetch; otherwise it calls fetch, stores
-	// and returns the result. A zero stale token means "none stored".
+	// Replace returns the stored token if its AccessToken differs from
+	// stale's (somebody refreshed it already); otherwise it calls fetch,
+	// stores and returns the result. A zero stale token means "none".
 	Replace(ctx context.Context, appID string, stale Token, fetch func(context.Context) (Token, error)) (Token, error)
 }
 
-// MemoryStore is a TokenStore for one process. Replace calls for one appid
-// are serialised, so concurrent calls with the same stale token trigger
-// exactly one fetch; Current never waits for a fetch. The zero value is not
-// usable; call NewMemoryStore.
+// MemoryStore is a TokenStore for one process: Replace calls for one appid
+// are serialised, and Current never waits for a fetch. Use NewMemoryStore.
 type MemoryStore struct {
 	mu      sync.Mutex
 	entries map[string]*memoryEntry
@@ -119,31 +112,22 @@ const (
 	DefaultTimeout       = 10 * time.Second
 )
 
-// TokenSource fetches and caches the access token of one app. Set the
-// fields before first use and do not change them afterwards; a TokenSource
-// is safe for concurrent use. Concurrent callers in one process share one
-// fetch (singleflight), and the Store makes sure replicas sharing it share
-// one fetch too.
+// TokenSource fetches and caches the access token of one app; set its
+// fields before first use. Concurrent callers share one fetch, in one
+// process (singleflight) and across replicas (the Store).
 type TokenSource struct {
-	// AppID and Secret are the app's credentials (required).
-	AppID  string
-	Secret string
-	// BaseURL is the token host; default ProductionBaseURL.
-	BaseURL string
-	// Store holds the token; default a private MemoryStore.
-	Store TokenStore
+	AppID   string     // required
+	Secret  string     // required
+	BaseURL string     // the token host; default ProductionBaseURL
+	Store   TokenStore // default a private MemoryStore
 	// RefreshBefore: a token is refreshed once it has less than this left,
 	// or less than half its lifetime if that is shorter; default 10m.
 	RefreshBefore time.Duration
 	// HTTPClient is used for the fetch; default a client of this package's
-	// own. Redirects are never followed, whatever its CheckRedirect says
-	// (the body carries the secret): a 3xx reply is a *TokenError of class
-	// ErrRedirect.
+	// own. A 3xx reply is never followed: it is a *TokenError (ErrRedirect).
 	HTTPClient *http.Client
-	// Timeout bounds one fetch; default 10s.
-	Timeout time.Duration
-	// Now returns the current time; default time.Now.
-	Now func() time.Time
+	Timeout    time.Duration    // bounds one fetch; default 10s
+	Now        func() time.Time // default time.Now
 
 	once  sync.Once
 	store TokenStore
@@ -202,9 +186,7 @@ func (s *TokenSource) fresh(t Token, now time.Time) bool {
 }
 
 // Token returns the app's access token: the stored one while it is fresh,
-// otherwise a new one, fetched when it is missing, expired or within
-// RefreshBefore of expiry. ctx bounds the wait; a fetch already under way
-// continues for the benefit of other callers, bounded by Timeout.
+// otherwise a new one. ctx bounds the wait, not a fetch under way.
 func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	if err := s.check(); err != nil {
 		return Token{}, err
@@ -223,9 +205,8 @@ func (s *TokenSource) Token(ctx context.Context) (Token, error) {
 	return s.replace(ctx, stale)
 }
 
-// Invalidate tells the source that the vendor rejected bad as expired or
-// invalid. It returns a new token, fetching one unless somebody (this
-// process or another replica) already replaced bad.
+// Invalidate tells the source that the vendor rejected bad and returns a
+// new token, fetching one unless somebody already replaced bad.
 func (s *TokenSource) Invalidate(ctx context.Context, bad Token) (Token, error) {
 	if err := s.check(); err != nil {
 		return Token{}, err
@@ -281,11 +262,8 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("douyin: encoding the token request: %w", err)
 	}
-	base := s.BaseURL
-	if base == "" {
-		base = ProductionBaseURL
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/apps/v2/token", bytes.NewReader(body))
+	base := strings.TrimRight(cmp.Or(s.BaseURL, ProductionBaseURL), "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/apps/v2/token", bytes.NewReader(body))
 	if err != nil {
 		return Token{}, fmt.Errorf("douyin: building the token request: %w", err)
 	}
@@ -297,13 +275,13 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 		return Token{}, &TransportError{Op: "token", Err: err}
 	}
 	defer resp.Body.Close()
-	if isRedirect(resp.StatusCode) {
+	if vendorhttp.IsRedirect(resp.StatusCode) {
 		return Token{}, &TokenError{
-			ErrTips:    "redirected to " + redirectTarget(resp) + "; not followed, the request carries the app secret",
+			ErrTips:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, the request carries the app secret",
 			HTTPStatus: resp.StatusCode, class: ErrRedirect,
 		}
 	}
-	raw, tooLarge, err := readBody(resp)
+	raw, tooLarge, err := vendorhttp.ReadBody(resp, maxBody)
 	if err != nil {
 		return Token{}, &TransportError{Op: "token", Err: err}
 	}
@@ -334,10 +312,9 @@ func (s *TokenSource) fetch(ctx context.Context) (Token, error) {
 	}, nil
 }
 
-// storeError classifies an error of the token store that the store did not
-// classify itself (a broker timeout, no responders) as transient: the
-// store is shared infrastructure, and the filing may go through later.
-// Errors of the token endpoint are already classified and pass unchanged.
+// storeError classifies an error the token store did not classify itself
+// (a broker timeout, no responders) as transient: the filing may go through
+// later. Errors of the token endpoint pass unchanged.
 func storeError(op string, err error) error {
 	if errors.Is(err, retry.ErrTransient) || errors.Is(err, retry.ErrPermanent) || errors.Is(err, retry.ErrInvalid) {
 		return err

@@ -2,6 +2,7 @@ package volcengine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,48 +17,31 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
-	"github.com/qualfile/qualfile/messages"
 )
 
-// Defaults and wire constants.
+// Defaults and wire constants (docs/vendors.md, "The five calls" and
+// "Reading back a lost create").
 const (
-	// DefaultVMSEndpoint is the production base URL of Volcengine VMS.
 	DefaultVMSEndpoint = "https://cloud-vms.volcengineapi.com"
-	// DefaultSMSEndpoint is the production base URL of Volcengine SMS.
 	DefaultSMSEndpoint = "https://sms.volcengineapi.com"
-	// DefaultRegion is the region of the credential scope.
-	DefaultRegion = "cn-north-1"
+	DefaultRegion      = "cn-north-1"
 	// DefaultTimeout bounds one call, from sending to reading the reply.
 	DefaultTimeout = 10 * time.Second
 	// MaxResponseBytes is the most of a reply that is read; a longer reply
-	// is treated as malformed.
+	// is malformed.
 	MaxResponseBytes = 4 << 20
 
-	// ServiceVMS is the signing service name of VMS.
 	ServiceVMS = "vms"
-	// ServiceSMS is the signing service name of SMS.
 	ServiceSMS = "volcSMS"
-
-	// VersionVMS is the API version of the VMS calls.
 	VersionVMS = "2022-01-01"
-	// VersionSMS is the API version of the SMS calls.
 	VersionSMS = "2021-01-11"
 
-	// ActionAddQualification is the VMS action that files a qualification.
-	ActionAddQualification = "AddQualification"
-	// ActionUpdateQualification is the VMS action that amends a rejected
-	// qualification.
-	ActionUpdateQualification = "UpdateQualification"
-	// ActionApplySignatureIdent is the SMS action that files a signature
-	// qualification.
-	ActionApplySignatureIdent = "ApplySignatureIdent"
-	// ActionQueryQualification is the VMS read that lists qualifications;
-	// it settles an AddQualification whose answer was lost.
-	ActionQueryQualification = "QueryQualification"
-	// ActionGetSignatureIdentList is the SMS read that lists signature
-	// qualifications; it settles an ApplySignatureIdent whose answer was
-	// lost.
+	ActionAddQualification      = "AddQualification"
+	ActionUpdateQualification   = "UpdateQualification"
+	ActionApplySignatureIdent   = "ApplySignatureIdent"
+	ActionQueryQualification    = "QueryQualification"
 	ActionGetSignatureIdentList = "GetSignatureIdentList"
 
 	// ContentType is the Content-Type of every request body.
@@ -66,8 +50,7 @@ const (
 
 // Config configures a VMS or SMS client. Only Credentials is required.
 type Config struct {
-	// Endpoint is the base URL, e.g. "https://cloud-vms.volcengineapi.com";
-	// the service's production endpoint when empty.
+	// Endpoint is the base URL; the service's production endpoint when empty.
 	Endpoint string
 	// Region is the region of the credential scope; DefaultRegion when empty.
 	Region string
@@ -76,18 +59,15 @@ type Config struct {
 	Credentials Credentials
 	// Timeout bounds each call; DefaultTimeout when zero.
 	Timeout time.Duration
-	// HTTPClient sends the requests; a dedicated client (never
-	// http.DefaultClient) when nil. Redirects are never followed, whatever
-	// its CheckRedirect says: a 3xx reply is an *APIError of class
-	// ErrRedirect.
+	// HTTPClient sends the requests; a client of its own when nil. A 3xx
+	// reply is never followed: it is an *APIError of class ErrRedirect.
 	HTTPClient *http.Client
 	// Now is the clock of the signer; time.Now when nil.
 	Now func() time.Time
 }
 
-// Metadata describes the vendor's reply to one call. It is returned with
-// every call, also with an error when the vendor answered; HTTPStatus is 0
-// when no reply was received.
+// Metadata describes the vendor's reply to one call, also with an error;
+// HTTPStatus is 0 when no reply was received.
 type Metadata struct {
 	RequestID  string
 	Action     string
@@ -110,42 +90,24 @@ func newClient(cfg Config, service, version, defaultEndpoint string) (*client, e
 	if cfg.Credentials.AccessKeyID == "" || cfg.Credentials.SecretAccessKey == "" {
 		return nil, fmt.Errorf("volcengine %s client: %w", service, ErrNoCredentials)
 	}
-	raw := cfg.Endpoint
-	if raw == "" {
-		raw = defaultEndpoint
-	}
+	raw := cmp.Or(cfg.Endpoint, defaultEndpoint)
 	endpoint, err := parseEndpoint(raw)
 	if err != nil {
 		return nil, fmt.Errorf("volcengine %s client: endpoint %q: %w", service, raw, err)
 	}
-	region := cfg.Region
-	if region == "" {
-		region = DefaultRegion
-	}
+	region := cmp.Or(cfg.Region, DefaultRegion)
 	if strings.ContainsAny(region, "/ \t\r\n") {
 		return nil, fmt.Errorf("volcengine %s client: region %q: %w: region must not contain '/' or spaces", service, region, ErrBadConfig)
 	}
-	timeout := cfg.Timeout
-	if timeout < 0 {
-		return nil, fmt.Errorf("volcengine %s client: timeout %s: %w: timeout must not be negative", service, timeout, ErrBadConfig)
-	}
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	var hc *http.Client
-	if cfg.HTTPClient == nil {
-		hc = newHTTPClient()
-	} else {
-		c := *cfg.HTTPClient // not changed: a copy that refuses redirects
-		c.CheckRedirect = refuseRedirect
-		hc = &c
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("volcengine %s client: timeout %s: %w: timeout must not be negative", service, cfg.Timeout, ErrBadConfig)
 	}
 	return &client{
 		endpoint: endpoint,
 		version:  version,
 		signer:   Signer{Credentials: cfg.Credentials, Region: region, Service: service, Now: cfg.Now},
-		timeout:  timeout,
-		http:     hc,
+		timeout:  cmp.Or(cfg.Timeout, DefaultTimeout),
+		http:     vendorhttp.NoRedirects(cfg.HTTPClient),
 	}, nil
 }
 
@@ -165,45 +127,6 @@ func parseEndpoint(raw string) (*url.URL, error) {
 		u.RawPath = ""
 	}
 	return u, nil
-}
-
-// newHTTPClient returns a client of its own, with a transport of its own,
-// that never follows a redirect: a signed POST must not be replayed
-// elsewhere.
-func newHTTPClient() *http.Client {
-	var tr *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr = dt.Clone()
-	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
-	}
-	return &http.Client{Transport: tr, CheckRedirect: refuseRedirect}
-}
-
-// refuseRedirect is a CheckRedirect that hands the 3xx reply back instead
-// of following it.
-func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// redirectError is the error of a 3xx reply: it names where the reply
-// pointed, scheme and host only (the rest of a Location is the other
-// side's and may echo the request).
-func redirectError(action string, resp *http.Response) error {
-	target := "nowhere (no Location)"
-	if loc := resp.Header.Get("Location"); loc != "" {
-		target = "an unreadable Location"
-		if u, err := url.Parse(loc); err == nil {
-			if resp.Request != nil && resp.Request.URL != nil {
-				u = resp.Request.URL.ResolveReference(u)
-			}
-			target = messages.Truncate(u.Scheme+"://"+u.Host, 100)
-		}
-	}
-	return &APIError{
-		HTTPStatus: resp.StatusCode,
-		Action:     action,
-		Message:    "redirected to " + target + "; not followed, a signed request is never sent elsewhere",
-		class:      ErrRedirect,
-	}
 }
 
 // envelope is the reply of every Volcengine call.
@@ -227,17 +150,10 @@ type vendorErr struct {
 	Message json.RawMessage `json:"Message"`
 }
 
-// call POSTs payload as action and returns the envelope's Result, nil when
-// it is absent or null. Every error is classified (see APIError,
-// TransportError), except a cancellation of ctx by the caller, which matches
-// ctx.Err() and no class sentinel.
-func (c *client) call(ctx context.Context, action string, payload any) (json.RawMessage, Metadata, error) {
-	return c.do(ctx, http.MethodPost, action, payload)
-}
-
-// do sends payload as a JSON body with method: POST for every call but
-// SMS GetSignatureIdentList, which the official SDK sends as a GET with a
-// JSON body (signed like any other).
+// do sends payload as action with a JSON body (GetSignatureIdentList is a
+// GET, as the official SDK sends it) and returns the envelope's Result, nil
+// when absent or null. Every error is classified, except the caller's
+// cancellation of ctx, which matches ctx.Err() and no class sentinel.
 func (c *client) do(ctx context.Context, method, action string, payload any) (json.RawMessage, Metadata, error) {
 	var md Metadata
 	body, err := json.Marshal(payload)
@@ -289,8 +205,13 @@ func (c *client) do(ctx context.Context, method, action string, payload any) (js
 	}
 	defer resp.Body.Close()
 	md.HTTPStatus = resp.StatusCode
-	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		return nil, md, redirectError(action, resp)
+	if vendorhttp.IsRedirect(resp.StatusCode) {
+		return nil, md, &APIError{
+			HTTPStatus: resp.StatusCode,
+			Action:     action,
+			Message:    "redirected to " + vendorhttp.RedirectTarget(resp) + "; not followed, a signed request is never sent elsewhere",
+			class:      ErrRedirect,
+		}
 	}
 
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
@@ -307,18 +228,15 @@ func (c *client) parse(action string, status int, raw []byte, md Metadata) (json
 	var env envelope
 	err := decodeEnvelope(raw, &env)
 	if err != nil {
-		// Not the vendor's envelope: an HTML page of a gateway, an empty or
-		// truncated body. With a 5xx (or 429) the server side was in trouble
-		// and the call is worth retrying. With a 2xx the vendor may well have
-		// acted and we cannot read what it did, and with another 4xx (or 3xx)
-		// something between us and the vendor rejected the request as it is:
-		// retrying the same bytes would risk a double filing or repeat the
-		// same rejection, so both are permanent.
+		// Not the envelope (a gateway's page, an empty or truncated body):
+		// a 5xx or 429 is worth retrying; after a 2xx the vendor may have
+		// acted, and another status rejected the request as it is, so
+		// sending the same bytes again is permanent.
 		return nil, md, &APIError{
 			HTTPStatus: status,
 			Action:     action,
 			Message:    fmt.Sprintf("unreadable reply (%v): %s", err, snippet(raw)),
-			class:      statusClass(status),
+			class:      vendorhttp.StatusClass(status),
 			malformed:  true,
 		}
 	}
@@ -347,7 +265,7 @@ func (c *client) parse(action string, status int, raw []byte, md Metadata) (json
 			RequestID:  rm.RequestID,
 			HTTPStatus: status,
 			Action:     action,
-			class:      statusClass(status),
+			class:      vendorhttp.StatusClass(status),
 		}
 	}
 	res := bytes.TrimSpace(env.Result)
@@ -393,6 +311,28 @@ func malformedResult(action string, md Metadata, why string, result json.RawMess
 	}
 }
 
+// create POSTs payload as action and reads its Result with field; a success
+// reply without the value (field returns the zero value) is an error
+// matching ErrNoResult.
+func create[T comparable](ctx context.Context, c *client, action string, payload any, field func(json.RawMessage) (T, error)) (T, Metadata, error) {
+	var zero T
+	result, md, err := c.do(ctx, http.MethodPost, action, payload)
+	if err != nil {
+		return zero, md, err
+	}
+	if result == nil {
+		return zero, md, noResult(action, md)
+	}
+	v, err := field(result)
+	if err != nil {
+		return zero, md, malformedResult(action, md, err.Error(), result)
+	}
+	if v == zero {
+		return zero, md, noResult(action, md)
+	}
+	return v, md, nil
+}
+
 // noResult is the error for a success reply without the expected Result.
 func noResult(action string, md Metadata) error {
 	if md.RequestID != "" {
@@ -402,9 +342,8 @@ func noResult(action string, md Metadata) error {
 }
 
 // transportError builds the error of a call that got no readable answer.
-// A cancellation of the caller's ctx wins: the caller is shutting down. A
-// caller's deadline is a timeout like the client's own: transient, and
-// possibly sent (so a create call becomes ambiguous upstream).
+// The caller's cancellation wins; the caller's deadline is a timeout like
+// the client's own (transient, and possibly sent).
 func transportError(ctx, callCtx context.Context, op string, err error, sent bool) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return callerDone(ctx, op, sent)
@@ -449,11 +388,9 @@ func looseString(raw json.RawMessage) string {
 
 // looseInt reads a JSON integer or a string holding one; 0 otherwise.
 func looseInt(raw json.RawMessage) int64 {
-	n, err := strconv.ParseInt(strings.TrimSpace(looseString(raw)), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return n
+	var n LooseInt
+	_ = n.UnmarshalJSON(raw) // n stays 0 on error
+	return int64(n)
 }
 
 // snippet quotes the start of a body for an error message.

@@ -6,42 +6,34 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/qualfile/qualfile/internal/dispatch/vendorhttp"
 	"github.com/qualfile/qualfile/internal/retry"
 )
 
 // ErrNoCredentials means the access key or secret is missing.
 var ErrNoCredentials = errors.New("volcengine: access key id and secret access key are required")
 
-// ErrBadConfig is matched by every error NewVMS and NewSMS return for a
-// malformed Config (apart from missing credentials, which match
-// ErrNoCredentials).
+// ErrBadConfig is matched by the errors of NewVMS and NewSMS for a
+// malformed Config other than missing credentials.
 var ErrBadConfig = errors.New("volcengine: bad config")
 
-// ErrBadEndpoint is matched by the error NewVMS and NewSMS return when
-// Config.Endpoint is not an absolute http(s) base URL; it also matches
-// ErrBadConfig.
+// ErrBadEndpoint: Config.Endpoint is not an absolute http(s) base URL.
 var ErrBadEndpoint = fmt.Errorf("%w: endpoint must be an absolute http or https URL without query, fragment or user info", ErrBadConfig)
 
-// ErrNoResult is matched by the error of a call that must return a Result
-// (AddQualification, ApplySignatureIdent) when the vendor answered without an
-// error but also without the result. It also matches retry.ErrPermanent: the
-// vendor may have acted, so the request must not be re-filed blindly.
+// ErrNoResult: a create was answered without an error and without its
+// result. It is permanent: the vendor may have acted.
 var ErrNoResult = fmt.Errorf("volcengine: reply has no result: %w", retry.ErrPermanent)
 
-// ErrRedirect is the class of an *APIError for a 3xx reply. Redirects are
-// never followed: a signed POST must not be replayed elsewhere, and a host
-// that redirects is misconfigured (the endpoint) or not the vendor. It
-// matches retry.ErrPermanent.
+// ErrRedirect is the class (permanent) of an *APIError for a 3xx reply,
+// which is never followed: a signed POST must not be replayed elsewhere.
 var ErrRedirect = fmt.Errorf("volcengine: redirect not followed: %w", retry.ErrPermanent)
 
-// ErrMalformedReply is matched (errors.Is) by an *APIError built from a reply
-// that is not the vendor's JSON envelope: not JSON, truncated, larger than
-// MaxResponseBytes, or with an unreadable Result.
+// ErrMalformedReply is matched by an *APIError for a reply that is not the
+// vendor's JSON envelope, or whose Result cannot be read.
 var ErrMalformedReply = errors.New("volcengine: malformed reply")
 
-// ErrClockSkew is matched (errors.Is) by an *APIError whose code is
-// InvalidTimestamp: the local clock is off. Signing again at once will not
-// help; the error is permanent for this delivery and worth an alert.
+// ErrClockSkew is matched by an *APIError whose code is InvalidTimestamp:
+// the local clock is off (permanent, and worth an alert).
 var ErrClockSkew = errors.New("volcengine: request timestamp rejected (clock skew)")
 
 // codeClass maps Volcengine error codes (Error.Code, or Error.CodeN as a
@@ -77,10 +69,9 @@ var codeClass = map[string]error{
 
 const codeInvalidTimestamp = "InvalidTimestamp"
 
-// classify returns the class sentinel of a vendor answer: Error.Code first,
-// then Error.CodeN as a decimal string, then the HTTP status (429 throttled,
-// 5xx transient). Anything else, an unknown code with HTTP 200 included, is
-// permanent: retrying what nobody understood risks filing twice.
+// classify returns the class sentinel of a vendor answer: Error.Code, then
+// Error.CodeN, then the HTTP status. Anything else is permanent: retrying
+// what nobody understood risks filing twice.
 func classify(code string, codeN int64, status int) error {
 	if c, ok := codeClass[strings.TrimSpace(code)]; ok {
 		return c
@@ -90,32 +81,18 @@ func classify(code string, codeN int64, status int) error {
 			return c
 		}
 	}
-	return statusClass(status)
+	return vendorhttp.StatusClass(status)
 }
 
-// statusClass classifies on the HTTP status alone.
-func statusClass(status int) error {
-	switch {
-	case status == 429:
-		return retry.ErrThrottled
-	case status >= 500 && status <= 599:
-		return retry.ErrTransient
-	}
-	return retry.ErrPermanent
-}
-
-// APIError is an answer of the vendor that is not a success: an envelope
-// whose ResponseMetadata.Error is set, a non-2xx HTTP status, or a reply that
-// could not be read as the envelope (see ErrMalformedReply). It unwraps to
-// the class sentinel of package retry (retry.ErrThrottled,
-// retry.ErrTransient or retry.ErrPermanent) decided where the reply was read.
+// APIError is an answer of the vendor that is not a success: a
+// ResponseMetadata.Error, a non-2xx status, or a reply that is not the
+// envelope. It unwraps to the class sentinel decided where it was read.
 type APIError struct {
 	// Code is ResponseMetadata.Error.Code, e.g. "SystemError" or "1999".
 	Code string
 	// CodeN is ResponseMetadata.Error.CodeN, 0 when absent.
 	CodeN int64
-	// Message is the vendor's message, or a description of the reply when
-	// it was not the envelope.
+	// Message is the vendor's, or describes a reply that was not the envelope.
 	Message string
 	// RequestID is ResponseMetadata.RequestId, when the vendor gave one.
 	RequestID string
@@ -124,7 +101,7 @@ type APIError struct {
 	// Action is the action called, e.g. "AddQualification".
 	Action string
 
-	class     error // set where the reply is read; derived from the fields when nil
+	class     error // set where the reply is read; derived from the fields when built by hand
 	malformed bool
 }
 
@@ -166,9 +143,6 @@ func (e *APIError) Unwrap() error {
 	if e.class != nil {
 		return e.class
 	}
-	if e.malformed {
-		return statusClass(e.HTTPStatus)
-	}
 	return classify(e.Code, e.CodeN, e.HTTPStatus)
 }
 
@@ -184,19 +158,15 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// TransportError is a call that got no answer from the vendor: a connection
-// error, a timeout, or a reply cut off while it was being read. It always
-// matches retry.ErrTransient; when Sent is true it also matches
-// retry.ErrAmbiguous, since the vendor may have acted on the request. It
-// matches the underlying error too (e.g. context.DeadlineExceeded for the
-// per-call timeout).
+// TransportError is a call that got no answer: a connection error, a
+// timeout, or a reply cut off. It matches retry.ErrTransient, its Err, and
+// retry.ErrAmbiguous when Sent (the vendor may have acted).
 type TransportError struct {
 	// Op says what failed, e.g. "AddQualification: send request".
 	Op string
 	// Err is the underlying error.
 	Err error
 	// Sent is true when the whole request may have reached the vendor.
-	// A dial error or a refused connection is not sent.
 	Sent bool
 }
 
@@ -217,15 +187,5 @@ func (e *TransportError) Is(target error) bool {
 	return target == retry.ErrTransient || (e.Sent && target == retry.ErrAmbiguous)
 }
 
-// Unwrap returns the underlying error and the class sentinels it matches.
-func (e *TransportError) Unwrap() []error {
-	errs := make([]error, 0, 3)
-	if e.Err != nil {
-		errs = append(errs, e.Err)
-	}
-	errs = append(errs, retry.ErrTransient)
-	if e.Sent {
-		errs = append(errs, retry.ErrAmbiguous)
-	}
-	return errs
-}
+// Unwrap returns the underlying error.
+func (e *TransportError) Unwrap() error { return e.Err }

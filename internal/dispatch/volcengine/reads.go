@@ -10,33 +10,25 @@ import (
 	"time"
 )
 
-// The read calls that settle a create whose answer was lost (see
-// docs/vendors.md, "Reading back a lost create"). Only the fields qualfile
-// matches on are decoded: the records also carry names, ID numbers and
-// photo URLs, which are never kept.
+// The reads that settle a create whose answer was lost (docs/vendors.md,
+// "Reading back a lost create"). Only the fields qualfile matches on are
+// decoded: the records also carry names, ID numbers and photo URLs.
 
-// QualificationQuery is the request of VMS QueryQualification. Every
-// filter is optional.
+// QualificationQuery is the request of VMS QueryQualification; the pattern
+// matches on the entity name.
 type QualificationQuery struct {
-	QualificationNoList []string `json:"QualificationNoList,omitempty"`
-	ApprovalStatus      string   `json:"ApprovalStatus,omitempty"`
-	// QualificationEntityQueryPattern matches on the entity name.
 	QualificationEntityQueryPattern string `json:"QualificationEntityQueryPattern,omitempty"`
 	Offset                          int32  `json:"Offset"`
 	Limit                           int32  `json:"Limit"`
-	AccountID                       string `json:"AccountId,omitempty"`
 }
 
 // QualificationPage is one page of QueryQualification's Result.
 type QualificationPage struct {
 	Records []QualificationRecord `json:"Records"`
-	Limit   int64                 `json:"Limit"`
-	Offset  int64                 `json:"Offset"`
 	Total   int64                 `json:"Total"`
 }
 
-// QualificationRecord is one record of a QualificationPage, the main info
-// only.
+// QualificationRecord is one record of a QualificationPage, main info only.
 type QualificationRecord struct {
 	Main QualificationMainInfo `json:"QualificationMainInfoVO"`
 }
@@ -44,32 +36,21 @@ type QualificationRecord struct {
 // QualificationMainInfo is a record's QualificationMainInfoVO, reduced to
 // what identifies the filing.
 type QualificationMainInfo struct {
-	QualificationID      LooseInt `json:"QualificationId"`
-	QualificationNo      string   `json:"QualificationNo"`
-	QualificationEntity  string   `json:"QualificationEntity"`
-	UnitSocialCreditCode string   `json:"UnitSocialCreditCode"`
-	ApprovalStatus       LooseInt `json:"ApprovalStatus"`
-	CreateTime           string   `json:"CreateTime"`
+	QualificationNo      string `json:"QualificationNo"`
+	QualificationEntity  string `json:"QualificationEntity"`
+	UnitSocialCreditCode string `json:"UnitSocialCreditCode"`
+	CreateTime           string `json:"CreateTime"`
 }
 
 // QueryQualification lists the account's qualifications that match q.
 func (v *VMS) QueryQualification(ctx context.Context, q QualificationQuery) (QualificationPage, Metadata, error) {
-	result, md, err := v.c.call(ctx, ActionQueryQualification, q)
-	if err != nil || result == nil {
-		return QualificationPage{}, md, err
-	}
-	var page QualificationPage
-	if err := json.Unmarshal(result, &page); err != nil {
-		return QualificationPage{}, md, malformedResult(ActionQueryQualification, md, "Result is not a page of records: "+err.Error(), nil)
-	}
-	return page, md, nil
+	return read[QualificationPage](ctx, v.c, http.MethodPost, ActionQueryQualification, q, "Result is not a page of records: ")
 }
 
 // SignatureIdentQuery is the request of SMS GetSignatureIdentList.
 type SignatureIdentQuery struct {
-	IDs       []int64 `json:"ids,omitempty"`
-	PageIndex int32   `json:"pageIndex"`
-	PageSize  int32   `json:"pageSize"`
+	PageIndex int32 `json:"pageIndex"`
+	PageSize  int32 `json:"pageSize"`
 }
 
 // SignatureIdentPage is one page of GetSignatureIdentList's Result.
@@ -79,7 +60,7 @@ type SignatureIdentPage struct {
 }
 
 // SignatureIdentItem is one item of a SignatureIdentPage, reduced to what
-// identifies the filing (the person names of the item are not decoded).
+// identifies the filing.
 type SignatureIdentItem struct {
 	ID                      LooseInt `json:"id"`
 	Purpose                 LooseInt `json:"purpose"`
@@ -87,16 +68,21 @@ type SignatureIdentItem struct {
 	BusinessCertificateName string   `json:"businessCertificateName"`
 }
 
-// GetSignatureIdentList lists the account's signature qualifications. It
-// is sent as a GET with a JSON body, as the official SDK sends it.
+// GetSignatureIdentList lists the account's signature qualifications.
 func (s *SMS) GetSignatureIdentList(ctx context.Context, q SignatureIdentQuery) (SignatureIdentPage, Metadata, error) {
-	result, md, err := s.c.do(ctx, http.MethodGet, ActionGetSignatureIdentList, q)
+	return read[SignatureIdentPage](ctx, s.c, http.MethodGet, ActionGetSignatureIdentList, q, "Result is not a list: ")
+}
+
+// read sends q as action and decodes the Result into a T.
+func read[T any](ctx context.Context, c *client, method, action string, q any, what string) (T, Metadata, error) {
+	var page T
+	result, md, err := c.do(ctx, method, action, q)
 	if err != nil || result == nil {
-		return SignatureIdentPage{}, md, err
+		return page, md, err
 	}
-	var page SignatureIdentPage
 	if err := json.Unmarshal(result, &page); err != nil {
-		return SignatureIdentPage{}, md, malformedResult(ActionGetSignatureIdentList, md, "Result is not a list: "+err.Error(), nil)
+		var zero T
+		return zero, md, malformedResult(action, md, what+err.Error(), nil)
 	}
 	return page, md, nil
 }

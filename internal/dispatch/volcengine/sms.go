@@ -25,50 +25,36 @@ func NewSMS(cfg Config) (*SMS, error) {
 	return &SMS{c: c}, nil
 }
 
-// ApplySignatureIdent files a signature qualification and returns its id, a
-// 64-bit integer read exactly (never through float64). A success reply
-// without the id is an error matching ErrNoResult (and retry.ErrPermanent).
+// ApplySignatureIdent files a signature qualification and returns its id; a
+// success reply without it matches ErrNoResult.
 func (s *SMS) ApplySignatureIdent(ctx context.Context, p *messages.SMSApplySignatureIdent) (messages.SMSApplyResult, Metadata, error) {
 	if p == nil {
 		return messages.SMSApplyResult{}, Metadata{}, nilPayload(ActionApplySignatureIdent)
 	}
-	result, md, err := s.c.call(ctx, ActionApplySignatureIdent, p)
-	if err != nil {
-		return messages.SMSApplyResult{}, md, err
-	}
-	if result == nil {
-		return messages.SMSApplyResult{}, md, noResult(ActionApplySignatureIdent, md)
-	}
-	id, ok, err := signatureIdentID(result)
-	if err != nil {
-		return messages.SMSApplyResult{}, md, malformedResult(ActionApplySignatureIdent, md, err.Error(), result)
-	}
-	if !ok {
-		return messages.SMSApplyResult{}, md, noResult(ActionApplySignatureIdent, md)
-	}
-	return messages.SMSApplyResult{ID: id}, md, nil
+	id, md, err := create(ctx, s.c, ActionApplySignatureIdent, p, signatureIdentID)
+	return messages.SMSApplyResult{ID: id}, md, err
 }
 
 // signatureIdentID reads Result.id, a JSON integer or a string holding one,
-// with strconv so that values above 2^53 stay exact. ok is false when the
-// id is absent, null or 0.
-func signatureIdentID(result json.RawMessage) (id int64, ok bool, err error) {
+// with strconv so that values above 2^53 stay exact; 0 when the id is
+// absent or null.
+func signatureIdentID(result json.RawMessage) (int64, error) {
 	v, err := resultField(result, "id")
 	if err != nil || v == nil {
-		return 0, false, err
+		return 0, err
 	}
 	text := string(v)
 	if v[0] == '"' {
 		if err := json.Unmarshal(v, &text); err != nil {
-			return 0, false, err
+			return 0, err
 		}
 	}
-	id, err = strconv.ParseInt(text, 10, 64)
+	id, err := strconv.ParseInt(text, 10, 64)
 	if err != nil {
-		return 0, false, fmt.Errorf("id %s is not a 64-bit integer", v)
+		return 0, fmt.Errorf("id %s is not a 64-bit integer", v)
 	}
 	if id < 0 {
-		return 0, false, fmt.Errorf("id %d is negative", id)
+		return 0, fmt.Errorf("id %d is negative", id)
 	}
-	return id, id != 0, nil
+	return id, nil
 }

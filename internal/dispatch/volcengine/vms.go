@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/qualfile/qualfile/internal/retry"
@@ -28,44 +29,26 @@ func NewVMS(cfg Config) (*VMS, error) {
 }
 
 // AddQualification files q and returns the qualification number the vendor
-// assigned. A success reply without the number is an error matching
-// ErrNoResult (and retry.ErrPermanent).
+// assigned; a success reply without it matches ErrNoResult.
 func (v *VMS) AddQualification(ctx context.Context, q *messages.VMSQualification) (messages.VMSAddResult, Metadata, error) {
 	if q == nil {
 		return messages.VMSAddResult{}, Metadata{}, nilPayload(ActionAddQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionAddQualification, withReqSource(q))
-	if err != nil {
-		return messages.VMSAddResult{}, md, err
-	}
-	if result == nil {
-		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
-	}
-	no, err := qualificationNo(result)
-	if err != nil {
-		return messages.VMSAddResult{}, md, malformedResult(ActionAddQualification, md, err.Error(), result)
-	}
-	if no == "" {
-		return messages.VMSAddResult{}, md, noResult(ActionAddQualification, md)
-	}
-	return messages.VMSAddResult{QualificationNo: no}, md, nil
+	no, md, err := create(ctx, v.c, ActionAddQualification, withReqSource(q), qualificationNo)
+	return messages.VMSAddResult{QualificationNo: no}, md, err
 }
 
 // UpdateQualification amends a qualification whose review was rejected and
-// returns the vendor's Result verbatim ({}, a string, …), or {} when the
-// reply has none.
+// returns the vendor's Result verbatim, or {} when the reply has none.
 func (v *VMS) UpdateQualification(ctx context.Context, q *messages.VMSQualification) (json.RawMessage, Metadata, error) {
 	if q == nil {
 		return nil, Metadata{}, nilPayload(ActionUpdateQualification)
 	}
-	result, md, err := v.c.call(ctx, ActionUpdateQualification, withReqSource(q))
-	if err != nil {
-		return nil, md, err
+	result, md, err := v.c.do(ctx, http.MethodPost, ActionUpdateQualification, withReqSource(q))
+	if err == nil && result == nil {
+		result = json.RawMessage("{}")
 	}
-	if result == nil {
-		return json.RawMessage("{}"), md, nil
-	}
-	return result, md, nil
+	return result, md, err
 }
 
 // withReqSource is q with QualificationMainInfoFormDO.ReqSourceType set to
@@ -81,10 +64,9 @@ func withReqSource(q *messages.VMSQualification) *messages.VMSQualification {
 	return &body
 }
 
-// qualificationNo reads the qualification number from an AddQualification
-// Result. The vendor's page spells it QualificationNo in the example and
-// qualificationNo in the table: both (and any other casing) are accepted.
-// It returns "" when the Result has no number.
+// qualificationNo reads the number from an AddQualification Result, "" when
+// it has none. The vendor's page spells it QualificationNo in the example
+// and qualificationNo in the table: any casing is accepted.
 func qualificationNo(result json.RawMessage) (string, error) {
 	v, err := resultField(result, "QualificationNo", "qualificationNo")
 	if err != nil || v == nil {
