@@ -170,10 +170,14 @@ func (p Policy) Budget() time.Duration { return p.withDefaults().MaxElapsedTime 
 // ThrottleMultiplier and capped by MaxThrottleInterval; then jitter is
 // applied.
 func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration, ok bool) {
-	if !c.Retryable() {
+	p = p.withDefaults()
+	if !c.Retryable() || n >= p.MaxAttempts {
 		return 0, false
 	}
-	return p.withDefaults().next(n, c, elapsed)
+	if wait = p.delay(n, c); elapsed+wait > p.MaxElapsedTime {
+		return 0, false
+	}
+	return wait, true
 }
 
 // Backoff is the wait after failure n (1-based) of class c on the
@@ -181,20 +185,13 @@ func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration,
 // Wait's attempt and budget limits: for a loop bounded otherwise (the
 // settling window of a reconciliation).
 func (p Policy) Backoff(n int, c Class) time.Duration {
-	p = p.withDefaults()
-	p.MaxAttempts, p.MaxElapsedTime = max(n, 1)+1, time.Duration(1<<62)
-	d, _ := p.next(max(n, 1), c, 0)
-	return d
+	return p.withDefaults().delay(max(n, 1), c)
 }
 
-// next computes the wait after attempt n, false when the attempts or the
-// budget are spent; p must have its defaults.
-func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, bool) {
-	if n >= p.MaxAttempts {
-		return 0, false
-	}
-	// The library computes the bare exponential sequence; jitter, throttle
-	// and budget are applied here so that jitter uses the Rand hook.
+// delay is the jittered wait after attempt n; p must have its defaults.
+func (p Policy) delay(n int, c Class) time.Duration {
+	// The library computes the bare exponential sequence; jitter and
+	// throttle are applied here so that jitter uses the Rand hook.
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.InitialInterval),
 		backoff.WithMultiplier(p.Multiplier),
@@ -211,11 +208,7 @@ func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, bool
 		next = min(scale(next, p.ThrottleMultiplier), p.MaxThrottleInterval)
 		limit = p.MaxThrottleInterval
 	}
-	next = p.jitter(next, limit)
-	if elapsed+next > p.MaxElapsedTime {
-		return 0, false
-	}
-	return next, true
+	return p.jitter(next, limit)
 }
 
 // RedeliveryDelay is the broker-side delay (for NakWithDelay) after the
