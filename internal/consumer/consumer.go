@@ -274,7 +274,7 @@ func (c *Consumer) buildWatches(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("health bucket: %w", err)
 	}
-	c.pause = guard.NewWatch(guard.WatchConfig{Guard: c.Guard, Owner: jshealth.ProbeKey(c.deps.Owner), Ballot: guard.KVBallot{KV: votes},
+	c.pause = guard.NewWatch(guard.WatchConfig{Guard: c.Guard, Owner: jshealth.ProbeKey(c.deps.Owner), Ballot: guard.KVBallot{KeyValue: votes},
 		Pauser: guard.ConsumerPauser{JS: c.JS, Stream: queue.StreamNames(c.Subjects).Requests, Durable: cfg.Consumer.Durable},
 		Gauges: c.Metrics, Interval: health.Interval, Timeout: health.Timeout, Emit: c.emit, Log: c.log})
 	return nil
