@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -73,36 +74,16 @@ type Policy struct {
 
 // withDefaults returns p with every zero field replaced by its default.
 func (p Policy) withDefaults() Policy {
-	if p.InitialInterval == 0 {
-		p.InitialInterval = DefaultInitialInterval
-	}
-	if p.Multiplier == 0 {
-		p.Multiplier = DefaultMultiplier
-	}
-	if p.MaxInterval == 0 {
-		p.MaxInterval = DefaultMaxInterval
-	}
-	if p.RandomizationFactor == 0 {
-		p.RandomizationFactor = DefaultRandomizationFactor
-	}
-	if p.MaxElapsedTime == 0 {
-		p.MaxElapsedTime = DefaultMaxElapsedTime
-	}
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultMaxAttempts
-	}
-	if p.ThrottleMultiplier == 0 {
-		p.ThrottleMultiplier = DefaultThrottleMultiplier
-	}
-	if p.MaxThrottleInterval == 0 {
-		p.MaxThrottleInterval = DefaultMaxThrottleInterval
-	}
-	if p.RedeliveryBase == 0 {
-		p.RedeliveryBase = DefaultRedeliveryBase
-	}
-	if p.RedeliveryMax == 0 {
-		p.RedeliveryMax = DefaultRedeliveryMax
-	}
+	p.InitialInterval = cmp.Or(p.InitialInterval, DefaultInitialInterval)
+	p.Multiplier = cmp.Or(p.Multiplier, DefaultMultiplier)
+	p.MaxInterval = cmp.Or(p.MaxInterval, DefaultMaxInterval)
+	p.RandomizationFactor = cmp.Or(p.RandomizationFactor, DefaultRandomizationFactor)
+	p.MaxElapsedTime = cmp.Or(p.MaxElapsedTime, DefaultMaxElapsedTime)
+	p.MaxAttempts = cmp.Or(p.MaxAttempts, DefaultMaxAttempts)
+	p.ThrottleMultiplier = cmp.Or(p.ThrottleMultiplier, DefaultThrottleMultiplier)
+	p.MaxThrottleInterval = cmp.Or(p.MaxThrottleInterval, DefaultMaxThrottleInterval)
+	p.RedeliveryBase = cmp.Or(p.RedeliveryBase, DefaultRedeliveryBase)
+	p.RedeliveryMax = cmp.Or(p.RedeliveryMax, DefaultRedeliveryMax)
 	if p.Rand == nil {
 		p.Rand = rand.Float64
 	}
