@@ -1,6 +1,7 @@
 package jshealth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -34,15 +35,9 @@ type ProbeConfig struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c ProbeConfig) withDefaults() ProbeConfig {
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultMaxAge
-	}
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.MaxAge = cmp.Or(c.MaxAge, DefaultMaxAge)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -7,6 +7,7 @@
 package jshealth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -56,15 +57,9 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Failures == 0 {
-		c.Failures = DefaultFailures
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.Failures = cmp.Or(c.Failures, DefaultFailures)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
