@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -286,17 +287,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	cfg := c.cfg
 	watchCtx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
-	watches := []func(context.Context){c.Health.Run, c.pause.Run,
-		func(ctx context.Context) { watchBacklog(ctx, c.Durable, c.Metrics, cfg.NATS.Health.Interval) }}
-	done := make(chan struct{}, len(watches))
-	for _, w := range watches {
-		go func() { defer func() { done <- struct{}{} }(); w(watchCtx) }()
-	}
+	var watches sync.WaitGroup
+	watches.Go(func() { c.Health.Run(watchCtx) })
+	watches.Go(func() { c.pause.Run(watchCtx) })
+	watches.Go(func() { watchBacklog(watchCtx, c.Durable, c.Metrics, cfg.NATS.Health.Interval) })
 	defer func() {
 		stopWatches()
-		for range watches {
-			<-done
-		}
+		watches.Wait()
 	}()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
