@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -274,7 +275,7 @@ func (c *Consumer) buildWatches(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("health bucket: %w", err)
 	}
-	c.pause = guard.NewWatch(guard.WatchConfig{Guard: c.Guard, Owner: jshealth.ProbeKey(c.deps.Owner), Ballot: guard.KVBallot{KV: votes},
+	c.pause = guard.NewWatch(guard.WatchConfig{Guard: c.Guard, Owner: jshealth.ProbeKey(c.deps.Owner), Ballot: guard.KVBallot{KeyValue: votes},
 		Pauser: guard.ConsumerPauser{JS: c.JS, Stream: queue.StreamNames(c.Subjects).Requests, Durable: cfg.Consumer.Durable},
 		Gauges: c.Metrics, Interval: health.Interval, Timeout: health.Timeout, Emit: c.emit, Log: c.log})
 	return nil
@@ -286,17 +287,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	cfg := c.cfg
 	watchCtx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
-	watches := []func(context.Context){c.Health.Run, c.pause.Run,
-		func(ctx context.Context) { watchBacklog(ctx, c.Durable, c.Metrics, cfg.NATS.Health.Interval) }}
-	done := make(chan struct{}, len(watches))
-	for _, w := range watches {
-		go func() { defer func() { done <- struct{}{} }(); w(watchCtx) }()
-	}
+	var watches sync.WaitGroup
+	watches.Go(func() { c.Health.Run(watchCtx) })
+	watches.Go(func() { c.pause.Run(watchCtx) })
+	watches.Go(func() { watchBacklog(watchCtx, c.Durable, c.Metrics, cfg.NATS.Health.Interval) })
 	defer func() {
 		stopWatches()
-		for range watches {
-			<-done
-		}
+		watches.Wait()
 	}()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))

@@ -11,13 +11,11 @@
 // is private to the consumer.
 //
 // Durability: the server syncs every JetStream write to disk before it
-// acknowledges it (nats-server's sync_interval: always). The server's
-// default syncs every two minutes, so an OS crash or power loss could lose
-// writes already acknowledged (results, ledger entries, audit events): not
-// acceptable for a ledger of legal filings. It costs one fsync per write.
+// acknowledges it (sync_interval: always; see docs/configuration.md).
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -61,9 +59,6 @@ type Config struct {
 	// (cannot listen, cannot open the store) is logged as an error and
 	// returned by Start, never an exit of the process.
 	Logger *zap.Logger
-	// Debug and Trace enable the server's debug and protocol trace lines
-	// (only useful with a Logger).
-	Debug, Trace bool
 	// ReadyTimeout bounds how long Start waits for the server to accept
 	// connections; DefaultReadyTimeout when zero.
 	ReadyTimeout time.Duration
@@ -80,15 +75,9 @@ type Server struct {
 // nothing is left running and the error wraps one of the sentinels, e.g.
 // ErrListen naming the address when the port is in use.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = DefaultStoreDir
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = DefaultServerName
-	}
+	cfg.Listen = cmp.Or(cfg.Listen, DefaultListen)
+	cfg.StoreDir = cmp.Or(cfg.StoreDir, DefaultStoreDir)
+	cfg.ServerName = cmp.Or(cfg.ServerName, DefaultServerName)
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
@@ -118,8 +107,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		SyncAlways:             true, // fsync before every ack (sync_interval: always)
 		NoSigs:                 true, // the caller owns signal handling
 		NoLog:                  true, // no default logger; ours is set below
-		Debug:                  cfg.Debug,
-		Trace:                  cfg.Trace,
 		DisableJetStreamBanner: true,
 	}
 	ns, err := server.NewServer(opts)
@@ -130,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	logs := &logAdapter{next: cfg.Logger.Sugar(), fatal: make(chan string, 1)}
-	ns.SetLoggerV2(logs, cfg.Debug, cfg.Trace, false)
+	ns.SetLoggerV2(logs, false, false, false)
 	go ns.Start()
 
 	fail := func(err error) (*Server, error) {

@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -166,27 +167,21 @@ func (o Options) config() *config.Config {
 	if o.Prefix != "" {
 		cfg.Subjects.Prefix = o.Prefix
 	}
-	set := func(p *int, v, def int) {
-		*p = cmp.Or(v, def)
-	}
-	setD := func(p *time.Duration, v, def time.Duration) {
-		*p = cmp.Or(v, def)
-	}
-	set(&cfg.Streams.Replicas, o.Replicas, 1)
-	set(&cfg.Consumer.MaxDeliver, o.MaxDeliver, 5)
-	set(&cfg.Consumer.MaxAckPending, o.MaxAckPending, 256)
-	set(&cfg.Consumer.Concurrency, o.Concurrency, 16)
-	setD(&cfg.Consumer.AckWait, o.AckWait, 5*time.Second)
-	setD(&cfg.Consumer.ShutdownGrace, o.Grace, 5*time.Second)
+	setOr(&cfg.Streams.Replicas, o.Replicas, 1)
+	setOr(&cfg.Consumer.MaxDeliver, o.MaxDeliver, 5)
+	setOr(&cfg.Consumer.MaxAckPending, o.MaxAckPending, 256)
+	setOr(&cfg.Consumer.Concurrency, o.Concurrency, 16)
+	setOr(&cfg.Consumer.AckWait, o.AckWait, 5*time.Second)
+	setOr(&cfg.Consumer.ShutdownGrace, o.Grace, 5*time.Second)
 	// The sandbox answers at once; a short call timeout keeps the
 	// in-flight lease (retry budget + call timeout) short in tests.
 	cfg.Consumer.CallTimeout = 5 * time.Second
 	cfg.Reconcile.Enabled = o.Reconcile != nil
 	if rc := o.Reconcile; rc != nil {
 		r := &cfg.Reconcile
-		setD(&r.Window, rc.Window, r.Window)
-		setD(&r.ClockSkew, rc.ClockSkew, r.ClockSkew)
-		set(&r.Reads, rc.Reads, r.Reads)
+		setOr(&r.Window, rc.Window, r.Window)
+		setOr(&r.ClockSkew, rc.ClockSkew, r.ClockSkew)
+		setOr(&r.Reads, rc.Reads, r.Reads)
 		r.Refile = !rc.KeepAmbiguous
 	}
 	l := &cfg.Limits
@@ -194,10 +189,10 @@ func (o Options) config() *config.Config {
 	// for a guard.
 	l.Breaker.Failures, l.MinRate = math.MaxInt32, math.Inf(1)
 	if g := o.Guard; g != nil {
-		set(&l.Breaker.Failures, g.Failures, guard.DefaultFailures)
-		setD(&l.Breaker.OpenFor, g.OpenFor, l.Breaker.OpenFor)
-		set(&l.Breaker.Probes, g.Probes, l.Breaker.Probes)
-		setD(&l.RecoverEvery, g.RecoverEvery, l.RecoverEvery)
+		setOr(&l.Breaker.Failures, g.Failures, guard.DefaultFailures)
+		setOr(&l.Breaker.OpenFor, g.OpenFor, l.Breaker.OpenFor)
+		setOr(&l.Breaker.Probes, g.Probes, l.Breaker.Probes)
+		setOr(&l.RecoverEvery, g.RecoverEvery, l.RecoverEvery)
 		l.Rate = g.Rate
 		if g.MinRate > 0 {
 			l.MinRate = g.MinRate
@@ -205,12 +200,15 @@ func (o Options) config() *config.Config {
 	}
 	if h := o.Health; h != nil {
 		hc := &cfg.NATS.Health
-		setD(&hc.Interval, h.Interval, hc.Interval)
-		setD(&hc.Timeout, h.Timeout, hc.Timeout)
-		set(&hc.Failures, h.Failures, hc.Failures)
+		setOr(&hc.Interval, h.Interval, hc.Interval)
+		setOr(&hc.Timeout, h.Timeout, hc.Timeout)
+		setOr(&hc.Failures, h.Failures, hc.Failures)
 	}
 	return cfg
 }
+
+// setOr sets *p to v, or to def when v is zero.
+func setOr[T comparable](p *T, v, def T) { *p = cmp.Or(v, def) }
 
 // seams puts the test's fault injectors in.
 func (o Options) seams(p *Pipeline) consumer.Seams {
@@ -413,18 +411,28 @@ func (p *Pipeline) Publish(api messages.API, id string, data []byte) {
 	p.TB.Helper()
 	m := nats.NewMsg(p.Subjects.Request(api))
 	m.Data = data
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	p.retry(30*time.Second, 100*time.Millisecond, "publish "+id, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		_, err := p.JS.PublishMsg(ctx, m, jetstream.WithMsgID(id))
-		cancel()
+		return err
+	})
+}
+
+// retry runs op until it succeeds, for at most d, pausing between tries;
+// then the test fails with the last error.
+func (p *Pipeline) retry(d, pause time.Duration, what string, op func() error) {
+	p.TB.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := op()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			p.TB.Fatalf("publish %s: %v", id, err)
+			p.TB.Fatalf("%s: %v", what, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(pause)
 	}
 }
 
@@ -447,29 +455,29 @@ func (p *Pipeline) Count(stream string) int {
 // WaitResults waits until the result stream holds at least want messages.
 func (p *Pipeline) WaitResults(want int, timeout time.Duration) {
 	p.TB.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		n := p.Count(p.Streams.Results)
-		if n >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.TB.Fatalf("%d results after %s, want %d", n, timeout, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	WaitFor(p.TB, timeout, fmt.Sprintf("fewer than %d results", want), func() bool { return p.Count(p.Streams.Results) >= want })
 }
 
 // Results reads every stored result, grouped by request id, in order.
 func (p *Pipeline) Results() map[string][]messages.Result {
 	p.TB.Helper()
 	out := map[string][]messages.Result{}
-	for _, m := range p.StreamMsgs(p.Streams.Results) {
-		var r messages.Result
-		if err := json.Unmarshal(m.Data, &r); err != nil {
+	for _, r := range decodeAll[messages.Result](p, p.Streams.Results) {
+		out[r.RequestID] = append(out[r.RequestID], r)
+	}
+	return out
+}
+
+// decodeAll reads every message of a stream as a T.
+func decodeAll[T any](p *Pipeline, stream string) []T {
+	p.TB.Helper()
+	var out []T
+	for _, m := range p.StreamMsgs(stream) {
+		var v T
+		if err := json.Unmarshal(m.Data, &v); err != nil {
 			p.TB.Fatal(err)
 		}
-		out[r.RequestID] = append(out[r.RequestID], r)
+		out = append(out, v)
 	}
 	return out
 }
@@ -498,17 +506,8 @@ func Final(rs []messages.Result) (messages.Result, bool) {
 // Audit returns the audit events of one request, in stream order.
 func (p *Pipeline) Audit(id string) []messages.AuditEvent {
 	p.TB.Helper()
-	var out []messages.AuditEvent
-	for _, m := range p.StreamMsgs(p.Streams.Audit) {
-		var ev messages.AuditEvent
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			p.TB.Fatal(err)
-		}
-		if ev.RequestID == id {
-			out = append(out, ev)
-		}
-	}
-	return out
+	evs := decodeAll[messages.AuditEvent](p, p.Streams.Audit)
+	return slices.DeleteFunc(evs, func(ev messages.AuditEvent) bool { return ev.RequestID != id })
 }
 
 // CountEvents counts the events of one name.
@@ -536,23 +535,13 @@ func (p *Pipeline) Dead() []operator.DeadLetter {
 
 // StreamMsgs reads every message of a stream. A read that fails is
 // started again for Options.ReadRetry.
-func (p *Pipeline) StreamMsgs(name string) []*jetstream.RawStreamMsg {
+func (p *Pipeline) StreamMsgs(name string) (out []*jetstream.RawStreamMsg) {
 	p.TB.Helper()
-	deadline := time.Now().Add(p.opts.ReadRetry)
-	for {
-		out, err := p.readStream(name)
-		if err == nil {
-			return out
-		}
-		if time.Now().After(deadline) {
-			p.TB.Fatalf("reading stream %s: %v", name, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-func (p *Pipeline) readStream(name string) ([]*jetstream.RawStreamMsg, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	return queue.Read(ctx, p.JS, name, "")
+	p.retry(p.opts.ReadRetry, 250*time.Millisecond, "reading stream "+name, func() (err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err = queue.Read(ctx, p.JS, name, "")
+		return err
+	})
+	return out
 }

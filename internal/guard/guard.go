@@ -1,17 +1,7 @@
 // Package guard protects the vendors from qualfile: a circuit breaker and
-// an adaptive rate limit per vendor and account, around the dispatcher.
-//
-// A breaker opens after Config.Failures transient failures in a row
-// (SystemError, SMS 1999, HTTP 5xx, timeouts, throttling, lost answers);
-// while it is open no call reaches that vendor account, and a call is held
-// back with a *HeldError (nothing sent) so that its request waits in the
-// broker. After Config.OpenFor it lets Config.Probes calls through; one
-// success closes it, a failure opens it again.
-//
-// The rate limit (Config.Rate calls per second per vendor and account)
-// holds across replicas when Config.Slots is shared through the broker
-// (see Slots). Throttling answers halve the rate this replica allows
-// itself; it recovers by a quarter per Config.RecoverEvery without one.
+// an adaptive rate limit per vendor and account, around the dispatcher. A
+// call held back gets a *HeldError (nothing sent); docs/protecting-vendors.md
+// describes the breaker, the shared rate limit, throttling and the pause.
 package guard
 
 import (

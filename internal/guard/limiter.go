@@ -44,12 +44,9 @@ type limiter struct {
 }
 
 func newLimiter(cfg Config, p Pair) *limiter {
-	base := inf
-	if cfg.Rate > 0 {
-		base = cfg.Rate
-	}
 	sum := sha256.Sum256([]byte(p.Account))
-	l := &limiter{cfg: cfg, key: p.Vendor + "." + hex.EncodeToString(sum[:8]), cur: base, lim: rate.NewLimiter(asLimit(base), 1)}
+	l := &limiter{cfg: cfg, key: p.Vendor + "." + hex.EncodeToString(sum[:8]), lim: rate.NewLimiter(asLimit(cfg.Rate), 1)}
+	l.cur = l.base()
 	if cfg.Rate > 0 && cfg.Slots != nil {
 		// A slot is 1/Rate plus slotMargin of it: calls start at slot
 		// starts, and the margin absorbs the scheduling and network delay

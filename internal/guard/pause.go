@@ -237,22 +237,18 @@ func (g *Guard) Detail() string {
 }
 
 // KVBallot is a Ballot in a JetStream KV bucket.
-type KVBallot struct{ KV jetstream.KeyValue }
-
-func (b KVBallot) PutString(ctx context.Context, key, value string) (uint64, error) {
-	return b.KV.PutString(ctx, key, value)
-}
+type KVBallot struct{ jetstream.KeyValue }
 
 // Entries lists the bucket's keys with their values; a key deleted while
 // it is listed is left out.
 func (b KVBallot) Entries(ctx context.Context) (iter.Seq2[string, Entry], error) {
-	lister, err := b.KV.ListKeys(ctx)
+	lister, err := b.ListKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return func(yield func(string, Entry) bool) {
 		for key := range lister.Keys() {
-			e, err := b.KV.Get(ctx, key)
+			e, err := b.Get(ctx, key)
 			if err != nil {
 				continue
 			}

@@ -1,6 +1,7 @@
 package jshealth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -34,15 +35,9 @@ type ProbeConfig struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c ProbeConfig) withDefaults() ProbeConfig {
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.MaxAge == 0 {
-		c.MaxAge = DefaultMaxAge
-	}
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.MaxAge = cmp.Or(c.MaxAge, DefaultMaxAge)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -64,18 +59,9 @@ func (c ProbeConfig) Validate() error {
 
 // OpenProbe creates the probe's bucket, or updates its configuration (every
 // replica calls it at start), and returns the probe: a put of the current
-// time under the replica's key.
-//
-// The probe is a write on purpose. A put is acknowledged only once the
-// bucket's stream leader has the write committed by a majority of its
-// peers, so it fails, within the probe's timeout, on a server cut off from
-// the cluster majority whether that server leads the bucket (the write
-// never commits) or not (the leader cannot be reached). A read would not:
-// a cut-off server that led a stream or the meta group keeps answering
-// stream info and account info from its own state until it notices it
-// lost its quorum, which can take 10 to 20 seconds (it did in the
-// integration suite's partition test). The bucket is in memory, keeps one
-// value per key, and holds one small key per replica.
+// time under the replica's key. It is a write on purpose: a write needs the
+// bucket's quorum, while a cut-off server may answer reads from its own
+// state for many seconds (docs/observability.md).
 func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (func(context.Context) error, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -101,7 +87,6 @@ func OpenProbe(ctx context.Context, js jetstream.JetStream, cfg ProbeConfig) (fu
 	}, nil
 }
 
-// probeKey makes a KV key of a replica name.
 // ProbeKey is the key a replica named name probes under: its name with
 // every character but [A-Za-z0-9_-] replaced by '_'.
 func ProbeKey(name string) string {

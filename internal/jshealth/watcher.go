@@ -1,24 +1,13 @@
 // Package jshealth watches whether JetStream can serve this replica, and
-// moves the replica's NATS connection when it cannot.
-//
-// A NATS client only changes servers when its connection breaks. A server
-// cut off from the cluster majority keeps its client connections: every
-// JetStream write through it times out, reads may still be answered by a
-// stale leader for many seconds, and a client connected there stores
-// nothing while it looks connected. The Watcher probes JetStream
-// periodically (Probe, by default a quorum write: see OpenProbe), counts
-// consecutive failures, and after Failures of them in a row reports the
-// replica not ready (Err, for /readyz) and asks the client to move to
-// another server (Reconnect, nats.Conn.ForceReconnect). While the failures
-// go on it asks again, so a replica that lands on another bad server moves
-// on, but each time after twice as many failures as the time before (up
-// to MaxMoveFactor × Failures): while the cluster's majority elects new
-// leaders after losing a node, its servers fail the probe for a while too,
-// and a replica moved on after every Failures failures would come back
-// round to the node it left. A success makes it ready again.
+// moves the replica's NATS connection when it cannot: after Failures
+// consecutive failed probes the replica is not ready (Err, for /readyz)
+// and is moved to another server, then again after twice as many further
+// failures each time. docs/observability.md (JetStream health watch)
+// explains why a cut-off server needs this.
 package jshealth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -68,15 +57,9 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Failures == 0 {
-		c.Failures = DefaultFailures
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.Failures = cmp.Or(c.Failures, DefaultFailures)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics are the consumer's collectors. A nil *Metrics records nothing, so
@@ -41,77 +42,46 @@ type Labels struct {
 
 // New registers the collectors with reg.
 func New(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "requests_total",
-			Help: "Requests handled, by api and outcome (succeeded, rejected, failed, deferred, duplicate, undecodable, ambiguous).",
-		}, []string{"api", "outcome"}),
-		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "upstream_attempts_total",
-			Help: "Upstream calls, by api and error class (ok for success).",
-		}, []string{"api", "class"}),
-		UpstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	f := promauto.With(reg)
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "qualfile", Name: name, Help: help}
+	}
+	gauge := func(name, help string) prometheus.Gauge { return f.NewGauge(prometheus.GaugeOpts(opts(name, help))) }
+	perAccount := []string{"vendor", "account"}
+	return &Metrics{
+		Requests: f.NewCounterVec(prometheus.CounterOpts(opts("requests_total",
+			"Requests handled, by api and outcome (succeeded, rejected, failed, deferred, duplicate, undecodable, ambiguous).")), []string{"api", "outcome"}),
+		Attempts: f.NewCounterVec(prometheus.CounterOpts(opts("upstream_attempts_total",
+			"Upstream calls, by api and error class (ok for success).")), []string{"api", "class"}),
+		UpstreamLatency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "qualfile", Name: "upstream_latency_seconds",
 			Help:    "Latency of upstream calls, by api.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"api"}),
-		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "in_flight",
-			Help: "Requests being handled now.",
-		}),
-		Redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "redeliveries_total",
-			Help: "Deliveries after the first, by api.",
-		}, []string{"api"}),
-		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "dead_letters_total",
-			Help: "Messages moved to the dead-letter stream, by api and reason.",
-		}, []string{"api", "reason"}),
-		LedgerHits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "ledger_hits_total",
-			Help: "Deliveries whose request id was already in the ledger, by api and state found.",
-		}, []string{"api", "state"}),
-		JetStreamReady: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "jetstream_ready",
-			Help: "1 while JetStream health probes succeed, 0 after the configured number of consecutive failures.",
-		}),
-		JetStreamProbeFailures: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "jetstream_probe_failures",
-			Help: "Consecutive failed JetStream health probes (0 after a success).",
-		}),
-		Breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "breaker_state",
-			Help: "Circuit breaker of a vendor account: 0 closed, 1 half open (probing), 2 open (calls held back).",
-		}, []string{"vendor", "account"}),
-		VendorRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "vendor_rate_limit",
-			Help: "Calls per second this replica allows itself to a vendor account now (lowered after throttling); -1 for no limit.",
-		}, []string{"vendor", "account"}),
-		ConsumerPaused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "qualfile", Name: "consumer_paused",
-			Help: "1 while this replica has paused the shared consumer on the server because every vendor account's breaker is open.",
-		}),
-		JetStreamReconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "qualfile", Name: "jetstream_forced_reconnects_total",
-			Help: "Reconnects to another NATS server forced because JetStream health probes kept failing.",
-		}),
+		InFlight:     gauge("in_flight", "Requests being handled now."),
+		Redeliveries: f.NewCounterVec(prometheus.CounterOpts(opts("redeliveries_total", "Deliveries after the first, by api.")), []string{"api"}),
+		DeadLetters: f.NewCounterVec(prometheus.CounterOpts(opts("dead_letters_total",
+			"Messages moved to the dead-letter stream, by api and reason.")), []string{"api", "reason"}),
+		LedgerHits: f.NewCounterVec(prometheus.CounterOpts(opts("ledger_hits_total",
+			"Deliveries whose request id was already in the ledger, by api and state found.")), []string{"api", "state"}),
+		JetStreamReady: gauge("jetstream_ready",
+			"1 while JetStream health probes succeed, 0 after the configured number of consecutive failures."),
+		JetStreamProbeFailures: gauge("jetstream_probe_failures", "Consecutive failed JetStream health probes (0 after a success)."),
+		JetStreamReconnects: f.NewCounter(prometheus.CounterOpts(opts("jetstream_forced_reconnects_total",
+			"Reconnects to another NATS server forced because JetStream health probes kept failing."))),
+		ConsumerPending: gauge("consumer_pending",
+			"Requests in the stream not yet delivered to any replica (the shared consumer's num_pending)."),
+		ConsumerAckPending: gauge("consumer_ack_pending",
+			"Requests delivered to a replica and not yet acknowledged (the shared consumer's num_ack_pending)."),
+		BuildInfo: f.NewGaugeVec(prometheus.GaugeOpts(opts("build_info",
+			"1, labelled with the running binary's version, commit and Go version.")), []string{"version", "commit", "goversion"}),
+		Breaker: f.NewGaugeVec(prometheus.GaugeOpts(opts("breaker_state",
+			"Circuit breaker of a vendor account: 0 closed, 1 half open (probing), 2 open (calls held back).")), perAccount),
+		VendorRate: f.NewGaugeVec(prometheus.GaugeOpts(opts("vendor_rate_limit",
+			"Calls per second this replica allows itself to a vendor account now (lowered after throttling); -1 for no limit.")), perAccount),
+		ConsumerPaused: gauge("consumer_paused",
+			"1 while this replica has paused the shared consumer on the server because every vendor account's breaker is open."),
 	}
-	m.ConsumerPending = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "qualfile", Name: "consumer_pending",
-		Help: "Requests in the stream not yet delivered to any replica (the shared consumer's num_pending).",
-	})
-	m.ConsumerAckPending = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "qualfile", Name: "consumer_ack_pending",
-		Help: "Requests delivered to a replica and not yet acknowledged (the shared consumer's num_ack_pending).",
-	})
-	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "qualfile", Name: "build_info",
-		Help: "1, labelled with the running binary's version, commit and Go version.",
-	}, []string{"version", "commit", "goversion"})
-	reg.MustRegister(m.Requests, m.Attempts, m.UpstreamLatency, m.InFlight, m.Redeliveries, m.DeadLetters, m.LedgerHits,
-		m.JetStreamReady, m.JetStreamProbeFailures, m.JetStreamReconnects, m.ConsumerPending, m.ConsumerAckPending, m.BuildInfo,
-		m.Breaker, m.VendorRate, m.ConsumerPaused)
-	return m
 }
 
 // Preset creates every series of l at zero.

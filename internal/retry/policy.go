@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -73,36 +74,16 @@ type Policy struct {
 
 // withDefaults returns p with every zero field replaced by its default.
 func (p Policy) withDefaults() Policy {
-	if p.InitialInterval == 0 {
-		p.InitialInterval = DefaultInitialInterval
-	}
-	if p.Multiplier == 0 {
-		p.Multiplier = DefaultMultiplier
-	}
-	if p.MaxInterval == 0 {
-		p.MaxInterval = DefaultMaxInterval
-	}
-	if p.RandomizationFactor == 0 {
-		p.RandomizationFactor = DefaultRandomizationFactor
-	}
-	if p.MaxElapsedTime == 0 {
-		p.MaxElapsedTime = DefaultMaxElapsedTime
-	}
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = DefaultMaxAttempts
-	}
-	if p.ThrottleMultiplier == 0 {
-		p.ThrottleMultiplier = DefaultThrottleMultiplier
-	}
-	if p.MaxThrottleInterval == 0 {
-		p.MaxThrottleInterval = DefaultMaxThrottleInterval
-	}
-	if p.RedeliveryBase == 0 {
-		p.RedeliveryBase = DefaultRedeliveryBase
-	}
-	if p.RedeliveryMax == 0 {
-		p.RedeliveryMax = DefaultRedeliveryMax
-	}
+	p.InitialInterval = cmp.Or(p.InitialInterval, DefaultInitialInterval)
+	p.Multiplier = cmp.Or(p.Multiplier, DefaultMultiplier)
+	p.MaxInterval = cmp.Or(p.MaxInterval, DefaultMaxInterval)
+	p.RandomizationFactor = cmp.Or(p.RandomizationFactor, DefaultRandomizationFactor)
+	p.MaxElapsedTime = cmp.Or(p.MaxElapsedTime, DefaultMaxElapsedTime)
+	p.MaxAttempts = cmp.Or(p.MaxAttempts, DefaultMaxAttempts)
+	p.ThrottleMultiplier = cmp.Or(p.ThrottleMultiplier, DefaultThrottleMultiplier)
+	p.MaxThrottleInterval = cmp.Or(p.MaxThrottleInterval, DefaultMaxThrottleInterval)
+	p.RedeliveryBase = cmp.Or(p.RedeliveryBase, DefaultRedeliveryBase)
+	p.RedeliveryMax = cmp.Or(p.RedeliveryMax, DefaultRedeliveryMax)
 	if p.Rand == nil {
 		p.Rand = rand.Float64
 	}
@@ -170,10 +151,14 @@ func (p Policy) Budget() time.Duration { return p.withDefaults().MaxElapsedTime 
 // ThrottleMultiplier and capped by MaxThrottleInterval; then jitter is
 // applied.
 func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration, ok bool) {
-	if !c.Retryable() {
+	p = p.withDefaults()
+	if !c.Retryable() || n >= p.MaxAttempts {
 		return 0, false
 	}
-	return p.withDefaults().next(n, c, elapsed)
+	if wait = p.delay(n, c); elapsed+wait > p.MaxElapsedTime {
+		return 0, false
+	}
+	return wait, true
 }
 
 // Backoff is the wait after failure n (1-based) of class c on the
@@ -181,20 +166,13 @@ func (p Policy) Wait(n int, c Class, elapsed time.Duration) (wait time.Duration,
 // Wait's attempt and budget limits: for a loop bounded otherwise (the
 // settling window of a reconciliation).
 func (p Policy) Backoff(n int, c Class) time.Duration {
-	p = p.withDefaults()
-	p.MaxAttempts, p.MaxElapsedTime = max(n, 1)+1, time.Duration(1<<62)
-	d, _ := p.next(max(n, 1), c, 0)
-	return d
+	return p.withDefaults().delay(max(n, 1), c)
 }
 
-// next computes the wait after attempt n, false when the attempts or the
-// budget are spent; p must have its defaults.
-func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, bool) {
-	if n >= p.MaxAttempts {
-		return 0, false
-	}
-	// The library computes the bare exponential sequence; jitter, throttle
-	// and budget are applied here so that jitter uses the Rand hook.
+// delay is the jittered wait after attempt n; p must have its defaults.
+func (p Policy) delay(n int, c Class) time.Duration {
+	// The library computes the bare exponential sequence; jitter and
+	// throttle are applied here so that jitter uses the Rand hook.
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.InitialInterval),
 		backoff.WithMultiplier(p.Multiplier),
@@ -211,11 +189,7 @@ func (p Policy) next(n int, c Class, elapsed time.Duration) (time.Duration, bool
 		next = min(scale(next, p.ThrottleMultiplier), p.MaxThrottleInterval)
 		limit = p.MaxThrottleInterval
 	}
-	next = p.jitter(next, limit)
-	if elapsed+next > p.MaxElapsedTime {
-		return 0, false
-	}
-	return next, true
+	return p.jitter(next, limit)
 }
 
 // RedeliveryDelay is the broker-side delay (for NakWithDelay) after the
