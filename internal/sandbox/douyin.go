@@ -293,6 +293,9 @@ type addRoleReply struct {
 	Err           douyinErr `json:"err"`
 }
 
+// addRole files a role of an approved entity, once per entity and role
+// unless the earlier filing was rejected; an institution role also files
+// its class auth.
 func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now time.Time) {
 	var name string
 	switch p.IndustryRole {

@@ -178,13 +178,14 @@ type world struct {
 	tokenFetches map[string]int
 }
 
-// Seed identifiers, documented in the package documentation.
+// Seed identifiers; docs/operations.md lists the seed.
 const (
 	SeedRejectedQualificationNo = "QUA164664762128220429"
 	SeedRejectedQualificationID = 1234
 	SeedApprovedQualificationNo = "QUA164664762128220430"
 	SeedApprovedQualificationID = 1235
-	// FirstSMSID is the first id ApplySignatureIdent issues (2^53 + 1).
+	// FirstSMSID is the first id ApplySignatureIdent issues (2^53 + 1); ids
+	// are written as JSON integers.
 	FirstSMSID int64 = 1<<53 + 1
 	// SeedIndustryCode is the industry_code of the seeded class auths and
 	// of those add_role files.
