@@ -42,30 +42,21 @@ type tokenData struct {
 
 // serveToken answers POST /api/apps/v2/token.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	call := Call{API: TokenAPI, Time: now, RequestID: s.newLogID(now)}
-	w.Header().Set("X-Tt-Logid", call.RequestID)
-	answer := func(status int, reply tokenReply, fault bool) {
-		writeJSON(w, status, reply)
-		call.HTTPStatus, call.Fault = status, fault
-		if reply.ErrNo != 0 {
-			call.Code = strconv.FormatInt(reply.ErrNo, 10)
-		}
-		s.record(call)
-	}
+	now := s.cfg.Now()
+	x := s.newDouyinExchange(w, r, TokenAPI, now)
 	fail := func(status int, code int64, tips string) {
-		answer(status, tokenReply{ErrNo: code, ErrTips: tips}, false)
+		x.reply(status, tokenReply{ErrNo: code, ErrTips: tips}, code, false)
 	}
 
 	body, err := s.readBody(r)
-	call.Body = body
+	x.call.Body = body
 	var req struct {
 		AppID     string `json:"appid"`
 		Secret    string `json:"secret"`
 		GrantType string `json:"grant_type"`
 	}
 	jsonErr := json.Unmarshal(body, &req)
-	call.AccessKeyOrAppID = req.AppID
+	x.call.AccessKeyOrAppID = req.AppID
 	switch {
 	case errors.Is(err, errTooLarge):
 		fail(http.StatusRequestEntityTooLarge, tokenErrBadParams, "bad params: request body too large")
@@ -92,31 +83,18 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusOK, tokenErrBadGrantType, "bad grant_type")
 		return
 	}
-
-	if f, ok := s.pickFault(TokenAPI); ok {
-		if !s.wait(r.Context(), f.Latency) {
-			call.HTTPStatus, call.Fault = StatusClientGone, true
-			s.record(call)
-			return
-		}
-		if f.answers() {
-			if f.Code == "" {
-				writeBare(w, f.status())
-				call.HTTPStatus, call.Fault = f.status(), true
-				s.record(call)
-				return
-			}
-			code, msg := douyinFaultCode(f.Code, tokenErrSystem)
-			answer(f.status(), tokenReply{ErrNo: code, ErrTips: msg}, true)
-			return
-		}
+	if x.applyFault(func(f Fault) {
+		code, msg := douyinFaultCode(f.Code, tokenErrSystem)
+		x.reply(f.HTTPStatus, tokenReply{ErrNo: code, ErrTips: msg}, code, true)
+	}) {
+		return
 	}
 
 	tok := randomHex(28)
 	s.mu.Lock()
 	s.w.issueToken(tok, req.AppID, now, s.cfg.TokenTTL)
 	s.mu.Unlock()
-	answer(http.StatusOK, tokenReply{ErrTips: "success", Data: &tokenData{AccessToken: tok, ExpiresIn: int64(s.cfg.TokenTTL / time.Second)}}, false)
+	x.reply(http.StatusOK, tokenReply{ErrTips: "success", Data: &tokenData{AccessToken: tok, ExpiresIn: int64(s.cfg.TokenTTL / time.Second)}}, 0, false)
 }
 
 // issueToken stores tok for appid and cuts every earlier token of appid to
@@ -151,21 +129,23 @@ func (s *Server) TokenExpiry(token string) (time.Time, bool) {
 	return t.expires, true
 }
 
-// douyinExchange is one add_role or get_class_auth request being answered.
-type douyinExchange struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	call Call
+// douyinExchange is one token, add_role or get_class_auth request being
+// answered.
+type douyinExchange struct{ exchange }
+
+func (s *Server) newDouyinExchange(w http.ResponseWriter, r *http.Request, api messages.API, now time.Time) *douyinExchange {
+	x := &douyinExchange{exchange{s: s, w: w, r: r, call: Call{API: api, Time: now, RequestID: s.newLogID(now)}}}
+	w.Header().Set("X-Tt-Logid", x.call.RequestID)
+	return x
 }
 
+// reply answers v and records the call with the Douyin code (0 = success).
 func (x *douyinExchange) reply(status int, v any, code int64, fault bool) {
-	writeJSON(x.w, status, v)
-	x.call.HTTPStatus, x.call.Fault = status, fault
+	c := ""
 	if code != 0 {
-		x.call.Code = strconv.FormatInt(code, 10)
+		c = strconv.FormatInt(code, 10)
 	}
-	x.s.record(x.call)
+	x.answer(status, v, c, fault)
 }
 
 func (x *douyinExchange) fail(status int, code int64, msg string) {
@@ -174,9 +154,8 @@ func (x *douyinExchange) fail(status int, code int64, msg string) {
 
 func (s *Server) douyinHandler(api messages.API) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		now := s.now()
-		x := &douyinExchange{s: s, w: w, r: r, call: Call{API: api, Time: now, RequestID: s.newLogID(now)}}
-		w.Header().Set("X-Tt-Logid", x.call.RequestID)
+		now := s.cfg.Now()
+		x := s.newDouyinExchange(w, r, api, now)
 
 		body, err := s.readBody(r)
 		x.call.Body = body
@@ -203,23 +182,11 @@ func (s *Server) douyinHandler(api messages.API) http.HandlerFunc {
 			return
 		}
 
-		if f, ok := s.pickFault(api); ok {
-			if !s.wait(r.Context(), f.Latency) {
-				x.call.HTTPStatus, x.call.Fault = StatusClientGone, true
-				s.record(x.call)
-				return
-			}
-			if f.answers() {
-				if f.Code == "" {
-					writeBare(w, f.status())
-					x.call.HTTPStatus, x.call.Fault = f.status(), true
-					s.record(x.call)
-					return
-				}
-				code, msg := douyinFaultCode(f.Code, douyinSystemBusy)
-				x.reply(f.status(), douyinErrReply{ErrNo: &code, ErrTips: msg, Err: douyinErr{ErrCode: code, ErrMsg: msg}}, code, true)
-				return
-			}
+		if x.applyFault(func(f Fault) {
+			code, msg := douyinFaultCode(f.Code, douyinSystemBusy)
+			x.reply(f.HTTPStatus, douyinErrReply{ErrNo: &code, ErrTips: msg, Err: douyinErr{ErrCode: code, ErrMsg: msg}}, code, true)
+		}) {
+			return
 		}
 
 		delete(fields, "appid")

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,19 +99,6 @@ func (f Fault) Validate() error {
 		errs = append(errs, errors.New("latency must not be negative"))
 	}
 	return errors.Join(errs...)
-}
-
-// answers reports whether the fault answers the call (rather than only
-// delaying it).
-func (f Fault) answers() bool {
-	return f.Code != "" || (f.HTTPStatus != 0 && f.HTTPStatus != 200)
-}
-
-func (f Fault) status() int {
-	if f.HTTPStatus == 0 {
-		return 200
-	}
-	return f.HTTPStatus
 }
 
 // InjectedFault is an active fault with its id and the number of calls it
@@ -229,6 +217,7 @@ var volcCodeN = map[string]int64{
 	"InternalServiceTimeout":     100016,
 }
 
+// volcMessages are the Error.Message of the codes a fault may answer.
 var volcMessages = map[string]string{
 	"SystemError":              "系统错误",
 	"InternalServiceFailed":    "The internal service error",
@@ -244,18 +233,6 @@ var volcMessages = map[string]string{
 	"AccessDenied":             "User is not authorized to perform this operation.",
 	"LackPolicy":               "Request was rejected because of lack of policy.",
 	"RequestParametersError":   "request parameters error",
-}
-
-// volcFaultError is the envelope Error a fault with code answers.
-func volcFaultError(code string) volcError {
-	e := volcError{Code: code, CodeN: volcCodeN[code], Message: volcMessages[code]}
-	if n, err := strconv.ParseInt(code, 10, 64); err == nil {
-		e.CodeN = n
-	}
-	if e.Message == "" {
-		e.Message = "sandbox: injected fault " + code
-	}
-	return e
 }
 
 // Douyin platform codes the sandbox answers or knows a message for.
@@ -300,9 +277,5 @@ func douyinFaultCode(code string, fallback int64) (int64, string) {
 		msg := douyinMessages[fallback]
 		return fallback, fmt.Sprintf("%s (sandbox fault %s)", msg, code)
 	}
-	msg, ok := douyinMessages[n]
-	if !ok {
-		msg = "sandbox: injected fault " + code
-	}
-	return n, msg
+	return n, cmp.Or(douyinMessages[n], "sandbox: injected fault "+code)
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -406,3 +407,44 @@ func writeBare(w http.ResponseWriter, status int) {
 // StatusClientGone is recorded for a call whose client went away (or whose
 // server closed) while a latency fault was pending; nothing is answered.
 const StatusClientGone = 499
+
+// exchange is one request to a vendor route being answered.
+type exchange struct {
+	s    *Server
+	w    http.ResponseWriter
+	r    *http.Request
+	call Call
+}
+
+// answer writes v as JSON with status and records the call with code.
+func (x *exchange) answer(status int, v any, code string, fault bool) {
+	writeJSON(x.w, status, v)
+	x.call.HTTPStatus, x.call.Code, x.call.Fault = status, code, fault
+	x.s.record(x.call)
+}
+
+// applyFault runs the first fault that fires for the call: it waits the
+// latency, then answers a bare status, or a fault with a code through
+// answer, with HTTPStatus defaulted. It reports whether the call was answered and recorded.
+func (x *exchange) applyFault(answer func(Fault)) bool {
+	f, ok := x.s.pickFault(x.call.API)
+	if !ok {
+		return false
+	}
+	switch {
+	case !x.s.wait(x.r.Context(), f.Latency):
+		x.call.HTTPStatus = StatusClientGone
+	case f.Code != "":
+		f.HTTPStatus = cmp.Or(f.HTTPStatus, http.StatusOK)
+		answer(f)
+		return true
+	case f.HTTPStatus != 0 && f.HTTPStatus != http.StatusOK:
+		writeBare(x.w, f.HTTPStatus)
+		x.call.HTTPStatus = f.HTTPStatus
+	default:
+		return false // latency only
+	}
+	x.call.Fault = true
+	x.s.record(x.call)
+	return true
+}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,31 +71,29 @@ type volcEnvelope struct {
 
 // volcExchange is one Volcengine request being answered.
 type volcExchange struct {
-	s     *Server
-	w     http.ResponseWriter
-	r     *http.Request
-	call  Call
-	meta  volcMetadata
-	route volcRoute
+	exchange
+	meta    volcMetadata
+	route   volcRoute
+	auth    volcengine.Authorization // parsed from the Authorization header
+	authErr error
 }
 
 // fail answers an error in the envelope and records the call.
-func (x *volcExchange) fail(status int, code, msg string) {
-	x.failWith(status, volcError{Code: code, CodeN: volcCodeN[code], Message: msg}, false)
-}
+func (x *volcExchange) fail(status int, code, msg string) { x.send(status, code, msg, nil, false) }
 
-func (x *volcExchange) failWith(status int, e volcError, fault bool) {
-	if n, err := strconv.ParseInt(e.Code, 10, 64); err == nil {
-		e.CodeN = n
+// send answers the envelope, with Error {code, msg} when code is set, and
+// records the call.
+func (x *volcExchange) send(status int, code, msg string, result json.RawMessage, fault bool) {
+	if code != "" {
+		e := volcError{Code: code, CodeN: volcCodeN[code], Message: msg}
+		if n, err := strconv.ParseInt(code, 10, 64); err == nil {
+			e.CodeN = n
+		}
+		x.meta.Error = &e
 	}
-	x.meta.Error = &e
-	x.meta.RequestID = x.s.newRequestID(x.s.now())
-	writeJSON(x.w, status, volcEnvelope{ResponseMetadata: x.meta})
+	x.meta.RequestID = x.s.newRequestID(x.s.cfg.Now())
 	x.call.RequestID = x.meta.RequestID
-	x.call.Code = e.Code
-	x.call.HTTPStatus = status
-	x.call.Fault = fault
-	x.s.record(x.call)
+	x.answer(status, volcEnvelope{ResponseMetadata: x.meta, Result: result}, code, fault)
 }
 
 // succeed answers result and records the call.
@@ -104,11 +103,7 @@ func (x *volcExchange) succeed(result any) {
 		x.fail(http.StatusInternalServerError, "InternalError", "sandbox: "+err.Error())
 		return
 	}
-	x.meta.RequestID = x.s.newRequestID(x.s.now())
-	writeJSON(x.w, http.StatusOK, volcEnvelope{ResponseMetadata: x.meta, Result: raw})
-	x.call.RequestID = x.meta.RequestID
-	x.call.HTTPStatus = http.StatusOK
-	x.s.record(x.call)
+	x.send(http.StatusOK, "", "", raw, false)
 }
 
 // paramError answers the vendor's parameter error of the call's API.
@@ -121,11 +116,11 @@ func (x *volcExchange) paramError(status int, problem string) {
 }
 
 func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
+	now := s.cfg.Now()
 	q := r.URL.Query()
 	action, version := q.Get("Action"), q.Get("Version")
 	route, known := volcActions[action]
-	x := &volcExchange{s: s, w: w, r: r, call: Call{Time: now}, route: route,
+	x := &volcExchange{exchange: exchange{s: s, w: w, r: r, call: Call{Time: now}}, route: route,
 		meta: volcMetadata{Action: action, Version: version, Service: route.service, Region: DefaultRegion}}
 	if known && version == route.version {
 		x.call.API = route.api
@@ -157,22 +152,10 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if f, ok := s.pickFault(x.call.API); ok {
-		if !s.wait(r.Context(), f.Latency) {
-			x.call.HTTPStatus, x.call.Fault = StatusClientGone, true
-			s.record(x.call)
-			return
-		}
-		if f.answers() {
-			if f.Code == "" {
-				writeBare(w, f.status())
-				x.call.HTTPStatus, x.call.Fault = f.status(), true
-				s.record(x.call)
-				return
-			}
-			x.failWith(f.status(), volcFaultError(f.Code), true)
-			return
-		}
+	if x.applyFault(func(f Fault) {
+		x.send(f.HTTPStatus, f.Code, cmp.Or(volcMessages[f.Code], "sandbox: injected fault "+f.Code), nil, true)
+	}) {
+		return
 	}
 
 	switch x.call.API {
