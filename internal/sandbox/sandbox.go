@@ -91,7 +91,6 @@ type Server struct {
 
 	mu       sync.Mutex
 	calls    []Call
-	callSeq  int64
 	faults   []*faultEntry
 	faultSeq int
 	rng      *mrand.Rand
@@ -287,7 +286,6 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.w = seedWorld()
 	s.calls = nil
-	s.callSeq = 0
 	s.faults = nil
 	s.rng = newRNG(s.cfg.Seed)
 }
