@@ -226,18 +226,16 @@ func (s *Server) checkToken(appid, token string, now time.Time) (int64, string) 
 	}
 	s.mu.Lock()
 	t, ok := s.w.tokens[token]
-	var owner string
-	var expires time.Time
 	if ok {
-		owner, expires = t.appid, t.expires
+		t = &tokenState{t.appid, t.expires} // a copy: issueToken cuts expires
 	}
 	s.mu.Unlock()
 	switch {
 	case !ok:
 		return douyinTokenInvalid, "access_token invalid"
-	case owner != appid:
+	case t.appid != appid:
 		return douyinTokenInvalid, fmt.Sprintf("access_token invalid: it was not issued to appid %q", appid)
-	case !now.Before(expires):
+	case !now.Before(t.expires):
 		return douyinTokenExpired, "access_token expired"
 	}
 	return 0, ""
@@ -276,8 +274,8 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 	s := x.s
 	s.mu.Lock()
 	w := s.w
-	ent, ok := w.entities[p.EntityID]
-	if !ok || !ent.approved {
+	roles, ok := w.entities[p.EntityID]
+	if !ok {
 		s.mu.Unlock()
 		x.fail(http.StatusOK, douyinInvalidParam, "invalid parameter: entity not found or not approved")
 		return
@@ -295,9 +293,10 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 	w.roles[taskID] = &DouyinRole{TaskID: taskID, AppID: appid, EntityID: p.EntityID, IndustryRole: p.IndustryRole,
 		Status: status, AuditStatus: status.AuditStatus(), CreatedAt: now}
 	w.roleByKey[key] = taskID
-	if !slices.Contains(ent.roles, p.IndustryRole) {
-		ent.roles = append(ent.roles, p.IndustryRole)
-		slices.Sort(ent.roles)
+	if !slices.Contains(roles, p.IndustryRole) {
+		roles = append(roles, p.IndustryRole)
+		slices.Sort(roles)
+		w.entities[p.EntityID] = roles
 	}
 	if p.IndustryRole == messages.DouyinRoleInstitution {
 		w.fileInstitution(p, taskNum, status)
@@ -307,40 +306,39 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 }
 
 // fileInstitution files the category certification of an institution role.
+// p was decoded for this request alone, so its parts are kept uncopied.
 func (w *world) fileInstitution(p *messages.DouyinAddRole, taskNum string, status ReviewStatus) {
 	info := p.InstitutionRoleInfo
 	ci := info.InstitutionClassInfo
-	quals := cloneMaterials([]messages.DouyinMaterial{*ci.ClassMaterial})
-	q := &ClassQualification{AuditStatus: status.AuditStatus(), AuditTaskID: taskNum, ExpireTime: maxExpire(quals), Qualifications: quals}
+	q := &ClassQualification{AuditStatus: status.AuditStatus(), AuditTaskID: taskNum,
+		ExpireTime: ci.ClassMaterial.MaterialExpiretime, Qualifications: []messages.DouyinMaterial{*ci.ClassMaterial}}
 	if status == ReviewRejected {
 		q.AuditReason = rejectReason
 	}
-	inst := *info.InstitutionInfo
 	class := *ci.IndustryClass
 	for _, c := range w.classAuths {
 		if c.MerchantEntityID == p.EntityID && c.IndustryRole == messages.DouyinRoleInstitution &&
 			c.IndustryCode == SeedIndustryCode && c.IndustryClass == class {
 			c.submit(q)
-			c.Institution = &inst
-			c.Employee = cloneEmployee(ci.Employee)
+			c.Institution, c.Employee = info.InstitutionInfo, ci.Employee
 			return
 		}
 	}
 	c := &ClassAuth{MerchantEntityID: p.EntityID, IndustryCode: SeedIndustryCode, IndustryClass: class,
-		IndustryRole: messages.DouyinRoleInstitution, Institution: &inst, Employee: cloneEmployee(ci.Employee)}
+		IndustryRole: messages.DouyinRoleInstitution, Institution: info.InstitutionInfo, Employee: ci.Employee}
 	c.submit(q)
 	w.classAuths = append(w.classAuths, c)
 }
 
 type classAuthReply struct {
-	ClassAuths []map[string]any `json:"class_auths"`
-	Err        douyinErr        `json:"err"`
+	ClassAuths []classAuthVO `json:"class_auths"`
+	Err        douyinErr     `json:"err"`
 }
 
 func (x *douyinExchange) getClassAuth(p *messages.DouyinGetClassAuth) {
 	s := x.s
 	s.mu.Lock()
-	var found []map[string]any
+	var found []classAuthVO
 	for _, c := range s.w.classAuths {
 		if c.MerchantEntityID != p.MerchantEntityID || c.IndustryCode != p.IndustryCode ||
 			c.IndustryClass != *p.IndustryClass || c.IndustryRole != p.IndustryRole {
@@ -359,58 +357,46 @@ func (x *douyinExchange) getClassAuth(p *messages.DouyinGetClassAuth) {
 	x.reply(http.StatusOK, classAuthReply{ClassAuths: found}, 0, false)
 }
 
-// vendorJSON renders c in the shape of the get_class_auth page. Absent
-// blocks are empty objects, as on the page.
-func (c *ClassAuth) vendorJSON() map[string]any {
-	qual := func(q *ClassQualification) map[string]any {
-		if q == nil {
-			return map[string]any{}
-		}
-		ms := cloneMaterials(q.Qualifications)
-		if ms == nil {
-			ms = []messages.DouyinMaterial{}
-		}
-		return map[string]any{
-			"audit_status":   q.AuditStatus,
-			"audit_taskid":   q.AuditTaskID,
-			"audit_reason":   q.AuditReason,
-			"expire_time":    q.ExpireTime,
-			"qualifications": ms,
-		}
+// classAuthVO is a class auth in the shape of the get_class_auth page,
+// where absent blocks are empty objects.
+type classAuthVO struct {
+	Audit         any                          `json:"audit_qualification"`
+	IndustryClass messages.DouyinIndustryClass `json:"industry_class"`
+	IndustryCode  int64                        `json:"industry_code"`
+	IndustryRole  int                          `json:"industry_role"`
+	Institution   any                          `json:"institution"`
+	Online        any                          `json:"online_qualification"`
+	Partner       any                          `json:"partner"`
+}
+
+type institutionVO struct {
+	messages.DouyinInstitutionInfo
+	Employee *messages.DouyinEmployee `json:"employee,omitempty"`
+}
+
+// vendorJSON renders a copy of c in the shape of the get_class_auth page.
+func (c *ClassAuth) vendorJSON() classAuthVO {
+	cp := c.clone()
+	vo := classAuthVO{IndustryClass: cp.IndustryClass, IndustryCode: cp.IndustryCode, IndustryRole: cp.IndustryRole,
+		Online: qualVO(cp.Online), Audit: qualVO(cp.Audit), Institution: struct{}{}, Partner: struct{}{}}
+	if cp.Institution != nil {
+		vo.Institution = institutionVO{*cp.Institution, cp.Employee}
 	}
-	institution := map[string]any{}
-	if c.Institution != nil {
-		institution = map[string]any{
-			"record_name":   c.Institution.RecordName,
-			"scene_type":    c.Institution.SceneType,
-			"subject_type":  c.Institution.SubjectType,
-			"logo_uri":      c.Institution.LogoURI,
-			"trademark_uri": c.Institution.TrademarkURI,
-			"desc":          c.Institution.Desc,
+	if p := cp.Partner; p != nil {
+		if p.CooperationCase == nil {
+			p.CooperationCase = []messages.DouyinMaterial{}
 		}
-		if c.Employee != nil {
-			institution["employee"] = cloneEmployee(c.Employee)
-		}
+		vo.Partner = p
 	}
-	partner := map[string]any{}
-	if c.Partner != nil {
-		cases := cloneMaterials(c.Partner.CooperationCase)
-		if cases == nil {
-			cases = []messages.DouyinMaterial{}
-		}
-		partner = map[string]any{
-			"company_type":     c.Partner.CompanyType,
-			"company_addr":     c.Partner.CompanyAddr,
-			"cooperation_case": cases,
-		}
+	return vo
+}
+
+func qualVO(q *ClassQualification) any {
+	if q == nil {
+		return struct{}{}
 	}
-	return map[string]any{
-		"industry_class":       c.IndustryClass,
-		"industry_code":        c.IndustryCode,
-		"industry_role":        c.IndustryRole,
-		"online_qualification": qual(c.Online),
-		"audit_qualification":  qual(c.Audit),
-		"institution":          institution,
-		"partner":              partner,
+	if q.Qualifications == nil {
+		q.Qualifications = []messages.DouyinMaterial{}
 	}
+	return q
 }
