@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -32,10 +33,7 @@ const (
 
 // Other defaults of Config.
 const (
-	DefaultAddr         = "127.0.0.1:0"
-	DefaultTokenTTL     = 2 * time.Hour
-	DefaultMaxClockSkew = 15 * time.Minute
-	DefaultMaxBodyBytes = 32 << 20
+	DefaultTokenTTL = 2 * time.Hour
 	// DefaultRegion is echoed when a request carries no credential scope.
 	DefaultRegion = "cn-north-1"
 )
@@ -114,24 +112,16 @@ type Server struct {
 // New validates cfg, fills in the defaults and returns a Server holding the
 // seed state. It does not listen; call Start, or mount Handler.
 func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
+	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:0")
 	if err := checkLoopback(cfg.Addr); err != nil {
 		return nil, err
 	}
 	if cfg.TokenTTL < 0 || cfg.MaxClockSkew < 0 || cfg.MaxBodyBytes < 0 {
 		return nil, errors.New("sandbox: TokenTTL, MaxClockSkew and MaxBodyBytes must not be negative")
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
-	}
-	if cfg.MaxClockSkew == 0 {
-		cfg.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	cfg.MaxClockSkew = cmp.Or(cfg.MaxClockSkew, 15*time.Minute)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 32<<20)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -159,14 +149,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 func copyMap(m map[string]string, defKey, defVal string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
+	if len(m) == 0 {
+		return map[string]string{defKey: defVal}
 	}
-	if len(out) == 0 {
-		out[defKey] = defVal
-	}
-	return out
+	return maps.Clone(m)
 }
 
 func newRNG(seed int64) *mrand.Rand {
@@ -289,8 +275,6 @@ func (s *Server) Reset() {
 	s.faults = nil
 	s.rng = newRNG(s.cfg.Seed)
 }
-
-func (s *Server) now() time.Time { return s.cfg.Now() }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()

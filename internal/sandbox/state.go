@@ -360,7 +360,7 @@ func (s *Server) SetReview(id string, status ReviewStatus) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.w
-	now := s.now()
+	now := s.cfg.Now()
 	if q, ok := w.quals[id]; ok {
 		q.Status = status
 		q.UpdatedAt = now
