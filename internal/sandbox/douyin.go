@@ -71,7 +71,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusOK, tokenErrBadParams, "bad params: body must be a JSON object {appid, secret, grant_type}")
 		return
 	}
-	secret, ok := s.apps[req.AppID]
+	secret, ok := s.cfg.Apps[req.AppID]
 	switch {
 	case !ok:
 		fail(http.StatusOK, tokenErrBadAppID, "bad appid")

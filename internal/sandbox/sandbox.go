@@ -83,8 +83,6 @@ type Config struct {
 // Server is the simulator. Its methods are safe for concurrent use.
 type Server struct {
 	cfg     Config
-	keys    map[string]string
-	apps    map[string]string
 	handler http.Handler
 
 	mu       sync.Mutex
@@ -125,25 +123,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{
-		cfg:     cfg,
-		keys:    copyMap(cfg.Keys, DefaultAccessKeyID, DefaultSecretAccessKey),
-		apps:    copyMap(cfg.Apps, DefaultAppID, DefaultAppSecret),
-		closing: make(chan struct{}),
-	}
-	for k, v := range s.keys {
+	cfg.Keys = copyMap(cfg.Keys, DefaultAccessKeyID, DefaultSecretAccessKey)
+	cfg.Apps = copyMap(cfg.Apps, DefaultAppID, DefaultAppSecret)
+	for k, v := range cfg.Keys {
 		if k == "" || v == "" {
 			return nil, errors.New("sandbox: access key ids and secrets must not be empty")
 		}
 	}
-	for k, v := range s.apps {
+	for k, v := range cfg.Apps {
 		if k == "" || v == "" {
 			return nil, errors.New("sandbox: appids and app secrets must not be empty")
 		}
 	}
+	s := &Server{cfg: cfg, closing: make(chan struct{}), rng: newRNG(cfg.Seed), w: seedWorld()}
 	s.hcond = sync.NewCond(&s.hmu)
-	s.rng = newRNG(cfg.Seed)
-	s.w = seedWorld()
 	s.handler = s.track(s.routes())
 	return s, nil
 }
