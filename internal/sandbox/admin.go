@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/qualfile/qualfile/messages"
@@ -49,13 +50,7 @@ func adminError(w http.ResponseWriter, status int, msg string) {
 func (s *Server) adminCalls(w http.ResponseWriter, r *http.Request) {
 	calls := s.Calls()
 	if api := messages.API(r.URL.Query().Get("api")); api != "" {
-		kept := calls[:0]
-		for _, c := range calls {
-			if c.API == api {
-				kept = append(kept, c)
-			}
-		}
-		calls = kept
+		calls = slices.DeleteFunc(calls, func(c Call) bool { return c.API != api })
 	}
 	writeJSON(w, http.StatusOK, calls)
 }

@@ -12,48 +12,43 @@ import (
 // Call is one request the sandbox received on a vendor route.
 type Call struct {
 	// Seq numbers calls from 1 in arrival order of their answers.
-	Seq int64
+	Seq int64 `json:"seq"`
 	// API is the call's wire name, TokenAPI for the token endpoint, or ""
 	// for a Volcengine request with an unknown Action or Version.
-	API messages.API
+	API messages.API `json:"api"`
 	// Time is when the request arrived (Config.Now).
-	Time time.Time
+	Time time.Time `json:"time"`
 	// AccessKeyOrAppID is the Volcengine access key id from the
 	// Authorization header, or the Douyin appid from the body.
-	AccessKeyOrAppID string
+	AccessKeyOrAppID string `json:"access_key_or_app_id,omitempty"`
 	// RequestID is the id the sandbox returned: ResponseMetadata.RequestId
 	// or the X-Tt-Logid header; "" when none was (a bare status).
-	RequestID string
-	// Body is the raw request body.
-	Body []byte
+	RequestID string `json:"request_id,omitempty"`
+	// Body is the raw request body; see MarshalJSON.
+	Body []byte `json:"-"`
 	// Code is the vendor error code answered, "" on success: Volcengine
 	// Error.Code, or the Douyin err_code / err_no in decimal.
-	Code string
+	Code string `json:"code,omitempty"`
 	// HTTPStatus is the status answered (StatusClientGone when the client
 	// left during a latency fault).
-	HTTPStatus int
+	HTTPStatus int `json:"http_status"`
 	// Fault is true when an injected fault answered the call.
-	Fault bool
+	Fault bool `json:"fault,omitempty"`
 }
 
+// callFields is Call without its methods, so that callJSON can embed it.
+type callFields Call
+
 type callJSON struct {
-	Seq              int64        `json:"seq"`
-	API              messages.API `json:"api"`
-	Time             time.Time    `json:"time"`
-	AccessKeyOrAppID string       `json:"access_key_or_app_id,omitempty"`
-	RequestID        string       `json:"request_id,omitempty"`
-	Body             *string      `json:"body,omitempty"`
-	BodyBase64       []byte       `json:"body_base64,omitempty"`
-	Code             string       `json:"code,omitempty"`
-	HTTPStatus       int          `json:"http_status"`
-	Fault            bool         `json:"fault,omitempty"`
+	callFields
+	Body       *string `json:"body,omitempty"`
+	BodyBase64 []byte  `json:"body_base64,omitempty"`
 }
 
 // MarshalJSON writes the body as text ("body") when it is valid UTF-8 and
 // as base64 ("body_base64") otherwise.
 func (c Call) MarshalJSON() ([]byte, error) {
-	j := callJSON{Seq: c.Seq, API: c.API, Time: c.Time, AccessKeyOrAppID: c.AccessKeyOrAppID,
-		RequestID: c.RequestID, Code: c.Code, HTTPStatus: c.HTTPStatus, Fault: c.Fault}
+	j := callJSON{callFields: callFields(c)}
 	if utf8.Valid(c.Body) {
 		b := string(c.Body)
 		j.Body = &b
@@ -69,13 +64,10 @@ func (c *Call) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	*c = Call{Seq: j.Seq, API: j.API, Time: j.Time, AccessKeyOrAppID: j.AccessKeyOrAppID,
-		RequestID: j.RequestID, Code: j.Code, HTTPStatus: j.HTTPStatus, Fault: j.Fault}
-	switch {
-	case j.Body != nil:
+	*c = Call(j.callFields)
+	c.Body = j.BodyBase64
+	if j.Body != nil {
 		c.Body = []byte(*j.Body)
-	case j.BodyBase64 != nil:
-		c.Body = j.BodyBase64
 	}
 	return nil
 }
@@ -84,8 +76,7 @@ func (c *Call) UnmarshalJSON(data []byte) error {
 func (s *Server) record(c Call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.callSeq++
-	c.Seq = s.callSeq
+	c.Seq = int64(len(s.calls)) + 1
 	s.calls = append(s.calls, c)
 }
 

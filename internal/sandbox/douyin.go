@@ -42,30 +42,21 @@ type tokenData struct {
 
 // serveToken answers POST /api/apps/v2/token.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	call := Call{API: TokenAPI, Time: now, RequestID: s.newLogID(now)}
-	w.Header().Set("X-Tt-Logid", call.RequestID)
-	answer := func(status int, reply tokenReply, fault bool) {
-		writeJSON(w, status, reply)
-		call.HTTPStatus, call.Fault = status, fault
-		if reply.ErrNo != 0 {
-			call.Code = strconv.FormatInt(reply.ErrNo, 10)
-		}
-		s.record(call)
-	}
+	now := s.cfg.Now()
+	x := s.newDouyinExchange(w, r, TokenAPI, now)
 	fail := func(status int, code int64, tips string) {
-		answer(status, tokenReply{ErrNo: code, ErrTips: tips}, false)
+		x.reply(status, tokenReply{ErrNo: code, ErrTips: tips}, code, false)
 	}
 
 	body, err := s.readBody(r)
-	call.Body = body
+	x.call.Body = body
 	var req struct {
 		AppID     string `json:"appid"`
 		Secret    string `json:"secret"`
 		GrantType string `json:"grant_type"`
 	}
 	jsonErr := json.Unmarshal(body, &req)
-	call.AccessKeyOrAppID = req.AppID
+	x.call.AccessKeyOrAppID = req.AppID
 	switch {
 	case errors.Is(err, errTooLarge):
 		fail(http.StatusRequestEntityTooLarge, tokenErrBadParams, "bad params: request body too large")
@@ -80,7 +71,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusOK, tokenErrBadParams, "bad params: body must be a JSON object {appid, secret, grant_type}")
 		return
 	}
-	secret, ok := s.apps[req.AppID]
+	secret, ok := s.cfg.Apps[req.AppID]
 	switch {
 	case !ok:
 		fail(http.StatusOK, tokenErrBadAppID, "bad appid")
@@ -92,31 +83,18 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusOK, tokenErrBadGrantType, "bad grant_type")
 		return
 	}
-
-	if f, ok := s.pickFault(TokenAPI); ok {
-		if !s.wait(r.Context(), f.Latency) {
-			call.HTTPStatus, call.Fault = StatusClientGone, true
-			s.record(call)
-			return
-		}
-		if f.answers() {
-			if f.Code == "" {
-				writeBare(w, f.status())
-				call.HTTPStatus, call.Fault = f.status(), true
-				s.record(call)
-				return
-			}
-			code, msg := douyinFaultCode(f.Code, tokenErrSystem)
-			answer(f.status(), tokenReply{ErrNo: code, ErrTips: msg}, true)
-			return
-		}
+	if x.applyFault(func(f Fault) {
+		code, msg := douyinFaultCode(f.Code, tokenErrSystem)
+		x.reply(f.HTTPStatus, tokenReply{ErrNo: code, ErrTips: msg}, code, true)
+	}) {
+		return
 	}
 
 	tok := randomHex(28)
 	s.mu.Lock()
 	s.w.issueToken(tok, req.AppID, now, s.cfg.TokenTTL)
 	s.mu.Unlock()
-	answer(http.StatusOK, tokenReply{ErrTips: "success", Data: &tokenData{AccessToken: tok, ExpiresIn: int64(s.cfg.TokenTTL / time.Second)}}, false)
+	x.reply(http.StatusOK, tokenReply{ErrTips: "success", Data: &tokenData{AccessToken: tok, ExpiresIn: int64(s.cfg.TokenTTL / time.Second)}}, 0, false)
 }
 
 // issueToken stores tok for appid and cuts every earlier token of appid to
@@ -151,21 +129,23 @@ func (s *Server) TokenExpiry(token string) (time.Time, bool) {
 	return t.expires, true
 }
 
-// douyinExchange is one add_role or get_class_auth request being answered.
-type douyinExchange struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	call Call
+// douyinExchange is one token, add_role or get_class_auth request being
+// answered.
+type douyinExchange struct{ exchange }
+
+func (s *Server) newDouyinExchange(w http.ResponseWriter, r *http.Request, api messages.API, now time.Time) *douyinExchange {
+	x := &douyinExchange{exchange{s: s, w: w, r: r, call: Call{API: api, Time: now, RequestID: s.newLogID(now)}}}
+	w.Header().Set("X-Tt-Logid", x.call.RequestID)
+	return x
 }
 
+// reply answers v and records the call with the Douyin code (0 = success).
 func (x *douyinExchange) reply(status int, v any, code int64, fault bool) {
-	writeJSON(x.w, status, v)
-	x.call.HTTPStatus, x.call.Fault = status, fault
+	c := ""
 	if code != 0 {
-		x.call.Code = strconv.FormatInt(code, 10)
+		c = strconv.FormatInt(code, 10)
 	}
-	x.s.record(x.call)
+	x.answer(status, v, c, fault)
 }
 
 func (x *douyinExchange) fail(status int, code int64, msg string) {
@@ -174,9 +154,8 @@ func (x *douyinExchange) fail(status int, code int64, msg string) {
 
 func (s *Server) douyinHandler(api messages.API) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		now := s.now()
-		x := &douyinExchange{s: s, w: w, r: r, call: Call{API: api, Time: now, RequestID: s.newLogID(now)}}
-		w.Header().Set("X-Tt-Logid", x.call.RequestID)
+		now := s.cfg.Now()
+		x := s.newDouyinExchange(w, r, api, now)
 
 		body, err := s.readBody(r)
 		x.call.Body = body
@@ -203,23 +182,11 @@ func (s *Server) douyinHandler(api messages.API) http.HandlerFunc {
 			return
 		}
 
-		if f, ok := s.pickFault(api); ok {
-			if !s.wait(r.Context(), f.Latency) {
-				x.call.HTTPStatus, x.call.Fault = StatusClientGone, true
-				s.record(x.call)
-				return
-			}
-			if f.answers() {
-				if f.Code == "" {
-					writeBare(w, f.status())
-					x.call.HTTPStatus, x.call.Fault = f.status(), true
-					s.record(x.call)
-					return
-				}
-				code, msg := douyinFaultCode(f.Code, douyinSystemBusy)
-				x.reply(f.status(), douyinErrReply{ErrNo: &code, ErrTips: msg, Err: douyinErr{ErrCode: code, ErrMsg: msg}}, code, true)
-				return
-			}
+		if x.applyFault(func(f Fault) {
+			code, msg := douyinFaultCode(f.Code, douyinSystemBusy)
+			x.reply(f.HTTPStatus, douyinErrReply{ErrNo: &code, ErrTips: msg, Err: douyinErr{ErrCode: code, ErrMsg: msg}}, code, true)
+		}) {
+			return
 		}
 
 		delete(fields, "appid")
@@ -259,18 +226,16 @@ func (s *Server) checkToken(appid, token string, now time.Time) (int64, string) 
 	}
 	s.mu.Lock()
 	t, ok := s.w.tokens[token]
-	var owner string
-	var expires time.Time
 	if ok {
-		owner, expires = t.appid, t.expires
+		t = &tokenState{t.appid, t.expires} // a copy: issueToken cuts expires
 	}
 	s.mu.Unlock()
 	switch {
 	case !ok:
 		return douyinTokenInvalid, "access_token invalid"
-	case owner != appid:
+	case t.appid != appid:
 		return douyinTokenInvalid, fmt.Sprintf("access_token invalid: it was not issued to appid %q", appid)
-	case !now.Before(expires):
+	case !now.Before(t.expires):
 		return douyinTokenExpired, "access_token expired"
 	}
 	return 0, ""
@@ -293,6 +258,9 @@ type addRoleReply struct {
 	Err           douyinErr `json:"err"`
 }
 
+// addRole files a role of an approved entity, once per entity and role
+// unless the earlier filing was rejected; an institution role also files
+// its class auth.
 func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now time.Time) {
 	var name string
 	switch p.IndustryRole {
@@ -306,8 +274,8 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 	s := x.s
 	s.mu.Lock()
 	w := s.w
-	ent, ok := w.entities[p.EntityID]
-	if !ok || !ent.approved {
+	roles, ok := w.entities[p.EntityID]
+	if !ok {
 		s.mu.Unlock()
 		x.fail(http.StatusOK, douyinInvalidParam, "invalid parameter: entity not found or not approved")
 		return
@@ -325,9 +293,10 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 	w.roles[taskID] = &DouyinRole{TaskID: taskID, AppID: appid, EntityID: p.EntityID, IndustryRole: p.IndustryRole,
 		Status: status, AuditStatus: status.AuditStatus(), CreatedAt: now}
 	w.roleByKey[key] = taskID
-	if !slices.Contains(ent.roles, p.IndustryRole) {
-		ent.roles = append(ent.roles, p.IndustryRole)
-		slices.Sort(ent.roles)
+	if !slices.Contains(roles, p.IndustryRole) {
+		roles = append(roles, p.IndustryRole)
+		slices.Sort(roles)
+		w.entities[p.EntityID] = roles
 	}
 	if p.IndustryRole == messages.DouyinRoleInstitution {
 		w.fileInstitution(p, taskNum, status)
@@ -337,40 +306,39 @@ func (x *douyinExchange) addRole(p *messages.DouyinAddRole, appid string, now ti
 }
 
 // fileInstitution files the category certification of an institution role.
+// p was decoded for this request alone, so its parts are kept uncopied.
 func (w *world) fileInstitution(p *messages.DouyinAddRole, taskNum string, status ReviewStatus) {
 	info := p.InstitutionRoleInfo
 	ci := info.InstitutionClassInfo
-	quals := cloneMaterials([]messages.DouyinMaterial{*ci.ClassMaterial})
-	q := &ClassQualification{AuditStatus: status.AuditStatus(), AuditTaskID: taskNum, ExpireTime: maxExpire(quals), Qualifications: quals}
+	q := &ClassQualification{AuditStatus: status.AuditStatus(), AuditTaskID: taskNum,
+		ExpireTime: ci.ClassMaterial.MaterialExpiretime, Qualifications: []messages.DouyinMaterial{*ci.ClassMaterial}}
 	if status == ReviewRejected {
 		q.AuditReason = rejectReason
 	}
-	inst := *info.InstitutionInfo
 	class := *ci.IndustryClass
 	for _, c := range w.classAuths {
 		if c.MerchantEntityID == p.EntityID && c.IndustryRole == messages.DouyinRoleInstitution &&
 			c.IndustryCode == SeedIndustryCode && c.IndustryClass == class {
 			c.submit(q)
-			c.Institution = &inst
-			c.Employee = cloneEmployee(ci.Employee)
+			c.Institution, c.Employee = info.InstitutionInfo, ci.Employee
 			return
 		}
 	}
 	c := &ClassAuth{MerchantEntityID: p.EntityID, IndustryCode: SeedIndustryCode, IndustryClass: class,
-		IndustryRole: messages.DouyinRoleInstitution, Institution: &inst, Employee: cloneEmployee(ci.Employee)}
+		IndustryRole: messages.DouyinRoleInstitution, Institution: info.InstitutionInfo, Employee: ci.Employee}
 	c.submit(q)
 	w.classAuths = append(w.classAuths, c)
 }
 
 type classAuthReply struct {
-	ClassAuths []map[string]any `json:"class_auths"`
-	Err        douyinErr        `json:"err"`
+	ClassAuths []classAuthVO `json:"class_auths"`
+	Err        douyinErr     `json:"err"`
 }
 
 func (x *douyinExchange) getClassAuth(p *messages.DouyinGetClassAuth) {
 	s := x.s
 	s.mu.Lock()
-	var found []map[string]any
+	var found []classAuthVO
 	for _, c := range s.w.classAuths {
 		if c.MerchantEntityID != p.MerchantEntityID || c.IndustryCode != p.IndustryCode ||
 			c.IndustryClass != *p.IndustryClass || c.IndustryRole != p.IndustryRole {
@@ -389,58 +357,46 @@ func (x *douyinExchange) getClassAuth(p *messages.DouyinGetClassAuth) {
 	x.reply(http.StatusOK, classAuthReply{ClassAuths: found}, 0, false)
 }
 
-// vendorJSON renders c in the shape of the get_class_auth page. Absent
-// blocks are empty objects, as on the page.
-func (c *ClassAuth) vendorJSON() map[string]any {
-	qual := func(q *ClassQualification) map[string]any {
-		if q == nil {
-			return map[string]any{}
-		}
-		ms := cloneMaterials(q.Qualifications)
-		if ms == nil {
-			ms = []messages.DouyinMaterial{}
-		}
-		return map[string]any{
-			"audit_status":   q.AuditStatus,
-			"audit_taskid":   q.AuditTaskID,
-			"audit_reason":   q.AuditReason,
-			"expire_time":    q.ExpireTime,
-			"qualifications": ms,
-		}
+// classAuthVO is a class auth in the shape of the get_class_auth page,
+// where absent blocks are empty objects.
+type classAuthVO struct {
+	Audit         any                          `json:"audit_qualification"`
+	IndustryClass messages.DouyinIndustryClass `json:"industry_class"`
+	IndustryCode  int64                        `json:"industry_code"`
+	IndustryRole  int                          `json:"industry_role"`
+	Institution   any                          `json:"institution"`
+	Online        any                          `json:"online_qualification"`
+	Partner       any                          `json:"partner"`
+}
+
+type institutionVO struct {
+	messages.DouyinInstitutionInfo
+	Employee *messages.DouyinEmployee `json:"employee,omitempty"`
+}
+
+// vendorJSON renders a copy of c in the shape of the get_class_auth page.
+func (c *ClassAuth) vendorJSON() classAuthVO {
+	cp := c.clone()
+	vo := classAuthVO{IndustryClass: cp.IndustryClass, IndustryCode: cp.IndustryCode, IndustryRole: cp.IndustryRole,
+		Online: qualVO(cp.Online), Audit: qualVO(cp.Audit), Institution: struct{}{}, Partner: struct{}{}}
+	if cp.Institution != nil {
+		vo.Institution = institutionVO{*cp.Institution, cp.Employee}
 	}
-	institution := map[string]any{}
-	if c.Institution != nil {
-		institution = map[string]any{
-			"record_name":   c.Institution.RecordName,
-			"scene_type":    c.Institution.SceneType,
-			"subject_type":  c.Institution.SubjectType,
-			"logo_uri":      c.Institution.LogoURI,
-			"trademark_uri": c.Institution.TrademarkURI,
-			"desc":          c.Institution.Desc,
+	if p := cp.Partner; p != nil {
+		if p.CooperationCase == nil {
+			p.CooperationCase = []messages.DouyinMaterial{}
 		}
-		if c.Employee != nil {
-			institution["employee"] = cloneEmployee(c.Employee)
-		}
+		vo.Partner = p
 	}
-	partner := map[string]any{}
-	if c.Partner != nil {
-		cases := cloneMaterials(c.Partner.CooperationCase)
-		if cases == nil {
-			cases = []messages.DouyinMaterial{}
-		}
-		partner = map[string]any{
-			"company_type":     c.Partner.CompanyType,
-			"company_addr":     c.Partner.CompanyAddr,
-			"cooperation_case": cases,
-		}
+	return vo
+}
+
+func qualVO(q *ClassQualification) any {
+	if q == nil {
+		return struct{}{}
 	}
-	return map[string]any{
-		"industry_class":       c.IndustryClass,
-		"industry_code":        c.IndustryCode,
-		"industry_role":        c.IndustryRole,
-		"online_qualification": qual(c.Online),
-		"audit_qualification":  qual(c.Audit),
-		"institution":          institution,
-		"partner":              partner,
+	if q.Qualifications == nil {
+		q.Qualifications = []messages.DouyinMaterial{}
 	}
+	return q
 }

@@ -1,10 +1,11 @@
 package sandbox
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,63 +20,57 @@ func isRead(api messages.API) bool {
 // Fault is an injected misbehaviour. See the package documentation for how
 // it answers.
 type Fault struct {
-	// API is the call the fault applies to: one of the five APIs, "" for
-	// any of the five, or TokenAPI for the token endpoint.
-	API messages.API
+	// API is the call the fault applies to: one of the five APIs or the two
+	// reads, "" for any of these, or TokenAPI for the token endpoint.
+	API messages.API `json:"api"`
 	// Code is the vendor code to answer: a Volcengine Error.Code (e.g.
 	// "SystemError", "1999", "FlowLimitExceeded") or a Douyin err_code in
-	// decimal (e.g. "28001005"). "" with HTTPStatus set answers a bare
-	// status.
-	Code string
+	// decimal (e.g. "28001005").
+	Code string `json:"code,omitempty"`
 	// HTTPStatus is the status answered; default 200.
-	HTTPStatus int
+	HTTPStatus int `json:"http_status,omitempty"`
 	// Count is how many matching calls the fault answers; 0 with Fraction 0
 	// means every matching call until cleared.
-	Count int
+	Count int `json:"count,omitempty"`
 	// Fraction is the probability (0..1) that a matching call is answered
 	// by the fault.
-	Fraction float64
-	// Latency is waited before answering.
-	Latency time.Duration
+	Fraction float64 `json:"fraction,omitempty"`
+	// Latency is waited before answering; in JSON a Go duration string
+	// such as "2s".
+	Latency time.Duration `json:"-"`
 }
+
+// faultFields is Fault without its methods, so that faultJSON can embed it.
+type faultFields Fault
 
 type faultJSON struct {
-	API        messages.API `json:"api"`
-	Code       string       `json:"code,omitempty"`
-	HTTPStatus int          `json:"http_status,omitempty"`
-	Count      int          `json:"count,omitempty"`
-	Fraction   float64      `json:"fraction,omitempty"`
-	Latency    string       `json:"latency,omitempty"`
+	faultFields
+	Latency string `json:"latency,omitempty"`
 }
 
-// MarshalJSON writes the fault with snake_case names and Latency as a Go
-// duration string such as "2s".
+// MarshalJSON writes Latency as a Go duration string.
 func (f Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{API: f.API, Code: f.Code, HTTPStatus: f.HTTPStatus, Count: f.Count, Fraction: f.Fraction}
+	j := faultJSON{faultFields: faultFields(f)}
 	if f.Latency != 0 {
 		j.Latency = f.Latency.String()
 	}
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads {"api","code","http_status","count","fraction",
-// "latency"}; latency is a Go duration string. Unknown fields are errors.
+// UnmarshalJSON reads what MarshalJSON writes. Unknown fields are errors.
 func (f *Fault) UnmarshalJSON(data []byte) error {
 	var j faultJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := strictJSON(data, &j); err != nil {
 		return fmt.Errorf("fault: %w", err)
 	}
-	var lat time.Duration
+	*f = Fault(j.faultFields)
 	if j.Latency != "" {
 		d, err := time.ParseDuration(j.Latency)
 		if err != nil {
 			return fmt.Errorf("fault: latency: %w", err)
 		}
-		lat = d
+		f.Latency = d
 	}
-	*f = Fault{API: j.API, Code: j.Code, HTTPStatus: j.HTTPStatus, Count: j.Count, Fraction: j.Fraction, Latency: lat}
 	return nil
 }
 
@@ -100,19 +95,6 @@ func (f Fault) Validate() error {
 	return errors.Join(errs...)
 }
 
-// answers reports whether the fault answers the call (rather than only
-// delaying it).
-func (f Fault) answers() bool {
-	return f.Code != "" || (f.HTTPStatus != 0 && f.HTTPStatus != 200)
-}
-
-func (f Fault) status() int {
-	if f.HTTPStatus == 0 {
-		return 200
-	}
-	return f.HTTPStatus
-}
-
 // InjectedFault is an active fault with its id and the number of calls it
 // has answered so far.
 type InjectedFault struct {
@@ -122,10 +104,9 @@ type InjectedFault struct {
 }
 
 type faultEntry struct {
-	id        int
-	f         Fault
-	hits      int
-	remaining int
+	id   int
+	f    Fault
+	hits int
 }
 
 func (e *faultEntry) matches(api messages.API) bool {
@@ -138,21 +119,15 @@ func (e *faultEntry) matches(api messages.API) bool {
 // Inject adds a fault and returns its id. A fault that does not Validate is
 // clamped: negative values become 0 and Fraction is limited to 0..1.
 func (s *Server) Inject(f Fault) int {
-	if f.Count < 0 {
-		f.Count = 0
-	}
-	if !(f.Fraction > 0) {
+	f.Count, f.Latency = max(f.Count, 0), max(f.Latency, 0)
+	if !(f.Fraction > 0) { // also NaN
 		f.Fraction = 0
-	} else if f.Fraction > 1 {
-		f.Fraction = 1
 	}
-	if f.Latency < 0 {
-		f.Latency = 0
-	}
+	f.Fraction = min(f.Fraction, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faultSeq++
-	s.faults = append(s.faults, &faultEntry{id: s.faultSeq, f: f, remaining: f.Count})
+	s.faults = append(s.faults, &faultEntry{id: s.faultSeq, f: f})
 	return s.faultSeq
 }
 
@@ -160,13 +135,9 @@ func (s *Server) Inject(f Fault) int {
 func (s *Server) RemoveFault(id int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, e := range s.faults {
-		if e.id == id {
-			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-			return true
-		}
-	}
-	return false
+	n := len(s.faults)
+	s.faults = slices.DeleteFunc(s.faults, func(e *faultEntry) bool { return e.id == id })
+	return len(s.faults) < n
 }
 
 // ClearFaults removes every fault.
@@ -200,11 +171,8 @@ func (s *Server) pickFault(api messages.API) (Fault, bool) {
 			continue
 		}
 		e.hits++
-		if e.f.Count > 0 {
-			e.remaining--
-			if e.remaining <= 0 {
-				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-			}
+		if e.f.Count > 0 && e.hits >= e.f.Count {
+			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
 		}
 		return e.f, true
 	}
@@ -229,6 +197,7 @@ var volcCodeN = map[string]int64{
 	"InternalServiceTimeout":     100016,
 }
 
+// volcMessages are the Error.Message of the codes a fault may answer.
 var volcMessages = map[string]string{
 	"SystemError":              "系统错误",
 	"InternalServiceFailed":    "The internal service error",
@@ -244,18 +213,6 @@ var volcMessages = map[string]string{
 	"AccessDenied":             "User is not authorized to perform this operation.",
 	"LackPolicy":               "Request was rejected because of lack of policy.",
 	"RequestParametersError":   "request parameters error",
-}
-
-// volcFaultError is the envelope Error a fault with code answers.
-func volcFaultError(code string) volcError {
-	e := volcError{Code: code, CodeN: volcCodeN[code], Message: volcMessages[code]}
-	if n, err := strconv.ParseInt(code, 10, 64); err == nil {
-		e.CodeN = n
-	}
-	if e.Message == "" {
-		e.Message = "sandbox: injected fault " + code
-	}
-	return e
 }
 
 // Douyin platform codes the sandbox answers or knows a message for.
@@ -300,9 +257,5 @@ func douyinFaultCode(code string, fallback int64) (int64, string) {
 		msg := douyinMessages[fallback]
 		return fallback, fmt.Sprintf("%s (sandbox fault %s)", msg, code)
 	}
-	msg, ok := douyinMessages[n]
-	if !ok {
-		msg = "sandbox: injected fault " + code
-	}
-	return n, msg
+	return n, cmp.Or(douyinMessages[n], "sandbox: injected fault "+code)
 }

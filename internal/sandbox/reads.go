@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -14,14 +15,17 @@ import (
 // faults as the filing calls. An account sees what its access key filed
 // and the seeded records.
 
-// maxPageSize is the largest page a read answers.
-const maxPageSize = 100
+// pageSize is the page size a read answers for n: at most 100, the
+// default.
+func pageSize(n int32) int {
+	if n <= 0 || n > 100 {
+		return 100
+	}
+	return int(n)
+}
 
-// createTimeLayout is how the sandbox writes a qualification's
-// CreateTime: Beijing time without an offset, as the vendor's console
-// shows it.
-const createTimeLayout = time.DateTime
-
+// beijing is the zone of a qualification's CreateTime and UpdateTime,
+// written without an offset as the vendor's console shows them.
 var beijing = time.FixedZone("CST", 8*3600)
 
 type qualificationQuery struct {
@@ -49,27 +53,13 @@ type qualificationRecordVO struct {
 	Scenarios []struct{}          `json:"QualificationScenarioInfoVOList"`
 }
 
-// approvalCode is the ApprovalStatus of a review status.
-func approvalCode(r ReviewStatus) int32 {
-	switch r {
-	case ReviewApproved:
-		return 2
-	case ReviewRejected:
-		return 3
-	}
-	return 1
-}
-
 func (x *volcExchange) queryQualification(body []byte) {
 	var q qualificationQuery
 	if err := strictJSON(body, &q); err != nil {
 		x.paramError(http.StatusOK, "request body: "+err.Error())
 		return
 	}
-	limit := int(q.Limit)
-	if limit <= 0 || limit > maxPageSize {
-		limit = maxPageSize
-	}
+	limit := pageSize(q.Limit)
 	s := x.s
 	s.mu.Lock()
 	var all []*Qualification
@@ -85,15 +75,15 @@ func (x *volcExchange) queryQualification(body []byte) {
 		}
 		all = append(all, qu)
 	}
-	slices.SortFunc(all, func(a, b *Qualification) int { return int(a.QualificationID - b.QualificationID) })
+	slices.SortFunc(all, func(a, b *Qualification) int { return cmp.Compare(a.QualificationID, b.QualificationID) })
 	total := len(all)
 	var recs []qualificationRecordVO
 	for i := max(int(q.Offset), 0); i < total && len(recs) < limit; i++ {
 		qu := all[i]
 		recs = append(recs, qualificationRecordVO{Main: qualificationMainVO{
 			QualificationID: qu.QualificationID, QualificationNo: qu.QualificationNo, QualificationEntity: qu.Entity,
-			UnitSocialCreditCode: qu.CreditCode, ApprovalStatus: approvalCode(qu.Status),
-			CreateTime: qu.CreatedAt.In(beijing).Format(createTimeLayout), UpdateTime: qu.UpdatedAt.In(beijing).Format(createTimeLayout),
+			UnitSocialCreditCode: qu.CreditCode, ApprovalStatus: int32(qu.Status.AuditStatus()),
+			CreateTime: qu.CreatedAt.In(beijing).Format(time.DateTime), UpdateTime: qu.UpdatedAt.In(beijing).Format(time.DateTime),
 		}, Scenarios: []struct{}{}})
 	}
 	s.mu.Unlock()
@@ -128,10 +118,7 @@ func (x *volcExchange) signatureIdentList(body []byte) {
 			return
 		}
 	}
-	size := int(q.PageSize)
-	if size <= 0 || size > maxPageSize {
-		size = maxPageSize
-	}
+	size := pageSize(q.PageSize)
 	page := max(int(q.PageIndex), 1) // pages count from 1
 	s := x.s
 	s.mu.Lock()
@@ -145,15 +132,7 @@ func (x *volcExchange) signatureIdentList(body []byte) {
 		}
 		all = append(all, si)
 	}
-	slices.SortFunc(all, func(a, b *SignatureIdent) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(all, func(a, b *SignatureIdent) int { return cmp.Compare(a.ID, b.ID) })
 	total := len(all)
 	list := []signatureIdentVO{}
 	for i := (page - 1) * size; i >= 0 && i < total && len(list) < size; i++ {

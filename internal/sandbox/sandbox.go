@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -31,10 +33,7 @@ const (
 
 // Other defaults of Config.
 const (
-	DefaultAddr         = "127.0.0.1:0"
-	DefaultTokenTTL     = 2 * time.Hour
-	DefaultMaxClockSkew = 15 * time.Minute
-	DefaultMaxBodyBytes = 32 << 20
+	DefaultTokenTTL = 2 * time.Hour
 	// DefaultRegion is echoed when a request carries no credential scope.
 	DefaultRegion = "cn-north-1"
 )
@@ -84,13 +83,10 @@ type Config struct {
 // Server is the simulator. Its methods are safe for concurrent use.
 type Server struct {
 	cfg     Config
-	keys    map[string]string
-	apps    map[string]string
 	handler http.Handler
 
 	mu       sync.Mutex
 	calls    []Call
-	callSeq  int64
 	faults   []*faultEntry
 	faultSeq int
 	rng      *mrand.Rand
@@ -114,59 +110,42 @@ type Server struct {
 // New validates cfg, fills in the defaults and returns a Server holding the
 // seed state. It does not listen; call Start, or mount Handler.
 func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
+	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:0")
 	if err := checkLoopback(cfg.Addr); err != nil {
 		return nil, err
 	}
 	if cfg.TokenTTL < 0 || cfg.MaxClockSkew < 0 || cfg.MaxBodyBytes < 0 {
 		return nil, errors.New("sandbox: TokenTTL, MaxClockSkew and MaxBodyBytes must not be negative")
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
-	}
-	if cfg.MaxClockSkew == 0 {
-		cfg.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	cfg.MaxClockSkew = cmp.Or(cfg.MaxClockSkew, 15*time.Minute)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 32<<20)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{
-		cfg:     cfg,
-		keys:    copyMap(cfg.Keys, DefaultAccessKeyID, DefaultSecretAccessKey),
-		apps:    copyMap(cfg.Apps, DefaultAppID, DefaultAppSecret),
-		closing: make(chan struct{}),
-	}
-	for k, v := range s.keys {
+	cfg.Keys = copyMap(cfg.Keys, DefaultAccessKeyID, DefaultSecretAccessKey)
+	cfg.Apps = copyMap(cfg.Apps, DefaultAppID, DefaultAppSecret)
+	for k, v := range cfg.Keys {
 		if k == "" || v == "" {
 			return nil, errors.New("sandbox: access key ids and secrets must not be empty")
 		}
 	}
-	for k, v := range s.apps {
+	for k, v := range cfg.Apps {
 		if k == "" || v == "" {
 			return nil, errors.New("sandbox: appids and app secrets must not be empty")
 		}
 	}
+	s := &Server{cfg: cfg, closing: make(chan struct{}), rng: newRNG(cfg.Seed), w: seedWorld()}
 	s.hcond = sync.NewCond(&s.hmu)
-	s.rng = newRNG(cfg.Seed)
-	s.w = seedWorld()
 	s.handler = s.track(s.routes())
 	return s, nil
 }
 
 func copyMap(m map[string]string, defKey, defVal string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
+	if len(m) == 0 {
+		return map[string]string{defKey: defVal}
 	}
-	if len(out) == 0 {
-		out[defKey] = defVal
-	}
-	return out
+	return maps.Clone(m)
 }
 
 func newRNG(seed int64) *mrand.Rand {
@@ -286,12 +265,9 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.w = seedWorld()
 	s.calls = nil
-	s.callSeq = 0
 	s.faults = nil
 	s.rng = newRNG(s.cfg.Seed)
 }
-
-func (s *Server) now() time.Time { return s.cfg.Now() }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -406,3 +382,44 @@ func writeBare(w http.ResponseWriter, status int) {
 // StatusClientGone is recorded for a call whose client went away (or whose
 // server closed) while a latency fault was pending; nothing is answered.
 const StatusClientGone = 499
+
+// exchange is one request to a vendor route being answered.
+type exchange struct {
+	s    *Server
+	w    http.ResponseWriter
+	r    *http.Request
+	call Call
+}
+
+// answer writes v as JSON with status and records the call with code.
+func (x *exchange) answer(status int, v any, code string, fault bool) {
+	writeJSON(x.w, status, v)
+	x.call.HTTPStatus, x.call.Code, x.call.Fault = status, code, fault
+	x.s.record(x.call)
+}
+
+// applyFault runs the first fault that fires for the call: it waits the
+// latency, then answers a bare status, or a fault with a code through
+// answer, with HTTPStatus defaulted. It reports whether the call was answered and recorded.
+func (x *exchange) applyFault(answer func(Fault)) bool {
+	f, ok := x.s.pickFault(x.call.API)
+	if !ok {
+		return false
+	}
+	switch {
+	case !x.s.wait(x.r.Context(), f.Latency):
+		x.call.HTTPStatus = StatusClientGone
+	case f.Code != "":
+		f.HTTPStatus = cmp.Or(f.HTTPStatus, http.StatusOK)
+		answer(f)
+		return true
+	case f.HTTPStatus != 0 && f.HTTPStatus != http.StatusOK:
+		writeBare(x.w, f.HTTPStatus)
+		x.call.HTTPStatus = f.HTTPStatus
+	default:
+		return false // latency only
+	}
+	x.call.Fault = true
+	x.s.record(x.call)
+	return true
+}

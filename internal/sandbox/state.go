@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +24,8 @@ const (
 	ReviewRejected    ReviewStatus = "rejected"
 )
 
-// AuditStatus is the Douyin audit_status of r: 1 under review, 2 approved,
-// 3 rejected.
+// AuditStatus is the Douyin audit_status of r, also the VMS ApprovalStatus:
+// 1 under review, 2 approved, 3 rejected.
 func (r ReviewStatus) AuditStatus() int {
 	switch r {
 	case ReviewApproved:
@@ -32,10 +34,6 @@ func (r ReviewStatus) AuditStatus() int {
 		return 3
 	}
 	return 1
-}
-
-func (r ReviewStatus) valid() bool {
-	return r == ReviewUnderReview || r == ReviewApproved || r == ReviewRejected
 }
 
 // ReviewByName applies the sandbox's review rule to the names of a filing:
@@ -142,11 +140,6 @@ type State struct {
 	TokenFetches map[string]int `json:"token_fetches"`
 }
 
-type entityState struct {
-	approved bool
-	roles    []int
-}
-
 type roleKey struct {
 	entity string
 	role   int
@@ -167,7 +160,7 @@ type world struct {
 	sms       map[int64]*SignatureIdent
 	nextSMSID int64
 
-	entities   map[string]*entityState
+	entities   map[string][]int       // approved entity → the industry roles it holds
 	roles      map[string]*DouyinRole // by task id
 	roleByKey  map[roleKey]string
 	classAuths []*ClassAuth
@@ -178,13 +171,14 @@ type world struct {
 	tokenFetches map[string]int
 }
 
-// Seed identifiers, documented in the package documentation.
+// Seed identifiers; docs/operations.md lists the seed.
 const (
 	SeedRejectedQualificationNo = "QUA164664762128220429"
 	SeedRejectedQualificationID = 1234
 	SeedApprovedQualificationNo = "QUA164664762128220430"
 	SeedApprovedQualificationID = 1235
-	// FirstSMSID is the first id ApplySignatureIdent issues (2^53 + 1).
+	// FirstSMSID is the first id ApplySignatureIdent issues (2^53 + 1); ids
+	// are written as JSON integers.
 	FirstSMSID int64 = 1<<53 + 1
 	// SeedIndustryCode is the industry_code of the seeded class auths and
 	// of those add_role files.
@@ -215,7 +209,7 @@ func seedWorld() *world {
 		nextQualID:   firstQualID,
 		sms:          map[int64]*SignatureIdent{},
 		nextSMSID:    FirstSMSID,
-		entities:     map[string]*entityState{},
+		entities:     map[string][]int{},
 		roles:        map[string]*DouyinRole{},
 		roleByKey:    map[roleKey]string{},
 		nextRole:     firstRoleTask,
@@ -228,7 +222,7 @@ func seedWorld() *world {
 	w.addQual(&Qualification{QualificationNo: SeedApprovedQualificationNo, QualificationID: SeedApprovedQualificationID,
 		Entity: "xYra", Status: ReviewApproved, CreatedAt: seedTime, UpdatedAt: seedTime})
 	for _, e := range SeedEntities {
-		w.entities[e] = &entityState{approved: true}
+		w.entities[e] = nil
 	}
 	material := func(typ int64, exp string) messages.DouyinMaterial {
 		return messages.DouyinMaterial{MaterialType: typ, MaterialExpiretime: exp, MaterialPaths: []string{seedResource}}
@@ -303,32 +297,30 @@ func (s *Server) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.w
-	st := State{TokenFetches: map[string]int{}}
-	for _, q := range w.quals {
-		st.Qualifications = append(st.Qualifications, *q)
+	st := State{
+		Qualifications:  sortedCopies(w.quals, func(a, b Qualification) int { return cmp.Compare(a.QualificationID, b.QualificationID) }),
+		SignatureIdents: sortedCopies(w.sms, func(a, b SignatureIdent) int { return cmp.Compare(a.ID, b.ID) }),
+		Roles:           sortedCopies(w.roles, func(a, b DouyinRole) int { return strings.Compare(a.TaskID, b.TaskID) }),
+		TokenFetches:    maps.Clone(w.tokenFetches),
 	}
-	sort.Slice(st.Qualifications, func(i, j int) bool {
-		return st.Qualifications[i].QualificationID < st.Qualifications[j].QualificationID
-	})
-	for _, x := range w.sms {
-		st.SignatureIdents = append(st.SignatureIdents, *x)
+	for id, roles := range w.entities {
+		st.Entities = append(st.Entities, DouyinEntity{EntityID: id, Approved: true, Roles: append([]int{}, roles...)})
 	}
-	sort.Slice(st.SignatureIdents, func(i, j int) bool { return st.SignatureIdents[i].ID < st.SignatureIdents[j].ID })
-	for id, e := range w.entities {
-		st.Entities = append(st.Entities, DouyinEntity{EntityID: id, Approved: e.approved, Roles: append([]int{}, e.roles...)})
-	}
-	sort.Slice(st.Entities, func(i, j int) bool { return st.Entities[i].EntityID < st.Entities[j].EntityID })
-	for _, r := range w.roles {
-		st.Roles = append(st.Roles, *r)
-	}
-	sort.Slice(st.Roles, func(i, j int) bool { return st.Roles[i].TaskID < st.Roles[j].TaskID })
+	slices.SortFunc(st.Entities, func(a, b DouyinEntity) int { return strings.Compare(a.EntityID, b.EntityID) })
 	for _, c := range w.classAuths {
 		st.ClassAuths = append(st.ClassAuths, c.clone())
 	}
-	for k, v := range w.tokenFetches {
-		st.TokenFetches[k] = v
-	}
 	return st
+}
+
+// sortedCopies returns copies of the values of m ordered by cmp.
+func sortedCopies[K comparable, V any](m map[K]*V, cmp func(a, b V) int) []V {
+	var out []V
+	for _, v := range m {
+		out = append(out, *v)
+	}
+	slices.SortFunc(out, cmp)
+	return out
 }
 
 // TokenFetches is the number of access tokens issued for appid.
@@ -338,59 +330,15 @@ func (s *Server) TokenFetches(appid string) int {
 	return s.w.tokenFetches[appid]
 }
 
-func cloneQual(q *ClassQualification) *ClassQualification {
-	if q == nil {
-		return nil
+// clone returns a deep copy of c, through JSON: c is plain data whose every
+// field has a JSON name.
+func (c *ClassAuth) clone() (out ClassAuth) {
+	b, err := json.Marshal(c)
+	if err == nil {
+		err = json.Unmarshal(b, &out)
 	}
-	c := *q
-	c.Qualifications = cloneMaterials(q.Qualifications)
-	return &c
-}
-
-func cloneMaterials(ms []messages.DouyinMaterial) []messages.DouyinMaterial {
-	if ms == nil {
-		return nil
-	}
-	out := make([]messages.DouyinMaterial, len(ms))
-	for i, m := range ms {
-		m.MaterialPaths = slices.Clone(m.MaterialPaths)
-		out[i] = m
-	}
-	return out
-}
-
-func (c *ClassAuth) clone() ClassAuth {
-	out := *c
-	out.Online = cloneQual(c.Online)
-	out.Audit = cloneQual(c.Audit)
-	if c.Institution != nil {
-		in := *c.Institution
-		out.Institution = &in
-	}
-	if c.Employee != nil {
-		e := cloneEmployee(c.Employee)
-		out.Employee = e
-	}
-	if c.Partner != nil {
-		p := *c.Partner
-		p.CooperationCase = cloneMaterials(c.Partner.CooperationCase)
-		out.Partner = &p
-	}
-	return out
-}
-
-func cloneEmployee(e *messages.DouyinEmployee) *messages.DouyinEmployee {
-	if e == nil {
-		return nil
-	}
-	out := &messages.DouyinEmployee{}
-	if e.EmployeeMaterial != nil {
-		m := *e.EmployeeMaterial
-		out.EmployeeMaterial = &m
-	}
-	if e.CooperationAgreement != nil {
-		a := cloneMaterials([]messages.DouyinMaterial{*e.CooperationAgreement})
-		out.CooperationAgreement = &a[0]
+	if err != nil {
+		panic("sandbox: copying a class auth: " + err.Error())
 	}
 	return out
 }
@@ -406,13 +354,13 @@ const rejectReason = "资质材料不符合要求(沙盒审核规则)"
 // Douyin add_role task id ("Role_…") or a class auth audit_taskid. An
 // approved Douyin filing under audit becomes the online qualification.
 func (s *Server) SetReview(id string, status ReviewStatus) error {
-	if !status.valid() {
+	if !slices.Contains([]ReviewStatus{ReviewUnderReview, ReviewApproved, ReviewRejected}, status) {
 		return fmt.Errorf("sandbox: review status %q is not under_review, approved or rejected", status)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.w
-	now := s.now()
+	now := s.cfg.Now()
 	if q, ok := w.quals[id]; ok {
 		q.Status = status
 		q.UpdatedAt = now
@@ -469,15 +417,4 @@ func (c *ClassAuth) submit(q *ClassQualification) {
 		return
 	}
 	c.Online, c.Audit = q, nil
-}
-
-// maxExpire is the latest material_expiretime of ms.
-func maxExpire(ms []messages.DouyinMaterial) string {
-	best := ""
-	for _, m := range ms {
-		if m.MaterialExpiretime > best {
-			best = m.MaterialExpiretime
-		}
-	}
-	return best
 }

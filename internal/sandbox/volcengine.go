@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,31 +71,29 @@ type volcEnvelope struct {
 
 // volcExchange is one Volcengine request being answered.
 type volcExchange struct {
-	s     *Server
-	w     http.ResponseWriter
-	r     *http.Request
-	call  Call
-	meta  volcMetadata
-	route volcRoute
+	exchange
+	meta    volcMetadata
+	route   volcRoute
+	auth    volcengine.Authorization // parsed from the Authorization header
+	authErr error
 }
 
 // fail answers an error in the envelope and records the call.
-func (x *volcExchange) fail(status int, code, msg string) {
-	x.failWith(status, volcError{Code: code, CodeN: volcCodeN[code], Message: msg}, false)
-}
+func (x *volcExchange) fail(status int, code, msg string) { x.send(status, code, msg, nil, false) }
 
-func (x *volcExchange) failWith(status int, e volcError, fault bool) {
-	if n, err := strconv.ParseInt(e.Code, 10, 64); err == nil {
-		e.CodeN = n
+// send answers the envelope, with Error {code, msg} when code is set, and
+// records the call.
+func (x *volcExchange) send(status int, code, msg string, result json.RawMessage, fault bool) {
+	if code != "" {
+		e := volcError{Code: code, CodeN: volcCodeN[code], Message: msg}
+		if n, err := strconv.ParseInt(code, 10, 64); err == nil {
+			e.CodeN = n
+		}
+		x.meta.Error = &e
 	}
-	x.meta.Error = &e
-	x.meta.RequestID = x.s.newRequestID(x.s.now())
-	writeJSON(x.w, status, volcEnvelope{ResponseMetadata: x.meta})
+	x.meta.RequestID = x.s.newRequestID(x.s.cfg.Now())
 	x.call.RequestID = x.meta.RequestID
-	x.call.Code = e.Code
-	x.call.HTTPStatus = status
-	x.call.Fault = fault
-	x.s.record(x.call)
+	x.answer(status, volcEnvelope{ResponseMetadata: x.meta, Result: result}, code, fault)
 }
 
 // succeed answers result and records the call.
@@ -104,11 +103,7 @@ func (x *volcExchange) succeed(result any) {
 		x.fail(http.StatusInternalServerError, "InternalError", "sandbox: "+err.Error())
 		return
 	}
-	x.meta.RequestID = x.s.newRequestID(x.s.now())
-	writeJSON(x.w, http.StatusOK, volcEnvelope{ResponseMetadata: x.meta, Result: raw})
-	x.call.RequestID = x.meta.RequestID
-	x.call.HTTPStatus = http.StatusOK
-	x.s.record(x.call)
+	x.send(http.StatusOK, "", "", raw, false)
 }
 
 // paramError answers the vendor's parameter error of the call's API.
@@ -121,11 +116,11 @@ func (x *volcExchange) paramError(status int, problem string) {
 }
 
 func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
+	now := s.cfg.Now()
 	q := r.URL.Query()
 	action, version := q.Get("Action"), q.Get("Version")
 	route, known := volcActions[action]
-	x := &volcExchange{s: s, w: w, r: r, call: Call{Time: now}, route: route,
+	x := &volcExchange{exchange: exchange{s: s, w: w, r: r, call: Call{Time: now}}, route: route,
 		meta: volcMetadata{Action: action, Version: version, Service: route.service, Region: DefaultRegion}}
 	if known && version == route.version {
 		x.call.API = route.api
@@ -133,14 +128,11 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 
 	body, err := s.readBody(r)
 	x.call.Body = body
-	if authz := r.Header.Get("Authorization"); authz != "" {
-		if a, err := volcengine.ParseAuthorization(authz); err == nil {
-			x.call.AccessKeyOrAppID = a.AccessKeyID
-			x.meta.Region = a.Region
-			if x.meta.Service == "" {
-				x.meta.Service = a.Service
-			}
-		}
+	x.auth, x.authErr = volcengine.ParseAuthorization(r.Header.Get("Authorization"))
+	if x.authErr == nil {
+		x.call.AccessKeyOrAppID = x.auth.AccessKeyID
+		x.meta.Region = x.auth.Region
+		x.meta.Service = cmp.Or(x.meta.Service, x.auth.Service)
 	}
 	switch {
 	case errors.Is(err, errTooLarge):
@@ -153,26 +145,15 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 		x.fail(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Sprintf("The http method %s is not allowed; use POST.", r.Method))
 		return
 	}
-	if !x.verify(body, now) {
+	if status, code, msg := x.verify(body, now); code != "" {
+		x.fail(status, code, msg)
 		return
 	}
 
-	if f, ok := s.pickFault(x.call.API); ok {
-		if !s.wait(r.Context(), f.Latency) {
-			x.call.HTTPStatus, x.call.Fault = StatusClientGone, true
-			s.record(x.call)
-			return
-		}
-		if f.answers() {
-			if f.Code == "" {
-				writeBare(w, f.status())
-				x.call.HTTPStatus, x.call.Fault = f.status(), true
-				s.record(x.call)
-				return
-			}
-			x.failWith(f.status(), volcFaultError(f.Code), true)
-			return
-		}
+	if x.applyFault(func(f Fault) {
+		x.send(f.HTTPStatus, f.Code, cmp.Or(volcMessages[f.Code], "sandbox: injected fault "+f.Code), nil, true)
+	}) {
+		return
 	}
 
 	switch x.call.API {
@@ -200,70 +181,56 @@ func (s *Server) serveVolcengine(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// verify checks the signature of the request (see the package
-// documentation for the order) and answers the first failure.
-func (x *volcExchange) verify(body []byte, now time.Time) bool {
-	r, s := x.r, x.s
-	authz := r.Header.Get("Authorization")
-	if authz == "" {
-		x.fail(http.StatusUnauthorized, "MissingAuthenticationToken", "Request is missing Authentication Token.")
-		return false
+// verify checks the signature of the request, in the vendor's order, and
+// returns the status, code and message of the first failure.
+func (x *volcExchange) verify(body []byte, now time.Time) (status int, code, msg string) {
+	r, s, auth := x.r, x.s, x.auth
+	if r.Header.Get("Authorization") == "" {
+		return http.StatusUnauthorized, "MissingAuthenticationToken", "Request is missing Authentication Token."
 	}
-	auth, err := volcengine.ParseAuthorization(authz)
-	if err != nil {
-		x.fail(http.StatusUnauthorized, "MissingSignature", "The request is missing signature. ("+err.Error()+")")
-		return false
+	if err := x.authErr; err != nil {
+		return http.StatusUnauthorized, "MissingSignature", "The request is missing signature. (" + err.Error() + ")"
 	}
-	secret, ok := s.keys[auth.AccessKeyID]
+	secret, ok := s.cfg.Keys[auth.AccessKeyID]
 	if !ok {
-		x.fail(http.StatusUnauthorized, "InvalidAccessKey", fmt.Sprintf("The accesskey [%s] included in the request is invalid.", auth.AccessKeyID))
-		return false
+		return http.StatusUnauthorized, "InvalidAccessKey", fmt.Sprintf("The accesskey [%s] included in the request is invalid.", auth.AccessKeyID)
 	}
 	xdate := r.Header.Get("X-Date")
 	if xdate == "" {
-		x.fail(http.StatusBadRequest, "MissingRequestInfo", "The request is missing X-Date information.")
-		return false
+		return http.StatusBadRequest, "MissingRequestInfo", "The request is missing X-Date information."
 	}
 	signedAt, err := time.Parse(volcengine.TimeFormat, xdate)
 	if err != nil {
-		x.fail(http.StatusBadRequest, "InvalidTimestamp", fmt.Sprintf("The Signature of the request is expired. (X-Date %q is not YYYYMMDD'T'HHMMSS'Z')", xdate))
-		return false
+		return http.StatusBadRequest, "InvalidTimestamp", fmt.Sprintf("The Signature of the request is expired. (X-Date %q is not YYYYMMDD'T'HHMMSS'Z')", xdate)
 	}
 	if skew := now.Sub(signedAt); skew > s.cfg.MaxClockSkew || skew < -s.cfg.MaxClockSkew {
-		x.fail(http.StatusBadRequest, "InvalidTimestamp", fmt.Sprintf("The Signature of the request is expired. (X-Date %s is %s away from the server time %s; at most %s allowed)",
-			xdate, skew.Round(time.Second), now.UTC().Format(volcengine.TimeFormat), s.cfg.MaxClockSkew))
-		return false
+		return http.StatusBadRequest, "InvalidTimestamp", fmt.Sprintf("The Signature of the request is expired. (X-Date %s is %s away from the server time %s; at most %s allowed)",
+			xdate, skew.Round(time.Second), now.UTC().Format(volcengine.TimeFormat), s.cfg.MaxClockSkew)
 	}
 	sum := sha256.Sum256(body)
 	bodyHash := hex.EncodeToString(sum[:])
 	if h := r.Header.Get("X-Content-Sha256"); h != "" && !strings.EqualFold(strings.TrimSpace(h), bodyHash) {
-		x.fail(http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch+" (X-Content-Sha256 does not match the body)")
-		return false
+		return http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch + " (X-Content-Sha256 does not match the body)"
 	}
 	if auth.Service != ServiceVMS && auth.Service != ServiceSMS {
-		x.fail(http.StatusNotFound, "ServiceNotFound", fmt.Sprintf("This service[%s] not found.", auth.Service))
-		return false
+		return http.StatusNotFound, "ServiceNotFound", fmt.Sprintf("This service[%s] not found.", auth.Service)
 	}
 	if x.call.API == "" {
-		x.fail(http.StatusNotFound, "InvalidActionOrVersion", fmt.Sprintf("Could not find operation %s for version %s.", x.meta.Action, x.meta.Version))
-		return false
+		return http.StatusNotFound, "InvalidActionOrVersion", fmt.Sprintf("Could not find operation %s for version %s.", x.meta.Action, x.meta.Version)
 	}
 	if auth.Service != x.route.service {
-		x.fail(http.StatusNotFound, "InvalidActionOrVersion", fmt.Sprintf("Could not find operation %s for version %s. (service %s has no such operation; it is an operation of %s)",
-			x.meta.Action, x.meta.Version, auth.Service, x.route.service))
-		return false
+		return http.StatusNotFound, "InvalidActionOrVersion", fmt.Sprintf("Could not find operation %s for version %s. (service %s has no such operation; it is an operation of %s)",
+			x.meta.Action, x.meta.Version, auth.Service, x.route.service)
 	}
 	signed := make([]string, len(auth.SignedHeaders))
 	for i, h := range auth.SignedHeaders {
 		signed[i] = strings.ToLower(strings.TrimSpace(h))
 	}
 	if !slices.Contains(signed, "host") || !slices.Contains(signed, "x-date") {
-		x.fail(http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch+" (SignedHeaders must include host and x-date)")
-		return false
+		return http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch + " (SignedHeaders must include host and x-date)"
 	}
 	if len(xdate) < 8 || auth.ShortDate != xdate[:8] {
-		x.fail(http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch+" (the credential scope date is not the date of X-Date)")
-		return false
+		return http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch + " (the credential scope date is not the date of X-Date)"
 	}
 	in := volcengine.SigningInput{
 		Method:        r.Method,
@@ -279,11 +246,11 @@ func (x *volcExchange) verify(body []byte, now time.Time) bool {
 	}
 	want := volcengine.Signature(secret, in)
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(auth.Signature))) {
+		// The sandbox's canonical request helps debug a signer.
 		x.w.Header().Set("X-Sandbox-Canonical-Request", strconv.Quote(volcengine.CanonicalRequest(in)))
-		x.fail(http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch)
-		return false
+		return http.StatusUnauthorized, "SignatureDoesNotMatch", msgSignatureDoesNotMatch
 	}
-	return true
+	return 0, "", ""
 }
 
 // describeProblems lists the field problems of a validation error.
