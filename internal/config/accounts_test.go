@@ -170,7 +170,7 @@ func TestRedaction(t *testing.T) {
 			outputs = append(outputs, fmt.Sprintf(verb, x))
 		}
 	}
-	outputs = append(outputs, fmt.Sprint(acct), fmt.Sprintln(v, d), v.String(), d.GoString())
+	outputs = append(outputs, fmt.Sprint(acct), fmt.Sprintln(v, d), v.String(), fmt.Sprintf("%#v", d))
 
 	for _, x := range []any{*v, d, acct, accounts} {
 		b, err := json.Marshal(x)

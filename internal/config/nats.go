@@ -8,12 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// NATSOptions returns the client options of the nats section: connection
-// name, connect timeout, reconnecting forever every reconnect_wait, and the
-// configured authentication (user credentials file, nkey seed file, or user
-// with the password read from the environment variable named by
-// password_env through getenv) and TLS (CA file, client certificate; the
-// server is always verified, against the system roots without a CA file).
+// NATSOptions returns the client options of the nats section of a loaded
+// configuration (defaults applied): connection name, connect timeout,
+// reconnecting forever every reconnect_wait, and the configured
+// authentication (user credentials file, nkey seed file, or user with the
+// password read from the environment variable named by password_env
+// through getenv) and TLS (CA file, client certificate; the server is
+// always verified, against the system roots without a CA file).
 //
 // Every file is opened here, so a missing or unreadable file is reported
 // now, as a *FieldError naming the key (errors.Is(err, fs.ErrNotExist)
@@ -22,10 +23,10 @@ import (
 func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) {
 	n := c.NATS
 	opts := []nats.Option{
-		nats.Name(orDefault(n.Name, DefaultNATSName)),
-		nats.Timeout(orDefaultD(n.ConnectTimeout, DefaultConnectTimeout)),
+		nats.Name(n.Name),
+		nats.Timeout(n.ConnectTimeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(orDefaultD(n.ReconnectWait, DefaultReconnectWait)),
+		nats.ReconnectWait(n.ReconnectWait),
 	}
 	var errs []error
 
