@@ -211,15 +211,15 @@ func (c *Config) WithSandbox(url, accessKeyID, secretAccessKey, appID, appSecret
 		v := ResolvedVolcengine{
 			AccessKeyID:     accessKeyID,
 			SecretAccessKey: Secret(secretAccessKey),
-			Region:          DefaultRegion,
+			Region:          volcengine.DefaultRegion,
 			VMSEndpoint:     url,
 			SMSEndpoint:     url,
-			Timeout:         DefaultVolcengineTimeout,
+			Timeout:         volcengine.DefaultTimeout,
 		}
 		if a.Volcengine != nil {
 			v.Region, v.Timeout = a.Volcengine.Region, a.Volcengine.Timeout
 		}
-		d := ResolvedDouyin{AppID: appID, AppSecret: Secret(appSecret), BaseURL: url, Timeout: DefaultDouyinTimeout}
+		d := ResolvedDouyin{AppID: appID, AppSecret: Secret(appSecret), BaseURL: url, Timeout: douyin.DefaultTimeout}
 		if a.Douyin != nil {
 			d.Timeout, d.CheckType = a.Douyin.Timeout, a.Douyin.CheckType
 		}

@@ -168,7 +168,7 @@ func TestLoadYAML(t *testing.T) {
 			}
 		}},
 		{name: "explicit zero takes the default", yaml: "consumer:\n  concurrency: 0\n", check: func(t *testing.T, c *Config) {
-			if c.Consumer.Concurrency != DefaultConcurrency {
+			if c.Consumer.Concurrency != 64 {
 				t.Errorf("concurrency = %d", c.Consumer.Concurrency)
 			}
 		}},
@@ -459,7 +459,7 @@ func TestRetryPolicy(t *testing.T) {
 
 func TestReconcileSettings(t *testing.T) {
 	c := Default()
-	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != DefaultReconcileWindow || r.Reads != DefaultReconcileReads || r.ClockSkew != DefaultReconcileSkew {
+	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 30*time.Second || r.Reads != 4 || r.ClockSkew != 2*time.Minute {
 		t.Errorf("defaults %+v: want on, refiling, 30s, 4 reads, 2m", r)
 	}
 	path := writeFile(t, "consumer.yaml", "reconcile:\n  enabled: false\n  refile: false\n  window: 1m\n")
@@ -467,7 +467,7 @@ func TestReconcileSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.Reconcile; r.Enabled || r.Refile || r.Window != time.Minute || r.Reads != DefaultReconcileReads {
+	if r := c.Reconcile; r.Enabled || r.Refile || r.Window != time.Minute || r.Reads != 4 {
 		t.Errorf("from YAML %+v", r)
 	}
 	c, err = Load(path, env(map[string]string{"QUALFILE_RECONCILE": "true", "QUALFILE_RECONCILE_REFILE": "true", "QUALFILE_RECONCILE_WINDOW": "10s"}))
