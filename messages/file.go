@@ -139,10 +139,6 @@ func (r *Request) FileRefs() []FileSlot {
 	return out
 }
 
-// DataURIProblem says what is wrong with a fileContent data URI ("" when
-// nothing is): the rule validation applies inline, for a fetched file.
-func DataURIProblem(s string) string { return dataURIProblem(s) }
-
 // HasFileRefs reports whether any file of the request is (or was, before
 // it was fetched) held in the object store.
 func (r *Request) HasFileRefs() bool {
