@@ -51,12 +51,9 @@ func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) 
 		if n.PasswordEnv != "" && getenv != nil {
 			password = getenv(n.PasswordEnv)
 		}
-		switch {
-		case n.PasswordEnv == "":
-			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: "is required with nats.user"})
-		case password == "":
+		if password == "" {
 			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: fmt.Sprintf("environment variable %q is not set or empty", n.PasswordEnv)})
-		default:
+		} else {
 			opts = append(opts, nats.UserInfo(n.User, password))
 		}
 	}
@@ -74,11 +71,7 @@ func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) 
 				opts = append(opts, opt)
 			}
 		}
-		switch {
-		case t.CertFile == "" && t.KeyFile == "":
-		case t.CertFile == "" || t.KeyFile == "":
-			errs = append(errs, fieldErr("nats.tls", "cert_file and key_file must be given together"))
-		default:
+		if t.CertFile != "" || t.KeyFile != "" { // Validate refuses one without the other
 			opt := nats.ClientCert(t.CertFile, t.KeyFile)
 			certErr, keyErr := readable(t.CertFile), readable(t.KeyFile)
 			switch {
