@@ -31,16 +31,6 @@ func APIs() []API { return slices.Clone(apis) }
 // Valid reports whether a is one of the five known calls.
 func (a API) Valid() bool { return slices.Contains(apis, a) }
 
-// Creates reports whether the call creates a record at the vendor, so that
-// an unknown outcome must not be retried blindly.
-func (a API) Creates() bool {
-	switch a {
-	case APIVMSAddQualification, APISMSApplySignatureIdent, APIDouyinAddRole:
-		return true
-	}
-	return false
-}
-
 // Resendable reports whether the call may be sent again when nobody knows
 // whether the last one reached the vendor: only a pure read. A create
 // would file twice; UpdateQualification only accepts a rejected

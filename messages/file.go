@@ -10,15 +10,8 @@ import (
 )
 
 // FileContent is an SMS file's fileContent: a base64 data URI inline
-// (Data), or a reference to it in the deployment's JetStream object store
-// (Ref), for a file too large to travel in a NATS message:
-//
-//	{"$ref": "obj://FILING_FILES/<name>", "sha256": "<64 hex>", "size": <bytes>}
-//
-// The object holds the data URI exactly as it would stand inline; sha256
-// and size are of those bytes. The consumer fetches and checks it before
-// the call (Data is then filled in and sent); a missing or mismatched
-// object is a rejected result naming the field.
+// (Data), or a reference to it in the object store (Ref), for a file too
+// large for a NATS message (docs/contracts.md#files-larger-than-a-message).
 type FileContent struct {
 	Data string
 	Ref  *FileRef
@@ -145,10 +138,6 @@ func (r *Request) FileRefs() []FileSlot {
 	}
 	return out
 }
-
-// DataURIProblem says what is wrong with a fileContent data URI ("" when
-// nothing is): the rule validation applies inline, for a fetched file.
-func DataURIProblem(s string) string { return dataURIProblem(s) }
 
 // HasFileRefs reports whether any file of the request is (or was, before
 // it was fetched) held in the object store.

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,7 +70,7 @@ func ParseRequest(data []byte) (*Request, error) {
 	}
 	var p problems
 	r := &Request{}
-	for _, key := range sortedRawKeys(fields) {
+	for _, key := range slices.Sorted(maps.Keys(fields)) {
 		raw := fields[key]
 		isNull := bytes.Equal(raw, []byte("null"))
 		switch key {
@@ -120,15 +122,6 @@ func decodeField(p *problems, key string, raw json.RawMessage, dst any) bool {
 		return false
 	}
 	return true
-}
-
-func sortedRawKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }
 
 // AccountOrDefault is the request's credential profile.
@@ -192,7 +185,7 @@ func (r *Request) ValidateFor(subjectAPI API) error {
 	if len(r.Metadata) > MaxMetadataKeys {
 		p.add("metadata", "has %d keys, at most %d allowed", len(r.Metadata), MaxMetadataKeys)
 	}
-	for _, k := range sortedStringKeys(r.Metadata) {
+	for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
 		switch {
 		case k == "" || len(k) > MaxMetadataKeyLen:
 			p.add("metadata", "keys must be 1 to %d characters long", MaxMetadataKeyLen)
@@ -245,15 +238,6 @@ func validSubject(s string) bool {
 		return false
 	}
 	return strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == '*' || r == '>' || r == 0x7f }) < 0
-}
-
-func sortedStringKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }
 
 // ValidReplySubject reports whether s may be used as a reply subject: a

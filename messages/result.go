@@ -29,10 +29,9 @@ const (
 const SchemaVersion = "1"
 
 // Result is the final outcome of one request, published on
-// filing.result.<api> and to the request's reply subject.
+// filing.result.<api> and to the request's reply subject; docs/contracts.md
+// says what each field means.
 type Result struct {
-	// SchemaVersion is the version of this contract (SchemaVersion); a
-	// change that could break a reader gets a new one.
 	SchemaVersion     string            `json:"schema_version,omitempty"`
 	RequestID         string            `json:"request_id"`
 	API               API               `json:"api"`
@@ -45,24 +44,11 @@ type Result struct {
 	ReceivedAt        time.Time         `json:"received_at"`
 	CompletedAt       time.Time         `json:"completed_at"`
 	Metadata          map[string]string `json:"metadata,omitempty"`
-	// Reconciled: the create's answer was lost and the vendor's record
-	// (Result) was found by reading it back.
-	Reconciled bool `json:"reconciled,omitempty"`
-	// Refiled: the create was filed a second time, once, because the
-	// vendor held no record of the first call.
-	Refiled bool `json:"refiled,omitempty"`
-	// Supersedes is the completed_at of an earlier result of the same
-	// request that this one replaces: an ambiguous outcome settled once
-	// the vendor's answer became known. A subscriber keeps, per request,
-	// the result that no other result supersedes.
-	Supersedes time.Time `json:"supersedes,omitzero"`
-	// StreamSeq is, on a rejected result, the request's sequence in the
-	// request stream (the publisher's PubAck says it): what correlates a
-	// request whose id is missing or unusable.
-	StreamSeq uint64 `json:"stream_seq,omitempty"`
-	// RequestIDSHA256 is, on a rejected result whose id was cut short or
-	// broke the id rules, the hex SHA-256 of the id as sent.
-	RequestIDSHA256 string `json:"request_id_sha256,omitempty"`
+	Reconciled        bool              `json:"reconciled,omitempty"`
+	Refiled           bool              `json:"refiled,omitempty"`
+	Supersedes        time.Time         `json:"supersedes,omitzero"`
+	StreamSeq         uint64            `json:"stream_seq,omitempty"`
+	RequestIDSHA256   string            `json:"request_id_sha256,omitempty"`
 }
 
 // ResultError says why a request did not succeed.
@@ -94,7 +80,8 @@ type AuditEvent struct {
 	Payload           json.RawMessage `json:"payload,omitempty"`
 }
 
-// Audit event names (the last token of the audit subject).
+// Audit event names (the last token of the audit subject); the table in
+// docs/contracts.md says when each is emitted.
 const (
 	EventReceived    = "received"
 	EventRejected    = "rejected"
@@ -106,19 +93,10 @@ const (
 	EventDuplicate   = "duplicate"
 	EventAmbiguous   = "ambiguous"
 	EventUndecodable = "undecodable"
-	EventConflict    = "conflict" // two replicas reached different outcomes; the recorded one stands
-	// EventSettled: an ambiguous outcome was settled once the vendor's
-	// answer became known; the new result supersedes the ambiguous one.
-	EventSettled = "settled"
-	// EventReplayed: an operator replayed the request from a dead letter.
-	EventReplayed = "replayed"
-	// EventReconciling: the answer to a create was lost; qualfile reads
-	// the vendor's records to learn whether it was filed.
+	EventConflict    = "conflict"
+	EventSettled     = "settled"
+	EventReplayed    = "replayed"
 	EventReconciling = "reconciling"
-	// EventReconciled: the vendor's record of a create whose answer was
-	// lost was found; the request succeeded (a final outcome).
-	EventReconciled = "reconciled"
-	// EventRefiled: the vendor held no record of a create whose answer was
-	// lost after the settling window; it is filed again, once.
-	EventRefiled = "refiled"
+	EventReconciled  = "reconciled"
+	EventRefiled     = "refiled"
 )

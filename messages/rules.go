@@ -171,25 +171,26 @@ func validateSMSFile(p *problems, path string, f SMSFile) {
 	if f.FileType < 0 {
 		p.add(path+".fileType", "must not be negative")
 	}
-	if f.FileContent.IsZero() && strings.TrimSpace(f.FileURL) == "" {
-		p.add(path, "needs fileContent (a base64 data URI) or fileUrl")
+	if f.FileContent.IsZero() {
+		if strings.TrimSpace(f.FileURL) == "" {
+			p.add(path, "needs fileContent (a base64 data URI) or fileUrl")
+		}
 		return
 	}
-	if ref := f.FileContent.Ref; ref != nil && f.FileContent.Data == "" {
-		if problem := ref.Problem(); problem != "" && !p.has(path+".fileContent") {
-			p.add(path+".fileContent", "%s", problem)
-		}
-		requiredText(p, path+".fileSuffix", f.FileSuffix)
-	} else if f.FileContent.Data != "" {
-		if problem := dataURIProblem(f.FileContent.Data); problem != "" {
-			p.add(path+".fileContent", "%s", problem)
-		}
-		requiredText(p, path+".fileSuffix", f.FileSuffix)
+	problem := DataURIProblem(f.FileContent.Data)
+	if f.FileContent.Data == "" {
+		problem = f.FileContent.Ref.Problem()
 	}
+	if problem != "" && !p.has(path+".fileContent") {
+		p.add(path+".fileContent", "%s", problem)
+	}
+	requiredText(p, path+".fileSuffix", f.FileSuffix)
 }
 
-// dataURIProblem checks "data:<type>;base64,<data>" and says what is wrong.
-func dataURIProblem(s string) string {
+// DataURIProblem checks a fileContent data URI, "data:<type>;base64,<data>",
+// and says what is wrong ("" when nothing is); the files package applies it
+// to a fetched file.
+func DataURIProblem(s string) string {
 	rest, ok := strings.CutPrefix(s, "data:")
 	if !ok {
 		return `must be a data URI such as "data:image/jpg;base64,..."`

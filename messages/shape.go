@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,15 +75,6 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 	t := dst.Type()
 	if t == fileContentType {
 		return walkFileContent(p, path, value, dst)
-	}
-	if t == rawMessageType {
-		b, err := json.Marshal(value)
-		if err != nil {
-			p.add(path, "cannot be encoded: %v", err)
-			return false
-		}
-		dst.SetBytes(b)
-		return true
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -161,41 +154,13 @@ func walkShape(p *problems, path string, value any, dst reflect.Value, depth int
 		}
 		dst.SetInt(i)
 		return true
-	case reflect.Bool:
-		b, ok := value.(bool)
-		if !ok {
-			p.add(path, "must be true or false, not %s", jsonKind(value))
-			return false
-		}
-		dst.SetBool(b)
-		return true
-	case reflect.Map:
-		obj, ok := value.(map[string]any)
-		if !ok {
-			p.add(path, "must be an object, not %s", jsonKind(value))
-			return false
-		}
-		if t.Key().Kind() != reflect.String {
-			break
-		}
-		out := reflect.MakeMapWithSize(t, len(obj))
-		for _, key := range sortedKeys(obj) {
-			item := reflect.New(t.Elem()).Elem()
-			if walkShape(p, childPath(path, key), obj[key], item, depth+1, false) {
-				out.SetMapIndex(reflect.ValueOf(key).Convert(t.Key()), item)
-			}
-		}
-		dst.Set(out)
-		return true
 	}
+	// The payload types hold no other kinds (no bool, map or raw JSON).
 	p.add(path, "cannot be checked")
 	return false
 }
 
-var (
-	rawMessageType  = reflect.TypeOf(json.RawMessage(nil))
-	fileContentType = reflect.TypeOf(FileContent{})
-)
+var fileContentType = reflect.TypeOf(FileContent{})
 
 // walkFileContent reads a fileContent: a data URI string (at most
 // MaxFileContentLen), or a reference object {"$ref","sha256","size"}.
@@ -304,14 +269,7 @@ func safeKey(key string) string {
 	return key
 }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
-}
+func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
 func jsonKind(v any) string {
 	switch v := v.(type) {

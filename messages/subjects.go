@@ -21,22 +21,20 @@ type Subjects struct {
 	Prefix string
 }
 
-func (s Subjects) prefix() string {
+// Root is the prefix in use ("filing" unless configured).
+func (s Subjects) Root() string {
 	if s.Prefix == "" {
 		return DefaultPrefix
 	}
 	return s.Prefix
 }
 
-// Root is the prefix in use ("filing" unless configured).
-func (s Subjects) Root() string { return s.prefix() }
-
 // Request is filing.request.<api>.
-func (s Subjects) Request(api API) string { return s.prefix() + ".request." + string(api) }
+func (s Subjects) Request(api API) string { return s.Root() + ".request." + string(api) }
 
 // Result is filing.result.<api>: the results of one api are on it and the
 // subjects below it (ResultFor); subscribe to filing.result.<api>.>.
-func (s Subjects) Result(api API) string { return s.prefix() + ".result." + string(api) }
+func (s Subjects) Result(api API) string { return s.Root() + ".result." + string(api) }
 
 // ResultFor is filing.result.<api>.<key>, where qualfile publishes a
 // result: the key names the request (IDKey), so that every result of one
@@ -49,7 +47,7 @@ func (s Subjects) ResultFor(api API, requestID string) string {
 // "unknown").
 func (s Subjects) ResultOf(requestID string) []string {
 	key := IDKey(requestID)
-	return []string{s.prefix() + ".result.*.*." + key, s.prefix() + ".result.*." + key}
+	return []string{s.Root() + ".result.*.*." + key, s.Root() + ".result.*." + key}
 }
 
 // Audit is filing.audit.<api>.<key>.<event>, the key naming the request
@@ -58,14 +56,14 @@ func (s Subjects) ResultOf(requestID string) []string {
 // comes right after the api, whose few values the server's subject index
 // walks in no time, and before the event.
 func (s Subjects) Audit(api API, event, requestID string) string {
-	return s.prefix() + ".audit." + string(api) + "." + IDKey(requestID) + "." + event
+	return s.Root() + ".audit." + string(api) + "." + IDKey(requestID) + "." + event
 }
 
 // AuditOf are the filters of one request's audit events: the api is two
 // tokens (vms.add_qualification), or one for "unknown".
 func (s Subjects) AuditOf(requestID string) []string {
 	key := IDKey(requestID)
-	return []string{s.prefix() + ".audit.*.*." + key + ".*", s.prefix() + ".audit.*." + key + ".*"}
+	return []string{s.Root() + ".audit.*.*." + key + ".*", s.Root() + ".audit.*." + key + ".*"}
 }
 
 // IDKey is a request id as one subject token: 32 hex digits of its
@@ -76,7 +74,7 @@ func IDKey(requestID string) string {
 }
 
 // Dead is filing.dead.<api>.
-func (s Subjects) Dead(api API) string { return s.prefix() + ".dead." + string(api) }
+func (s Subjects) Dead(api API) string { return s.Root() + ".dead." + string(api) }
 
 // Dead-letter headers. The body of a dead letter is the original request,
 // byte for byte, so that it can be replayed; a body too large for a
@@ -95,15 +93,15 @@ const (
 )
 
 // AllRequests, AllResults, AllAudit and AllDead are the wildcards the streams bind.
-func (s Subjects) AllRequests() string { return s.prefix() + ".request.>" }
-func (s Subjects) AllResults() string  { return s.prefix() + ".result.>" }
-func (s Subjects) AllAudit() string    { return s.prefix() + ".audit.>" }
-func (s Subjects) AllDead() string     { return s.prefix() + ".dead.>" }
+func (s Subjects) AllRequests() string { return s.Root() + ".request.>" }
+func (s Subjects) AllResults() string  { return s.Root() + ".result.>" }
+func (s Subjects) AllAudit() string    { return s.Root() + ".audit.>" }
+func (s Subjects) AllDead() string     { return s.Root() + ".dead.>" }
 
 // APIFromRequestSubject returns the <api> of filing.request.<api>; an api that
 // is not a known one is returned as is for the caller to reject.
 func (s Subjects) APIFromRequestSubject(subject string) (API, bool) {
-	p := s.prefix() + ".request."
+	p := s.Root() + ".request."
 	if len(subject) <= len(p) || subject[:len(p)] != p {
 		return "", false
 	}

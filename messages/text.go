@@ -1,7 +1,6 @@
 package messages
 
 import (
-	"sort"
 	"time"
 	"unicode/utf8"
 )
@@ -37,8 +36,6 @@ func ParseDate(s string) (time.Time, bool) {
 	t, err := time.Parse(DateLayout, s)
 	return t, err == nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // Truncate cuts s to at most n bytes on a rune boundary, marking the cut
 // with "…" (so the result may be up to len("…") bytes longer than n), and

@@ -32,137 +32,70 @@ type ResolvedAccount struct {
 	Douyin *ResolvedDouyin
 }
 
-// ResolvedVolcengine is a Volcengine access key with its settings. Its
-// String, GoString, Format, MarshalJSON and LogValue methods redact the
-// secret access key and session token, so printing or logging it (fmt's
-// %v, %+v, %#v, %s, zap.Any, slog) never shows them.
+// ResolvedVolcengine is a Volcengine access key with its settings; its
+// secrets are Secrets.
 type ResolvedVolcengine struct {
 	AccessKeyID     string
-	SecretAccessKey string
-	SessionToken    string
+	SecretAccessKey Secret
+	SessionToken    Secret
 	Region          string
 	VMSEndpoint     string
 	SMSEndpoint     string
 	Timeout         time.Duration
 }
 
-// ResolvedDouyin is a Douyin app with its settings. Its String, GoString,
-// Format, MarshalJSON and LogValue methods redact the app secret.
+// ResolvedDouyin is a Douyin app with its settings; its secret is a Secret.
 type ResolvedDouyin struct {
 	AppID     string
-	AppSecret string
+	AppSecret Secret
 	BaseURL   string
 	Timeout   time.Duration
 	CheckType string
 }
 
-// redact hides a secret but shows whether there is one.
-func redact(s string) string {
+// Secret is a resolved secret. Its String, GoString, Format, MarshalJSON
+// and LogValue methods show Redacted (nothing when it is empty), so printing
+// or logging it, or a struct holding it (fmt's %v, %+v, %#v, %s, zap.Any,
+// slog), never shows it; string(s) is the value.
+type Secret string
+
+func (s Secret) String() string {
 	if s == "" {
 		return ""
 	}
 	return Redacted
 }
 
-// String implements fmt.Stringer with the secrets redacted.
-func (v ResolvedVolcengine) String() string {
-	return fmt.Sprintf("{AccessKeyID:%s SecretAccessKey:%s SessionToken:%s Region:%s VMSEndpoint:%s SMSEndpoint:%s Timeout:%s}",
-		v.AccessKeyID, redact(v.SecretAccessKey), redact(v.SessionToken), v.Region, v.VMSEndpoint, v.SMSEndpoint, v.Timeout)
-}
+// GoString implements fmt.GoStringer.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
 
-// GoString implements fmt.GoStringer with the secrets redacted.
-func (v ResolvedVolcengine) GoString() string {
-	return fmt.Sprintf("config.ResolvedVolcengine{AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, Region:%q, VMSEndpoint:%q, SMSEndpoint:%q, Timeout:%d}",
-		v.AccessKeyID, redact(v.SecretAccessKey), redact(v.SessionToken), v.Region, v.VMSEndpoint, v.SMSEndpoint, int64(v.Timeout))
-}
-
-// Format implements fmt.Formatter so that every verb (%v, %+v, %#v, %s,
-// %q, %x, …) prints the redacted form.
-func (v ResolvedVolcengine) Format(f fmt.State, verb rune) { format(f, verb, v) }
-
-// MarshalJSON implements json.Marshaler (used by zap's reflection encoder)
-// with the secrets redacted.
-func (v ResolvedVolcengine) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{
-		"AccessKeyID":     v.AccessKeyID,
-		"SecretAccessKey": redact(v.SecretAccessKey),
-		"SessionToken":    redact(v.SessionToken),
-		"Region":          v.Region,
-		"VMSEndpoint":     v.VMSEndpoint,
-		"SMSEndpoint":     v.SMSEndpoint,
-		"Timeout":         v.Timeout.String(),
-	})
-}
-
-// LogValue implements slog.LogValuer with the secrets redacted.
-func (v ResolvedVolcengine) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("access_key_id", v.AccessKeyID),
-		slog.String("secret_access_key", redact(v.SecretAccessKey)),
-		slog.String("session_token", redact(v.SessionToken)),
-		slog.String("region", v.Region),
-		slog.String("vms_endpoint", v.VMSEndpoint),
-		slog.String("sms_endpoint", v.SMSEndpoint),
-		slog.Duration("timeout", v.Timeout),
-	)
-}
-
-// String implements fmt.Stringer with the app secret redacted.
-func (d ResolvedDouyin) String() string {
-	return fmt.Sprintf("{AppID:%s AppSecret:%s BaseURL:%s Timeout:%s CheckType:%s}",
-		d.AppID, redact(d.AppSecret), d.BaseURL, d.Timeout, d.CheckType)
-}
-
-// GoString implements fmt.GoStringer with the app secret redacted.
-func (d ResolvedDouyin) GoString() string {
-	return fmt.Sprintf("config.ResolvedDouyin{AppID:%q, AppSecret:%q, BaseURL:%q, Timeout:%d, CheckType:%q}",
-		d.AppID, redact(d.AppSecret), d.BaseURL, int64(d.Timeout), d.CheckType)
-}
-
-// Format implements fmt.Formatter so that every verb prints the redacted
-// form.
-func (d ResolvedDouyin) Format(f fmt.State, verb rune) { format(f, verb, d) }
-
-// MarshalJSON implements json.Marshaler with the app secret redacted.
-func (d ResolvedDouyin) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{
-		"AppID":     d.AppID,
-		"AppSecret": redact(d.AppSecret),
-		"BaseURL":   d.BaseURL,
-		"Timeout":   d.Timeout.String(),
-		"CheckType": d.CheckType,
-	})
-}
-
-// LogValue implements slog.LogValuer with the app secret redacted.
-func (d ResolvedDouyin) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("app_id", d.AppID),
-		slog.String("app_secret", redact(d.AppSecret)),
-		slog.String("base_url", d.BaseURL),
-		slog.Duration("timeout", d.Timeout),
-		slog.String("check_type", d.CheckType),
-	)
-}
-
-// redactedFormatter is what format needs of a resolved value.
-type redactedFormatter interface {
-	String() string
-	GoString() string
-}
-
-// format prints the redacted form for any verb: GoString for %#v, a quoted
-// String for %q, String otherwise.
-func format(f fmt.State, verb rune, v redactedFormatter) {
+// Format implements fmt.Formatter so that every verb (%v, %#v, %q, %x, …)
+// prints the redacted form.
+func (s Secret) Format(f fmt.State, verb rune) {
 	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = io.WriteString(f, v.GoString())
-	case verb == 'q':
-		_, _ = io.WriteString(f, strconv.Quote(v.String()))
+	case verb == 'v' && f.Flag('#'), verb == 'q':
+		_, _ = io.WriteString(f, s.GoString())
 	default:
-		_, _ = io.WriteString(f, v.String())
+		_, _ = io.WriteString(f, s.String())
 	}
 }
+
+// MarshalJSON implements json.Marshaler (used by zap's reflection encoder).
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// The plain types print field by field, each Secret redacted; String uses
+// them so that a resolved account printed inside another value (behind a
+// pointer, in a map) still shows its settings.
+type (
+	plainVolcengine ResolvedVolcengine
+	plainDouyin     ResolvedDouyin
+)
+
+func (v ResolvedVolcengine) String() string { return fmt.Sprintf("%+v", plainVolcengine(v)) }
+func (d ResolvedDouyin) String() string     { return fmt.Sprintf("%+v", plainDouyin(d)) }
 
 // ResolveAccounts reads every account's secrets: from the environment
 // (getenv) for *_env keys, from files (readFile, e.g. os.ReadFile) for
@@ -182,16 +115,13 @@ func (c *Config) ResolveAccounts(getenv func(string) string, readFile func(strin
 		ra := ResolvedAccount{Name: name}
 		if v := a.Volcengine; v != nil {
 			ra.Volcengine = &ResolvedVolcengine{
-				AccessKeyID: r.value("volcengine.access_key_id", v.AccessKeyID, "volcengine.access_key_id_env", v.AccessKeyIDEnv,
-					"volcengine.access_key_id_file", v.AccessKeyIDFile, true),
-				SecretAccessKey: r.value("volcengine.secret_access_key", "", "volcengine.secret_access_key_env", v.SecretAccessKeyEnv,
-					"volcengine.secret_access_key_file", v.SecretAccessKeyFile, true),
-				SessionToken: r.value("volcengine.session_token", "", "volcengine.session_token_env", v.SessionTokenEnv,
-					"volcengine.session_token_file", v.SessionTokenFile, false),
-				Region:      orDefault(v.Region, DefaultRegion),
-				VMSEndpoint: orDefault(v.VMSEndpoint, volcengine.DefaultVMSEndpoint),
-				SMSEndpoint: orDefault(v.SMSEndpoint, volcengine.DefaultSMSEndpoint),
-				Timeout:     orDefaultD(v.Timeout, DefaultVolcengineTimeout),
+				AccessKeyID:     r.value("volcengine.access_key_id", v.AccessKeyID, v.AccessKeyIDEnv, v.AccessKeyIDFile, true),
+				SecretAccessKey: Secret(r.value("volcengine.secret_access_key", "", v.SecretAccessKeyEnv, v.SecretAccessKeyFile, true)),
+				SessionToken:    Secret(r.value("volcengine.session_token", "", v.SessionTokenEnv, v.SessionTokenFile, false)),
+				Region:          v.Region,
+				VMSEndpoint:     v.VMSEndpoint,
+				SMSEndpoint:     v.SMSEndpoint,
+				Timeout:         v.Timeout,
 			}
 		}
 		if d := a.Douyin; d != nil {
@@ -199,11 +129,10 @@ func (c *Config) ResolveAccounts(getenv func(string) string, readFile func(strin
 				r.errs = append(r.errs, &SecretError{Account: name, Key: "douyin.app_id", Problem: "is required"})
 			}
 			ra.Douyin = &ResolvedDouyin{
-				AppID: d.AppID,
-				AppSecret: r.value("douyin.app_secret", "", "douyin.app_secret_env", d.AppSecretEnv,
-					"douyin.app_secret_file", d.AppSecretFile, true),
-				BaseURL:   orDefault(d.BaseURL, douyin.ProductionBaseURL),
-				Timeout:   orDefaultD(d.Timeout, DefaultDouyinTimeout),
+				AppID:     d.AppID,
+				AppSecret: Secret(r.value("douyin.app_secret", "", d.AppSecretEnv, d.AppSecretFile, true)),
+				BaseURL:   d.BaseURL,
+				Timeout:   d.Timeout,
 				CheckType: d.CheckType,
 			}
 		}
@@ -223,11 +152,12 @@ type resolver struct {
 	errs     []error
 }
 
-// value returns the literal, or the named environment variable, or the
-// named file's trimmed contents. Validate has made sure at most one is set.
-// A required value that has no source, or whose source is unset or empty,
-// is an error.
-func (r *resolver) value(key, literal, envKey, env, fileKey, file string, required bool) string {
+// value returns the literal (key), or the environment variable named by
+// key_env, or the trimmed contents of the file named by key_file. Validate
+// has made sure at most one is set. A required value that has no source,
+// or whose source is unset or empty, is an error.
+func (r *resolver) value(key, literal, env, file string, required bool) string {
+	envKey, fileKey := key+"_env", key+"_file"
 	switch {
 	case literal != "":
 		return literal
@@ -280,20 +210,18 @@ func (c *Config) WithSandbox(url, accessKeyID, secretAccessKey, appID, appSecret
 	add := func(name string, a Account) {
 		v := ResolvedVolcengine{
 			AccessKeyID:     accessKeyID,
-			SecretAccessKey: secretAccessKey,
-			Region:          DefaultRegion,
+			SecretAccessKey: Secret(secretAccessKey),
+			Region:          volcengine.DefaultRegion,
 			VMSEndpoint:     url,
 			SMSEndpoint:     url,
-			Timeout:         DefaultVolcengineTimeout,
+			Timeout:         volcengine.DefaultTimeout,
 		}
 		if a.Volcengine != nil {
-			v.Region = orDefault(a.Volcengine.Region, DefaultRegion)
-			v.Timeout = orDefaultD(a.Volcengine.Timeout, DefaultVolcengineTimeout)
+			v.Region, v.Timeout = a.Volcengine.Region, a.Volcengine.Timeout
 		}
-		d := ResolvedDouyin{AppID: appID, AppSecret: appSecret, BaseURL: url, Timeout: DefaultDouyinTimeout}
+		d := ResolvedDouyin{AppID: appID, AppSecret: Secret(appSecret), BaseURL: url, Timeout: douyin.DefaultTimeout}
 		if a.Douyin != nil {
-			d.Timeout = orDefaultD(a.Douyin.Timeout, DefaultDouyinTimeout)
-			d.CheckType = a.Douyin.CheckType
+			d.Timeout, d.CheckType = a.Douyin.Timeout, a.Douyin.CheckType
 		}
 		out[name] = ResolvedAccount{Name: name, Volcengine: &v, Douyin: &d}
 	}
@@ -306,20 +234,6 @@ func (c *Config) WithSandbox(url, accessKeyID, secretAccessKey, appID, appSecret
 	return out
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func orDefaultD(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
 // Clients makes the vendor clients of every resolved account. Douyin
 // tokens go through tokens, a store shared by all replicas (see tokenkv),
 // so that they use one token per appid. Every client sends through hc (see
@@ -329,7 +243,7 @@ func Clients(accounts map[string]ResolvedAccount, tokens douyin.TokenStore, hc *
 	for name, a := range accounts {
 		var acct dispatch.Account
 		if v := a.Volcengine; v != nil {
-			creds := volcengine.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken}
+			creds := volcengine.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: string(v.SecretAccessKey), SessionToken: string(v.SessionToken)}
 			vms, err := volcengine.NewVMS(volcengine.Config{Endpoint: v.VMSEndpoint, Region: v.Region, Credentials: creds, Timeout: v.Timeout, HTTPClient: hc})
 			if err != nil {
 				return nil, fmt.Errorf("account %s: %w", name, err)
@@ -341,7 +255,7 @@ func Clients(accounts map[string]ResolvedAccount, tokens douyin.TokenStore, hc *
 			acct.VMS, acct.SMS = vms, sms
 		}
 		if d := a.Douyin; d != nil {
-			src := &douyin.TokenSource{AppID: d.AppID, Secret: d.AppSecret, BaseURL: d.BaseURL, Store: tokens, Timeout: d.Timeout, HTTPClient: hc}
+			src := &douyin.TokenSource{AppID: d.AppID, Secret: string(d.AppSecret), BaseURL: d.BaseURL, Store: tokens, Timeout: d.Timeout, HTTPClient: hc}
 			c, err := douyin.New(douyin.Config{BaseURL: d.BaseURL, AppID: d.AppID, Tokens: src, Timeout: d.Timeout, CheckType: d.CheckType, HTTPClient: hc})
 			if err != nil {
 				return nil, fmt.Errorf("account %s: %w", name, err)

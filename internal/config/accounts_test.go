@@ -170,7 +170,7 @@ func TestRedaction(t *testing.T) {
 			outputs = append(outputs, fmt.Sprintf(verb, x))
 		}
 	}
-	outputs = append(outputs, fmt.Sprint(acct), fmt.Sprintln(v, d), v.String(), d.GoString())
+	outputs = append(outputs, fmt.Sprint(acct), fmt.Sprintln(v, d), v.String(), fmt.Sprintf("%#v", d))
 
 	for _, x := range []any{*v, d, acct, accounts} {
 		b, err := json.Marshal(x)
@@ -238,7 +238,7 @@ func TestWithSandbox(t *testing.T) {
 	if v := got["acme"].Volcengine; v.Region != "cn-beijing" || v.Timeout != 3*time.Second {
 		t.Errorf("acme keeps its region and timeout: %+v", v)
 	}
-	if v := got["default"].Volcengine; v.Region != DefaultRegion || v.Timeout != DefaultVolcengineTimeout {
+	if v := got["default"].Volcengine; v.Region != volcengine.DefaultRegion || v.Timeout != volcengine.DefaultTimeout {
 		t.Errorf("default = %+v", v)
 	}
 	if d := got["shop"].Douyin; d.CheckType != douyin.CheckTypeReject {

@@ -168,7 +168,7 @@ func TestLoadYAML(t *testing.T) {
 			}
 		}},
 		{name: "explicit zero takes the default", yaml: "consumer:\n  concurrency: 0\n", check: func(t *testing.T, c *Config) {
-			if c.Consumer.Concurrency != DefaultConcurrency {
+			if c.Consumer.Concurrency != 64 {
 				t.Errorf("concurrency = %d", c.Consumer.Concurrency)
 			}
 		}},
@@ -224,17 +224,17 @@ func TestLoadMissingFile(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	path := writeFile(t, "c.yaml", "nats:\n  url: nats://from-file:4222\nconsumer:\n  concurrency: 8\nlog:\n  level: warn\n")
 	c, err := Load(path, env(map[string]string{
-		EnvNATSURL:        "nats://from-env:4222",
-		EnvNATSCreds:      "/etc/q.creds",
-		EnvConcurrency:    "12",
-		EnvAdminListen:    "127.0.0.1:9999",
-		EnvLogLevel:       "debug",
-		EnvLogDevelopment: "true",
-		EnvSubjectPrefix:  "acme.filing",
-		EnvStoreDir:       "/var/lib/qualfile",
-		EnvAckWait:        "2m",
-		EnvStreamReplicas: "3",
-		EnvLedgerMaxAge:   "1440h",
+		"QUALFILE_NATS_URL":        "nats://from-env:4222",
+		"QUALFILE_NATS_CREDS":      "/etc/q.creds",
+		"QUALFILE_CONCURRENCY":     "12",
+		"QUALFILE_ADMIN_LISTEN":    "127.0.0.1:9999",
+		"QUALFILE_LOG_LEVEL":       "debug",
+		"QUALFILE_LOG_DEVELOPMENT": "true",
+		"QUALFILE_SUBJECT_PREFIX":  "acme.filing",
+		"QUALFILE_STORE_DIR":       "/var/lib/qualfile",
+		"QUALFILE_ACK_WAIT":        "2m",
+		"QUALFILE_STREAM_REPLICAS": "3",
+		"QUALFILE_LEDGER_MAX_AGE":  "1440h",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -261,18 +261,18 @@ func TestEnvOverrides(t *testing.T) {
 	}
 
 	// Bad values: every one is reported, by its variable.
-	_, err = Load("", env(map[string]string{EnvConcurrency: "many", EnvAckWait: "soon", EnvLogDevelopment: "maybe", EnvLedgerMaxAge: "a month"}))
+	_, err = Load("", env(map[string]string{"QUALFILE_CONCURRENCY": "many", "QUALFILE_ACK_WAIT": "soon", "QUALFILE_LOG_DEVELOPMENT": "maybe", "QUALFILE_LEDGER_MAX_AGE": "a month"}))
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v, want ErrInvalidConfig", err)
 	}
-	for _, want := range []string{EnvConcurrency, EnvAckWait, EnvLogDevelopment, EnvLedgerMaxAge} {
+	for _, want := range []string{"QUALFILE_CONCURRENCY", "QUALFILE_ACK_WAIT", "QUALFILE_LOG_DEVELOPMENT", "QUALFILE_LEDGER_MAX_AGE"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
 
 	// Overrides are validated too.
-	_, err = Load("", env(map[string]string{EnvSubjectPrefix: "bad prefix"}))
+	_, err = Load("", env(map[string]string{"QUALFILE_SUBJECT_PREFIX": "bad prefix"}))
 	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "subjects.prefix") {
 		t.Errorf("err = %v", err)
 	}
@@ -459,7 +459,7 @@ func TestRetryPolicy(t *testing.T) {
 
 func TestReconcileSettings(t *testing.T) {
 	c := Default()
-	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != DefaultReconcileWindow || r.Reads != DefaultReconcileReads || r.ClockSkew != DefaultReconcileSkew {
+	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 30*time.Second || r.Reads != 4 || r.ClockSkew != 2*time.Minute {
 		t.Errorf("defaults %+v: want on, refiling, 30s, 4 reads, 2m", r)
 	}
 	path := writeFile(t, "consumer.yaml", "reconcile:\n  enabled: false\n  refile: false\n  window: 1m\n")
@@ -467,10 +467,10 @@ func TestReconcileSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.Reconcile; r.Enabled || r.Refile || r.Window != time.Minute || r.Reads != DefaultReconcileReads {
+	if r := c.Reconcile; r.Enabled || r.Refile || r.Window != time.Minute || r.Reads != 4 {
 		t.Errorf("from YAML %+v", r)
 	}
-	c, err = Load(path, env(map[string]string{EnvReconcile: "true", EnvReconcileRefile: "true", EnvReconcileWindow: "10s"}))
+	c, err = Load(path, env(map[string]string{"QUALFILE_RECONCILE": "true", "QUALFILE_RECONCILE_REFILE": "true", "QUALFILE_RECONCILE_WINDOW": "10s"}))
 	if err != nil {
 		t.Fatal(err)
 	}

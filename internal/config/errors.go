@@ -36,22 +36,10 @@ type FieldError struct {
 	Err error
 }
 
-// Error implements error.
-func (e *FieldError) Error() string {
-	msg := "config: " + e.Key + ": " + e.Problem
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
+func (e *FieldError) Error() string { return withCause("config: "+e.Key+": "+e.Problem, e.Err) }
 
 // Unwrap returns ErrInvalidConfig and Err.
-func (e *FieldError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrInvalidConfig}
-	}
-	return []error{ErrInvalidConfig, e.Err}
-}
+func (e *FieldError) Unwrap() []error { return causes(ErrInvalidConfig, e.Err) }
 
 // SecretError reports a secret (or credential) that could not be read. It
 // names where the value should have come from but never contains the value.
@@ -69,25 +57,31 @@ type SecretError struct {
 	Err error
 }
 
-// Error implements error.
 func (e *SecretError) Error() string {
 	msg := "config: "
 	if e.Account != "" {
 		msg += fmt.Sprintf("account %q: ", e.Account)
 	}
-	msg += e.Key + ": " + e.Problem
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
+	return withCause(msg+e.Key+": "+e.Problem, e.Err)
+}
+
+// Unwrap returns ErrMissingSecret and Err.
+func (e *SecretError) Unwrap() []error { return causes(ErrMissingSecret, e.Err) }
+
+// withCause appends the message of err, if any, to msg.
+func withCause(msg string, err error) string {
+	if err != nil {
+		msg += ": " + err.Error()
 	}
 	return msg
 }
 
-// Unwrap returns ErrMissingSecret and Err.
-func (e *SecretError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrMissingSecret}
+// causes is what an error with sentinel and the optional cause err matches.
+func causes(sentinel, err error) []error {
+	if err == nil {
+		return []error{sentinel}
 	}
-	return []error{ErrMissingSecret, e.Err}
+	return []error{sentinel, err}
 }
 
 // fieldErr builds a *FieldError with a formatted problem.

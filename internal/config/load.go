@@ -16,39 +16,6 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// EnvPrefix is the prefix of the environment overrides.
-const EnvPrefix = "QUALFILE_"
-
-// Environment overrides, applied by Load after the YAML file. An unset or
-// empty variable changes nothing.
-const (
-	EnvNATSURL            = EnvPrefix + "NATS_URL"             // nats.url
-	EnvNATSCreds          = EnvPrefix + "NATS_CREDS"           // nats.creds_file
-	EnvNATSNkey           = EnvPrefix + "NATS_NKEY"            // nats.nkey_file
-	EnvNATSUser           = EnvPrefix + "NATS_USER"            // nats.user
-	EnvNATSPasswordEnv    = EnvPrefix + "NATS_PASSWORD_ENV"    // nats.password_env
-	EnvStoreDir           = EnvPrefix + "STORE_DIR"            // embedded.store_dir
-	EnvEmbeddedListen     = EnvPrefix + "EMBEDDED_LISTEN"      // embedded.listen
-	EnvSubjectPrefix      = EnvPrefix + "SUBJECT_PREFIX"       // subjects.prefix
-	EnvStreamReplicas     = EnvPrefix + "STREAM_REPLICAS"      // streams.replicas
-	EnvLedgerMaxAge       = EnvPrefix + "LEDGER_MAX_AGE"       // ledger.max_age
-	EnvDurable            = EnvPrefix + "DURABLE"              // consumer.durable
-	EnvConcurrency        = EnvPrefix + "CONCURRENCY"          // consumer.concurrency
-	EnvMaxDeliver         = EnvPrefix + "MAX_DELIVER"          // consumer.max_deliver
-	EnvAckWait            = EnvPrefix + "ACK_WAIT"             // consumer.ack_wait
-	EnvAdminListen        = EnvPrefix + "ADMIN_LISTEN"         // admin.listen
-	EnvAdminPprof         = EnvPrefix + "ADMIN_PPROF"          // admin.pprof
-	EnvLogLevel           = EnvPrefix + "LOG_LEVEL"            // log.level
-	EnvLogDevelopment     = EnvPrefix + "LOG_DEVELOPMENT"      // log.development
-	EnvShutdownGrace      = EnvPrefix + "SHUTDOWN_GRACE"       // consumer.shutdown_grace
-	EnvCallTimeout        = EnvPrefix + "CALL_TIMEOUT"         // consumer.call_timeout
-	EnvNATSConnectTimeout = EnvPrefix + "NATS_CONNECT_TIMEOUT" // nats.connect_timeout
-	EnvReconcile          = EnvPrefix + "RECONCILE"            // reconcile.enabled
-	EnvReconcileWindow    = EnvPrefix + "RECONCILE_WINDOW"     // reconcile.window
-	EnvReconcileRefile    = EnvPrefix + "RECONCILE_REFILE"     // reconcile.refile
-	EnvRateLimit          = EnvPrefix + "RATE_LIMIT"           // limits.rate
-)
-
 // Load reads the YAML file at path (none when path is ""), applies the
 // defaults and then the QUALFILE_* environment overrides read through
 // getenv (os.Getenv when nil), and validates the result.
@@ -137,8 +104,9 @@ func secretHint(msgs []string) string {
 	return ""
 }
 
-// applyEnv applies the QUALFILE_* overrides. Every malformed value is
-// reported, joined.
+// applyEnv applies the QUALFILE_* overrides (docs/configuration.md), after
+// the YAML file; an unset or empty variable changes nothing. Every malformed
+// value is reported, joined.
 func (c *Config) applyEnv(getenv func(string) string) error {
 	var errs []error
 	str := func(name string, dst *string) {
@@ -146,70 +114,52 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			*dst = v
 		}
 	}
-	num := func(name string, dst *int) {
-		if v := getenv(name); v != "" {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				errs = append(errs, fieldErr(name, "%q is not an integer", v))
-				return
-			}
-			*dst = n
-		}
-	}
+	num := func(name string, dst *int) { envVar(getenv, &errs, name, dst, strconv.Atoi, "an integer") }
 	dur := func(name string, dst *time.Duration) {
-		if v := getenv(name); v != "" {
-			d, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil {
-				errs = append(errs, fieldErr(name, "%q is not a duration such as 30s or 5m", v))
-				return
-			}
-			*dst = d
-		}
+		envVar(getenv, &errs, name, dst, time.ParseDuration, "a duration such as 30s or 5m")
 	}
-	boolean := func(name string, dst *bool) {
-		if v := getenv(name); v != "" {
-			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil {
-				errs = append(errs, fieldErr(name, "%q is not true or false", v))
-				return
-			}
-			*dst = b
-		}
-	}
+	boolean := func(name string, dst *bool) { envVar(getenv, &errs, name, dst, strconv.ParseBool, "true or false") }
 
-	str(EnvNATSURL, &c.NATS.URL)
-	str(EnvNATSCreds, &c.NATS.CredsFile)
-	str(EnvNATSNkey, &c.NATS.NkeyFile)
-	str(EnvNATSUser, &c.NATS.User)
-	str(EnvNATSPasswordEnv, &c.NATS.PasswordEnv)
-	dur(EnvNATSConnectTimeout, &c.NATS.ConnectTimeout)
-	str(EnvStoreDir, &c.Embedded.StoreDir)
-	str(EnvEmbeddedListen, &c.Embedded.Listen)
-	str(EnvSubjectPrefix, &c.Subjects.Prefix)
-	num(EnvStreamReplicas, &c.Streams.Replicas)
-	dur(EnvLedgerMaxAge, &c.Ledger.MaxAge)
-	str(EnvDurable, &c.Consumer.Durable)
-	num(EnvConcurrency, &c.Consumer.Concurrency)
-	num(EnvMaxDeliver, &c.Consumer.MaxDeliver)
-	dur(EnvAckWait, &c.Consumer.AckWait)
-	dur(EnvShutdownGrace, &c.Consumer.ShutdownGrace)
-	dur(EnvCallTimeout, &c.Consumer.CallTimeout)
-	str(EnvAdminListen, &c.Admin.Listen)
-	boolean(EnvAdminPprof, &c.Admin.Pprof)
-	str(EnvLogLevel, &c.Log.Level)
-	boolean(EnvLogDevelopment, &c.Log.Development)
-	boolean(EnvReconcile, &c.Reconcile.Enabled)
-	dur(EnvReconcileWindow, &c.Reconcile.Window)
-	boolean(EnvReconcileRefile, &c.Reconcile.Refile)
-	if v := getenv(EnvRateLimit); v != "" {
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			errs = append(errs, fieldErr(EnvRateLimit, "%q is not a number of calls per second", v))
-		} else {
-			c.Limits.Rate = f
-		}
-	}
+	str("QUALFILE_NATS_URL", &c.NATS.URL)
+	str("QUALFILE_NATS_CREDS", &c.NATS.CredsFile)
+	str("QUALFILE_NATS_NKEY", &c.NATS.NkeyFile)
+	str("QUALFILE_NATS_USER", &c.NATS.User)
+	str("QUALFILE_NATS_PASSWORD_ENV", &c.NATS.PasswordEnv)
+	dur("QUALFILE_NATS_CONNECT_TIMEOUT", &c.NATS.ConnectTimeout)
+	str("QUALFILE_STORE_DIR", &c.Embedded.StoreDir)
+	str("QUALFILE_EMBEDDED_LISTEN", &c.Embedded.Listen)
+	str("QUALFILE_SUBJECT_PREFIX", &c.Subjects.Prefix)
+	num("QUALFILE_STREAM_REPLICAS", &c.Streams.Replicas)
+	dur("QUALFILE_LEDGER_MAX_AGE", &c.Ledger.MaxAge)
+	str("QUALFILE_DURABLE", &c.Consumer.Durable)
+	num("QUALFILE_CONCURRENCY", &c.Consumer.Concurrency)
+	num("QUALFILE_MAX_DELIVER", &c.Consumer.MaxDeliver)
+	dur("QUALFILE_ACK_WAIT", &c.Consumer.AckWait)
+	dur("QUALFILE_SHUTDOWN_GRACE", &c.Consumer.ShutdownGrace)
+	dur("QUALFILE_CALL_TIMEOUT", &c.Consumer.CallTimeout)
+	str("QUALFILE_ADMIN_LISTEN", &c.Admin.Listen)
+	boolean("QUALFILE_ADMIN_PPROF", &c.Admin.Pprof)
+	str("QUALFILE_LOG_LEVEL", &c.Log.Level)
+	boolean("QUALFILE_LOG_DEVELOPMENT", &c.Log.Development)
+	boolean("QUALFILE_RECONCILE", &c.Reconcile.Enabled)
+	dur("QUALFILE_RECONCILE_WINDOW", &c.Reconcile.Window)
+	boolean("QUALFILE_RECONCILE_REFILE", &c.Reconcile.Refile)
+	envVar(getenv, &errs, "QUALFILE_RATE_LIMIT", &c.Limits.Rate,
+		func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }, "a number of calls per second")
 	return errors.Join(errs...)
+}
+
+// envVar sets *dst to the value of the environment variable name, parsed;
+// a value parse refuses is reported as not being want.
+func envVar[T any](getenv func(string) string, errs *[]error, name string, dst *T, parse func(string) (T, error), want string) {
+	if v := getenv(name); v != "" {
+		x, err := parse(strings.TrimSpace(v))
+		if err != nil {
+			*errs = append(*errs, fieldErr(name, "%q is not %s", v, want))
+			return
+		}
+		*dst = x
+	}
 }
 
 // describe rewrites yaml's "line N: problem" messages as "key.path: problem

@@ -8,12 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// NATSOptions returns the client options of the nats section: connection
-// name, connect timeout, reconnecting forever every reconnect_wait, and the
-// configured authentication (user credentials file, nkey seed file, or user
-// with the password read from the environment variable named by
-// password_env through getenv) and TLS (CA file, client certificate; the
-// server is always verified, against the system roots without a CA file).
+// NATSOptions returns the client options of the nats section of a loaded
+// configuration (defaults applied): connection name, connect timeout,
+// reconnecting forever every reconnect_wait, and the configured
+// authentication (user credentials file, nkey seed file, or user with the
+// password read from the environment variable named by password_env
+// through getenv) and TLS (CA file, client certificate; the server is
+// always verified, against the system roots without a CA file).
 //
 // Every file is opened here, so a missing or unreadable file is reported
 // now, as a *FieldError naming the key (errors.Is(err, fs.ErrNotExist)
@@ -22,10 +23,10 @@ import (
 func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) {
 	n := c.NATS
 	opts := []nats.Option{
-		nats.Name(orDefault(n.Name, DefaultNATSName)),
-		nats.Timeout(orDefaultD(n.ConnectTimeout, DefaultConnectTimeout)),
+		nats.Name(n.Name),
+		nats.Timeout(n.ConnectTimeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(orDefaultD(n.ReconnectWait, DefaultReconnectWait)),
+		nats.ReconnectWait(n.ReconnectWait),
 	}
 	var errs []error
 
@@ -50,12 +51,9 @@ func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) 
 		if n.PasswordEnv != "" && getenv != nil {
 			password = getenv(n.PasswordEnv)
 		}
-		switch {
-		case n.PasswordEnv == "":
-			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: "is required with nats.user"})
-		case password == "":
+		if password == "" {
 			errs = append(errs, &SecretError{Key: "nats.password_env", Problem: fmt.Sprintf("environment variable %q is not set or empty", n.PasswordEnv)})
-		default:
+		} else {
 			opts = append(opts, nats.UserInfo(n.User, password))
 		}
 	}
@@ -73,11 +71,7 @@ func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) 
 				opts = append(opts, opt)
 			}
 		}
-		switch {
-		case t.CertFile == "" && t.KeyFile == "":
-		case t.CertFile == "" || t.KeyFile == "":
-			errs = append(errs, fieldErr("nats.tls", "cert_file and key_file must be given together"))
-		default:
+		if t.CertFile != "" || t.KeyFile != "" { // Validate refuses one without the other
 			opt := nats.ClientCert(t.CertFile, t.KeyFile)
 			certErr, keyErr := readable(t.CertFile), readable(t.KeyFile)
 			switch {

@@ -70,7 +70,7 @@ func TestNATSOptionsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := apply(t, opts)
-	if o.Name != "qualfile" || o.MaxReconnect != -1 || o.ReconnectWait != DefaultReconnectWait || o.Timeout != DefaultConnectTimeout {
+	if o.Name != "qualfile" || o.MaxReconnect != -1 || o.ReconnectWait != 2*time.Second || o.Timeout != 5*time.Second {
 		t.Errorf("options = name %q, max reconnect %d, reconnect wait %s, timeout %s", o.Name, o.MaxReconnect, o.ReconnectWait, o.Timeout)
 	}
 	if o.Secure || o.User != "" || o.Nkey != "" || o.UserJWT != nil {
