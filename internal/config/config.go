@@ -113,10 +113,13 @@ type LedgerConfig struct {
 
 // ConsumerConfig configures the durable pull consumer and the work loop.
 type ConsumerConfig struct {
-	Durable       string        `yaml:"durable"`
-	Concurrency   int           `yaml:"concurrency"`
-	MaxDeliver    int           `yaml:"max_deliver"`
-	AckWait       time.Duration `yaml:"ack_wait"`
+	Durable     string        `yaml:"durable"`
+	Concurrency int           `yaml:"concurrency"`
+	MaxDeliver  int           `yaml:"max_deliver"`
+	AckWait     time.Duration `yaml:"ack_wait"`
+	// Lease: another replica's "calling" entry seen unchanged this long is
+	// taken for dead (docs/guarantees.md#the-in-flight-lease).
+	Lease         time.Duration `yaml:"lease"`
 	FetchBatch    int           `yaml:"fetch_batch"`
 	MaxAckPending int           `yaml:"max_ack_pending"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -280,7 +283,8 @@ func (c *Config) applyDefaults() {
 	setS(&k.Durable, "qualfile")
 	setI(&k.Concurrency, 64)
 	setI(&k.MaxDeliver, 10)
-	setD(&k.AckWait, 60*time.Second)
+	setD(&k.AckWait, 10*time.Second)
+	setD(&k.Lease, 10*time.Second)
 	setI(&k.FetchBatch, 16)
 	setI(&k.MaxAckPending, 1024)
 	setD(&k.ShutdownGrace, 30*time.Second)

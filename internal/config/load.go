@@ -135,6 +135,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("QUALFILE_CONCURRENCY", &c.Consumer.Concurrency)
 	num("QUALFILE_MAX_DELIVER", &c.Consumer.MaxDeliver)
 	dur("QUALFILE_ACK_WAIT", &c.Consumer.AckWait)
+	dur("QUALFILE_LEASE", &c.Consumer.Lease)
 	dur("QUALFILE_SHUTDOWN_GRACE", &c.Consumer.ShutdownGrace)
 	dur("QUALFILE_CALL_TIMEOUT", &c.Consumer.CallTimeout)
 	str("QUALFILE_ADMIN_LISTEN", &c.Admin.Listen)

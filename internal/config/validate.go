@@ -250,6 +250,9 @@ func (c *Config) validateConsumer(v *validator) {
 	if k.AckWait < time.Second {
 		v.add("consumer.ack_wait", "must be at least 1s")
 	}
+	if k.Lease < time.Second {
+		v.add("consumer.lease", "must be at least 1s")
+	}
 	v.atLeast("consumer.fetch_batch", k.FetchBatch, 1)
 	v.atLeast("consumer.max_ack_pending", k.MaxAckPending, 1)
 	if k.ShutdownGrace < 0 {

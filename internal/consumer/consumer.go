@@ -231,7 +231,7 @@ func (c *Consumer) buildProcessor() error {
 		Policy:        cfg.RetryPolicy(),
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         c.deps.Owner,
-		InFlightLease: cfg.Consumer.AckWait,
+		InFlightLease: cfg.Consumer.Lease,
 		RedactResults: cfg.Streams.RedactResults,
 		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(c.nc.MaxPayload()),

@@ -172,6 +172,7 @@ func (o Options) config() *config.Config {
 	setOr(&cfg.Consumer.MaxAckPending, o.MaxAckPending, 256)
 	setOr(&cfg.Consumer.Concurrency, o.Concurrency, 16)
 	setOr(&cfg.Consumer.AckWait, o.AckWait, 5*time.Second)
+	cfg.Consumer.Lease = cfg.Consumer.AckWait
 	setOr(&cfg.Consumer.ShutdownGrace, o.Grace, 5*time.Second)
 	// The sandbox answers at once; a short call timeout keeps the
 	// in-flight lease (retry budget + call timeout) short in tests.
