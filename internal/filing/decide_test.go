@@ -291,6 +291,16 @@ func TestDecide(t *testing.T) {
 				t.Errorf("result %+v, want the recorded one", r)
 			}
 		}},
+		{"another replica's same outcome stands, no conflict", 0, []answer{idTaken{mem: withOutcome(sent, outcome(messages.StatusSucceeded, "", t0))}, claimed{doneBy("mine", 0, outcome(messages.StatusSucceeded, "", t0.Add(time.Second)))}}, stepEmit, func(t *testing.T, d *delivery, p *script) {
+			for _, s := range p.steps {
+				if s.kind == stepEvent && s.event.Event == messages.EventConflict {
+					t.Errorf("steps %v: a conflict noted for the same verdict", p.kinds())
+				}
+			}
+			if r := p.last().result; r == nil || !r.CompletedAt.Equal(t0.Add(time.Second)) || !d.out.otherOutcomeStands {
+				t.Errorf("result %+v, want the recorded one", r)
+			}
+		}},
 		{"broker trouble with an outcome held keeps trying", 0, []answer{idTaken{mem: withOutcome(sent, outcome(messages.StatusSucceeded, "", t0))}, claimed{callingUnder("mine", 0)},
 			failed{op: stepWrite, err: transient, mayHaveLanded: true}, fine, elapse(30 * time.Second), failed{op: stepWrite, err: transient, mayHaveLanded: true}}, stepSleep, nil},
 		{"other broker trouble hands the message back", 0, []answer{idTaken{}, failed{op: stepClaim, err: noResponse}, fine, elapse(30 * time.Second), failed{op: stepClaim, err: noResponse}}, stepSettle, func(t *testing.T, _ *delivery, p *script) {

@@ -142,7 +142,7 @@ func (d *delivery) record() step {
 	e := d.ledger.entry
 	if !d.ledger.missing && e.State == ledger.StateDone && e.Result != nil {
 		switch {
-		case isAmbiguous(d.mem.outcome) && isAmbiguous(e.Result):
+		case isAmbiguous(d.mem.outcome) && isAmbiguous(e.Result), sameVerdict(d.mem.outcome, e.Result):
 			return d.letOtherStand() // nothing new is known: the stored verdict stands
 		case !isAmbiguous(e.Result) || e.Nonce != d.mem.nonce:
 			return d.conflict()
@@ -263,4 +263,14 @@ func latest(ts ...time.Time) time.Time {
 		}
 	}
 	return t
+}
+
+// sameVerdict reports whether two outcomes say the same: both succeeded,
+// or both failed or were rejected with the same class and code. Another
+// replica's outcome that says what ours says is no conflict.
+func sameVerdict(a, b *messages.Result) bool {
+	if a.Status != b.Status || (a.Error == nil) != (b.Error == nil) {
+		return false
+	}
+	return a.Error == nil || a.Error.Class == b.Error.Class && a.Error.Code == b.Error.Code
 }
