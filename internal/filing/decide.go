@@ -110,7 +110,11 @@ func (d *delivery) afterBrokerFailure() step {
 		// to record, and the entry's lease must not run out under it.)
 		budget = d.rules.recordBudget
 	}
-	if !d.stopping && d.now.Sub(d.trouble.since) < budget {
+	// A vendor's answer not yet recorded is never handed back for broker
+	// trouble: it is tried for as long as this replica lives, the message
+	// in hand, so that no other replica takes the call for lost.
+	answer := d.mem.outcome != nil && !d.mem.derived && !d.ledger.recorded
+	if !d.stopping && (answer || d.now.Sub(d.trouble.since) < budget) {
 		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(d.trouble.failures-1, 6), 2*time.Second)}
 	}
 	if failed == stepFiles {

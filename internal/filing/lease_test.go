@@ -135,3 +135,16 @@ func TestTheRunnerFencesAStep(t *testing.T) {
 		})
 	}
 }
+
+// A watch counts only time the entry was seen unchanged read after read:
+// a failed read (the ledger unreachable, where the holder cannot renew
+// either) starts it over.
+func TestAWatchStartsOverAfterAFailedRead(t *testing.T) {
+	d := newTest(t, vms)
+	d.rules.troubleBudget = time.Hour
+	e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs", Revision: 2, Trail: received(), Emitted: 1}
+	p := play(t, d, idTaken{}, claimed{e}, fine, fine, failed{op: stepRead, err: transient}, fine, fine, fine, fine)
+	if s := p.last(); s.kind != stepWatch {
+		t.Errorf("steps %v: want the entry still watched, a full lease after the failed read", p.kinds())
+	}
+}

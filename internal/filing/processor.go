@@ -76,9 +76,9 @@ type Config struct {
 	InFlightLease time.Duration
 	// PublishTimeout bounds each publish and ledger operation (default 10s).
 	PublishTimeout time.Duration
-	// RecordTimeout is how long a replica keeps trying to record what would
-	// otherwise be lost — a vendor's answer, a call it knows it never sent
-	// — before it hands the message back (default 2 min).
+	// RecordTimeout is how long a replica keeps trying to record a call it
+	// knows it never sent before it hands the message back (default 2
+	// min); a vendor's answer it tries to record for as long as it lives.
 	RecordTimeout time.Duration
 	// TroubleTimeout is how long other broker trouble is retried in process
 	// before the message is handed back (default 2s).

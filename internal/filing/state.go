@@ -318,6 +318,7 @@ func (d *delivery) brokerFailed(f failed, began time.Time) {
 	if d.trouble.failures == 0 {
 		d.trouble.since = began
 	}
+	d.lease.watching = false // a watch counts only time the entry was seen unchanged, read after read
 	d.trouble.failures++
 	if f.op == stepEmit && !d.ledger.recorded && d.ledger.entry != nil && d.ledger.entry.State != ledger.StateDone {
 		// Events that could not go out before a write go out later (the
