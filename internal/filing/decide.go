@@ -1,6 +1,7 @@
 package filing
 
 import (
+	"math"
 	"time"
 
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -104,17 +105,25 @@ func (d *delivery) next() step {
 func (d *delivery) afterBrokerFailure() step {
 	failed := d.trouble.failed
 	d.trouble.failed = 0
-	budget := d.rules.troubleBudget
-	if d.keep() && failed != stepFiles {
-		// (A file fetch sent nothing: it is not knowledge to keep trying
-		// to record, and the entry's lease must not run out under it.)
+	var budget time.Duration
+	switch {
+	case d.mem.outcome != nil && !d.mem.derived && !d.ledger.recorded && !d.stopping:
+		// A vendor's answer not yet recorded is never handed back for
+		// broker trouble: it is tried for as long as this replica lives,
+		// the message in hand, so that no other replica takes the call
+		// for lost.
+		budget = math.MaxInt64
+	case d.keep() && failed != stepFiles:
+		// What the ledger may lack (an answer; a "calling" nonce never
+		// called under, which the next replica would take for a lost
+		// call) is tried for longer, past the grace period too. (A file
+		// fetch sent nothing: it is not knowledge to keep trying to
+		// record.)
 		budget = d.rules.recordBudget
+	case !d.stopping:
+		budget = d.rules.troubleBudget
 	}
-	// A vendor's answer not yet recorded is never handed back for broker
-	// trouble: it is tried for as long as this replica lives, the message
-	// in hand, so that no other replica takes the call for lost.
-	answer := d.mem.outcome != nil && !d.mem.derived && !d.ledger.recorded
-	if !d.stopping && (answer || d.now.Sub(d.trouble.since) < budget) {
+	if d.now.Sub(d.trouble.since) < budget {
 		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(d.trouble.failures-1, 6), 2*time.Second)}
 	}
 	if failed == stepFiles {

@@ -148,3 +148,28 @@ func TestAWatchStartsOverAfterAFailedRead(t *testing.T) {
 		t.Errorf("steps %v: want the entry still watched, a full lease after the failed read", p.kinds())
 	}
 }
+
+// A claim whose reply was lost just before the grace period ended is
+// resolved all the same: found "calling" under this delivery's nonce,
+// never called under, it goes back to "claimed", so that the next replica
+// files the request instead of taking it for a lost call.
+func TestShutdownAfterALostClaimReplyCallsNothingLost(t *testing.T) {
+	d := newTest(t, messages.APIVMSUpdateQualification)
+	p := play(t, d, idTaken{}, shutdown{}, failed{op: stepClaim, err: transient, mayHaveLanded: true})
+	if s := p.last(); s.kind != stepSleep {
+		t.Fatalf("steps %v: want the claim resolved past the grace period", p.kinds())
+	}
+	nonce := d.mem.nonce
+	p.then(fine, claimed{ledger.Entry{RequestID: "d-1", API: messages.APIVMSUpdateQualification, State: ledger.StateCalling, Nonce: nonce,
+		Fingerprint: d.msg.fingerprint, Revision: 1, Trail: received()}})
+	for n := 0; p.last().kind != stepSettle && n < 10; n++ {
+		p.then(fine)
+	}
+	var back bool
+	for _, s := range p.steps {
+		back = back || s.kind == stepWrite && s.entry.State == ledger.StateClaimed && s.entry.Nonce == ""
+	}
+	if s := p.last(); !back || s.settle != settleShutdown || d.mem.outcome != nil {
+		t.Errorf("steps %v, settle %v, outcome %+v: want the entry back to claimed, handed back, nothing ambiguous", p.kinds(), s.settle, d.mem.outcome)
+	}
+}

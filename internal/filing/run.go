@@ -287,8 +287,13 @@ func (r *runner) call(ctx context.Context) answer {
 	return called{out: out, err: err, took: r.p.cfg.Now().Sub(start)}
 }
 
-// sleep waits d, or until ctx is done.
+// sleep waits d, or until ctx is done. A sleep decided once ctx was done
+// already (past the grace period, between tries to record what would be
+// lost) is slept all the same.
 func sleep(ctx context.Context, d time.Duration) {
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
