@@ -38,7 +38,7 @@ func (d *delivery) callStep() step {
 	// From here on the call may reach the vendor.
 	d.call.due = false
 	if d.call.attempts == 0 {
-		d.call.start = d.now
+		d.call.start = d.clock
 	}
 	d.mem.dispatched, d.mem.answered = true, false
 	return step{kind: stepCall}
@@ -75,7 +75,7 @@ func (d *delivery) afterCall() step {
 	case retry.ClassPermanent:
 		return d.decided(d.result(messages.StatusFailed, d.resultError(class)), messages.EventFailed, "")
 	}
-	if wait, ok := d.rules.policy.Wait(d.call.attempts, class, d.now.Sub(d.call.start)); ok && !d.stopping {
+	if wait, ok := d.rules.policy.Wait(d.call.attempts, class, d.clock-d.call.start); ok && !d.stopping {
 		if d.out.emitted < len(d.trail()) && !d.out.emitFailed {
 			return d.emit() // the attempt's event, before waiting
 		}
@@ -145,23 +145,23 @@ type reconcileRules struct {
 
 // slot is when read i (0-based) of a reconciliation that began at start
 // is due: spread evenly, the last at the end of the window.
-func (r reconcileRules) slot(start time.Time, i int) time.Time {
+func (r reconcileRules) slot(start time.Duration, i int) time.Duration {
 	if r.reads <= 1 {
-		return start.Add(r.window)
+		return start + r.window
 	}
-	return start.Add(r.window * time.Duration(i) / time.Duration(r.reads-1))
+	return start + r.window*time.Duration(i)/time.Duration(r.reads-1)
 }
 
 // reconciliation is the progress of reading back a create whose answer
 // was lost.
 type reconciliation struct {
 	active   bool
-	why      string // how the answer was lost
-	nonce    string // the nonce of the lost call; the entry must still name it
-	start    time.Time
-	next     time.Time        // when the next read is due
+	why      string           // how the answer was lost
+	nonce    string           // the nonce of the lost call; the entry must still name it
+	start    time.Duration    // on delivery.clock, as next and lastRead
+	next     time.Duration    // when the next read is due
 	reads    int              // reads answered
-	lastRead time.Time        // when the last answered read was made
+	lastRead time.Duration    // when the last answered read was made
 	finding  dispatch.Finding // its answer
 	failures int              // reads failed since the last answered one
 	failed   int              // reads failed in all
@@ -200,7 +200,7 @@ func (d *delivery) reconcilable() bool {
 
 // startReconcile begins reading the vendor's records back.
 func (d *delivery) startReconcile(why string) step {
-	d.recon = reconciliation{active: true, why: why, nonce: d.ledger.entry.Nonce, start: d.now, next: d.rules.reconcile.slot(d.now, 0)}
+	d.recon = reconciliation{active: true, why: why, nonce: d.ledger.entry.Nonce, start: d.clock, next: d.rules.reconcile.slot(d.clock, 0)}
 	d.out.pending = append(d.out.pending, d.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: d.ledger.entry.Attempts,
 		Message: why + fmt.Sprintf("; reading the vendor's records (%d reads over %s)", max(d.rules.reconcile.reads, 1), d.rules.reconcile.window)}))
 	return d.reconcile()
@@ -238,11 +238,11 @@ func (d *delivery) reconcile() step {
 		}
 	}
 	end := rules.slot(r.start, max(rules.reads, 1)-1)
-	if r.reads < max(rules.reads, 1) && !r.next.After(end) {
+	if r.reads < max(rules.reads, 1) && r.next <= end {
 		if d.renewalDue() {
 			return d.renew()
 		}
-		if wait := r.next.Sub(d.now); wait > 0 {
+		if wait := r.next - d.clock; wait > 0 {
 			return step{kind: stepSleep, delay: wait}
 		}
 		if d.out.emitted < len(d.trail()) && !d.out.emitFailed {
@@ -251,7 +251,7 @@ func (d *delivery) reconcile() step {
 		return step{kind: stepReconcile, since: d.claimedAt().Add(-rules.skew)}
 	}
 	// The reads are done, or the window is over.
-	if r.reads == 0 || r.lastRead.Sub(r.start) < rules.window/2 {
+	if r.reads == 0 || r.lastRead-r.start < rules.window/2 {
 		return d.ambiguous(fmt.Sprintf("%s; the vendor's records could not be read over %s (%d reads failed): %s", r.why, rules.window, r.failed, messages.Truncate(errText(r.lastErr), 300)))
 	}
 	switch {
@@ -277,18 +277,18 @@ func (d *delivery) noteRead(f dispatch.Finding, err error) {
 		if class == retry.ClassHeld {
 			// This replica held the read back (the rate limit): not an
 			// answer, and not a failure of the vendor.
-			r.next = d.now.Add(min(heldDelay(err), time.Second))
+			r.next = d.clock + min(heldDelay(err), time.Second)
 			return
 		}
 		if !class.Retryable() {
 			r.gaveUp = true
 			return
 		}
-		r.next = d.now.Add(d.rules.policy.Backoff(r.failures, class))
+		r.next = d.clock + d.rules.policy.Backoff(r.failures, class)
 		return
 	}
 	r.reads++
-	r.failures, r.lastRead, r.finding = 0, d.now, f
+	r.failures, r.lastRead, r.finding = 0, d.clock, f
 	r.next = d.rules.reconcile.slot(r.start, r.reads)
 }
 

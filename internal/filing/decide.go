@@ -123,7 +123,7 @@ func (d *delivery) afterBrokerFailure() step {
 	case !d.stopping:
 		budget = d.rules.troubleBudget
 	}
-	if d.now.Sub(d.trouble.since) < budget {
+	if d.clock-d.trouble.since < budget {
 		return step{kind: stepSleep, delay: min(50*time.Millisecond<<min(d.trouble.failures-1, 6), 2*time.Second)}
 	}
 	if failed == stepFiles {

@@ -78,9 +78,9 @@ type ledgerView struct {
 
 // callState is this delivery's calls, and what comes before them.
 type callState struct {
-	due       bool // the entry is "calling" under mem.nonce: call
-	attempts  int  // calls made by this delivery
-	start     time.Time
+	due       bool             // the entry is "calling" under mem.nonce: call
+	attempts  int              // calls made by this delivery
+	start     time.Duration    // on delivery.clock
 	out       dispatch.Outcome // the last call's answer
 	err       error
 	class     retry.Class
@@ -118,7 +118,7 @@ type emission struct {
 type brokerTrouble struct {
 	failed   stepKind // the last step failed, and nothing was decided about it yet
 	failures int
-	since    time.Time // when the first of them began
+	since    time.Duration // when the first of them began (delivery.clock)
 }
 
 // limits are the fixed rules of the decisions.
@@ -171,7 +171,7 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 // one) and whether the grace period is over, as the runner saw them when
 // the answer came.
 func (d *delivery) apply(now time.Time, stopping bool, a answer) {
-	began, beganClock := d.now, d.clock // when the step began: the core decided it then
+	began := d.clock // when the step began: the core decided it then
 	d.now, d.clock, d.stopping = now.UTC(), now.Sub(d.epoch), stopping
 	if f, ok := a.(found); ok {
 		if t := d.ledger.tried; t != nil && t.State == f.entry.State && t.Owner == f.entry.Owner && t.UpdatedAt.Equal(f.entry.UpdatedAt) && t.Nonce == f.entry.Nonce {
@@ -208,7 +208,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		d.see(a.entry)
 		d.out.emitted = eventsOut(a.entry, d.msg.seq)
 		if d.ledger.fresh {
-			d.noteWrite(beganClock) // the claim created it "calling"
+			d.noteWrite(began) // the claim created it "calling"
 		}
 	case found:
 		pending := 0 // of this delivery's pending events, published already
@@ -224,7 +224,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case written:
 		d.see(a.entry)
 		d.out.pending, d.ledger.tried, d.ledger.conflicts = nil, nil, 0
-		d.noteWrite(beganClock)
+		d.noteWrite(began)
 	case renewed:
 		d.see(a.entry)
 		d.lease.renewed, d.lease.renewedAt = true, a.at.Sub(d.epoch)
@@ -307,7 +307,7 @@ func (d *delivery) see(e ledger.Entry) {
 }
 
 // brokerFailed takes in a broker step that failed; began is when.
-func (d *delivery) brokerFailed(f failed, began time.Time) {
+func (d *delivery) brokerFailed(f failed, began time.Duration) {
 	switch f.op {
 	case stepClaim:
 		d.ledger.uncertain = f.mayHaveLanded
