@@ -18,8 +18,6 @@ import (
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/jshealth"
 	"github.com/qualfile/qualfile/internal/metrics"
-	"github.com/qualfile/qualfile/internal/queue"
-	"github.com/qualfile/qualfile/messages"
 )
 
 // The admin listener and what feeds it: /metrics, /healthz, /readyz, the
@@ -47,9 +45,9 @@ func reportHealth(log *zap.Logger, nc *nats.Conn) func(jshealth.Change) {
 
 // startAdmin serves /metrics, /healthz and /readyz (and /debug/pprof/ when
 // asked for); an empty address disables it. /readyz fails while NATS is
-// disconnected, while jetStreamErr reports the JetStream health watch
-// failing, or when a stream is missing.
-func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, js jetstream.JetStream, subjects messages.Subjects, jetStreamErr func() error, detail func() string, log *zap.Logger) (func(), error) {
+// disconnected, and while notReady says why (JetStream not answering,
+// something the guarantees rely on missing).
+func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, notReady func() error, detail func() string, log *zap.Logger) (func(), error) {
 	addr := ac.Listen
 	if addr == "" {
 		return func() {}, nil
@@ -69,18 +67,9 @@ func startAdmin(ac config.AdminConfig, reg *prometheus.Registry, nc *nats.Conn, 
 			http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
 			return
 		}
-		if err := jetStreamErr(); err != nil {
+		if err := notReady(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		n := queue.StreamNames(subjects)
-		for _, s := range []string{n.Requests, n.Results, n.Audit, n.Dead} {
-			if _, err := js.Stream(ctx, s); err != nil {
-				http.Error(w, "stream "+s+": "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
 		}
 		fmt.Fprintln(w, "ready")
 		fmt.Fprintln(w, detail())

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,6 +99,7 @@ type Consumer struct {
 	nc       *nats.Conn
 	registry *prometheus.Registry
 	pause    *guard.Watch
+	depsErr  atomic.Pointer[error] // what is missing and could not be recreated (dependencies.go)
 	closers  []func()
 }
 
@@ -140,26 +142,11 @@ func (c *Consumer) build(ctx context.Context) error {
 	c.JS = js
 	ctx, cancel := context.WithTimeout(ctx, SetupTimeout)
 	defer cancel()
-	done, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{
-		Subjects:        c.Subjects,
-		Replicas:        cfg.Streams.Replicas,
-		DuplicateWindow: cfg.Streams.DuplicateWindow,
-		AuditMaxAge:     cfg.Streams.AuditMaxAge,
-		ResultsMaxAge:   cfg.Streams.ResultsMaxAge,
-		DeadMaxAge:      cfg.Streams.DeadMaxAge,
-	})
+	durable, b, err := c.ensure(ctx)
 	if err != nil {
 		return err
 	}
-	log.Info("streams ready", zap.Any("streams", done))
-	if c.Durable, err = queue.EnsureConsumer(ctx, js, queue.ConsumerConfig{Subjects: c.Subjects, Durable: cfg.Consumer.Durable,
-		AckWait: cfg.Consumer.AckWait, MaxAckPending: cfg.Consumer.MaxAckPending}); err != nil {
-		return err
-	}
-	b, err := openBuckets(ctx, js, cfg)
-	if err != nil {
-		return err
-	}
+	c.Durable = durable
 	c.Ledger, c.Objects, c.Files = b.ledger, b.objects, b.files
 	log.Info("buckets ready", zap.String("ledger", c.Ledger.Bucket()), zap.Duration("ledger_max_age_ms", cfg.Ledger.MaxAge))
 	warnLegacyBuckets(ctx, js, log, c.Ledger.Bucket())
@@ -194,7 +181,7 @@ func (c *Consumer) build(ctx context.Context) error {
 	if err := c.buildWatches(ctx); err != nil {
 		return err
 	}
-	stopAdmin, err := startAdmin(cfg.Admin, c.registry, c.nc, c.JS, c.Subjects, c.Health.Err, c.Guard.Detail, log)
+	stopAdmin, err := startAdmin(cfg.Admin, c.registry, c.nc, c.notReady, c.Guard.Detail, log)
 	if err != nil {
 		return err
 	}
@@ -291,6 +278,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	watches.Go(func() { c.Health.Run(watchCtx) })
 	watches.Go(func() { c.pause.Run(watchCtx) })
 	watches.Go(func() { watchBacklog(watchCtx, c.Durable, c.Metrics, cfg.NATS.Health.Interval) })
+	watches.Go(func() { c.watchDependencies(watchCtx, cfg.NATS.Health.Interval) })
 	defer func() {
 		stopWatches()
 		watches.Wait()

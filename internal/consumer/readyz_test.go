@@ -42,7 +42,7 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := natstest.FreeAddr(t)
-	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, js, subjects, w.Err, func() string { return "breakers: all closed" }, zap.NewNop())
+	stop, err := startAdmin(config.AdminConfig{Listen: addr}, prometheus.NewRegistry(), nc, w.Err, func() string { return "breakers: all closed" }, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,10 +87,10 @@ func TestReadyzFollowsJetStreamHealth(t *testing.T) {
 // TestPprofOnlyWhenAskedFor: the admin listener serves Go's profiles only
 // with admin.pprof.
 func TestPprofOnlyWhenAskedFor(t *testing.T) {
-	js, nc, _ := natstest.JetStream(t)
+	_, nc, _ := natstest.JetStream(t)
 	for _, on := range []bool{false, true} {
 		addr := natstest.FreeAddr(t)
-		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, js, messages.Subjects{Prefix: "filing"}, func() error { return nil }, func() string { return "" }, zap.NewNop())
+		stop, err := startAdmin(config.AdminConfig{Listen: addr, Pprof: on}, prometheus.NewRegistry(), nc, func() error { return nil }, func() string { return "" }, zap.NewNop())
 		if err != nil {
 			t.Fatal(err)
 		}

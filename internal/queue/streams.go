@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,11 +53,13 @@ func (c StreamsConfig) Validate() error {
 	return nil
 }
 
-// StreamConfigs returns the wanted configuration of each stream.
+// StreamConfigs returns the wanted configuration of each stream. None has
+// a limit on messages or bytes: a stream that evicted a result, an event or
+// a dead letter would lose what qualfile promised to keep.
 func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 	c = c.withDefaults()
 	n := StreamNames(c.Subjects)
-	return []jetstream.StreamConfig{
+	cfgs := []jetstream.StreamConfig{
 		{
 			Name: n.Requests, Description: "qualfile filing requests",
 			Subjects: []string{c.Subjects.AllRequests()}, Retention: jetstream.WorkQueuePolicy,
@@ -78,13 +81,20 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 			Storage: jetstream.FileStorage, Replicas: c.Replicas, MaxAge: c.DeadMaxAge, Duplicates: c.DuplicateWindow,
 		},
 	}
+	for i := range cfgs {
+		s := &cfgs[i]
+		s.MaxMsgs, s.MaxBytes, s.MaxMsgsPerSubject, s.MaxMsgSize, s.Discard = -1, -1, -1, -1, jetstream.DiscardOld
+	}
+	return cfgs
 }
 
 // EnsureStreams creates each stream that is missing. An existing stream
 // whose subjects, retention or storage differ is a *ConflictError (changing
-// them would change delivery semantics or lose data); differences only in
-// replicas, max age or duplicate window are updated. It returns what it did
-// per stream ("created", "updated", "unchanged").
+// them would change delivery semantics or lose data); the settings qualfile
+// owns (replicas, max age, duplicate window, and the limits and discard
+// policy that could evict what it stored) are set back to what it wants.
+// It returns what it did per stream ("created", "unchanged", or "updated:"
+// and each setting changed, from and to).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) (map[string]string, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -106,21 +116,44 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 		if conflicts := conflicting(have, want); len(conflicts) > 0 {
 			return done, &ConflictError{Stream: want.Name, Conflicts: conflicts}
 		}
-		if have.Replicas == want.Replicas && have.MaxAge == want.MaxAge && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) {
+		upd, changes := owned(have, want)
+		if len(changes) == 0 {
 			done[want.Name] = "unchanged"
 			continue
-		}
-		upd := have
-		upd.Replicas, upd.MaxAge = want.Replicas, want.MaxAge
-		if want.Duplicates != 0 {
-			upd.Duplicates = want.Duplicates
 		}
 		if _, err := js.UpdateStream(ctx, upd); err != nil {
 			return done, fmt.Errorf("update stream %s: %w", want.Name, err)
 		}
-		done[want.Name] = "updated"
+		done[want.Name] = "updated: " + strings.Join(changes, ", ")
 	}
 	return done, nil
+}
+
+// owned is have with the settings qualfile owns set as in want, and what
+// changed.
+func owned(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string) {
+	upd := have
+	var changes []string
+	if want.Duplicates == 0 {
+		want.Duplicates = have.Duplicates // the server's default: not owned
+	}
+	change(&changes, "replicas", &upd.Replicas, want.Replicas)
+	change(&changes, "max_age", &upd.MaxAge, want.MaxAge)
+	change(&changes, "duplicate_window", &upd.Duplicates, want.Duplicates)
+	change(&changes, "max_msgs", &upd.MaxMsgs, want.MaxMsgs)
+	change(&changes, "max_bytes", &upd.MaxBytes, want.MaxBytes)
+	change(&changes, "max_msgs_per_subject", &upd.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	change(&changes, "max_msg_size", &upd.MaxMsgSize, want.MaxMsgSize)
+	change(&changes, "discard", &upd.Discard, want.Discard)
+	return upd, changes
+}
+
+// change sets *field to to, noting the change when it is one.
+func change[T comparable](changes *[]string, name string, field *T, to T) {
+	if *field != to {
+		*changes = append(*changes, fmt.Sprintf("%s %v → %v", name, *field, to))
+		*field = to
+	}
 }
 
 func conflicting(have, want jetstream.StreamConfig) []string {

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestEnsureStreamsIdempotent(t *testing.T) {
 		t.Fatalf("second run: %v %v", done, err)
 	}
 	cfg.AuditMaxAge = 24 * time.Hour
-	if done, err = queue.EnsureStreams(ctx, js, cfg); err != nil || done["FILING_AUDIT"] != "updated" {
+	if done, err = queue.EnsureStreams(ctx, js, cfg); err != nil || done["FILING_AUDIT"] != "updated: max_age 2160h0m0s → 24h0m0s" {
 		t.Fatalf("changed max age: %v %v", done, err)
 	}
 	s, err := js.Stream(ctx, "FILING_REQUESTS")
@@ -41,6 +42,45 @@ func TestEnsureStreamsIdempotent(t *testing.T) {
 	c := s.CachedInfo().Config
 	if c.Retention != jetstream.WorkQueuePolicy || c.Storage != jetstream.FileStorage || c.Duplicates != 24*time.Hour {
 		t.Fatalf("requests stream config %+v", c)
+	}
+}
+
+// TestEnsureStreamsRestoresWhatCouldEvict: a results stream reconfigured
+// to keep 10 messages, discarding old ones, would silently evict results;
+// EnsureStreams sets back every limit qualfile owns, says which, and no
+// result is evicted afterwards.
+func TestEnsureStreamsRestoresWhatCouldEvict(t *testing.T) {
+	js, _, _ := natstest.JetStream(t)
+	ctx := context.Background()
+	cfg := queue.StreamsConfig{Subjects: messages.Subjects{Prefix: "filing"}}
+	if _, err := queue.EnsureStreams(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "FILING_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.CachedInfo().Config
+	c.MaxMsgs, c.MaxBytes, c.MaxMsgsPerSubject, c.Discard = 10, 1<<20, 2, jetstream.DiscardNew
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	done, err := queue.EnsureStreams(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"max_msgs 10 → -1", "max_bytes 1048576 → -1", "max_msgs_per_subject 2 → -1", "discard DiscardNew → DiscardOld"} {
+		if !strings.Contains(done["FILING_RESULTS"], want) {
+			t.Errorf("results stream %q, want it to say %q", done["FILING_RESULTS"], want)
+		}
+	}
+	for i := range 20 {
+		if _, err := js.Publish(ctx, "filing.result.vms.add_qualification.r-1", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 20 {
+		t.Fatalf("%v messages kept (%v), want all 20", info.State.Msgs, err)
 	}
 }
 
