@@ -145,6 +145,11 @@ func (r *Request) Fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// MsgID is the Nats-Msg-Id to publish a request with: its id and its
+// fingerprint, so that the request stream drops an identical copy but not
+// a changed request sent again under the same id (a resubmission).
+func (r *Request) MsgID() string { return r.ID + ":" + r.Fingerprint() }
+
 // Validate checks the envelope and the payload against every rule and
 // returns a *ValidationError listing all problems.
 func (r *Request) Validate() error { return r.ValidateFor("") }

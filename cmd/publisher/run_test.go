@@ -110,12 +110,12 @@ func TestSendNDJSONBarePayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Header.Get(jetstream.MsgIDHeader) != p.ID {
-			t.Fatalf("Nats-Msg-Id %q, want %q", m.Header.Get(jetstream.MsgIDHeader), p.ID)
-		}
 		req, err := messages.ParseRequest(m.Data)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got, want := m.Header.Get(jetstream.MsgIDHeader), p.ID+":"+req.Fingerprint(); got != want {
+			t.Fatalf("Nats-Msg-Id %q, want %q (the id and the fingerprint)", got, want)
 		}
 		if err := req.ValidateFor(messages.APIDouyinGetClassAuth); err != nil || req.ID != p.ID || req.Account != "default" || req.SubmittedAt.IsZero() {
 			t.Fatalf("envelope %+v: %v", req, err)
@@ -488,5 +488,33 @@ func TestTrail(t *testing.T) {
 	}
 	if code, out, _ = cli(t, url, "", "trail", "--id", "never-sent"); code != 1 || !strings.Contains(out, "nothing known") {
 		t.Errorf("an unknown id: %d %s", code, out)
+	}
+}
+
+// TestSendResubmitsAChangedRequest: a changed request sent again under
+// the same --id is published (a resubmission, which the consumer files
+// when the first ended with nothing filed); an identical copy is dropped.
+func TestSendResubmitsAChangedRequest(t *testing.T) {
+	_, _, url := setup(t)
+	b, err := os.ReadFile(examplePath("douyin.get_class_auth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Payload map[string]any `json:"payload"`
+	}
+	_ = json.Unmarshal(b, &env)
+	first, _ := json.Marshal(env.Payload)
+	env.Payload["merchant_entity_id"] = "E_7216554566647824422"
+	second, _ := json.Marshal(env.Payload)
+	for i, tc := range []struct {
+		payload []byte
+		dup     bool
+	}{{first, false}, {second, false}, {second, true}} {
+		code, out, errOut := cli(t, url, string(tc.payload)+"\n", "send", "--api", "douyin.get_class_auth", "--file", "-", "--id", "fixed-1")
+		var p published
+		if err := json.Unmarshal([]byte(out), &p); code != 0 || err != nil || p.ID != "fixed-1" || p.Duplicate != tc.dup {
+			t.Fatalf("send %d: %d %q %s: want duplicate %v", i+1, code, out, errOut, tc.dup)
+		}
 	}
 }

@@ -100,7 +100,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 			if ack.Duplicate {
 				// The first copy's result went to the first sender's reply
 				// subject; this one would wait in vain.
-				fmt.Fprintf(stderr, "publisher: %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().ResultFor(api, id))
+				fmt.Fprintf(stderr, "publisher: an identical copy of %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().ResultFor(api, id))
 				dupes++
 				continue
 			}
@@ -146,6 +146,10 @@ func publishOne(ctx context.Context, js jetstream.JetStream, store *fileStore, d
 	for _, ref := range stored {
 		fmt.Fprintf(o.stderr, "publisher: %s: a %d-byte file is stored as %s\n", id, ref.Size, ref.Ref)
 	}
+	req, err := messages.ParseRequest(data)
+	if err != nil {
+		return "", nil, fmt.Errorf("request %s: %w", id, err)
+	}
 	m := nats.NewMsg(o.subject)
 	m.Data = data
 	if tp := o.getenv("TRACEPARENT"); tp != "" {
@@ -158,7 +162,7 @@ func publishOne(ctx context.Context, js jetstream.JetStream, store *fileStore, d
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(id))
+	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(req.MsgID()))
 	if err != nil {
 		return "", nil, fmt.Errorf("publish %s: %w", id, err)
 	}
@@ -182,6 +186,10 @@ func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[stri
 			}
 			delete(pending, r.RequestID)
 			sum.show("", 0, 0)
+			if !r.Supersedes.IsZero() {
+				fmt.Fprintf(stderr, "publisher: %s was sent again, changed, after an outcome that filed nothing; this outcome supersedes the one recorded at %s\n",
+					r.RequestID, r.Supersedes.Format(time.RFC3339Nano))
+			}
 			var err error
 			if lines {
 				_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(m.Data))

@@ -54,6 +54,9 @@ func (d *delivery) next() step {
 		}
 		return d.claim()
 	case e.Fingerprint != "" && e.Fingerprint != d.msg.fingerprint:
+		if e.State == ledger.StateDone && filedNothing(e.Result) {
+			return d.resubmitted()
+		}
 		return d.reused()
 	}
 	if d.out.otherOutcomeStands {

@@ -1,6 +1,7 @@
 package filing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/operator"
@@ -458,5 +462,50 @@ func TestRejectedWithoutUsableIDCorrelates(t *testing.T) {
 		if r.Status != messages.StatusRejected || r.RequestIDSHA256 != want {
 			t.Errorf("id %.20q: status %s, request_id_sha256 %q, want rejected and %q", id, r.Status, r.RequestIDSHA256, want)
 		}
+	}
+}
+
+// TestResubmissionOnTheBroker: a request the vendor refused for good is
+// sent again, changed, under its id (its own Nats-Msg-Id): it is filed,
+// and its result supersedes the refusal; an identical copy of it is then
+// answered from the ledger, not filed again.
+func TestResubmissionOnTheBroker(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	api, id := messages.APIVMSAddQualification, "resub-1"
+	h.sb.Inject(sandbox.Fault{API: api, Code: "RequestParametersError", Count: 1})
+	h.run()
+	first := example(t, api, id)
+	h.publish(api, id, first)
+	filingtest.WaitFor(t, 10*time.Second, "the refusal", func() bool { return len(h.Results()[id]) == 1 })
+	refused := h.Results()[id][0]
+	if refused.Status != messages.StatusFailed {
+		t.Fatalf("first outcome %+v, want failed", refused)
+	}
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(first, &env); err != nil {
+		t.Fatal(err)
+	}
+	var changed bytes.Buffer
+	if err := json.Indent(&changed, env["payload"], "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	second := bytes.Replace(first, env["payload"], changed.Bytes(), 1)
+	for _, msgID := range []string{id + ":2", id + ":3"} { // the corrected request, then an identical copy of it
+		m := nats.NewMsg(h.subjects.Request(api))
+		m.Data = second
+		if _, err := h.js.PublishMsg(context.Background(), m, jetstream.WithMsgID(msgID)); err != nil {
+			t.Fatal(err)
+		}
+		filingtest.WaitFor(t, 10*time.Second, "settled", h.Drained)
+	}
+	rs := h.Results()[id]
+	if len(rs) != 2 || rs[1].Status != messages.StatusSucceeded || !rs[1].Supersedes.Equal(refused.CompletedAt) {
+		t.Fatalf("results %s: want the refusal, then a success that supersedes it", statuses(rs))
+	}
+	if n := h.sb.CountCalls(api); n != 2 {
+		t.Errorf("the vendor saw %d calls, want 2 (the refused one and the corrected one)", n)
+	}
+	if n := countEvents(h.audit(id), messages.EventDuplicate); n != 1 {
+		t.Errorf("%d duplicate events, want 1 (the identical copy)", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -112,6 +113,35 @@ func (d *delivery) rejected() step {
 func (d *delivery) reused() step {
 	return d.answerWithoutCall(d.rejection("IdReused", fmt.Sprintf(
 		"id %q was first used for another request (%s, other account or payload); give each request its own id", d.msg.req.ID, d.ledger.entry.API)))
+}
+
+// resubmitted takes a changed request under the id of one that ended with
+// nothing filed (rejected, or failed with a definite "no"): the entry
+// starts over for it, and its outcome will supersede the earlier one.
+func (d *delivery) resubmitted() step {
+	e, was := *d.ledger.entry, d.ledger.entry.Result
+	e.State, e.Owner, e.Nonce, e.Result, e.Seq, e.UpdatedAt = ledger.StateClaimed, d.rules.owner, "", nil, 0, d.now
+	e.API, e.Fingerprint, e.Supersedes, e.ClaimedAt = d.msg.req.API, d.msg.fingerprint, was.CompletedAt, d.now
+	e.Attempts, e.Held, e.Refiled, e.Baseline, e.BaselineKnown = 0, 0, 0, nil, false
+	if !d.out.resubmitted {
+		d.out.resubmitted = true
+		d.out.pending = append(d.out.pending, d.event(messages.AuditEvent{Event: messages.EventReceived, Message: fmt.Sprintf(
+			"resubmitted: a changed request under the id of one that ended %s at %s with nothing filed; its outcome supersedes that one",
+			was.Status, was.CompletedAt.Format(time.RFC3339Nano))}))
+	}
+	return d.write(e)
+}
+
+// filedNothing reports whether an outcome says that nothing was filed:
+// rejected, or failed with a definite "no" (not ambiguous, not a bug).
+func filedNothing(res *messages.Result) bool {
+	switch {
+	case res == nil:
+		return false
+	case res.Status == messages.StatusRejected:
+		return true
+	}
+	return res.Status == messages.StatusFailed && res.Error != nil && res.Error.Class != messages.ClassAmbiguous && res.Error.Code != "InternalError"
 }
 
 // answerWithoutCall publishes a rejection decided by the message alone,

@@ -109,6 +109,7 @@ type emission struct {
 	emitFailed         bool                  // events could not go out before a write; they go out later
 	settling           bool                  // the outcome in hand settles an ambiguous one
 	otherOutcomeStands bool                  // another replica's different outcome is the record
+	resubmitted        bool                  // the received event of a resubmission is in pending
 	resultDone         bool
 	eventDone          bool
 	deadDone           bool

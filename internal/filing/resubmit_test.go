@@ -1,0 +1,56 @@
+package filing
+
+import (
+	"testing"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// TestResubmission: a changed request under the id of one that ended with
+// nothing filed is processed, its outcome superseding the earlier one; an
+// id whose request filed something, or may have, stays refused.
+func TestResubmission(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		was  *messages.Result
+		want bool
+	}{
+		{"rejected by the vendor", outcome(messages.StatusRejected, messages.ClassInvalid, t0), true},
+		{"failed with a definite no", outcome(messages.StatusFailed, messages.ClassPermanent, t0), true},
+		{"succeeded", outcome(messages.StatusSucceeded, "", t0), false},
+		{"ambiguous", outcome(messages.StatusFailed, messages.ClassAmbiguous, t0), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTest(t, vms)
+			e := ledger.Entry{RequestID: "d-1", API: vms, State: ledger.StateDone, Fingerprint: "the first request", Nonce: "n1", Seq: 3,
+				Result: tc.was, Attempts: 1, Revision: 4, Trail: received(), Emitted: 1}
+			p := play(t, d, idTaken{}, claimed{e})
+			if !tc.want {
+				if s := p.last(); s.kind != stepResult || s.result.Error == nil || s.result.Error.Code != "IdReused" {
+					t.Errorf("steps %v: want the reuse refused", p.kinds())
+				}
+				return
+			}
+			if s := p.last(); s.kind != stepEmit || s.events[0].Event != messages.EventReceived {
+				t.Fatalf("steps %v: want the new request's received event out first", p.kinds())
+			}
+			p.then(fine)
+			s := p.last()
+			if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Fingerprint != d.msg.fingerprint || !s.entry.Supersedes.Equal(t0) || s.entry.Attempts != 0 {
+				t.Fatalf("steps %v, entry %+v: want the entry started over for the new request", p.kinds(), s.entry)
+			}
+			for n := 0; p.last().kind != stepCall && n < 10; n++ {
+				p.then(fine)
+			}
+			p.then(elapse(time.Second), fine)
+			for n := 0; p.last().kind != stepWrite && n < 10; n++ {
+				p.then(fine)
+			}
+			if r := p.last().entry.Result; r == nil || r.Status != messages.StatusSucceeded || !r.Supersedes.Equal(t0) {
+				t.Errorf("steps %v, outcome %+v: want a success that supersedes the earlier outcome", p.kinds(), r)
+			}
+		})
+	}
+}
