@@ -85,9 +85,9 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 		sb.Inject(f)
 	}
 
-	// The killed replica's "calling" entries are taken for dead once its
-	// calls cannot be running any more: the retry budget plus the call
-	// timeout (3 s here).
+	// The killed replica's messages come back after ack_wait, and its
+	// "calling" entries are taken for dead once the survivor has watched
+	// them unchanged for the lease: both the defaults (10 s each).
 	cfg := fmt.Sprintf(`consumer:
   call_timeout: 2s
   retry:
@@ -116,8 +116,6 @@ accounts:
 		"QUALFILE_NATS_URL="+srv.ClientURL(),
 		"QUALFILE_ADMIN_LISTEN=",
 		fmt.Sprintf("QUALFILE_CONCURRENCY=%d", concurrency),
-		// The killed replica's messages come back after 2 s.
-		"QUALFILE_ACK_WAIT=2s",
 	)
 	start := func(name string) (*exec.Cmd, *syncBuffer) {
 		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", natstest.FreeAddr(t))
@@ -231,6 +229,14 @@ accounts:
 	}
 	t.Logf("after %s: %d results for %d ids; FILING_REQUESTS holds %d messages, consumer ack pending %d, pending %d",
 		time.Since(killedAt).Round(time.Millisecond), len(results), len(byID), streamMsgs, ackPending, numPending)
+	if len(byID) < n {
+		t.Errorf("60 s after the kill, %d of %d requests have a result", len(byID), n)
+	}
+	var lastResult time.Time
+	for _, r := range results {
+		lastResult = latest(lastResult, r.CompletedAt)
+	}
+	t.Logf("the last result was recorded %s after the kill", lastResult.Sub(killedAt).Round(time.Millisecond))
 
 	// Results per id, and the final one.
 	lost := 0
@@ -612,4 +618,11 @@ func readLedger(t *testing.T, js jetstream.JetStream) []ledger.Entry {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
