@@ -30,6 +30,8 @@ func (d *delivery) callStep() step {
 			res.Error.Fields = boundFields(ve.Fields)
 		}
 		return d.decided(res, messages.EventRejected, "")
+	case d.out.emitted < len(d.trail()) && !d.out.emitFailed:
+		return d.emit() // the trail so far (received, at first) is stored before the vendor is called
 	case d.renewalDue():
 		return d.renew()
 	case !d.call.filesDone && len(d.msg.req.FileRefs()) > 0:

@@ -376,11 +376,12 @@ func TestUndecodableIsDeadLettered(t *testing.T) {
 }
 
 // A whole delivery whose every step succeeds comes in the order the
-// guarantees need: one write before the call, one after, then every event
-// and the result at once, then the ack.
+// guarantees need: one write before the call and the received event
+// stored, one write after, then every other event and the result at once,
+// then the ack.
 func TestDecideSucceedsInOrder(t *testing.T) {
-	p := play(t, newTest(t, vms), fine, fine, fine, fine, fine)
-	if got, want := fmt.Sprint(p.kinds()), fmt.Sprint([]stepKind{stepTakeID, stepClaim, stepCall, stepWrite, stepEmit, stepSettle}); got != want {
+	p := play(t, newTest(t, vms), fine, fine, fine, fine, fine, fine)
+	if got, want := fmt.Sprint(p.kinds()), fmt.Sprint([]stepKind{stepTakeID, stepClaim, stepEmit, stepCall, stepWrite, stepEmit, stepSettle}); got != want {
 		t.Fatalf("steps %s, want %s", got, want)
 	}
 	if s := p.steps[1]; s.entry.State != ledger.StateCalling || s.entry.Nonce == "" {

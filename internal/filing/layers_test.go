@@ -21,7 +21,7 @@ var coreFiles = map[string]bool{"steps.go": true, "state.go": true, "decide.go":
 // through a *delivery, no & takes the address of anything in one, no
 // pointer, slice or map in one is kept in a variable or appended or
 // copied into, no *delivery is passed to a function, and no method of it
-// is called but apply, decide and keep. (What a function does with a
+// is called but apply, decide and remember. (What a function does with a
 // pointer passed to it, such as the request to a vendor client, is beyond
 // this check.)
 func TestOnlyTheCoreWritesItsState(t *testing.T) {
@@ -162,7 +162,7 @@ func stateWrites(t *testing.T, names []string, planted string) []string {
 					note(n, "the address of the core's state")
 				}
 			case *ast.CallExpr:
-				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && isState(sel.X) && sel.Sel.Name != "apply" && sel.Sel.Name != "decide" && sel.Sel.Name != "keep" {
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && isState(sel.X) && sel.Sel.Name != "apply" && sel.Sel.Name != "decide" && sel.Sel.Name != "remember" {
 					note(n, "a call of "+sel.Sel.Name+", not one of the core's entry points")
 				}
 				for i, arg := range n.Args {

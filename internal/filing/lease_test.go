@@ -61,7 +61,7 @@ func TestAHolderRenewsBeforeItCalls(t *testing.T) {
 // A step cut short by the fence: the entry is read again, and a call cut
 // short is taken for one that may have reached the vendor.
 func TestACallCutOffIsALostCall(t *testing.T) {
-	p := play(t, newTest(t, vms), idTaken{}, fine, cutOff{call: true})
+	p := play(t, newTest(t, vms), idTaken{}, fine, fine, cutOff{call: true})
 	if s := p.last(); s.kind != stepRead {
 		t.Fatalf("steps %v: want the entry read again", p.kinds())
 	}

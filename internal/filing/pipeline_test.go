@@ -509,3 +509,19 @@ func TestResubmissionOnTheBroker(t *testing.T) {
 		t.Errorf("%d duplicate events, want 1 (the identical copy)", n)
 	}
 }
+
+// TestReceivedIsStoredBeforeTheCall: while the vendor call hangs, the
+// trail already holds received, with the request's payload (redacted).
+func TestReceivedIsStoredBeforeTheCall(t *testing.T) {
+	h := newHarness(t, harnessOpts{upstream: slowUpstream(3 * time.Second)})
+	h.run()
+	api, id := messages.APIVMSAddQualification, "early-1"
+	h.publish(api, id, example(t, api, id))
+	filingtest.WaitFor(t, 2*time.Second, "received in the trail while the call hangs", func() bool {
+		evs := h.audit(id)
+		return len(evs) == 1 && evs[0].Event == messages.EventReceived && len(evs[0].Payload) > 0
+	})
+	if rs := h.Results()[id]; len(rs) != 0 {
+		t.Fatalf("results %s before the call could have ended", statuses(rs))
+	}
+}

@@ -244,7 +244,8 @@ func (r *runner) takeID() answer {
 // release lets go of the id, keeping what the ledger may lack.
 func (r *runner) release() {
 	if r.d.idTaken {
-		r.p.mem.release(r.d.msg.req.ID, r.d.mem, r.d.keep(), r.p.cfg.Now())
+		rec, keep := r.d.remember()
+		r.p.mem.release(r.d.msg.req.ID, rec, keep, r.p.cfg.Now())
 	}
 }
 

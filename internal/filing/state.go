@@ -2,6 +2,7 @@ package filing
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,13 +56,14 @@ type message struct {
 // remembered is what this replica knows of a request beyond the ledger.
 // It outlives a delivery when it holds something the ledger does not.
 type remembered struct {
-	nonce       string           // the last "calling" nonce this replica wrote
-	dispatched  bool             // a call was sent under nonce
-	answered    bool             // that call got a definite answer
-	outcome     *messages.Result // the outcome in hand: final, perhaps not yet in the ledger
-	deadReason  string           // why that outcome is dead-lettered ("" when it is not)
-	derived     bool             // the outcome was concluded from the ledger, not told by the vendor
-	fingerprint string           // of the request this is about
+	nonce       string                // the last "calling" nonce this replica wrote
+	dispatched  bool                  // a call was sent under nonce
+	answered    bool                  // that call got a definite answer
+	outcome     *messages.Result      // the outcome in hand: final, perhaps not yet in the ledger
+	pending     []messages.AuditEvent // the events that go with it, not yet in the ledger's trail
+	deadReason  string                // why that outcome is dead-lettered ("" when it is not)
+	derived     bool                  // the outcome was concluded from the ledger, not told by the vendor
+	fingerprint string                // of the request this is about
 }
 
 // ledgerView is the request's ledger entry as this delivery last saw it.
@@ -186,6 +188,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		d.idTaken, d.idBusy = true, false
 		if a.mem.fingerprint == "" || a.mem.fingerprint == d.msg.fingerprint {
 			d.mem = a.mem // what is remembered is about this very request
+			d.out.pending, d.mem.pending = a.mem.pending, nil
 		}
 		return
 	case idBusy:
@@ -329,6 +332,15 @@ func (d *delivery) brokerFailed(f failed, began time.Duration) {
 		return
 	}
 	d.trouble.failed = f.op
+}
+
+// remember is what this replica must remember of the request after the
+// delivery, and whether there is anything: what it knows, with the events
+// not yet in the ledger's trail, so that a redelivery records them too.
+func (d *delivery) remember() (remembered, bool) {
+	rec := d.mem
+	rec.pending = slices.Clone(d.out.pending)
+	return rec, d.keep()
 }
 
 // keep reports whether this replica must remember the request after the
