@@ -64,10 +64,12 @@ type ResultError struct {
 // is redacted.
 type AuditEvent struct {
 	SchemaVersion     string          `json:"schema_version,omitempty"` // as Result's
+	ID                string          `json:"id,omitempty"`             // the event's identity: a copy of it carries the same
 	RequestID         string          `json:"request_id"`
 	API               API             `json:"api"`
 	Account           string          `json:"account,omitempty"`
 	Event             string          `json:"event"`
+	Seq               int             `json:"seq,omitempty"` // its position in the request's trail, from 1 (0: not part of it)
 	Time              time.Time       `json:"time"`
 	Attempt           int             `json:"attempt,omitempty"`
 	Delivery          int             `json:"delivery,omitempty"`

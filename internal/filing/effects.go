@@ -111,7 +111,8 @@ func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 		return err == nil
 	}
 	for _, ev := range evs {
-		if !send(r.eventMsg(ev)) {
+		m, err := r.eventMsg(ev)
+		if !send(m, err, eventMsgID(ev)...) {
 			break
 		}
 	}
@@ -173,11 +174,21 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
+	if _, err = r.p.js.PublishMsg(ctx, m, eventMsgID(ev)...); err != nil {
 		return err
 	}
 	r.p.observe(r.d.msg.seq, ev)
 	return nil
+}
+
+// eventMsgID: a copy of an event published again is dropped by the audit
+// stream within its duplicate window (an event without an identity, one
+// stored by an older version, has none).
+func eventMsgID(ev messages.AuditEvent) []jetstream.PublishOpt {
+	if ev.ID == "" {
+		return nil
+	}
+	return []jetstream.PublishOpt{jetstream.WithMsgID("event:" + ev.ID)}
 }
 
 // eventMsg is the message of one audit event. A received event carries

@@ -204,7 +204,7 @@ func (d *delivery) write(e ledger.Entry) step {
 
 // newEntry is the ledger entry of a request seen for the first time.
 func (d *delivery) newEntry() ledger.Entry {
-	received := d.event(messages.AuditEvent{Event: messages.EventReceived})
+	received := d.event(messages.AuditEvent{Event: messages.EventReceived, Seq: 1})
 	return ledger.Entry{
 		RequestID: d.msg.req.ID, API: d.msg.req.API, Owner: d.rules.owner, Fingerprint: d.msg.fingerprint, ClaimedAt: d.now,
 		Trail: []messages.AuditEvent{received},

@@ -379,6 +379,16 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 	if filingtest.CountEvents(evs, messages.EventReceived) == 0 {
 		violate("no received event")
 	}
+	stored := map[string]bool{} // every event once: a copy published again is dropped by the stream
+	for _, ev := range evs {
+		switch {
+		case ev.ID == "":
+			violate("a %s event without an identity", ev.Event)
+		case stored[ev.ID]:
+			violate("event %s stored twice", ev.ID)
+		}
+		stored[ev.ID] = true
+	}
 	attempts := map[int]bool{}
 	var last *messages.AuditEvent
 	for i, ev := range evs {

@@ -222,6 +222,9 @@ func (d *delivery) event(ev messages.AuditEvent) messages.AuditEvent {
 			ev.Account = req.AccountOrDefault()
 		}
 	}
+	// Its identity: the same event decided again (after a failed publish)
+	// or taken from the ledger or the replica's memory is the same event.
+	ev.ID = fmt.Sprintf("%s/%d/%d/%s/%d", d.rules.owner, d.msg.seq, d.msg.deliveries, ev.Event, ev.Attempt)
 	return ev
 }
 

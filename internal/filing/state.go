@@ -363,13 +363,20 @@ func (d *delivery) keep() bool {
 }
 
 // trail is the request's audit events: the ledger's and this delivery's.
+// Each event of it says its position (seq, from 1): those of this
+// delivery come after the ledger's, whatever the ledger holds by now.
 func (d *delivery) trail() []messages.AuditEvent {
-	e, pending := d.ledger.entry, d.out.pending
-	switch {
-	case e == nil:
-		return pending
-	case len(pending) == 0:
-		return e.Trail
+	var t []messages.AuditEvent
+	if e := d.ledger.entry; e != nil {
+		t = e.Trail
 	}
-	return append(append([]messages.AuditEvent(nil), e.Trail...), pending...)
+	if len(d.out.pending) == 0 {
+		return t
+	}
+	t = slices.Clip(t)
+	for _, ev := range d.out.pending {
+		ev.Seq = len(t) + 1
+		t = append(t, ev)
+	}
+	return t
 }

@@ -44,3 +44,26 @@ func TestMemoryKeepsTheEventsOfAnOutcome(t *testing.T) {
 		t.Errorf("trail recorded %v, want received, attempt, succeeded", names)
 	}
 }
+
+// TestEventsSayTheirPlace: each event of the trail carries its position,
+// and its identity, which a copy of it keeps.
+func TestEventsSayTheirPlace(t *testing.T) {
+	p := play(t, newTest(t, vms), fine, fine, fine, fine, fine, fine)
+	var seqs []int
+	ids := map[string]bool{}
+	for _, s := range p.steps {
+		if s.kind != stepEmit {
+			continue
+		}
+		for _, ev := range s.events {
+			seqs = append(seqs, ev.Seq)
+			if ev.ID == "" || ids[ev.ID] {
+				t.Errorf("event %s: id %q missing or not unique", ev.Event, ev.ID)
+			}
+			ids[ev.ID] = true
+		}
+	}
+	if len(seqs) != 3 || seqs[0] != 1 || seqs[1] != 2 || seqs[2] != 3 {
+		t.Errorf("published events at positions %v, want 1, 2, 3", seqs)
+	}
+}

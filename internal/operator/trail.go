@@ -71,11 +71,16 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 		evs = append(evs, got...)
 	}
 	slices.SortFunc(evs, bySequence)
+	seen := map[string]bool{}
 	for _, m := range evs {
 		ev := TrailEvent{Sequence: m.Sequence, Subject: m.Subject}
 		if err := json.Unmarshal(m.Data, &ev.AuditEvent); err != nil || ev.RequestID != id {
 			continue // another id with the same key, or not an event
 		}
+		if ev.ID != "" && seen[ev.ID] {
+			continue // a copy of an event stored already (published again after the stream's duplicate window)
+		}
+		seen[ev.ID] = true
 		t.Events = append(t.Events, ev)
 	}
 	var results []*jetstream.RawStreamMsg
