@@ -87,21 +87,19 @@ func (c *Consumer) watchDependencies(ctx context.Context, interval time.Duration
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, SetupTimeout)
-		err := c.repair(cctx)
-		cancel()
-		if err != nil {
+		gone, err := c.missing(cctx)
+		if err == nil { // (JetStream not answering is the health watch's to report)
+			err = c.repair(cctx, gone)
 			c.depsErr.Store(&err)
-		} else {
-			c.depsErr.Store(nil)
 		}
+		cancel()
 	}
 }
 
 // repair recreates what is missing.
-func (c *Consumer) repair(ctx context.Context) error {
-	gone, err := c.missing(ctx)
-	if err != nil || len(gone) == 0 {
-		return nil // JetStream not answering is the health watch's to report
+func (c *Consumer) repair(ctx context.Context, gone []string) error {
+	if len(gone) == 0 {
+		return nil
 	}
 	what := strings.Join(gone, ", ")
 	c.log.Error("JetStream resources qualfile relies on are missing; recreating them", zap.String("missing", what))
@@ -118,7 +116,7 @@ func (c *Consumer) notReady() error {
 	if err := c.Health.Err(); err != nil {
 		return err
 	}
-	if err := c.depsErr.Load(); err != nil {
+	if err := c.depsErr.Load(); err != nil && *err != nil {
 		return *err
 	}
 	return nil

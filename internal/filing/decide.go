@@ -49,8 +49,11 @@ func (d *delivery) next() step {
 		}
 		return step{kind: stepRead}
 	case d.ledger.missing:
-		if d.mem.outcome != nil {
+		switch {
+		case d.mem.outcome != nil:
 			return d.writeDone() // the entry vanished; the outcome is known
+		case d.mem.dispatched && !d.mem.answered && !d.msg.req.API.Resendable():
+			return d.ambiguous("the ledger entry vanished while a call of this replica may have reached the vendor")
 		}
 		return d.claim()
 	case e.Fingerprint != "" && e.Fingerprint != d.msg.fingerprint:
@@ -58,6 +61,11 @@ func (d *delivery) next() step {
 			return d.resubmitted()
 		}
 		return d.reused()
+	}
+	if d.call.cutOff {
+		// A call cut off may have reached the vendor: what follows is
+		// decided from the entry, as after a replica that stopped mid-call.
+		d.call.cutOff, d.call.attempts, d.call.deferred = false, 0, false
 	}
 	if d.out.otherOutcomeStands {
 		return d.letOtherStand()
@@ -68,8 +76,14 @@ func (d *delivery) next() step {
 	if d.ledger.recorded {
 		return d.finish(d.mem.outcome, d.mem.deadReason)
 	}
+	if (d.call.attempts > 0 || d.call.due) && e.State != ledger.StateClaimed && !d.holds() && !d.recon.active {
+		// The entry is no longer this delivery's to call under (another
+		// replica took it over, or recorded it): its calls are over, and
+		// the entry decides what follows.
+		d.call.attempts, d.call.due, d.call.deferred = 0, false, false
+	}
 	if d.recon.active {
-		if e.State == ledger.StateCalling && e.Nonce == d.recon.nonce {
+		if e.State == ledger.StateCalling && e.Nonce == d.recon.nonce && d.ours(e) {
 			return d.reconcile()
 		}
 		// The entry moved on: this replica filed it again, or another

@@ -188,7 +188,11 @@ func TestDecide(t *testing.T) {
 		return ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Trail: received(), Emitted: emitted, Revision: 1}
 	}
 	callingUnder := func(nonce string, age time.Duration) ledger.Entry {
-		return ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: nonce, UpdatedAt: t0.Add(-age), Revision: 3}
+		owner := "other"
+		if nonce == "mine" {
+			owner = "me" // this replica wrote it
+		}
+		return ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: owner, Nonce: nonce, UpdatedAt: t0.Add(-age), Revision: 3}
 	}
 	doneBy := func(nonce string, seq uint64, res *messages.Result) ledger.Entry {
 		return ledger.Entry{RequestID: "d-1", State: ledger.StateDone, Nonce: nonce, Seq: seq, Result: res, Revision: 5}
@@ -327,7 +331,7 @@ func TestDecide(t *testing.T) {
 				t.Errorf("write %+v", e)
 			}
 		}},
-		{"a definite failure over another replica's ambiguous record files it now", 0, []answer{idTaken{mem: mine}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Trail: received(), Emitted: 1, Revision: 2}},
+		{"a definite failure over another replica's ambiguous record files it now", 0, []answer{idTaken{mem: mine}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me", Nonce: "mine", Trail: received(), Emitted: 1, Revision: 2}},
 			fine, called{err: transient}, fine, conflicted{}, found{doneBy("mine", 0, outcome(messages.StatusFailed, messages.ClassAmbiguous, t0))}}, stepWrite, func(t *testing.T, _ *delivery, p *script) {
 			if e := p.last().entry; e.State != ledger.StateCalling || !e.Supersedes.Equal(t0) {
 				t.Errorf("steps %v, write %+v", p.kinds(), e)
@@ -400,7 +404,7 @@ func TestResultsRedactedWhenConfigured(t *testing.T) {
 	for _, redact := range []bool{false, true} {
 		d := newTest(t, vms)
 		d.rules.redactResults = redact
-		p := play(t, d, idTaken{mem: remembered{nonce: "mine"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "mine", Revision: 2}},
+		p := play(t, d, idTaken{mem: remembered{nonce: "mine"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me", Nonce: "mine", Revision: 2}},
 			fine, called{out: dispatch.Outcome{Result: answer}})
 		s := p.last()
 		if s.kind != stepWrite || s.entry.Result == nil {

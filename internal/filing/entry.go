@@ -1,6 +1,7 @@
 package filing
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ func (d *delivery) claim() step {
 // calling decides about an entry found "calling".
 func (d *delivery) calling() step {
 	e := d.ledger.entry
-	if e.Nonce != "" && e.Nonce == d.mem.nonce {
+	if e.Nonce != "" && e.Nonce == d.mem.nonce && e.Owner == d.rules.owner {
 		// This replica wrote it and knows what became of it.
 		if !d.mem.dispatched || d.mem.answered || d.msg.req.API.Resendable() {
 			return d.adopt()
@@ -265,12 +266,16 @@ func latest(ts ...time.Time) time.Time {
 	return t
 }
 
-// sameVerdict reports whether two outcomes say the same: both succeeded,
-// or both failed or were rejected with the same class and code. Another
-// replica's outcome that says what ours says is no conflict.
+// sameVerdict reports whether two outcomes say the same: both succeeded
+// (a create with the same record: two creates that filed two records are
+// a conflict), or both failed or were rejected with the same class and
+// code. Another replica's outcome that says what ours says is no conflict.
 func sameVerdict(a, b *messages.Result) bool {
-	if a.Status != b.Status || (a.Error == nil) != (b.Error == nil) {
+	switch {
+	case a.Status != b.Status || (a.Error == nil) != (b.Error == nil):
 		return false
+	case a.Error != nil:
+		return a.Error.Class == b.Error.Class && a.Error.Code == b.Error.Code
 	}
-	return a.Error == nil || a.Error.Class == b.Error.Class && a.Error.Code == b.Error.Code
+	return a.API.Resendable() || bytes.Equal(a.Result, b.Result) || a.UpstreamRequestID != "" && a.UpstreamRequestID == b.UpstreamRequestID
 }

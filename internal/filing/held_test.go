@@ -20,7 +20,7 @@ func (h heldErr) HeldFor() time.Duration { return h.d }
 // callingN1 is an entry "calling" under nonce n1, this replica's, whose
 // call was not sent yet.
 func callingN1(trail ...messages.AuditEvent) []answer {
-	e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Trail: append(received(), trail...)}
+	e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me", Nonce: "n1", Revision: 2, Trail: append(received(), trail...)}
 	e.Emitted = len(e.Trail)
 	return []answer{idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, fine} // renewed: this delivery did not write it
 }
@@ -60,7 +60,7 @@ func TestHeldDeliveriesDoNotCount(t *testing.T) {
 		d := newTest(t, vms)
 		d.rules.policy = retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 1, RedeliveryBase: time.Second, RedeliveryMax: time.Second}
 		d.msg.deliveries = 5
-		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2, Held: tc.held, Trail: received(), Emitted: 1}
+		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me", Nonce: "n1", Revision: 2, Held: tc.held, Trail: received(), Emitted: 1}
 		play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{e}, fine, called{err: transient})
 		if dead := d.mem.outcome != nil && d.mem.deadReason == "retries exhausted"; dead != tc.wantDead {
 			t.Errorf("held %d of 5 deliveries: dead-lettered %v, want %v (outcome %+v)", tc.held, dead, tc.wantDead, d.mem.outcome)

@@ -23,6 +23,7 @@ import (
 // leaseState is what this delivery knows of the lease on its entry.
 type leaseState struct {
 	watching     bool          // another replica's "calling" entry is watched
+	tookOver     bool          // its holder was taken for dead at watchedRev
 	watchedRev   uint64        // at this revision
 	watchedSince time.Duration // since then, unchanged (delivery.clock)
 	renewed      bool          // this delivery wrote the entry it holds
@@ -34,11 +35,18 @@ func (l limits) fence() time.Duration      { return l.lease * 2 / 3 }
 
 // holds reports whether this delivery holds the entry "calling": under the
 // nonce of its own call, or of a lost call it reconciles, with no outcome
-// in hand yet.
+// in hand yet, and written by this replica (or, before its first renewal,
+// the very revision whose holder it took for dead).
 func (d *delivery) holds() bool {
 	e := d.ledger.entry
 	return e != nil && !d.ledger.missing && e.Revision != 0 && e.State == ledger.StateCalling && d.mem.outcome == nil &&
-		(e.Nonce == d.mem.nonce || d.recon.active && e.Nonce == d.recon.nonce)
+		(e.Nonce == d.mem.nonce || d.recon.active && e.Nonce == d.recon.nonce) && d.ours(e)
+}
+
+// ours reports whether this replica wrote e, or took e's holder for dead
+// at e's very revision.
+func (d *delivery) ours(e *ledger.Entry) bool {
+	return e.Owner == d.rules.owner || d.lease.tookOver && e.Revision == d.lease.watchedRev
 }
 
 // watch decides about another replica's "calling" entry: it is watched,
@@ -53,6 +61,7 @@ func (d *delivery) watch() (s step, live bool) {
 	watched := d.clock - d.lease.watchedSince
 	switch {
 	case watched >= d.rules.lease || d.counted() >= d.rules.hardLimit:
+		d.lease.tookOver = true
 		return step{}, false
 	case d.stopping:
 		return d.settle(settleInFlightElsewhere, d.rules.lease-watched), true
@@ -77,7 +86,7 @@ func (d *delivery) renew() step {
 
 // withHold gives a step that lasts (a call, a read of the vendor's
 // records or of the files, a sleep) the hold the runner keeps on the entry
-// while it lasts.
+// while it lasts. A call without one is a bug: it is never made.
 func (d *delivery) withHold(s step) step {
 	switch s.kind {
 	case stepCall, stepSleep, stepReconcile, stepFiles:
@@ -87,6 +96,8 @@ func (d *delivery) withHold(s step) step {
 	if d.holds() && d.lease.renewed {
 		s.hold = &holding{entry: *d.ledger.entry, renew: d.rules.renewEvery(), fence: d.rules.fence(),
 			left: d.lease.renewedAt + d.rules.fence() - d.clock}
+	} else if s.kind == stepCall {
+		panic("filing: a call decided without a hold on its ledger entry")
 	}
 	return s
 }

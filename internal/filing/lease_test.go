@@ -39,7 +39,7 @@ func TestLeaseTrustsNoWrittenTime(t *testing.T) {
 // older than a quarter of the lease renews it again before its next
 // attempt; and a call carries the hold that the runner keeps up.
 func TestAHolderRenewsBeforeItCalls(t *testing.T) {
-	p := play(t, newTest(t, vms), idTaken{mem: remembered{nonce: "n1"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling,
+	p := play(t, newTest(t, vms), idTaken{mem: remembered{nonce: "n1"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me",
 		Nonce: "n1", Revision: 2, Trail: received(), Emitted: 1}})
 	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling || s.entry.Nonce != "n1" {
 		t.Fatalf("steps %v: want the entry renewed first", p.kinds())
@@ -72,14 +72,20 @@ func TestACallCutOffIsALostCall(t *testing.T) {
 	}
 }
 
-// leaseLedger is a Ledger whose Put is put.
+// leaseLedger is a Ledger whose Put is put and whose Get answers with
+// the entry held, owned by owner.
 type leaseLedger struct {
 	Ledger
-	put func(prev, next ledger.Entry) (ledger.Entry, error)
+	put   func(prev, next ledger.Entry) (ledger.Entry, error)
+	owner string
 }
 
 func (l leaseLedger) Put(_ context.Context, prev, next ledger.Entry) (ledger.Entry, error) {
 	return l.put(prev, next)
+}
+
+func (l leaseLedger) Get(context.Context, string) (ledger.Entry, error) {
+	return ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Owner: l.owner, Revision: 9}, nil
 }
 
 type dispatcherFunc func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error)
@@ -94,21 +100,22 @@ func (f dispatcherFunc) Dispatch(ctx context.Context, req *messages.Request) (di
 func TestTheRunnerFencesAStep(t *testing.T) {
 	hold := &holding{entry: ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Revision: 2},
 		renew: 50 * time.Millisecond, fence: 300 * time.Millisecond, left: 300 * time.Millisecond}
+	conflict := func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, ledger.ErrConflict }
 	for _, tc := range []struct {
 		name     string
 		put      func(prev, next ledger.Entry) (ledger.Entry, error)
+		owner    string // of the entry read back after a conflict
 		callTook time.Duration
 		wantCut  bool
 		min, max time.Duration
 	}{
 		{"renewals land: the call runs its course", func(_, next ledger.Entry) (ledger.Entry, error) { next.Revision++; return next, nil },
-			time.Second, false, time.Second, 2 * time.Second},
+			"me", time.Second, false, time.Second, 2 * time.Second},
 		{"renewals fail: cut at the fence", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) {
 			return ledger.Entry{}, errors.New("no responders")
-		},
-			5 * time.Second, true, 300 * time.Millisecond, time.Second},
-		{"another replica moved the entry: cut at once", func(ledger.Entry, ledger.Entry) (ledger.Entry, error) { return ledger.Entry{}, ledger.ErrConflict },
-			5 * time.Second, true, 50 * time.Millisecond, 250 * time.Millisecond},
+		}, "me", 5 * time.Second, true, 300 * time.Millisecond, time.Second},
+		{"another replica moved the entry: cut at once", conflict, "other", 5 * time.Second, true, 50 * time.Millisecond, 250 * time.Millisecond},
+		{"a renewal of ours that landed late: not cut for it, but at the fence", conflict, "me", 5 * time.Second, true, 300 * time.Millisecond, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			call := dispatcherFunc(func(ctx context.Context, _ *messages.Request) (dispatch.Outcome, error) {
@@ -120,7 +127,7 @@ func TestTheRunnerFencesAStep(t *testing.T) {
 				}
 			})
 			p := &Processor{cfg: Config{Now: time.Now, Owner: "me", PublishTimeout: time.Second, CallTimeout: time.Minute},
-				disp: call, ledger: leaseLedger{put: tc.put}}
+				disp: call, ledger: leaseLedger{put: tc.put, owner: tc.owner}}
 			r := &runner{p: p, ctx: context.Background(), d: newTest(t, vms)}
 			start := time.Now()
 			a := r.lasting(step{kind: stepCall, hold: hold})
@@ -160,7 +167,7 @@ func TestShutdownAfterALostClaimReplyCallsNothingLost(t *testing.T) {
 		t.Fatalf("steps %v: want the claim resolved past the grace period", p.kinds())
 	}
 	nonce := d.mem.nonce
-	p.then(fine, claimed{ledger.Entry{RequestID: "d-1", API: messages.APIVMSUpdateQualification, State: ledger.StateCalling, Nonce: nonce,
+	p.then(fine, claimed{ledger.Entry{RequestID: "d-1", API: messages.APIVMSUpdateQualification, State: ledger.StateCalling, Owner: "me", Nonce: nonce,
 		Fingerprint: d.msg.fingerprint, Revision: 1, Trail: received()}})
 	for n := 0; p.last().kind != stepSettle && n < 10; n++ {
 		p.then(fine)
@@ -172,4 +179,80 @@ func TestShutdownAfterALostClaimReplyCallsNothingLost(t *testing.T) {
 	if s := p.last(); !back || s.settle != settleShutdown || d.mem.outcome != nil {
 		t.Errorf("steps %v, settle %v, outcome %+v: want the entry back to claimed, handed back, nothing ambiguous", p.kinds(), s.settle, d.mem.outcome)
 	}
+}
+
+// A hold that lapsed is not taken back: a step cut off by the fence while
+// a retry was due, an entry another replica took over under this
+// replica's own nonce, a write known only later to have landed, an entry
+// that vanished under a call that was cut off — none leads to a call
+// without a fresh hold, and none to a second call of a create.
+func TestALapsedHoldIsNotTakenBack(t *testing.T) {
+	mine := func(d *delivery) ledger.Entry {
+		return ledger.Entry{RequestID: "d-1", API: vms, State: ledger.StateCalling, Owner: "me", Nonce: "n1", Fingerprint: d.msg.fingerprint,
+			Revision: 2, Trail: received(), Emitted: 1}
+	}
+	t.Run("a sleep before a retry cut off, the entry taken over", func(t *testing.T) {
+		d := newTest(t, vms)
+		p := play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{mine(d)}, fine, called{err: transient}, fine)
+		if s := p.last(); s.kind != stepSleep {
+			t.Fatalf("steps %v: want the backoff", p.kinds())
+		}
+		theirs := mine(d)
+		theirs.Owner, theirs.Nonce, theirs.Revision = "other", "n2", 5
+		p.then(cutOff{}, found{theirs})
+		if s := p.last(); s.kind != stepWatch {
+			t.Errorf("steps %v: want the other replica's call watched, nothing called", p.kinds())
+		}
+	})
+	t.Run("the own nonce under another owner", func(t *testing.T) {
+		d := newTest(t, vms)
+		e := mine(d)
+		e.Owner = "other" // it took the call over, reconciling under this replica's nonce
+		p := play(t, d, idTaken{mem: remembered{nonce: "n1", dispatched: true, answered: true}}, claimed{e})
+		if s := p.last(); s.kind != stepWatch {
+			t.Errorf("steps %v: want the other replica watched, not the call adopted", p.kinds())
+		}
+	})
+	t.Run("a write known later to have landed renews nothing", func(t *testing.T) {
+		d := newTest(t, vms)
+		claimedEntry := mine(d)
+		claimedEntry.State, claimedEntry.Nonce, claimedEntry.Owner = ledger.StateClaimed, "", ""
+		p := play(t, d, idTaken{}, claimed{claimedEntry})
+		s := p.last()
+		if s.kind != stepWrite || s.entry.State != ledger.StateCalling {
+			t.Fatalf("steps %v: want the move to calling", p.kinds())
+		}
+		landed := s.entry
+		landed.Revision = 3
+		p.then(failed{op: stepWrite, err: transient, mayHaveLanded: true, tried: &landed}, fine, found{landed})
+		if s := p.last(); s.kind != stepWrite || s.entry.Nonce != landed.Nonce {
+			t.Errorf("steps %v: want a renewal before the call", p.kinds())
+		}
+	})
+	t.Run("a takeover lost to another replica", func(t *testing.T) {
+		d := newTest(t, vms)
+		d.rules.reconcile = rules3
+		dead := mine(d)
+		dead.Owner, dead.Nonce = "other", "theirs"
+		p := play(t, d, idTaken{}, claimed{dead}, fine, fine, fine, fine)
+		for n := 0; p.last().kind != stepWrite && n < 5; n++ {
+			p.then(fine)
+		}
+		if s := p.last(); s.kind != stepWrite || s.entry.Nonce != "theirs" || s.entry.Owner != "me" {
+			t.Fatalf("steps %v: want the dead holder's entry renewed by this replica before it reads", p.kinds())
+		}
+		won := dead
+		won.Owner, won.Revision = "third", 4
+		p.then(conflicted{}, found{won})
+		if s := p.last(); s.kind != stepWatch || p.d.recon.active {
+			t.Errorf("steps %v: want the replica that won the takeover watched, nothing read or filed", p.kinds())
+		}
+	})
+	t.Run("the entry vanished under a call cut off", func(t *testing.T) {
+		d := newTest(t, vms)
+		p := play(t, d, idTaken{}, fine, fine, cutOff{call: true}, notFound{})
+		if s := p.last(); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
+			t.Errorf("steps %v: want it ambiguous, never called again", p.kinds())
+		}
+	})
 }

@@ -34,7 +34,7 @@ func lostCall(t *testing.T, api messages.API, rules reconcileRules, edit func(*l
 	d := newTest(t, api)
 	d.rules.reconcile = rules
 	d.rules.policy = retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, NoJitter: true}
-	e := ledger.Entry{RequestID: "d-1", API: api, State: ledger.StateCalling, Nonce: "n1", Fingerprint: d.msg.fingerprint,
+	e := ledger.Entry{RequestID: "d-1", API: api, State: ledger.StateCalling, Owner: "me", Nonce: "n1", Fingerprint: d.msg.fingerprint,
 		ClaimedAt: t0, Revision: 2, Trail: received(), Emitted: 1}
 	if edit != nil {
 		edit(&e)

@@ -36,15 +36,27 @@ func (r *runner) lasting(s step) answer {
 	if s.hold == nil {
 		return work(r.ctx)
 	}
+	if s.hold.left <= 0 {
+		return cutOff{call: s.kind == stepCall} // nothing is started from a lapsed hold
+	}
 	ctx, cut := context.WithCancelCause(r.ctx)
 	defer cut(nil)
-	fence := time.AfterFunc(max(s.hold.left, 0), func() { cut(errFenced) })
+	fence := time.AfterFunc(s.hold.left, func() { cut(errFenced) })
 	defer fence.Stop()
 	renewing, stop := context.WithCancel(context.WithoutCancel(r.ctx))
 	var wg sync.WaitGroup
+	defer func() { // also when work panics: no renewal outlives its step
+		stop()
+		wg.Wait()
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				cut(errFenced) // a renewal that panicked renews nothing
+			}
+		}()
 		r.renew(renewing, s.hold, fence, cut)
 	}()
 	a := work(ctx)
@@ -101,8 +113,23 @@ func (r *runner) renew(ctx context.Context, h *holding, fence *time.Timer, cut c
 			r.renewal = &renewed{entry: got, at: at}
 			fence.Reset(max(h.fence-r.p.cfg.Now().Sub(at), 0))
 		case errors.Is(err, ledger.ErrConflict):
+			// Another writer, or an earlier renewal of ours whose reply
+			// was lost: only the entry can tell.
+			if cur, ok := r.stillHeld(ctx, prev); ok {
+				prev = cur // renews on from it; the fence moves only on a renewal known to be now
+				continue
+			}
 			cut(errFenced)
 			return
 		}
 	}
+}
+
+// stillHeld reads the entry after a renewal lost its compare-and-set: it
+// is still held when it is "calling" under the same nonce and owner.
+func (r *runner) stillHeld(ctx context.Context, prev ledger.Entry) (ledger.Entry, bool) {
+	rctx, cancel := context.WithTimeout(ctx, r.p.cfg.PublishTimeout)
+	defer cancel()
+	cur, err := r.p.ledger.Get(rctx, prev.RequestID)
+	return cur, err == nil && cur.State == ledger.StateCalling && cur.Nonce == prev.Nonce && cur.Owner == r.p.cfg.Owner
 }

@@ -54,3 +54,26 @@ func TestResubmission(t *testing.T) {
 		})
 	}
 }
+
+// TestSameVerdict: what two replicas' outcomes must share to be no
+// conflict.
+func TestSameVerdict(t *testing.T) {
+	ok := func(api messages.API, result string) *messages.Result {
+		return &messages.Result{API: api, Status: messages.StatusSucceeded, Result: []byte(result)}
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *messages.Result
+		want bool
+	}{
+		{"a create, the same record", ok(vms, `{"QualificationNo":"Q1"}`), ok(vms, `{"QualificationNo":"Q1"}`), true},
+		{"a create, two records: filed twice", ok(vms, `{"QualificationNo":"Q1"}`), ok(vms, `{"QualificationNo":"Q2"}`), false},
+		{"a read, two answers", ok(messages.APIDouyinGetClassAuth, `{"a":1}`), ok(messages.APIDouyinGetClassAuth, `{"a":2}`), true},
+		{"the same refusal", outcome(messages.StatusFailed, messages.ClassPermanent, t0), outcome(messages.StatusFailed, messages.ClassPermanent, t0), true},
+		{"a refusal and a success", outcome(messages.StatusFailed, messages.ClassPermanent, t0), ok(vms, ""), false},
+	} {
+		if got := sameVerdict(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: same verdict %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -223,8 +223,16 @@ func (d *delivery) event(ev messages.AuditEvent) messages.AuditEvent {
 		}
 	}
 	// Its identity: the same event decided again (after a failed publish)
-	// or taken from the ledger or the replica's memory is the same event.
-	ev.ID = fmt.Sprintf("%s/%d/%d/%s/%d", d.rules.owner, d.msg.seq, d.msg.deliveries, ev.Event, ev.Attempt)
+	// or taken from the ledger or the replica's memory is the same event;
+	// k tells apart events of one kind, attempt and delivery, and the
+	// message's stream time a stream recreated with its sequences anew.
+	k := 0
+	for _, t := range d.trail() {
+		if t.Event == ev.Event && t.Attempt == ev.Attempt && t.Delivery == ev.Delivery {
+			k++
+		}
+	}
+	ev.ID = fmt.Sprintf("%s/%d/%s/%d/%s/%d/%d", d.rules.owner, d.msg.seq, stamp(d.msg.receivedAt), d.msg.deliveries, ev.Event, ev.Attempt, k)
 	return ev
 }
 
@@ -319,7 +327,7 @@ func isAmbiguous(res *messages.Result) bool {
 // A failure that is dead-lettered (ambiguous, retries exhausted) may be
 // replayed, which needs them; they expire with the bucket's max age.
 func keepsNoFiles(res *messages.Result) bool {
-	return res.Status == messages.StatusSucceeded || res.Status == messages.StatusRejected
+	return res.Status == messages.StatusSucceeded
 }
 
 // maxFields bounds the problems a rejected result lists, so that the

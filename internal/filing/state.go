@@ -87,6 +87,7 @@ type callState struct {
 	err       error
 	class     retry.Class
 	cutShort  bool  // the last call was cut short by shutdown: it may have reached the vendor
+	cutOff    bool  // the last call was cut off by the fence (lease.go): it may have reached the vendor
 	held      error // the last call was held back before it was sent (retry.ErrHeld)
 	heldNoted bool  // its deferred event is pending
 	refiling  bool  // the next move to "calling" files the request again
@@ -176,6 +177,9 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	began := d.clock // when the step began: the core decided it then
 	d.now, d.clock, d.stopping = now.UTC(), now.Sub(d.epoch), stopping
+	// A write known only later to have landed (its reply was lost) may have
+	// landed long ago: it renews nothing, so a hold must be renewed anew.
+	landedEarlier := d.ledger.uncertain
 	if f, ok := a.(found); ok {
 		if t := d.ledger.tried; t != nil && t.State == f.entry.State && t.Owner == f.entry.Owner && t.UpdatedAt.Equal(f.entry.UpdatedAt) && t.Nonce == f.entry.Nonce {
 			a = written(f) // our own write, which timed out but landed: it succeeded
@@ -211,7 +215,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case claimed:
 		d.see(a.entry)
 		d.out.emitted = eventsOut(a.entry, d.msg.seq)
-		if d.ledger.fresh {
+		if d.ledger.fresh && !landedEarlier {
 			d.noteWrite(began) // the claim created it "calling"
 		}
 	case found:
@@ -228,7 +232,9 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case written:
 		d.see(a.entry)
 		d.out.pending, d.ledger.tried, d.ledger.conflicts = nil, nil, 0
-		d.noteWrite(began)
+		if !landedEarlier {
+			d.noteWrite(began)
+		}
 	case renewed:
 		d.see(a.entry)
 		d.lease.renewed, d.lease.renewedAt = true, a.at.Sub(d.epoch)
@@ -236,9 +242,11 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		// The hold lapsed: what the entry says now is read again. A call
 		// cut short may have reached the vendor; the entry decides what
 		// follows, as after a replica that stopped mid-call.
-		d.ledger.stale, d.lease.renewed = true, false
+		// (A call cut short keeps its attempt: it may have reached the
+		// vendor, and nothing may file the request again on its own.)
+		d.ledger.stale, d.lease.renewed, d.call.due = true, false, false
 		if a.call {
-			d.call.attempts, d.call.due, d.call.err, d.call.class = 0, false, nil, retry.ClassNone
+			d.call.cutOff = true
 		}
 		return
 	case called:

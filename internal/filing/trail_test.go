@@ -29,7 +29,7 @@ func TestMemoryKeepsTheEventsOfAnOutcome(t *testing.T) {
 	}
 	again := newTest(t, vms)
 	again.msg.deliveries = 2
-	e := ledger.Entry{RequestID: "d-1", API: vms, State: ledger.StateCalling, Nonce: rec.nonce, Fingerprint: again.msg.fingerprint, Revision: 2,
+	e := ledger.Entry{RequestID: "d-1", API: vms, State: ledger.StateCalling, Owner: "me", Nonce: rec.nonce, Fingerprint: again.msg.fingerprint, Revision: 2,
 		Trail: received()}
 	q := play(t, again, idTaken{mem: rec}, claimed{e})
 	s := q.last()

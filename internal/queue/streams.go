@@ -53,9 +53,11 @@ func (c StreamsConfig) Validate() error {
 	return nil
 }
 
-// StreamConfigs returns the wanted configuration of each stream. None has
-// a limit on messages or bytes: a stream that evicted a result, an event or
-// a dead letter would lose what qualfile promised to keep.
+// StreamConfigs returns the wanted configuration of each stream. Each
+// refuses a new message rather than evict a stored one (discard new, no
+// limit per subject): a stream that evicted a result, an event or a dead
+// letter would lose what qualfile promised to keep, where a full one is an
+// outage that shows.
 func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 	c = c.withDefaults()
 	n := StreamNames(c.Subjects)
@@ -83,7 +85,7 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 	}
 	for i := range cfgs {
 		s := &cfgs[i]
-		s.MaxMsgs, s.MaxBytes, s.MaxMsgsPerSubject, s.MaxMsgSize, s.Discard = -1, -1, -1, -1, jetstream.DiscardOld
+		s.MaxMsgsPerSubject, s.Discard = -1, jetstream.DiscardNew
 	}
 	return cfgs
 }
@@ -91,8 +93,10 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 // EnsureStreams creates each stream that is missing. An existing stream
 // whose subjects, retention or storage differ is a *ConflictError (changing
 // them would change delivery semantics or lose data); the settings qualfile
-// owns (replicas, max age, duplicate window, and the limits and discard
-// policy that could evict what it stored) are set back to what it wants.
+// owns (replicas, max age, duplicate window, the discard policy and the
+// limit per subject, which could evict what it stored) are set back to
+// what it wants; limits of messages or bytes an operator set stay, and
+// make the stream refuse, not evict.
 // It returns what it did per stream ("created", "unchanged", or "updated:"
 // and each setting changed, from and to).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfig) (map[string]string, error) {
@@ -140,10 +144,7 @@ func owned(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string)
 	change(&changes, "replicas", &upd.Replicas, want.Replicas)
 	change(&changes, "max_age", &upd.MaxAge, want.MaxAge)
 	change(&changes, "duplicate_window", &upd.Duplicates, want.Duplicates)
-	change(&changes, "max_msgs", &upd.MaxMsgs, want.MaxMsgs)
-	change(&changes, "max_bytes", &upd.MaxBytes, want.MaxBytes)
 	change(&changes, "max_msgs_per_subject", &upd.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
-	change(&changes, "max_msg_size", &upd.MaxMsgSize, want.MaxMsgSize)
 	change(&changes, "discard", &upd.Discard, want.Discard)
 	return upd, changes
 }

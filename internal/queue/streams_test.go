@@ -46,9 +46,9 @@ func TestEnsureStreamsIdempotent(t *testing.T) {
 }
 
 // TestEnsureStreamsRestoresWhatCouldEvict: a results stream reconfigured
-// to keep 10 messages, discarding old ones, would silently evict results;
-// EnsureStreams sets back every limit qualfile owns, says which, and no
-// result is evicted afterwards.
+// to keep 10 messages (2 per subject), discarding old ones, would silently
+// evict results; EnsureStreams makes it refuse instead, says what it
+// changed, and no stored result is evicted afterwards.
 func TestEnsureStreamsRestoresWhatCouldEvict(t *testing.T) {
 	js, _, _ := natstest.JetStream(t)
 	ctx := context.Background()
@@ -61,7 +61,7 @@ func TestEnsureStreamsRestoresWhatCouldEvict(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.CachedInfo().Config
-	c.MaxMsgs, c.MaxBytes, c.MaxMsgsPerSubject, c.Discard = 10, 1<<20, 2, jetstream.DiscardNew
+	c.MaxMsgs, c.MaxMsgsPerSubject, c.Discard = 10, 2, jetstream.DiscardOld
 	if _, err := js.UpdateStream(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -69,18 +69,20 @@ func TestEnsureStreamsRestoresWhatCouldEvict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"max_msgs 10 → -1", "max_bytes 1048576 → -1", "max_msgs_per_subject 2 → -1", "discard DiscardNew → DiscardOld"} {
+	for _, want := range []string{"max_msgs_per_subject 2 → -1", "discard DiscardOld → DiscardNew"} {
 		if !strings.Contains(done["FILING_RESULTS"], want) {
 			t.Errorf("results stream %q, want it to say %q", done["FILING_RESULTS"], want)
 		}
 	}
-	for i := range 20 {
-		if _, err := js.Publish(ctx, "filing.result.vms.add_qualification.r-1", []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
+	for i := range 11 {
+		_, err := js.Publish(ctx, "filing.result.vms.add_qualification.r-1", []byte(strconv.Itoa(i)))
+		if (err != nil) != (i == 10) {
+			t.Fatalf("publish %d: %v; want the first 10 stored, the 11th refused", i, err)
 		}
 	}
-	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 20 {
-		t.Fatalf("%v messages kept (%v), want all 20", info.State.Msgs, err)
+	m, err := s.GetMsg(ctx, 1)
+	if info, ierr := s.Info(ctx); err != nil || ierr != nil || info.State.Msgs != 10 || string(m.Data) != "0" {
+		t.Fatalf("%v messages kept, the first %v (%v): want all 10 stored, the first still there", info.State.Msgs, m, err)
 	}
 }
 
