@@ -41,7 +41,7 @@ func (d *delivery) calling() step {
 		if !d.mem.dispatched || d.mem.answered || d.msg.req.API.Resendable() {
 			return d.adopt()
 		}
-		return d.lost("this replica was cut off mid-call by a shutdown; the vendor may have filed it")
+		return d.lost("this replica's call was cut off mid-call (by a shutdown, or because its hold on the ledger entry lapsed); the vendor may have filed it")
 	}
 	if s, live := d.watch(); live {
 		return s // another replica holds it (lease.go)

@@ -389,6 +389,17 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 		}
 		stored[ev.ID] = true
 	}
+	// Two events with one identity would be one to the stream: the
+	// ledger's trail, which nothing deduplicates, tells.
+	if e, err := p.Ledger.Get(context.Background(), id); err == nil {
+		ids := map[string]bool{}
+		for _, ev := range e.Trail {
+			if ev.ID != "" && ids[ev.ID] {
+				violate("two events of the trail have the identity %s", ev.ID)
+			}
+			ids[ev.ID] = true
+		}
+	}
 	attempts := map[int]bool{}
 	var last *messages.AuditEvent
 	for i, ev := range evs {

@@ -77,3 +77,11 @@ func TestSameVerdict(t *testing.T) {
 		}
 	}
 }
+
+// A rejected request keeps its files in the object store, for a
+// resubmission that references them; a success removes them.
+func TestRejectedKeepsItsFiles(t *testing.T) {
+	if keepsNoFiles(outcome(messages.StatusRejected, messages.ClassInvalid, t0)) || !keepsNoFiles(outcome(messages.StatusSucceeded, "", t0)) {
+		t.Error("want the files of a rejected request kept, of a succeeded one removed")
+	}
+}

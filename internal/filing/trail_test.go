@@ -67,3 +67,20 @@ func TestEventsSayTheirPlace(t *testing.T) {
 		t.Errorf("published events at positions %v, want 1, 2, 3", seqs)
 	}
 }
+
+// TestEventIdentitiesDoNotCollide: two events of one kind and attempt in
+// one delivery, and the events of two messages with one stream sequence
+// (a requests stream recreated), have identities of their own.
+func TestEventIdentitiesDoNotCollide(t *testing.T) {
+	d := newTest(t, vms)
+	first := d.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: 1})
+	d.out.pending = append(d.out.pending, first)
+	if again := d.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: 1}); again.ID == first.ID {
+		t.Errorf("a second reconciling event of attempt 1 has the first one's identity %s", first.ID)
+	}
+	other := newTest(t, vms) // the same stream sequence, 7
+	other.msg.receivedAt = other.msg.receivedAt.Add(time.Hour)
+	if ev := other.event(messages.AuditEvent{Event: messages.EventReconciling, Attempt: 1}); ev.ID == first.ID {
+		t.Errorf("another message with the same stream sequence gave the identity %s", first.ID)
+	}
+}
