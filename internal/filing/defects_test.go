@@ -78,10 +78,12 @@ func TestPoisonSubjectAndPanicDoNotStopTheConsumer(t *testing.T) {
 // TestCopiesOfOneIdSettle: many copies of one id published without
 // Nats-Msg-Id once left hundreds stranded in the request stream. Each copy
 // now waits in process for the one in hand and is answered from the
-// ledger, on its first delivery.
+// ledger, on its first delivery. (The vendor answers in 300 ms, so that
+// the copies surely find the id in hand: a copy handed back would show
+// on every run, not only when the copies happen to race.)
 func TestCopiesOfOneIdSettle(t *testing.T) {
 	_, nc, _ := natstest.JetStream(t)
-	p := filingtest.New(t, filingtest.Options{NC: nc, Concurrency: 64})
+	p := filingtest.New(t, filingtest.Options{NC: nc, Concurrency: 64, Upstream: slowUpstream(300 * time.Millisecond)})
 	const copies = 300
 	data := filingtest.Example(t, messages.APIVMSAddQualification, "copies-1")
 	for range copies {
