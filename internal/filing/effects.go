@@ -100,10 +100,10 @@ func isBug(err error) bool {
 func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs)+1)
 	var sendErr error
-	send := func(m *nats.Msg, err error, opts ...jetstream.PublishOpt) bool {
+	send := func(m *nats.Msg, err error) bool {
 		var f jetstream.PubAckFuture
 		if err == nil {
-			if f, err = r.p.js.PublishMsgAsync(m, opts...); err == nil {
+			if f, err = r.p.js.PublishMsgAsync(m); err == nil {
 				futures = append(futures, f)
 			}
 		}
@@ -112,7 +112,7 @@ func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 	}
 	for _, ev := range evs {
 		m, err := r.eventMsg(ev)
-		if !send(m, err, eventMsgID(ev)...) {
+		if !send(m, err) {
 			break
 		}
 	}
@@ -121,7 +121,7 @@ func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 	if res != nil && sendErr == nil {
 		m, d, err := r.resultMsg(res)
 		data = d
-		send(m, err, jetstream.WithMsgID(resultMsgID(res)))
+		send(m, err)
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
@@ -174,21 +174,11 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	if _, err = r.p.js.PublishMsg(ctx, m, eventMsgID(ev)...); err != nil {
+	if _, err = r.p.js.PublishMsg(ctx, m); err != nil {
 		return err
 	}
 	r.p.observe(r.d.msg.seq, ev)
 	return nil
-}
-
-// eventMsgID: a copy of an event published again is dropped by the audit
-// stream within its duplicate window (an event without an identity, one
-// stored by an older version, has none).
-func eventMsgID(ev messages.AuditEvent) []jetstream.PublishOpt {
-	if ev.ID == "" {
-		return nil
-	}
-	return []jetstream.PublishOpt{jetstream.WithMsgID("event:" + ev.ID)}
 }
 
 // eventMsg is the message of one audit event. A received event carries
@@ -213,6 +203,12 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
 	tracing.Inject(r.tctx, m)
+	if ev.ID != "" {
+		// A copy published again is dropped by the audit stream within its
+		// duplicate window (an event stored by an older version has no
+		// identity).
+		m.Header.Set(jetstream.MsgIDHeader, "event:"+ev.ID)
+	}
 	m.Data = data
 	return m, nil
 }
@@ -267,7 +263,8 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 		}
 		m.Data = nil
 	}
-	_, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID("dead:"+d.key))
+	m.Header.Set(jetstream.MsgIDHeader, "dead:"+d.key)
+	_, err := r.p.js.PublishMsg(ctx, m)
 	return err
 }
 
@@ -280,7 +277,7 @@ func (r *runner) publishResult(res *messages.Result) error {
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	if _, err := r.p.js.PublishMsg(ctx, m, jetstream.WithMsgID(resultMsgID(res))); err != nil {
+	if _, err := r.p.js.PublishMsg(ctx, m); err != nil {
 		return err
 	}
 	r.reply(data)
@@ -301,6 +298,7 @@ func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
 	}
 	m := nats.NewMsg(r.p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
 	tracing.Inject(r.tctx, m)
+	m.Header.Set(jetstream.MsgIDHeader, resultMsgID(res))
 	m.Data = data
 	return m, data, nil
 }

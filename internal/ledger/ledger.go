@@ -158,9 +158,6 @@ func (c Config) withDefaults() Config {
 	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
 	c.Replicas = cmp.Or(c.Replicas, 1)
 	c.MaxAge = cmp.Or(c.MaxAge, DefaultMaxAge)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 
@@ -179,8 +176,25 @@ func (c Config) Validate() error {
 
 // Ledger is the idempotency ledger. It is safe for concurrent use.
 type Ledger struct {
-	kv  jetstream.KeyValue
+	kv  Store
 	now func() time.Time
+}
+
+// Store is what the ledger needs of its KV bucket (jetstream.KeyValue).
+type Store interface {
+	Bucket() string
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+}
+
+// New returns the ledger kept in kv, with now its clock (nil: time.Now).
+func New(kv Store, now func() time.Time) *Ledger {
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{kv: kv, now: now}
 }
 
 // Open creates the ledger bucket or updates its configuration (so calling
@@ -202,7 +216,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("ledger: opening bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Ledger{kv: kv, now: cfg.Now}, nil
+	return New(kv, cfg.Now), nil
 }
 
 // OpenExisting opens the ledger bucket the consumer created, without
@@ -216,7 +230,7 @@ func OpenExisting(ctx context.Context, js jetstream.JetStream, bucket string) (*
 	if err != nil {
 		return nil, fmt.Errorf("ledger: bucket %s (has a consumer run here?): %w", bucket, err)
 	}
-	return &Ledger{kv: kv, now: time.Now}, nil
+	return New(kv, nil), nil
 }
 
 // Bucket returns the name of the ledger's KV bucket.
