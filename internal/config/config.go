@@ -130,11 +130,10 @@ type ConsumerConfig struct {
 // ReconcileConfig settles a VMS or SMS create whose answer was lost
 // (docs/guarantees.md#reconciliation).
 type ReconcileConfig struct {
-	Enabled   bool          `yaml:"enabled"`
-	Window    time.Duration `yaml:"window"`
-	Reads     int           `yaml:"reads"`
-	ClockSkew time.Duration `yaml:"clock_skew"`
-	Refile    bool          `yaml:"refile"`
+	Enabled bool          `yaml:"enabled"`
+	Window  time.Duration `yaml:"window"`
+	Reads   int           `yaml:"reads"`
+	Refile  bool          `yaml:"refile"`
 }
 
 // FilesConfig is the object store <PREFIX>_FILES of SMS files too large
@@ -303,7 +302,6 @@ func (c *Config) applyDefaults() {
 
 	setD(&c.Reconcile.Window, 30*time.Second)
 	setI(&c.Reconcile.Reads, 4)
-	setD(&c.Reconcile.ClockSkew, 2*time.Minute)
 
 	setF(&c.Limits.MinRate, guard.DefaultMinRate)
 	setD(&c.Limits.RecoverEvery, guard.DefaultRecoverEvery)

@@ -460,8 +460,8 @@ func TestRetryPolicy(t *testing.T) {
 
 func TestReconcileSettings(t *testing.T) {
 	c := Default()
-	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 30*time.Second || r.Reads != 4 || r.ClockSkew != 2*time.Minute {
-		t.Errorf("defaults %+v: want on, refiling, 30s, 4 reads, 2m", r)
+	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 30*time.Second || r.Reads != 4 {
+		t.Errorf("defaults %+v: want on, refiling, 30s, 4 reads", r)
 	}
 	path := writeFile(t, "consumer.yaml", "reconcile:\n  enabled: false\n  refile: false\n  window: 1m\n")
 	c, err := Load(path, env(nil))
@@ -478,9 +478,9 @@ func TestReconcileSettings(t *testing.T) {
 	if r := c.Reconcile; !r.Enabled || !r.Refile || r.Window != 10*time.Second {
 		t.Errorf("from the environment %+v", r)
 	}
-	bad := writeFile(t, "bad.yaml", "reconcile:\n  window: 2h\n  reads: 101\n  clock_skew: -1s\n")
+	bad := writeFile(t, "bad.yaml", "reconcile:\n  window: 2h\n  reads: 101\n")
 	_, err = Load(bad, env(nil))
-	for _, key := range []string{"reconcile.window", "reconcile.reads", "reconcile.clock_skew"} {
+	for _, key := range []string{"reconcile.window", "reconcile.reads"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v: want it to name %s", err, key)
 		}

@@ -348,9 +348,6 @@ func (c *Config) validateReconcile(v *validator) {
 	if r.Reads > 100 {
 		v.add("reconcile.reads", "must be at most 100 (each read may list many pages)")
 	}
-	if r.ClockSkew < 0 {
-		v.add("reconcile.clock_skew", "must not be negative")
-	}
 	if r.Window > time.Hour {
 		v.add("reconcile.window", "must be at most 1h: the request's message is held for the whole window")
 	}

@@ -208,8 +208,7 @@ func (c *Consumer) buildProcessor() error {
 	if s.Publisher != nil {
 		pub = s.Publisher(pub)
 	}
-	reconcile := filing.ReconcileConfig{Window: cfg.Reconcile.Window, Reads: cfg.Reconcile.Reads,
-		ClockSkew: cfg.Reconcile.ClockSkew, KeepAmbiguous: !cfg.Reconcile.Refile}
+	reconcile := filing.ReconcileConfig{Window: cfg.Reconcile.Window, Reads: cfg.Reconcile.Reads, KeepAmbiguous: !cfg.Reconcile.Refile}
 	if cfg.Reconcile.Enabled {
 		reconcile.Reader = reader
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch/volcengine"
 	"github.com/qualfile/qualfile/messages"
@@ -42,27 +41,21 @@ type Record struct {
 }
 
 // Finding is the records that match a create whose answer was lost; which
-// of them is this filing is the caller's to decide.
+// of them is this filing is the caller's to decide (those not listed
+// before its first call: no clock is compared).
 type Finding struct {
 	Records []Record
-	// Undated counts VMS records that match but whose creation time could
-	// not be read: they cannot be ruled out, nor taken for this filing.
-	Undated int
 }
 
-// Matches is the number of matching records, dated or not.
-func (f Finding) Matches() int { return len(f.Records) + f.Undated }
-
 // Reconcile asks the vendor which records match req (a validated create
-// of a Reconcilable api): VMS records created at or after since, every
-// matching SMS item.
-func (d *Dispatcher) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (Finding, error) {
-	return d.ReconcilePaced(ctx, req, since, nil)
+// of a Reconcilable api).
+func (d *Dispatcher) Reconcile(ctx context.Context, req *messages.Request) (Finding, error) {
+	return d.ReconcilePaced(ctx, req, nil)
 }
 
 // ReconcilePaced is Reconcile with pace called before every page after the
 // first (a rate limit: a long list is many calls).
-func (d *Dispatcher) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (Finding, error) {
+func (d *Dispatcher) ReconcilePaced(ctx context.Context, req *messages.Request, pace func(context.Context) error) (Finding, error) {
 	if pace == nil {
 		pace = func(context.Context) error { return nil }
 	}
@@ -79,7 +72,7 @@ func (d *Dispatcher) ReconcilePaced(ctx context.Context, req *messages.Request, 
 		if !ok || p.QualificationMainInfoFormDO == nil {
 			return Finding{}, fmt.Errorf("account %q, vms read: %w", req.AccountOrDefault(), ErrNoClient)
 		}
-		return findQualification(ctx, r, p.QualificationMainInfoFormDO, since, pace)
+		return findQualification(ctx, r, p.QualificationMainInfoFormDO, pace)
 	case *messages.SMSApplySignatureIdent:
 		r, ok := acct.SMS.(SMSReader)
 		if !ok {
@@ -91,8 +84,8 @@ func (d *Dispatcher) ReconcilePaced(ctx context.Context, req *messages.Request, 
 }
 
 // findQualification matches on QualificationEntity and
-// UnitSocialCreditCode, created at or after since.
-func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo, since time.Time, pace func(context.Context) error) (Finding, error) {
+// UnitSocialCreditCode.
+func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo, pace func(context.Context) error) (Finding, error) {
 	var f Finding
 	entity, code := strings.TrimSpace(m.QualificationEntity), strings.TrimSpace(m.UnitSocialCreditCode)
 	q := volcengine.QualificationQuery{QualificationEntityQueryPattern: entity, Limit: reconcilePageSize}
@@ -114,14 +107,6 @@ func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo
 			if strings.TrimSpace(v.QualificationEntity) != entity || strings.TrimSpace(v.UnitSocialCreditCode) != code {
 				continue
 			}
-			at, ok := volcengine.ParseCreateTime(v.CreateTime)
-			switch {
-			case !ok:
-				f.Undated++
-				continue
-			case at.Before(since):
-				continue // an earlier filing of the same entity
-			}
 			out, err := outcome(messages.VMSAddResult{QualificationNo: v.QualificationNo}, md.RequestID, nil)
 			if err != nil {
 				return Finding{}, err
@@ -137,8 +122,7 @@ func findQualification(ctx context.Context, r VMSReader, m *messages.VMSMainInfo
 }
 
 // findSignatureIdent matches on materialName, businessCertificateName and
-// purpose. The list carries no creation time: which items existed before
-// the request's first call is for the caller to know.
+// purpose.
 func findSignatureIdent(ctx context.Context, r SMSReader, p *messages.SMSApplySignatureIdent, pace func(context.Context) error) (Finding, error) {
 	var f Finding
 	name, cert := strings.TrimSpace(p.MaterialName), strings.TrimSpace(p.BusinessInfo.BusinessCertificateName)

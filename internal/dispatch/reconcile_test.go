@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/retry"
@@ -23,17 +22,15 @@ func TestReconcileFindsWhatWasFiled(t *testing.T) {
 			sb := startSandbox(t, sandbox.Config{})
 			r := newRig(t, sb, rigOptions{})
 			req := loadExample(t, api)
-			since := time.Now().Add(-time.Second)
-
-			f, err := r.d.Reconcile(ctx, req, since)
-			if err != nil || f.Matches() != 0 {
+			f, err := r.d.Reconcile(ctx, req)
+			if err != nil || len(f.Records) != 0 {
 				t.Fatalf("before filing: %+v, %v; want no match", f, err)
 			}
 			out, err := r.d.Dispatch(ctx, req)
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, err = r.d.Reconcile(ctx, req, since)
+			f, err = r.d.Reconcile(ctx, req)
 			if err != nil || len(f.Records) != 1 {
 				t.Fatalf("after filing: %+v, %v; want the one record", f, err)
 			}
@@ -54,7 +51,7 @@ func TestReconcileFindsWhatWasFiled(t *testing.T) {
 			if _, err := r.d.Dispatch(ctx, req); err != nil {
 				t.Fatal(err)
 			}
-			f, err = r.d.Reconcile(ctx, req, since)
+			f, err = r.d.Reconcile(ctx, req)
 			if err != nil || len(f.Records) != 2 {
 				t.Fatalf("two records: %+v, %v; want 2 matches", f, err)
 			}
@@ -69,9 +66,8 @@ func readAPI(api messages.API) messages.API {
 	return sandbox.SignatureIdentListAPI
 }
 
-// A VMS record created before the request was first claimed is an earlier
-// filing, not this one; another entity or credit code is another filing.
-func TestReconcileVMSMatchesFieldsAndTime(t *testing.T) {
+// Another entity or credit code is another filing.
+func TestReconcileVMSMatchesFields(t *testing.T) {
 	ctx := context.Background()
 	sb := startSandbox(t, sandbox.Config{})
 	r := newRig(t, sb, rigOptions{})
@@ -79,13 +75,10 @@ func TestReconcileVMSMatchesFieldsAndTime(t *testing.T) {
 	if _, err := r.d.Dispatch(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := r.d.Reconcile(ctx, req, time.Now().Add(time.Minute)); err != nil || f.Matches() != 0 {
-		t.Errorf("a record created before since: %+v, %v; want absent", f, err)
-	}
 	other := requestWithPayload(t, messages.APIVMSAddQualification, func(p map[string]any) {
 		p["QualificationMainInfoFormDO"].(map[string]any)["UnitSocialCreditCode"] = "91110000000000000X"
 	})
-	if f, err := r.d.Reconcile(ctx, other, time.Now().Add(-time.Minute)); err != nil || f.Matches() != 0 {
+	if f, err := r.d.Reconcile(ctx, other); err != nil || len(f.Records) != 0 {
 		t.Errorf("another credit code: %+v, %v; want absent", f, err)
 	}
 }
@@ -105,11 +98,11 @@ func TestReconcileSMSMatchesFields(t *testing.T) {
 		},
 	} {
 		other := requestWithPayload(t, messages.APISMSApplySignatureIdent, edit)
-		if f, err := r.d.Reconcile(ctx, other, time.Time{}); err != nil || f.Matches() != 0 {
+		if f, err := r.d.Reconcile(ctx, other); err != nil || len(f.Records) != 0 {
 			t.Errorf("another %s: %+v, %v; want absent", name, f, err)
 		}
 	}
-	if f, err := r.d.Reconcile(ctx, req, time.Time{}); err != nil || len(f.Records) != 1 {
+	if f, err := r.d.Reconcile(ctx, req); err != nil || len(f.Records) != 1 {
 		t.Errorf("the same fields: %+v, %v; want found", f, err)
 	}
 }
@@ -136,7 +129,7 @@ func TestReconcileErrors(t *testing.T) {
 			if tt.fault != nil {
 				sb.Inject(*tt.fault)
 			}
-			_, err := r.d.Reconcile(ctx, loadExample(t, tt.api), time.Time{})
+			_, err := r.d.Reconcile(ctx, loadExample(t, tt.api))
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -148,7 +141,7 @@ func TestReconcileErrors(t *testing.T) {
 func TestReconcileReadIsSigned(t *testing.T) {
 	sb := startSandbox(t, sandbox.Config{})
 	r := newRig(t, sb, rigOptions{SecretAccessKey: "wrong"})
-	_, err := r.d.Reconcile(context.Background(), loadExample(t, messages.APISMSApplySignatureIdent), time.Time{})
+	_, err := r.d.Reconcile(context.Background(), loadExample(t, messages.APISMSApplySignatureIdent))
 	if !errors.Is(err, retry.ErrPermanent) {
 		t.Fatalf("err = %v, want a permanent signature error", err)
 	}
@@ -169,8 +162,8 @@ func TestReconcilePacesEachPage(t *testing.T) {
 		}
 	}
 	paced := 0
-	f, err := r.d.ReconcilePaced(ctx, loadExample(t, messages.APISMSApplySignatureIdent), time.Time{}, func(context.Context) error { paced++; return nil })
-	if err != nil || f.Matches() != 0 {
+	f, err := r.d.ReconcilePaced(ctx, loadExample(t, messages.APISMSApplySignatureIdent), func(context.Context) error { paced++; return nil })
+	if err != nil || len(f.Records) != 0 {
 		t.Fatalf("%+v, %v", f, err)
 	}
 	if reads := sb.CountCalls(sandbox.SignatureIdentListAPI); reads != 2 || paced != 1 {

@@ -30,8 +30,8 @@ func (d *delivery) callStep() step {
 			res.Error.Fields = boundFields(ve.Fields)
 		}
 		return d.decided(res, messages.EventRejected, "")
-	case d.out.emitted < len(d.trail()) && !d.out.emitFailed:
-		return d.emit() // the trail so far (received, at first) is stored before the vendor is called
+	case d.eventsDue():
+		return d.recordEvents() // the trail so far (received, at first) is stored before the vendor is called
 	case d.renewalDue():
 		return d.renew()
 	case !d.call.filesDone && len(d.msg.req.FileRefs()) > 0:
@@ -78,8 +78,8 @@ func (d *delivery) afterCall() step {
 		return d.decided(d.result(messages.StatusFailed, d.resultError(class)), messages.EventFailed, "")
 	}
 	if wait, ok := d.rules.policy.Wait(d.call.attempts, class, d.clock-d.call.start); ok && !d.stopping {
-		if d.out.emitted < len(d.trail()) && !d.out.emitFailed {
-			return d.emit() // the attempt's event, before waiting
+		if d.eventsDue() {
+			return d.recordEvents() // the attempt's event, before waiting
 		}
 		if d.renewalDue() {
 			return d.renew()
@@ -123,6 +123,9 @@ func (d *delivery) holdBack() step {
 		}
 		return d.write(next)
 	}
+	if d.eventsDue() {
+		return d.recordEvents() // the held event, recorded with the move back
+	}
 	return d.settle(settleHeld, max(heldDelay(d.call.held), time.Second))
 }
 
@@ -141,7 +144,6 @@ type reconcileRules struct {
 	on            bool
 	window        time.Duration // the settling window: reads are spread over it
 	reads         int           // answered reads in the window, the last at its end
-	skew          time.Duration // a record this much older than the claim still counts
 	keepAmbiguous bool          // absent after the window: ambiguous, for an operator (not filed again)
 }
 
@@ -173,13 +175,13 @@ type reconciliation struct {
 }
 
 // baselineFirst reports whether the request's calls must be preceded by a
-// baseline: the SMS records that match it, listed before its first call.
-// The SMS list has no creation time, so reconciliation can tell this
-// filing from an earlier identical one only by what was listed before.
-// Such a request is claimed plainly, the baseline read, and then the move
-// to "calling" records it.
+// baseline: the vendor's records that match it, listed before its first
+// call. Reconciliation tells this filing from an earlier identical one by
+// what was listed before, never by comparing a record's creation time
+// with a clock of ours. Such a request is claimed plainly, the baseline
+// read, and then the move to "calling" records it.
 func (d *delivery) baselineFirst() bool {
-	return d.rules.reconcile.on && d.msg.req.API == messages.APISMSApplySignatureIdent
+	return d.rules.reconcile.on && d.msg.req.API.Reconcilable()
 }
 
 // lost decides about a call that may have reached the vendor and whose
@@ -247,10 +249,10 @@ func (d *delivery) reconcile() step {
 		if wait := r.next - d.clock; wait > 0 {
 			return step{kind: stepSleep, delay: wait}
 		}
-		if d.out.emitted < len(d.trail()) && !d.out.emitFailed {
-			return d.emit() // the reconciling event, before the reads
+		if d.eventsDue() {
+			return d.recordEvents() // the reconciling event, before the reads
 		}
-		return step{kind: stepReconcile, since: d.claimedAt().Add(-rules.skew)}
+		return step{kind: stepReconcile}
 	}
 	// The reads are done, or the window is over.
 	if r.reads == 0 || r.lastRead-r.start < rules.window/2 {
@@ -295,19 +297,13 @@ func (d *delivery) noteRead(f dispatch.Finding, err error) {
 }
 
 // candidates are the records of the last read that may be this filing:
-// for SMS, not those listed before its first call. why says why the
-// records cannot decide at all ("" when they can).
+// those not listed before its first call. why says why the records cannot
+// decide at all ("" when they can).
 func (d *delivery) candidates() (cands []dispatch.Record, why string) {
 	f := d.recon.finding
-	if f.Undated > 0 {
-		return nil, fmt.Sprintf("%d matching records at the vendor have a creation time that cannot be read", f.Undated)
-	}
-	if d.msg.req.API != messages.APISMSApplySignatureIdent {
-		return f.Records, ""
-	}
 	if !d.ledger.entry.BaselineKnown {
 		if len(f.Records) > 0 {
-			return nil, fmt.Sprintf("%d matching SMS records are listed, and which existed before this request's first call is not known", len(f.Records))
+			return nil, fmt.Sprintf("%d matching records are listed, and which existed before this request's first call is not known", len(f.Records))
 		}
 		return nil, ""
 	}

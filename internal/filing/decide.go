@@ -109,6 +109,9 @@ func (d *delivery) next() step {
 			// follows no call, or a definite "no"): list what is there.
 			return step{kind: stepBaseline}
 		}
+		if d.eventsDue() && !d.stopping {
+			return d.recordEvents() // received is stored before the entry says a call may be in flight
+		}
 		return d.toCalling(nil)
 	case ledger.StateCalling:
 		return d.calling()
@@ -124,19 +127,16 @@ func (d *delivery) afterBrokerFailure() step {
 	d.trouble.failed = 0
 	var budget time.Duration
 	switch {
-	case d.mem.outcome != nil && !d.mem.derived && !d.ledger.recorded && !d.stopping:
-		// A vendor's answer not yet recorded is never handed back for
-		// broker trouble: it is tried for as long as this replica lives,
-		// the message in hand, so that no other replica takes the call
-		// for lost.
+	case d.keep() && failed != stepFiles && !d.stopping:
+		// What the ledger may lack (a vendor's answer; a "calling" nonce
+		// never called under, or whose call was answered) is never handed
+		// back for broker trouble: it is tried for as long as this replica
+		// lives, the message in hand, so that no other replica takes the
+		// call for lost. (A file fetch sent nothing: it is not knowledge
+		// to keep trying to record.)
 		budget = math.MaxInt64
 	case d.keep() && failed != stepFiles:
-		// What the ledger may lack (an answer; a "calling" nonce never
-		// called under, which the next replica would take for a lost
-		// call) is tried for longer, past the grace period too. (A file
-		// fetch sent nothing: it is not knowledge to keep trying to
-		// record.)
-		budget = d.rules.recordBudget
+		budget = d.rules.recordBudget // past the grace period, for as long as the record timeout
 	case !d.stopping:
 		budget = d.rules.troubleBudget
 	}

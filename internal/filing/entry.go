@@ -15,22 +15,13 @@ import (
 // and back to "claimed" when the request is handed back, and ends "done"
 // with its outcome.
 
-// claim creates the request's entry, or reads the one there is. For a
-// request this replica knows nothing of, a call is what follows, so the
-// entry is created straight in "calling" under a new nonce: one ledger
-// write where a claim and a move to "calling" were two. A crash between
-// that write and the call is then taken for a call in flight, as a crash
-// right after a move to "calling" always was. When this replica remembers
-// something of the request (its entry exists, or existed), or once the
-// grace period is over, the entry is created "claimed".
+// claim creates the request's entry "claimed", or reads the one there
+// is. The move to "calling" comes once its received event is stored,
+// right before the call: an entry "calling" is taken for a call in
+// flight, so a replica that stops (or is cut off from the ledger) while
+// it stores that event leaves no call for lost.
 func (d *delivery) claim() step {
-	e := d.newEntry()
-	if !d.stopping && d.mem.nonce == "" && d.mem.outcome == nil && !d.baselineFirst() {
-		d.mem = remembered{nonce: d.newNonce(), fingerprint: d.msg.fingerprint}
-		d.ledger.fresh = true
-		e.State, e.Nonce = ledger.StateCalling, d.mem.nonce
-	}
-	return step{kind: stepClaim, entry: e}
+	return step{kind: stepClaim, entry: d.newEntry()}
 }
 
 // calling decides about an entry found "calling".
@@ -66,6 +57,9 @@ func (d *delivery) done() step {
 	}
 	if e.Seq != d.msg.seq {
 		// A copy of a request whose outcome is recorded: answer it.
+		if s, ok := d.besideFirst(); ok {
+			return s
+		}
 		if !d.out.eventDone {
 			return step{kind: stepEvent, event: d.event(messages.AuditEvent{Event: messages.EventDuplicate,
 				Status: e.Result.Status, Message: "outcome already recorded; stored result sent again"})}
@@ -111,7 +105,7 @@ func (d *delivery) toCalling(settles *messages.Result) step {
 	if d.call.baselineDone && !e.BaselineKnown {
 		e.Baseline, e.BaselineKnown = d.call.baseline, d.call.baselineKnown
 	}
-	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result = ledger.StateCalling, d.rules.owner, d.mem.nonce, d.now, nil
+	e.State, e.Owner, e.Nonce, e.UpdatedAt, e.Result, e.Seq = ledger.StateCalling, d.rules.owner, d.mem.nonce, d.now, nil, d.msg.seq
 	return d.write(e)
 }
 
@@ -130,6 +124,9 @@ func (d *delivery) deferral() step {
 		next := *e
 		next.State, next.Nonce, next.UpdatedAt = ledger.StateClaimed, "", d.now
 		return d.write(next)
+	}
+	if d.eventsDue() {
+		return d.recordEvents() // the deferral's event, recorded with the move back
 	}
 	if d.stopping || d.call.deferDelay == 0 {
 		return d.settle(settleShutdown, d.rules.policy.RedeliveryDelay(1, false))
@@ -187,15 +184,11 @@ func (d *delivery) writeDone() step {
 	return d.write(e)
 }
 
-// write stores e, with this delivery's new events in its trail.
+// write stores e, with this delivery's new events in its trail: an event
+// goes out only once the trail holds it (eventsDue).
 func (d *delivery) write(e ledger.Entry) step {
 	e.Trail = d.trail()
 	e.Emitted = d.out.emitted
-	if d.out.emitted < len(e.Trail) && e.State != ledger.StateDone && !d.out.emitFailed {
-		// Events go out before the write that follows them, so that the
-		// entry can say they did; a final outcome is recorded first.
-		return step{kind: stepEmit, events: e.Trail[d.out.emitted:]}
-	}
 	s := step{kind: stepWrite, entry: e}
 	if !d.ledger.missing && d.ledger.entry.Revision != 0 {
 		s.prev = d.ledger.entry
@@ -207,7 +200,7 @@ func (d *delivery) write(e ledger.Entry) step {
 func (d *delivery) newEntry() ledger.Entry {
 	received := d.event(messages.AuditEvent{Event: messages.EventReceived, Seq: 1})
 	return ledger.Entry{
-		RequestID: d.msg.req.ID, API: d.msg.req.API, Owner: d.rules.owner, Fingerprint: d.msg.fingerprint, ClaimedAt: d.now,
+		RequestID: d.msg.req.ID, API: d.msg.req.API, Owner: d.rules.owner, Fingerprint: d.msg.fingerprint,
 		Trail: []messages.AuditEvent{received},
 	}
 }
@@ -240,18 +233,6 @@ func (d *delivery) counted() int {
 		return d.msg.deliveries
 	}
 	return max(1, d.msg.deliveries-d.ledger.entry.Held)
-}
-
-// claimedAt is when the request was first claimed, as well as it is known.
-func (d *delivery) claimedAt() time.Time {
-	e := d.ledger.entry
-	switch {
-	case !e.ClaimedAt.IsZero():
-		return e.ClaimedAt
-	case len(e.Trail) > 0 && !e.Trail[0].Time.IsZero():
-		return e.Trail[0].Time // an entry written before claimed_at was kept
-	}
-	return d.msg.receivedAt
 }
 
 func stamp(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }

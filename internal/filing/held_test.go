@@ -30,19 +30,18 @@ func callingN1(trail ...messages.AuditEvent) []answer {
 // request waits in the broker for as long as the guard said.
 func TestHeldCallIsHandedBackUncounted(t *testing.T) {
 	p := play(t, newTest(t, vms), callingN1()...).then(held{heldErr{3 * time.Second}})
-	s := p.last()
-	if s.kind != stepEmit {
-		t.Fatalf("steps %v, want the deferred event out before the write", p.kinds())
-	}
-	if ev := s.events[len(s.events)-1]; ev.Event != messages.EventDeferred || ev.Class != string(retry.ClassHeld) {
-		t.Errorf("event %+v, want deferred, class held", ev)
-	}
-	p.then(fine)
 	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Held != 1 || s.entry.Nonce != "" {
 		t.Fatalf("steps %v, entry %+v: want claimed, held 1", p.kinds(), s.entry)
 	}
 	if n := len(p.last().entry.Trail); n != 2 {
 		t.Errorf("trail of %d events, want received and one deferred", n)
+	}
+	s := p.then(fine).last()
+	if s.kind != stepEmit {
+		t.Fatalf("steps %v, want the deferred event out once recorded", p.kinds())
+	}
+	if ev := s.events[len(s.events)-1]; ev.Event != messages.EventDeferred || ev.Class != string(retry.ClassHeld) {
+		t.Errorf("event %+v, want deferred, class held", ev)
 	}
 	p.then(fine)
 	if s := p.last(); s.settle != settleHeld || s.delay != 3*time.Second {
@@ -70,11 +69,11 @@ func TestHeldDeliveriesDoNotCount(t *testing.T) {
 
 // A held retry after real attempts counts as a delivery.
 func TestHeldAfterAttemptsCounts(t *testing.T) {
-	p := play(t, newTest(t, vms), callingN1()...).then(called{err: transient}, fine, fine)
+	p := play(t, newTest(t, vms), callingN1()...).then(called{err: transient}, fine, fine, fine)
 	if p.last().kind != stepCall {
 		t.Fatalf("steps %v: want a retry in process", p.kinds())
 	}
-	p.then(held{heldErr{time.Second}}, fine)
+	p.then(held{heldErr{time.Second}})
 	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Held != 0 {
 		t.Fatalf("steps %v, entry %+v: want a write that does not count the delivery as held", p.kinds(), s.entry)
 	}

@@ -58,15 +58,24 @@ func (d *delivery) watch() (s step, live bool) {
 	if !d.lease.watching || d.lease.watchedRev != e.Revision {
 		d.lease.watching, d.lease.watchedRev, d.lease.watchedSince = true, e.Revision, d.clock
 	}
-	watched := d.clock - d.lease.watchedSince
+	watched, limit := d.clock-d.lease.watchedSince, d.rules.lease
+	if e.Seq != 0 && e.Seq != d.msg.seq {
+		// A copy. The message whose delivery holds the entry is the
+		// broker's to deliver again if its holder died, and that delivery
+		// takes over after a lease; the holder may be alive, cut off from
+		// the ledger with the vendor's answer in hand. A copy waits for
+		// max_deliver leases, and takes over only if that message seems
+		// gone.
+		limit *= time.Duration(max(d.rules.maxDeliver, 1))
+	}
 	switch {
-	case watched >= d.rules.lease || d.counted() >= d.rules.hardLimit:
+	case watched >= limit:
 		d.lease.tookOver = true
 		return step{}, false
 	case d.stopping:
-		return d.settle(settleInFlightElsewhere, d.rules.lease-watched), true
+		return d.settle(settleInFlightElsewhere, limit-watched), true
 	}
-	return step{kind: stepWatch, delay: min(d.rules.lease-watched, d.rules.renewEvery())}, true
+	return step{kind: stepWatch, delay: min(limit-watched, d.rules.renewEvery())}, true
 }
 
 // renewalDue reports whether the entry held must be renewed before a step
@@ -80,7 +89,7 @@ func (d *delivery) renewalDue() bool {
 // a new revision, which tells a watcher that its holder is alive.
 func (d *delivery) renew() step {
 	e := *d.ledger.entry
-	e.Owner, e.UpdatedAt = d.rules.owner, d.now
+	e.Owner, e.UpdatedAt, e.Seq = d.rules.owner, d.now, d.msg.seq
 	return d.write(e)
 }
 

@@ -3,11 +3,13 @@ package filing
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -37,7 +39,8 @@ func TestLeaseTrustsNoWrittenTime(t *testing.T) {
 // TestAHolderRenewsBeforeItCalls: a delivery that did not itself write the
 // "calling" entry it holds renews it before it calls; one whose renewal is
 // older than a quarter of the lease renews it again before its next
-// attempt; and a call carries the hold that the runner keeps up.
+// attempt; a call carries the hold that the runner keeps up; and an
+// attempt's event is recorded before it goes out.
 func TestAHolderRenewsBeforeItCalls(t *testing.T) {
 	p := play(t, newTest(t, vms), idTaken{mem: remembered{nonce: "n1"}}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "me",
 		Nonce: "n1", Revision: 2, Trail: received(), Emitted: 1}})
@@ -50,18 +53,18 @@ func TestAHolderRenewsBeforeItCalls(t *testing.T) {
 		t.Fatalf("steps %v, hold %+v: want the call holding the renewed entry", p.kinds(), s.hold)
 	}
 	p.then(elapse(20*time.Second), called{err: transient})
-	if s := p.last(); s.kind != stepEmit {
-		t.Fatalf("steps %v: want the attempt's event out", p.kinds())
+	if s := p.last(); s.kind != stepWrite || !slices.ContainsFunc(s.entry.Trail, func(ev messages.AuditEvent) bool { return ev.Event == messages.EventAttempt }) {
+		t.Fatalf("steps %v, entry %+v: want a write recording the attempt before it goes out", p.kinds(), p.last().entry)
 	}
-	if p.then(fine); p.last().kind != stepWrite {
-		t.Fatalf("steps %v: want a renewal before the backoff", p.kinds())
+	if s := p.then(fine).last(); s.kind != stepEmit || s.events[0].Event != messages.EventAttempt {
+		t.Fatalf("steps %v: want the attempt's event out once recorded", p.kinds())
 	}
 }
 
 // A step cut short by the fence: the entry is read again, and a call cut
 // short is taken for one that may have reached the vendor.
 func TestACallCutOffIsALostCall(t *testing.T) {
-	p := play(t, newTest(t, vms), idTaken{}, fine, fine, cutOff{call: true})
+	p := play(t, newTest(t, vms), idTaken{}, fine, fine, fine, cutOff{call: true})
 	if s := p.last(); s.kind != stepRead {
 		t.Fatalf("steps %v: want the entry read again", p.kinds())
 	}
@@ -156,28 +159,17 @@ func TestAWatchStartsOverAfterAFailedRead(t *testing.T) {
 	}
 }
 
-// A claim whose reply was lost just before the grace period ended is
-// resolved all the same: found "calling" under this delivery's nonce,
-// never called under, it goes back to "claimed", so that the next replica
-// files the request instead of taking it for a lost call.
+// A claim whose reply was lost just before the grace period ended leaves
+// nothing for lost: a claim never says a call may be in flight, so the
+// message is handed back, and the next replica files the request.
 func TestShutdownAfterALostClaimReplyCallsNothingLost(t *testing.T) {
 	d := newTest(t, messages.APIVMSUpdateQualification)
 	p := play(t, d, idTaken{}, shutdown{}, failed{op: stepClaim, err: transient, mayHaveLanded: true})
-	if s := p.last(); s.kind != stepSleep {
-		t.Fatalf("steps %v: want the claim resolved past the grace period", p.kinds())
+	if s := p.last(); s.kind != stepSettle || s.settle.action != retry.ActionNakWithDelay || d.mem.nonce != "" || d.mem.outcome != nil {
+		t.Errorf("steps %v, settle %v, memory %+v: want it handed back, nothing to resolve", p.kinds(), s.settle, d.mem)
 	}
-	nonce := d.mem.nonce
-	p.then(fine, claimed{ledger.Entry{RequestID: "d-1", API: messages.APIVMSUpdateQualification, State: ledger.StateCalling, Owner: "me", Nonce: nonce,
-		Fingerprint: d.msg.fingerprint, Revision: 1, Trail: received()}})
-	for n := 0; p.last().kind != stepSettle && n < 10; n++ {
-		p.then(fine)
-	}
-	var back bool
-	for _, s := range p.steps {
-		back = back || s.kind == stepWrite && s.entry.State == ledger.StateClaimed && s.entry.Nonce == ""
-	}
-	if s := p.last(); !back || s.settle != settleShutdown || d.mem.outcome != nil {
-		t.Errorf("steps %v, settle %v, outcome %+v: want the entry back to claimed, handed back, nothing ambiguous", p.kinds(), s.settle, d.mem.outcome)
+	if e := p.steps[1].entry; e.State == ledger.StateCalling || e.Nonce != "" {
+		t.Errorf("claim %+v: want a plain claim", e)
 	}
 }
 
@@ -193,7 +185,7 @@ func TestALapsedHoldIsNotTakenBack(t *testing.T) {
 	}
 	t.Run("a sleep before a retry cut off, the entry taken over", func(t *testing.T) {
 		d := newTest(t, vms)
-		p := play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{mine(d)}, fine, called{err: transient}, fine)
+		p := play(t, d, idTaken{mem: remembered{nonce: "n1"}}, claimed{mine(d)}, fine, called{err: transient}, fine, fine)
 		if s := p.last(); s.kind != stepSleep {
 			t.Fatalf("steps %v: want the backoff", p.kinds())
 		}
@@ -250,7 +242,7 @@ func TestALapsedHoldIsNotTakenBack(t *testing.T) {
 	})
 	t.Run("the entry vanished under a call cut off", func(t *testing.T) {
 		d := newTest(t, vms)
-		p := play(t, d, idTaken{}, fine, fine, cutOff{call: true}, notFound{})
+		p := play(t, d, idTaken{}, fine, fine, fine, cutOff{call: true}, notFound{})
 		if s := p.last(); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
 			t.Errorf("steps %v: want it ambiguous, never called again", p.kinds())
 		}

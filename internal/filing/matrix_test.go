@@ -32,27 +32,18 @@ import (
 // the same broker. After each case the invariants of the pipeline are
 // checked; the test prints the size of the matrix and every violation.
 
-// outcome is what the vendor does with the first call of a case.
-type outcome string
+// The vendor's behaviours for the first call of a case are those of the
+// generated schedules (world_test.go), and one of the matrix's own.
+const outcomeStorm callOutcome = "storm" // SystemError until the request has waited in the broker once
 
-const (
-	upSuccess   outcome = "success"
-	upTransient outcome = "transient"    // SystemError, then success
-	upThrottled outcome = "throttled"    // FlowLimitExceeded, then success
-	upPermanent outcome = "permanent"    // a definite error
-	upLost      outcome = "answer-lost"  // the vendor acts on it, the answer never comes back
-	upUnfiled   outcome = "lost-unfiled" // the call looks lost (the same error) but never reached the vendor
-	upStorm     outcome = "storm"        // SystemError until the request has waited in the broker once
-)
-
-var outcomes = []outcome{upSuccess, upTransient, upThrottled, upPermanent, upLost, upUnfiled, upStorm}
+var outcomes = []callOutcome{outcomeOK, outcomeTransient, outcomeThrottled, outcomePermanent, outcomeLost, outcomeUnfiled, outcomeStorm}
 
 type matrixCase struct {
 	n       int
 	point   filingtest.Point
 	fault   filingtest.Fault
 	api     messages.API
-	outcome outcome
+	outcome callOutcome
 }
 
 func (c matrixCase) name() string {
@@ -77,7 +68,7 @@ func matrixCases() []matrixCase {
 // what the vendor accepted.
 type upstream struct {
 	inner   filing.Dispatcher
-	outcome outcome
+	outcome callOutcome
 	mu      sync.Mutex
 	calls   int
 	filed   int // calls the vendor acted on
@@ -88,20 +79,11 @@ func (u *upstream) Dispatch(ctx context.Context, req *messages.Request) (dispatc
 	u.calls++
 	first, storm := u.calls == 1, u.calls <= filingtest.FastPolicy().MaxAttempts
 	u.mu.Unlock()
-	if u.outcome == upStorm && storm {
+	if u.outcome == outcomeStorm && storm {
 		return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
 	}
-	if first {
-		switch u.outcome {
-		case upTransient:
-			return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
-		case upThrottled:
-			return dispatch.Outcome{}, fmt.Errorf("FlowLimitExceeded: %w", retry.ErrThrottled)
-		case upPermanent:
-			return dispatch.Outcome{}, fmt.Errorf("RequestParametersError: %w", retry.ErrPermanent)
-		case upUnfiled:
-			return dispatch.Outcome{}, filingtest.AnswerLost(req.API)
-		}
+	if err := vendorError(u.outcome, req.API); first && u.outcome != outcomeLost && err != nil {
+		return dispatch.Outcome{}, err // (an answer lost after the vendor acted: below)
 	}
 	out, err := u.inner.Dispatch(ctx, req)
 	if err == nil {
@@ -109,7 +91,7 @@ func (u *upstream) Dispatch(ctx context.Context, req *messages.Request) (dispatc
 		u.filed++
 		u.mu.Unlock()
 	}
-	if first && u.outcome == upLost {
+	if first && u.outcome == outcomeLost {
 		return dispatch.Outcome{}, filingtest.AnswerLost(req.API)
 	}
 	return out, err
@@ -370,7 +352,7 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 		// unless a process died knowing what they cannot tell (that the
 		// one refile it wrote was never sent).
 		violate("the result is %s, although reading the vendor's records settles it", describeResult(final))
-	case c.outcome == upLost && c.api.Reconcilable() && final.Status == messages.StatusSucceeded && !final.Reconciled && live+dead == 0:
+	case c.outcome == outcomeLost && c.api.Reconcilable() && final.Status == messages.StatusSucceeded && !final.Reconciled && live+dead == 0:
 		violate("the answer was lost and the result %+v is not marked reconciled", final)
 	}
 	// The audit events alone tell the story: received, each attempt, the

@@ -16,7 +16,6 @@ import (
 	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
-	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -32,7 +31,7 @@ type Dispatcher interface {
 // Reconciler reads the vendor's records to learn whether a create whose
 // answer was lost was filed (*dispatch.Dispatcher).
 type Reconciler interface {
-	Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error)
+	Reconcile(ctx context.Context, req *messages.Request) (dispatch.Finding, error)
 }
 
 // Ledger is the idempotency ledger (*ledger.Ledger).
@@ -76,9 +75,10 @@ type Config struct {
 	InFlightLease time.Duration
 	// PublishTimeout bounds each publish and ledger operation (default 10s).
 	PublishTimeout time.Duration
-	// RecordTimeout is how long a replica keeps trying to record a call it
-	// knows it never sent before it hands the message back (default 2
-	// min); a vendor's answer it tries to record for as long as it lives.
+	// RecordTimeout is how long a replica past its shutdown grace period
+	// keeps trying to record what the ledger lacks (a vendor's answer; a
+	// call never sent, or answered) before it hands the message back
+	// (default 2 min); while it runs, it tries for as long as it lives.
 	RecordTimeout time.Duration
 	// TroubleTimeout is how long other broker trouble is retried in process
 	// before the message is handed back (default 2s).
@@ -122,9 +122,6 @@ type ReconcileConfig struct {
 	Window time.Duration
 	// Reads is the number of answered reads in the window (default 4).
 	Reads int
-	// ClockSkew: a record created up to this long before the request was
-	// first claimed still counts as this filing (default 2 min).
-	ClockSkew time.Duration
 	// KeepAmbiguous: a request whose record is absent after the window
 	// ends ambiguous, for an operator, instead of being filed again once.
 	KeepAmbiguous bool
@@ -176,17 +173,16 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	}
 	rc := cfg.Reconcile
 	def(&rc.Window, 30*time.Second)
-	def(&rc.ClockSkew, 2*time.Minute)
 	if rc.Reads <= 0 {
 		rc.Reads = 4
 	}
 	cfg.Reconcile = rc
 	rules := limits{
-		maxDeliver: cfg.MaxDeliver, hardLimit: max(cfg.MaxDeliver, 1) + queue.BrokerReserve,
+		maxDeliver:   cfg.MaxDeliver,
 		lease:        cfg.InFlightLease,
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
 		redactResults: cfg.RedactResults,
-		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads, skew: rc.ClockSkew,
+		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads,
 			keepAmbiguous: rc.KeepAmbiguous},
 	}
 	return &Processor{cfg: cfg, rules: rules, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,

@@ -3,7 +3,6 @@ package filing
 import (
 	"context"
 	"errors"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -12,15 +11,15 @@ import (
 )
 
 // The runner's reads besides the call: the vendor's records (a
-// reconciliation, an SMS baseline) and the request's files in the object
+// reconciliation, a baseline) and the request's files in the object
 // store.
 
 // readRecords makes one read of the vendor's records that match the
-// request, created since then (zero: any).
-func (r *runner) readRecords(ctx context.Context, since time.Time) recordsRead {
+// request.
+func (r *runner) readRecords(ctx context.Context) recordsRead {
 	ctx, cancel := context.WithTimeout(ctx, r.p.cfg.CallTimeout)
 	defer cancel()
-	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, r.d.msg.req, since)
+	f, err := r.p.cfg.Reconcile.Reader.Reconcile(ctx, r.d.msg.req)
 	return recordsRead{finding: f, err: err}
 }
 

@@ -28,14 +28,15 @@ var (
 )
 
 // lostCall plays a create of api, called under nonce n1 from an entry
-// that edit may change, whose answer was lost.
+// that edit may change (its baseline read found nothing), whose answer
+// was lost.
 func lostCall(t *testing.T, api messages.API, rules reconcileRules, edit func(*ledger.Entry)) *script {
 	t.Helper()
 	d := newTest(t, api)
 	d.rules.reconcile = rules
 	d.rules.policy = retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, NoJitter: true}
 	e := ledger.Entry{RequestID: "d-1", API: api, State: ledger.StateCalling, Owner: "me", Nonce: "n1", Fingerprint: d.msg.fingerprint,
-		ClaimedAt: t0, Revision: 2, Trail: received(), Emitted: 1}
+		BaselineKnown: true, Revision: 2, Trail: received(), Emitted: 1}
 	if edit != nil {
 		edit(&e)
 	}
@@ -78,11 +79,12 @@ func trailEvents(d *delivery) string {
 	return strings.Join(names, ",")
 }
 
-var rules3 = reconcileRules{on: true, window: 300 * time.Millisecond, reads: 3, skew: time.Minute}
+var rules3 = reconcileRules{on: true, window: 300 * time.Millisecond, reads: 3}
 
 func TestReconcileRules(t *testing.T) {
 	vms, sms := messages.APIVMSAddQualification, messages.APISMSApplySignatureIdent
 	baseline7 := func(e *ledger.Entry) { e.Baseline, e.BaselineKnown = []string{"7"}, true }
+	noBaseline := func(e *ledger.Entry) { e.BaselineKnown = false }
 	for _, tc := range []struct {
 		name  string
 		api   messages.API
@@ -164,11 +166,16 @@ func TestReconcileRules(t *testing.T) {
 				t.Errorf("outcome %+v: want the new record", res)
 			}
 		}},
-		{"sms: matches, and no baseline: an operator decides", sms, rules3, nil, []recordsRead{earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+		{"sms: matches, and no baseline: an operator decides", sms, rules3, noBaseline, []recordsRead{earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
 			wantAmbiguous(t, d, "which existed before")
 		}},
-		{"vms: an undated match cannot decide", vms, rules3, nil, []recordsRead{{finding: dispatch.Finding{Undated: 1}}}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
-			wantAmbiguous(t, d, "creation time that cannot be read")
+		{"vms: matches, and no baseline: an operator decides", vms, rules3, noBaseline, []recordsRead{earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			wantAmbiguous(t, d, "which existed before")
+		}},
+		{"vms: an earlier filing listed before the first call is not this one", vms, rules3, baseline7, []recordsRead{earlier, earlier, earlier}, func(t *testing.T, d *delivery, p *script, at []time.Duration) {
+			if e := d.ledger.entry; e.Refiled != 1 || e.State != ledger.StateCalling {
+				t.Errorf("entry %+v: want it filed again, the earlier record set aside", e)
+			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,7 +203,7 @@ func TestAnotherReplicasLostCallIsReconciled(t *testing.T) {
 	d := newTest(t, messages.APIVMSAddQualification)
 	d.rules.reconcile = rules3
 	p := play(t, d, idTaken{}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs",
-		UpdatedAt: t0.Add(-time.Hour), ClaimedAt: t0, Revision: 2, Trail: received(), Emitted: 1}})
+		UpdatedAt: t0.Add(-time.Hour), BaselineKnown: true, Revision: 2, Trail: received(), Emitted: 1}})
 	p.readOn(found1)
 	if res := d.mem.outcome; res == nil || !res.Reconciled {
 		t.Errorf("steps %v, outcome %+v: want reconciled", p.kinds(), res)
@@ -228,17 +235,33 @@ func TestReconcilingStopsWhenTheEntryMovedOn(t *testing.T) {
 		}
 	}
 	p.then(conflicted{}, found{ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs",
-		UpdatedAt: t0, ClaimedAt: t0, Revision: 4, Trail: received(), Emitted: 1}})
+		UpdatedAt: t0, Revision: 4, Trail: received(), Emitted: 1}})
 	if s := p.last(); s.kind != stepWatch || p.d.recon.active {
 		t.Errorf("steps %v: want nothing read or filed again, the other replica's call watched", p.kinds())
 	}
 }
 
-// A new SMS create is claimed plainly, lists the vendor's matching records
-// before its first call, and the move to "calling" keeps them; other
-// apis, and reconciliation off, go straight to "calling".
-func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
-	sms := messages.APISMSApplySignatureIdent
+// A new create that can be reconciled (VMS or SMS) lists the vendor's
+// matching records before its first call, and the move to "calling" keeps
+// them; other apis, and reconciliation off, read nothing.
+func TestBaselineBeforeTheFirstCall(t *testing.T) {
+	for _, api := range []messages.API{messages.APIVMSAddQualification, messages.APISMSApplySignatureIdent} {
+		t.Run(string(api), func(t *testing.T) { testBaselineBeforeTheFirstCall(t, api) })
+	}
+	for _, tc := range []struct {
+		name  string
+		api   messages.API
+		rules reconcileRules
+	}{{"douyin", messages.APIDouyinAddRole, rules3}, {"reconciliation off", messages.APISMSApplySignatureIdent, reconcileRules{}}} {
+		d := newTest(t, tc.api)
+		d.rules.reconcile = tc.rules
+		if got := fmt.Sprint(play(t, d, idTaken{}, fine, fine).kinds()); got != fmt.Sprint([]stepKind{stepTakeID, stepClaim, stepEmit, stepWrite}) {
+			t.Errorf("%s: steps %s, want no baseline read", tc.name, got)
+		}
+	}
+}
+
+func testBaselineBeforeTheFirstCall(t *testing.T, sms messages.API) {
 	d := newTest(t, sms)
 	d.rules.reconcile = rules3
 	p := play(t, d, idTaken{})
@@ -248,7 +271,7 @@ func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
 	if p.then(fine); p.last().kind != stepBaseline {
 		t.Fatalf("steps %v: want the baseline read after the claim", p.kinds())
 	}
-	p.then(baselineRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}, fine)
+	p.then(baselineRead{finding: dispatch.Finding{Records: []dispatch.Record{{ID: "7"}}}}, fine) // the received event, then the move
 	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling || !s.entry.BaselineKnown || len(s.entry.Baseline) != 1 {
 		t.Fatalf("steps %v, entry %+v: want the move to calling keeping the baseline", p.kinds(), s.entry)
 	}
@@ -258,16 +281,5 @@ func TestBaselineBeforeTheFirstSMSCall(t *testing.T) {
 	p = play(t, d, idTaken{}, claimed{ledger.Entry{RequestID: "d-1", State: ledger.StateClaimed, Revision: 3, BaselineKnown: true, Trail: received(), Emitted: 1}})
 	if s := p.last(); s.kind != stepWrite || s.entry.State != ledger.StateCalling {
 		t.Errorf("with a known baseline: steps %v, want the move to calling", p.kinds())
-	}
-	for _, tc := range []struct {
-		name  string
-		api   messages.API
-		rules reconcileRules
-	}{{"vms", messages.APIVMSAddQualification, rules3}, {"reconciliation off", sms, reconcileRules{}}} {
-		d := newTest(t, tc.api)
-		d.rules.reconcile = tc.rules
-		if s := play(t, d, idTaken{}).last(); s.kind != stepClaim || s.entry.State != ledger.StateCalling {
-			t.Errorf("%s: first step %s into %s, want a claim straight into calling", tc.name, s.kind, s.entry.State)
-		}
 	}
 }

@@ -27,9 +27,9 @@ func (r *runner) lasting(s step) answer {
 		case stepCall:
 			return r.call(ctx)
 		case stepReconcile:
-			return r.readRecords(ctx, s.since)
+			return r.readRecords(ctx)
 		case stepBaseline:
-			return baselineRead(r.readRecords(ctx, time.Time{}))
+			return baselineRead(r.readRecords(ctx))
 		}
 		return r.fetchFiles(ctx)
 	}

@@ -33,13 +33,10 @@ func TestResubmission(t *testing.T) {
 				}
 				return
 			}
-			if s := p.last(); s.kind != stepEmit || s.events[0].Event != messages.EventReceived {
-				t.Fatalf("steps %v: want the new request's received event out first", p.kinds())
-			}
-			p.then(fine)
 			s := p.last()
-			if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Fingerprint != d.msg.fingerprint || !s.entry.Supersedes.Equal(t0) || s.entry.Attempts != 0 {
-				t.Fatalf("steps %v, entry %+v: want the entry started over for the new request", p.kinds(), s.entry)
+			if s.kind != stepWrite || s.entry.State != ledger.StateClaimed || s.entry.Fingerprint != d.msg.fingerprint || !s.entry.Supersedes.Equal(t0) || s.entry.Attempts != 0 ||
+				s.entry.Trail[len(s.entry.Trail)-1].Event != messages.EventReceived {
+				t.Fatalf("steps %v, entry %+v: want the entry started over for the new request, with its received event", p.kinds(), s.entry)
 			}
 			for n := 0; p.last().kind != stepCall && n < 10; n++ {
 				p.then(fine)

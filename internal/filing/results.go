@@ -76,10 +76,13 @@ func (d *delivery) letOtherStand() step {
 
 // finish publishes a recorded outcome and settles.
 func (d *delivery) finish(res *messages.Result, deadReason string) step {
+	if s, ok := d.besideFirst(); ok {
+		return s
+	}
 	switch {
 	case deadReason != "" && !d.out.deadDone:
 		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: deadReason, class: res.Error.Class, key: res.RequestID + ":" + stamp(res.CompletedAt)}}
-	case d.out.emitted < len(d.trail()) || !d.out.resultDone:
+	case d.out.emitted < len(d.ledger.entry.Trail) || !d.out.resultDone:
 		// The events and the result go out together.
 		s := d.emit()
 		if !d.out.resultDone {
@@ -93,9 +96,46 @@ func (d *delivery) finish(res *messages.Result, deadReason string) step {
 	return d.settleFor(res, false)
 }
 
-// emit publishes the trail's events not known published.
+// emit publishes the events of the ledger's trail not known published.
 func (d *delivery) emit() step {
-	return step{kind: stepEmit, events: d.trail()[d.out.emitted:]}
+	var t []messages.AuditEvent
+	if e := d.ledger.entry; e != nil && d.out.emitted < len(e.Trail) {
+		t = e.Trail[d.out.emitted:]
+	}
+	return step{kind: stepEmit, events: t}
+}
+
+// besideFirst publishes the events of ours that a done entry's trail
+// lacks (our attempts, where another replica's outcome stands): a done
+// entry takes no more, so they go out beside it, without a position in it.
+func (d *delivery) besideFirst() (step, bool) {
+	d.dropRecorded()
+	for _, ev := range d.out.pending {
+		ev.Seq = 0
+		d.out.beside = append(d.out.beside, ev)
+	}
+	d.out.pending = nil
+	if len(d.out.beside) > 0 {
+		return step{kind: stepEvent, event: d.out.beside[0]}, true
+	}
+	return step{}, false
+}
+
+// eventsDue reports whether this delivery's events must be recorded or go
+// out before what follows. An event goes out only once the ledger's trail
+// holds it, at the position the trail gives it: a replica that takes over
+// after this one dies goes on after it, never over it.
+func (d *delivery) eventsDue() bool {
+	return !d.out.emitFailed && (len(d.out.pending) > 0 && d.holds() || d.out.emitted < len(d.ledger.entry.Trail))
+}
+
+// recordEvents writes the events into the trail with a renewal of the
+// entry held, then publishes them.
+func (d *delivery) recordEvents() step {
+	if len(d.out.pending) > 0 && d.holds() {
+		return d.renew()
+	}
+	return d.emit()
 }
 
 // rejected answers a request that failed validation. A rejection is
@@ -121,7 +161,7 @@ func (d *delivery) reused() step {
 func (d *delivery) resubmitted() step {
 	e, was := *d.ledger.entry, d.ledger.entry.Result
 	e.State, e.Owner, e.Nonce, e.Result, e.Seq, e.UpdatedAt = ledger.StateClaimed, d.rules.owner, "", nil, 0, d.now
-	e.API, e.Fingerprint, e.Supersedes, e.ClaimedAt = d.msg.req.API, d.msg.fingerprint, was.CompletedAt, d.now
+	e.API, e.Fingerprint, e.Supersedes = d.msg.req.API, d.msg.fingerprint, was.CompletedAt
 	e.Attempts, e.Held, e.Refiled, e.Baseline, e.BaselineKnown = 0, 0, 0, nil, false
 	if !d.out.resubmitted {
 		d.out.resubmitted = true

@@ -98,7 +98,7 @@ func (r *runner) endStepSpan(span trace.Span, s step, a answer) {
 			span.SetStatus(codes.Error, string(call.class))
 		}
 	case stepReconcile:
-		span.SetAttributes(attribute.Int("qualfile.reads", r.d.recon.reads), attribute.Int("qualfile.matches", r.d.recon.finding.Matches()))
+		span.SetAttributes(attribute.Int("qualfile.reads", r.d.recon.reads), attribute.Int("qualfile.matches", len(r.d.recon.finding.Records)))
 	case stepFiles:
 		span.SetAttributes(attribute.Bool("qualfile.files_usable", call.filesErr == nil))
 	}

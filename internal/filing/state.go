@@ -73,7 +73,6 @@ type ledgerView struct {
 	stale     bool          // a write lost a compare-and-set: read again
 	conflicts int           // compare-and-sets lost in a row
 	uncertain bool          // a claim or write failed: it may have landed
-	fresh     bool          // mem.nonce was chosen by this delivery's claim
 	tried     *ledger.Entry // the write that failed but may have landed
 	recorded  bool          // the entry holds the outcome in hand
 }
@@ -109,6 +108,7 @@ type callState struct {
 type emission struct {
 	pending            []messages.AuditEvent // new events not yet in the ledger's trail
 	emitted            int                   // how many of trail() are known published
+	beside             []messages.AuditEvent // events to publish outside the trail (letOtherStand)
 	emitFailed         bool                  // events could not go out before a write; they go out later
 	settling           bool                  // the outcome in hand settles an ambiguous one
 	otherOutcomeStands bool                  // another replica's different outcome is the record
@@ -128,7 +128,6 @@ type brokerTrouble struct {
 // limits are the fixed rules of the decisions.
 type limits struct {
 	maxDeliver    int           // a retryable failure on this delivery is dead-lettered
-	hardLimit     int           // past it, nothing is handed back but for broker trouble
 	lease         time.Duration // how long another replica's "calling" entry must keep one revision to be taken for dead (lease.go)
 	recordBudget  time.Duration // how long knowledge that would be lost is kept trying
 	troubleBudget time.Duration // how long other broker trouble is retried in process
@@ -215,18 +214,11 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 	case claimed:
 		d.see(a.entry)
 		d.out.emitted = eventsOut(a.entry, d.msg.seq)
-		if d.ledger.fresh && !landedEarlier {
-			d.noteWrite(began) // the claim created it "calling"
-		}
+		d.dropRecorded()
 	case found:
-		pending := 0 // of this delivery's pending events, published already
-		if d.ledger.entry != nil {
-			pending = max(0, d.out.emitted-len(d.ledger.entry.Trail))
-		}
 		d.see(a.entry)
-		if d.out.emitted = eventsOut(a.entry, d.msg.seq); d.out.emitted == len(a.entry.Trail) {
-			d.out.emitted += pending
-		}
+		d.out.emitted = eventsOut(a.entry, d.msg.seq) // this delivery's events go out only once recorded
+		d.dropRecorded()
 	case notFound:
 		d.ledger.entry, d.ledger.missing, d.ledger.stale = &ledger.Entry{RequestID: d.msg.req.ID}, true, false
 	case written:
@@ -267,7 +259,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		// A failed read leaves the baseline unknown: the create goes on,
 		// and a lost answer then goes to an operator.
 		d.call.baselineDone = true
-		if a.err == nil && a.finding.Undated == 0 {
+		if a.err == nil {
 			d.call.baseline, d.call.baselineKnown = make([]string, 0, len(a.finding.Records)), true
 			for _, rec := range a.finding.Records {
 				d.call.baseline = append(d.call.baseline, rec.ID)
@@ -298,6 +290,10 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 			return
 		}
 	case eventSent:
+		if len(d.out.beside) > 0 {
+			d.out.beside = d.out.beside[1:]
+			return
+		}
 		d.out.eventDone = true
 	case resultSent:
 		d.out.resultDone = true
@@ -332,14 +328,40 @@ func (d *delivery) brokerFailed(f failed, began time.Duration) {
 	}
 	d.lease.watching = false // a watch counts only time the entry was seen unchanged, read after read
 	d.trouble.failures++
-	if f.op == stepEmit && !d.ledger.recorded && d.ledger.entry != nil && d.ledger.entry.State != ledger.StateDone {
+	if f.op == stepEmit && !d.ledger.recorded && d.ledger.entry != nil && d.ledger.entry.State != ledger.StateDone && !d.beforeFirstCall() {
 		// Events that could not go out before a write go out later (the
-		// entry says which are missing); only the last ones, after the
-		// outcome is recorded, hold the message.
+		// entry says which are missing); only received, before any call,
+		// and the last ones, after the outcome is recorded, hold the
+		// message.
 		d.out.emitFailed = true
 		return
 	}
 	d.trouble.failed = f.op
+}
+
+// dropRecorded forgets the pending events the entry's trail holds already:
+// a write of ours that landed unrecognised (its reply was lost, and the
+// entry moved on since) put them there.
+func (d *delivery) dropRecorded() {
+	d.out.pending = slices.DeleteFunc(d.out.pending, func(ev messages.AuditEvent) bool {
+		return slices.ContainsFunc(d.ledger.entry.Trail, func(t messages.AuditEvent) bool { return t.ID == ev.ID })
+	})
+}
+
+// beforeFirstCall reports whether no call was sent under this replica's
+// nonce and the trail's received event is not known stored: none may go
+// out before it is.
+func (d *delivery) beforeFirstCall() bool {
+	if d.mem.dispatched {
+		return false
+	}
+	t := d.trail()
+	for i := len(t) - 1; i >= 0; i-- {
+		if t[i].Event == messages.EventReceived {
+			return i >= d.out.emitted
+		}
+	}
+	return false
 }
 
 // remember is what this replica must remember of the request after the
@@ -348,7 +370,7 @@ func (d *delivery) brokerFailed(f failed, began time.Duration) {
 func (d *delivery) remember() (remembered, bool) {
 	rec := d.mem
 	rec.pending = slices.Clone(d.out.pending)
-	return rec, d.keep()
+	return rec, d.keep() || len(rec.pending) > 0 // events the ledger's trail lacks
 }
 
 // keep reports whether this replica must remember the request after the
@@ -363,9 +385,7 @@ func (d *delivery) keep() bool {
 	}
 	e := d.ledger.entry
 	if e == nil {
-		// Not read yet: the nonce was remembered from an earlier delivery,
-		// or this one's claim under it may have landed.
-		return !d.ledger.fresh || d.ledger.uncertain
+		return true // not read yet: the nonce was remembered from an earlier delivery
 	}
 	return d.ledger.uncertain || e.Nonce == d.mem.nonce
 }

@@ -32,7 +32,7 @@ const (
 	stepReconcile                       // read the vendor's records for a create whose answer was lost
 	stepFiles                           // fetch and check the request's files held in the object store
 	stepRemoveFiles                     // remove them once the outcome is final
-	stepBaseline                        // list the vendor's records that match an SMS create before its first call
+	stepBaseline                        // list the vendor's records that match a create before its first call
 	stepSettle                          // ack, nak with delay, or term (settlement.go); the last step
 )
 
@@ -54,7 +54,6 @@ type step struct {
 	result *messages.Result      // stepResult; stepEmit, published after the events
 	event  messages.AuditEvent   // stepEvent
 	dead   deadLetterSpec        // stepDeadLetter
-	since  time.Time             // stepReconcile: a record created before it is an earlier filing
 	delay  time.Duration         // stepSleep, stepWatch; stepSettle when it hands the message back
 	settle settlement            // stepSettle
 	hold   *holding              // a step that lasts while this replica holds the entry "calling"

@@ -181,7 +181,6 @@ func (o Options) config() *config.Config {
 	if rc := o.Reconcile; rc != nil {
 		r := &cfg.Reconcile
 		setOr(&r.Window, rc.Window, r.Window)
-		setOr(&r.ClockSkew, rc.ClockSkew, r.ClockSkew)
 		setOr(&r.Reads, rc.Reads, r.Reads)
 		r.Refile = !rc.KeepAmbiguous
 	}

@@ -30,7 +30,7 @@ type Dispatcher interface {
 // Reconciler reads a vendor's records, pacing each page after the first
 // (*dispatch.Dispatcher).
 type Reconciler interface {
-	ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error)
+	ReconcilePaced(ctx context.Context, req *messages.Request, pace func(context.Context) error) (dispatch.Finding, error)
 }
 
 // Pair is one vendor account: "vms", "sms" or "douyin", and the account's
@@ -269,7 +269,7 @@ func (g *Guard) Dispatch(ctx context.Context, req *messages.Request) (dispatch.O
 // Reconcile reads the vendor's records under the pair's rate limit, one
 // slot per page. An open breaker holds reads back too; a read's answer
 // does not move the breaker.
-func (g *Guard) Reconcile(ctx context.Context, req *messages.Request, since time.Time) (dispatch.Finding, error) {
+func (g *Guard) Reconcile(ctx context.Context, req *messages.Request) (dispatch.Finding, error) {
 	if pg, ok := g.pairs[Pair{VendorOf(req.API), req.AccountOrDefault()}]; ok {
 		if pg.cb.State() == gobreaker.StateOpen {
 			// A vendor that fails every call is not read either.
@@ -278,13 +278,13 @@ func (g *Guard) Reconcile(ctx context.Context, req *messages.Request, since time
 		if err := pg.lim.wait(ctx); err != nil {
 			return dispatch.Finding{}, err
 		}
-		f, err := g.reader.ReconcilePaced(ctx, req, since, pg.lim.wait) // each page is a call
+		f, err := g.reader.ReconcilePaced(ctx, req, pg.lim.wait) // each page is a call
 		if retry.ClassOf(err) == retry.ClassThrottled {
 			pg.lim.throttled()
 		}
 		return f, err
 	}
-	return g.reader.ReconcilePaced(ctx, req, since, nil)
+	return g.reader.ReconcilePaced(ctx, req, nil)
 }
 
 // openLeft is how long an open breaker still holds calls (a half-open

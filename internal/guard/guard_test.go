@@ -37,7 +37,7 @@ func (f *fakeVendor) Dispatch(ctx context.Context, req *messages.Request) (dispa
 	return dispatch.Outcome{}, answer()
 }
 
-func (f *fakeVendor) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error) {
+func (f *fakeVendor) ReconcilePaced(ctx context.Context, req *messages.Request, pace func(context.Context) error) (dispatch.Finding, error) {
 	f.reads.Add(1)
 	return dispatch.Finding{}, nil
 }
@@ -84,7 +84,7 @@ func TestBreakerOpensHoldsAndRecovers(t *testing.T) {
 		t.Errorf("PauseUntil = %v, %v: every pair is open", until, ok)
 	}
 	// A vendor that fails every call is not read either.
-	if _, err := g.Reconcile(ctx, vmsRequest(), time.Time{}); !errors.Is(err, retry.ErrHeld) || f.reads.Load() != 0 {
+	if _, err := g.Reconcile(ctx, vmsRequest()); !errors.Is(err, retry.ErrHeld) || f.reads.Load() != 0 {
 		t.Errorf("read while open: %v (%d reads), want held and none made", err, f.reads.Load())
 	}
 	// After OpenFor one probe goes through; its success closes the breaker.
@@ -98,7 +98,7 @@ func TestBreakerOpensHoldsAndRecovers(t *testing.T) {
 	if st := g.States()[0]; st.Breaker != Closed {
 		t.Errorf("state %+v after a successful probe, want closed", st)
 	}
-	if _, err := g.Reconcile(ctx, vmsRequest(), time.Time{}); err != nil || f.reads.Load() != 1 {
+	if _, err := g.Reconcile(ctx, vmsRequest()); err != nil || f.reads.Load() != 1 {
 		t.Errorf("read once closed: %v (%d reads)", err, f.reads.Load())
 	}
 	var got []string
@@ -398,7 +398,7 @@ func TestAgree(t *testing.T) {
 // pagedReader pages a list, calling pace before every page after the first.
 type pagedReader struct{ pages, paced int }
 
-func (p *pagedReader) ReconcilePaced(ctx context.Context, req *messages.Request, since time.Time, pace func(context.Context) error) (dispatch.Finding, error) {
+func (p *pagedReader) ReconcilePaced(ctx context.Context, req *messages.Request, pace func(context.Context) error) (dispatch.Finding, error) {
 	for i := range p.pages {
 		if i > 0 && pace != nil {
 			if err := pace(ctx); err != nil {
@@ -415,7 +415,7 @@ func TestReadPagesArePaced(t *testing.T) {
 	f, r := &fakeVendor{}, &pagedReader{pages: 4}
 	g := New(Config{Pairs: []Pair{vms}, Rate: 20}, f, r)
 	start := time.Now()
-	if _, err := g.Reconcile(context.Background(), vmsRequest(), time.Time{}); err != nil {
+	if _, err := g.Reconcile(context.Background(), vmsRequest()); err != nil {
 		t.Fatal(err)
 	}
 	if r.paced != 3 || time.Since(start) < 140*time.Millisecond {

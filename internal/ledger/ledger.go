@@ -104,19 +104,17 @@ type Entry struct {
 	// of the call its outcome belongs to.
 	Nonce string `json:"nonce,omitempty"`
 	// Seq is the request stream sequence of the message that recorded the
-	// outcome, so that its redelivery is told apart from a copy.
+	// outcome, or whose delivery holds the entry "calling", so that its
+	// redelivery is told apart from a copy.
 	Seq uint64 `json:"seq,omitempty"`
 	// Trail is the request's audit events so far (without payloads), and
 	// Emitted how many of them were known published when the entry was
 	// written: whoever finishes the request publishes the rest.
 	Trail   []messages.AuditEvent `json:"trail,omitempty"`
 	Emitted int                   `json:"emitted,omitempty"`
-	// ClaimedAt is when the request was first claimed: a record the
-	// vendor created before it is an earlier filing, not this one.
-	ClaimedAt time.Time `json:"claimed_at,omitzero"`
-	// Baseline lists the SMS records that matched the request before its
-	// first call (read when it was first claimed, BaselineKnown): they are
-	// earlier filings, never taken for this one when reconciling.
+	// Baseline lists the vendor's records that matched the request before
+	// its first call (read when it was first claimed, BaselineKnown): they
+	// are earlier filings, never taken for this one when reconciling.
 	Baseline      []string `json:"baseline,omitempty"`
 	BaselineKnown bool     `json:"baseline_known,omitempty"`
 	// Held counts the deliveries handed back because qualfile held the call
@@ -244,11 +242,9 @@ func (l *Ledger) Claim(ctx context.Context, id string, api messages.API, owner s
 	return l.ClaimEntry(ctx, Entry{RequestID: id, API: api, Owner: owner})
 }
 
-// ClaimEntry is Claim with the new entry given in full: it creates e when
-// the ledger has no entry for e.RequestID, or returns the existing one with
-// created false. The new entry is StateCalling when e says so (a call
-// follows at once, under e.Nonce), else StateClaimed; UpdatedAt is set
-// here.
+// ClaimEntry is Claim with the new entry given in full: it creates e, in
+// StateClaimed, when the ledger has no entry for e.RequestID, or returns
+// the existing one with created false. UpdatedAt is set here.
 func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 	id := e.RequestID
 	key, err := Key(id)
@@ -258,10 +254,7 @@ func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 	tmpl := e
 	for attempt := 1; ; attempt++ {
 		e := tmpl
-		if e.State != StateCalling {
-			e.State = StateClaimed
-		}
-		e.UpdatedAt, e.Revision = l.now(), 0
+		e.State, e.UpdatedAt, e.Revision = StateClaimed, l.now(), 0
 		data, err := json.Marshal(e)
 		if err != nil {
 			return Entry{}, false, fmt.Errorf("ledger: encoding entry %q: %w", id, err)

@@ -174,14 +174,6 @@ func conflicting(have, want jetstream.StreamConfig) []string {
 	return c
 }
 
-// BrokerReserve is how many deliveries beyond MaxDeliver the processor
-// still hands a request back to wait for another replica's call in flight;
-// after that it settles it. The server itself never stops redelivering
-// (its MaxDeliver is unlimited): a message whose outcome could not be
-// stored because NATS itself failed must never be stranded in the stream
-// without a result or a dead letter.
-const BrokerReserve = 3
-
 // ConsumerConfig configures the shared durable pull consumer.
 type ConsumerConfig struct {
 	Subjects      messages.Subjects

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The reads that settle a create whose answer was lost (docs/vendors.md,
@@ -104,29 +103,4 @@ func (n *LooseInt) UnmarshalJSON(b []byte) error {
 	}
 	*n = LooseInt(v)
 	return nil
-}
-
-// beijing is the zone of a Volcengine time without an offset.
-var beijing = time.FixedZone("CST", 8*3600)
-
-// ParseCreateTime reads a record's CreateTime: RFC 3339, "2006-01-02
-// 15:04:05" (Beijing time, as the console shows it), or Unix seconds or
-// milliseconds. ok is false for anything else.
-func ParseCreateTime(s string) (t time.Time, ok bool) {
-	s = strings.TrimSpace(s)
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, true
-	}
-	for _, layout := range []string{time.DateTime, "2006-01-02T15:04:05"} {
-		if t, err := time.ParseInLocation(layout, s, beijing); err == nil {
-			return t, true
-		}
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-		if n >= 1e12 {
-			return time.UnixMilli(n), true
-		}
-		return time.Unix(n, 0), true
-	}
-	return time.Time{}, false
 }
