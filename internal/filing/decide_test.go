@@ -305,6 +305,8 @@ func TestDecide(t *testing.T) {
 		}},
 		{"broker trouble with an outcome held keeps trying", 0, []answer{idTaken{mem: withOutcome(sent, outcome(messages.StatusSucceeded, "", t0))}, claimed{callingUnder("mine", 0)},
 			failed{op: stepWrite, err: transient, mayHaveLanded: true}, fine, elapse(time.Hour), failed{op: stepWrite, err: transient, mayHaveLanded: true}}, stepSleep, nil},
+		{"past the grace period an outcome held is tried for the record budget", 0, []answer{idTaken{mem: withOutcome(sent, outcome(messages.StatusSucceeded, "", t0))}, shutdown{}, claimed{callingUnder("mine", 0)},
+			failed{op: stepWrite, err: transient, mayHaveLanded: true}, fine, elapse(30 * time.Second), failed{op: stepWrite, err: transient, mayHaveLanded: true}}, stepSleep, nil},
 		{"other broker trouble hands the message back", 0, []answer{idTaken{}, failed{op: stepClaim, err: noResponse}, fine, elapse(30 * time.Second), failed{op: stepClaim, err: noResponse}}, stepSettle, func(t *testing.T, _ *delivery, p *script) {
 			if s := p.last(); s.settle != settleBrokerTrouble || s.settle.action != retry.ActionNakWithDelay {
 				t.Errorf("settle %v", s.settle)
