@@ -22,6 +22,7 @@ type flakyLedger struct {
 	mu        sync.Mutex
 	failDone  int // next writes to done that fail without landing
 	lostReply int // next writes to calling that land, then report an error
+	panicDone int // next writes to done that panic without landing
 }
 
 var errBroker = errors.New("nats: timeout")
@@ -30,6 +31,10 @@ func (f *flakyLedger) Put(ctx context.Context, prev, next ledger.Entry) (ledger.
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	to := next.State
+	if to == ledger.StateDone && f.panicDone > 0 {
+		f.panicDone--
+		panic("a bug in the done write")
+	}
 	if to == ledger.StateDone && f.failDone > 0 {
 		f.failDone--
 		return ledger.Entry{}, errBroker
@@ -42,17 +47,23 @@ func (f *flakyLedger) Put(ctx context.Context, prev, next ledger.Entry) (ledger.
 	return out, err
 }
 
-// ClaimEntry loses the reply of a claim that lands "calling" (a request's
-// first move to "calling" is its claim).
-func (f *flakyLedger) ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out, created, err := f.Ledger.ClaimEntry(ctx, e)
-	if err == nil && created && out.State == ledger.StateCalling && f.lostReply > 0 {
-		f.lostReply--
-		return ledger.Entry{}, false, errBroker
+// TestAPanicWithAnOutcomeInHandRecordsItFromMemory: a write of the
+// vendor's answer that panics (a bug) hands the message back; the
+// redelivery records the answer this replica remembers, without a second
+// call and without taking its own call for lost.
+func TestAPanicWithAnOutcomeInHandRecordsItFromMemory(t *testing.T) {
+	h := newHarness(t, harnessOpts{wrapLedger: func(l *ledger.Ledger) filing.Ledger {
+		return &flakyLedger{Ledger: l, panicDone: 1}
+	}})
+	h.run()
+	h.publish(messages.APIDouyinAddRole, "panic-1", example(t, messages.APIDouyinAddRole, "panic-1"))
+	r := h.results(1, 15*time.Second)["panic-1"]
+	if r.Status != messages.StatusSucceeded {
+		t.Fatalf("result %+v (error %+v): want the remembered success", r, r.Error)
 	}
-	return out, created, err
+	if n := h.sb.CountCalls(messages.APIDouyinAddRole); n != 1 {
+		t.Fatalf("sandbox saw %d filings, want 1", n)
+	}
 }
 
 // TestLedgerHiccupsLoseNoOutcome: a result the ledger fails to take a few
