@@ -99,6 +99,7 @@ type Consumer struct {
 	nc       *nats.Conn
 	registry *prometheus.Registry
 	pause    *guard.Watch
+	requests jetstream.Stream
 	depsErr  atomic.Pointer[error] // what is missing and could not be recreated (dependencies.go)
 	closers  []func()
 }
@@ -147,6 +148,9 @@ func (c *Consumer) build(ctx context.Context) error {
 		return err
 	}
 	c.Durable = durable
+	if c.requests, err = js.Stream(ctx, queue.StreamNames(c.Subjects).Requests); err != nil {
+		return err
+	}
 	c.Ledger, c.Objects, c.Files = b.ledger, b.objects, b.files
 	log.Info("buckets ready", zap.String("ledger", c.Ledger.Bucket()), zap.Duration("ledger_max_age_ms", cfg.Ledger.MaxAge))
 	warnLegacyBuckets(ctx, js, log, c.Ledger.Bucket())
@@ -215,6 +219,7 @@ func (c *Consumer) buildProcessor() error {
 	pc := filing.Config{
 		Subjects:      c.Subjects,
 		Policy:        cfg.RetryPolicy(),
+		Requests:      c.requests,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         c.deps.Owner,
 		InFlightLease: cfg.Consumer.Lease,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/tracing"
@@ -61,6 +62,29 @@ func (r *runner) read() answer {
 		return r.panicked(err, err)
 	}
 	return failed{op: stepRead, err: err}
+}
+
+// holder asks the request stream whether the message at seq, whose
+// delivery holds the entry, is still there: it is, until one of its
+// deliveries acks or terminates it (the server redelivers it without
+// limit). A message at seq that is another request (the stream was
+// recreated since) is as good as gone.
+func (r *runner) holder(seq uint64) answer {
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	m, err := r.p.cfg.Requests.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return holderMsg{gone: true}
+	case err != nil:
+		r.log().Warn("could not read the request stream; the entry's holder is taken for alive", zap.Uint64("seq", seq), zap.Error(err))
+		return holderMsg{err: err}
+	}
+	var id struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(m.Data, &id)
+	return holderMsg{gone: id.ID != r.d.msg.req.ID}
 }
 
 // write stores s.entry: in place of s.prev by compare-and-set, or as a new

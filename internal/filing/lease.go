@@ -26,6 +26,8 @@ type leaseState struct {
 	tookOver     bool          // its holder was taken for dead at watchedRev
 	watchedRev   uint64        // at this revision
 	watchedSince time.Duration // since then, unchanged (delivery.clock)
+	asked        bool          // a copy asked whether the holder's message is still there
+	holderGone   bool          // and it is not
 	renewed      bool          // this delivery wrote the entry it holds
 	renewedAt    time.Duration // when it issued that write (delivery.clock)
 }
@@ -53,29 +55,35 @@ func (d *delivery) ours(e *ledger.Entry) bool {
 // the message kept in hand, until it changes (the holder is alive: watched
 // again from there) or it has kept one revision for the lease (dead: ok
 // false).
+//
+// A copy of the request (another message than the one whose delivery
+// holds the entry, which the entry names) takes over only once that
+// message is gone from the request stream as well. While it is there, its
+// holder may be alive, cut off from the ledger with the vendor's answer
+// in hand; and if it died, the broker delivers that message again, and
+// that delivery takes over. So the copy is handed back for a lease, which
+// frees the id for that delivery on this replica too.
 func (d *delivery) watch() (s step, live bool) {
 	e := d.ledger.entry
 	if !d.lease.watching || d.lease.watchedRev != e.Revision {
 		d.lease.watching, d.lease.watchedRev, d.lease.watchedSince = true, e.Revision, d.clock
+		d.lease.asked, d.lease.holderGone = false, false
 	}
-	watched, limit := d.clock-d.lease.watchedSince, d.rules.lease
-	if e.Seq != 0 && e.Seq != d.msg.seq {
-		// A copy. The message whose delivery holds the entry is the
-		// broker's to deliver again if its holder died, and that delivery
-		// takes over after a lease; the holder may be alive, cut off from
-		// the ledger with the vendor's answer in hand. A copy waits for
-		// max_deliver leases, and takes over only if that message seems
-		// gone.
-		limit *= time.Duration(max(d.rules.maxDeliver, 1))
-	}
+	watched, lease := d.clock-d.lease.watchedSince, d.rules.lease
+	copyOf := e.Seq != 0 && e.Seq != d.msg.seq
 	switch {
-	case watched >= limit:
-		d.lease.tookOver = true
-		return step{}, false
-	case d.stopping:
-		return d.settle(settleInFlightElsewhere, limit-watched), true
+	case watched < lease && d.stopping:
+		return d.settle(settleInFlightElsewhere, lease-watched), true
+	case watched < lease:
+		return step{kind: stepWatch, delay: min(lease-watched, d.rules.renewEvery())}, true
+	case copyOf && !d.lease.asked:
+		d.lease.asked = true
+		return step{kind: stepHolder, seq: e.Seq}, true
+	case copyOf && !d.lease.holderGone:
+		return d.settle(settleInFlightElsewhere, lease), true
 	}
-	return step{kind: stepWatch, delay: min(limit-watched, d.rules.renewEvery())}, true
+	d.lease.tookOver = true
+	return step{}, false
 }
 
 // renewalDue reports whether the entry held must be renewed before a step

@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -32,6 +36,43 @@ func TestLeaseTrustsNoWrittenTime(t *testing.T) {
 		p.then(fine)
 		if s := p.last(); s.kind != stepWrite || !isAmbiguous(s.entry.Result) {
 			t.Errorf("written %s: steps %v: want the entry taken for dead a lease after its last change", written, p.kinds())
+		}
+	}
+}
+
+// TestACopyWaitsForTheHoldersMessage: a copy of the request (another
+// message than the one the entry names) takes the holder for dead only
+// if, after the lease, that message is gone from the request stream too.
+// While it is there (or the stream cannot tell), the copy is handed back
+// for a lease, the id freed for that message's own redelivery.
+func TestACopyWaitsForTheHoldersMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer holderMsg
+		gone   bool
+	}{
+		{"there", holderMsg{}, false},
+		{"the stream cannot tell", holderMsg{err: errors.New("timeout")}, false},
+		{"gone", holderMsg{gone: true}, true},
+	} {
+		d := newTest(t, vms)
+		e := ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Owner: "other", Nonce: "theirs", Seq: 3,
+			Fingerprint: d.msg.fingerprint, Revision: 2, Trail: received(), Emitted: 1}
+		p := play(t, d, idTaken{}, claimed{e}, fine, fine, fine)
+		if s := p.last(); s.kind != stepWatch {
+			t.Fatalf("%s: steps %v: want the entry watched for the lease", tc.name, p.kinds())
+		}
+		p.then(fine)
+		if s := p.last(); s.kind != stepHolder || s.seq != 3 {
+			t.Fatalf("%s: steps %v: want the stream asked for the holder's message (seq 3) after the lease", tc.name, p.kinds())
+		}
+		p.then(tc.answer)
+		s := p.last()
+		switch {
+		case tc.gone && (s.kind != stepWrite || !isAmbiguous(s.entry.Result)):
+			t.Errorf("%s: steps %v: want the holder taken for dead", tc.name, p.kinds())
+		case !tc.gone && (s.kind != stepSettle || s.settle != settleInFlightElsewhere || s.delay != time.Minute):
+			t.Errorf("%s: steps %v (%+v): want the copy handed back for a lease", tc.name, p.kinds(), s.settle)
 		}
 	}
 }
@@ -247,4 +288,31 @@ func TestALapsedHoldIsNotTakenBack(t *testing.T) {
 			t.Errorf("steps %v: want it ambiguous, never called again", p.kinds())
 		}
 	})
+}
+
+// TestTheHoldersMessageIsAskedOfTheStream: the runner asks the request
+// stream (a real one) for the message whose delivery holds an entry: there
+// while the stream holds it, gone once it is removed, and gone when the
+// sequence holds another request (the stream was recreated since).
+func TestTheHoldersMessageIsAskedOfTheStream(t *testing.T) {
+	js, _, _ := natstest.JetStream(t)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "REQS", Subjects: []string{"reqs.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"d-1", "other", "d-1"} {
+		if _, err := js.Publish(ctx, "reqs.x", []byte(`{"id":"`+id+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.DeleteMsg(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{p: &Processor{cfg: Config{Requests: st, PublishTimeout: 5 * time.Second}, log: zap.NewNop()}, ctx: ctx, d: newTest(t, vms)}
+	for seq, gone := range map[uint64]bool{1: false, 2: true, 3: true, 4: true} {
+		if a := r.holder(seq); a != (holderMsg{gone: gone}) {
+			t.Errorf("seq %d: %+v, want gone %v", seq, a, gone)
+		}
+	}
 }

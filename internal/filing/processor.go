@@ -50,6 +50,13 @@ type Publisher interface {
 	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
+// Requests reads the request stream (jetstream.Stream): a copy of a
+// request asks it whether the message whose delivery holds the entry is
+// still there (lease.go).
+type Requests interface {
+	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
+}
+
 // Replier sends a result to a request's reply subject over core NATS.
 type Replier interface {
 	PublishMsg(msg *nats.Msg) error
@@ -64,6 +71,8 @@ type Objects interface {
 type Config struct {
 	Subjects messages.Subjects
 	Policy   retry.Policy
+	// Requests is the request stream (required).
+	Requests Requests
 	// MaxDeliver: a retryable failure on this delivery is dead-lettered.
 	MaxDeliver int
 	// Owner names this replica in the ledger; unique per process.
@@ -167,6 +176,9 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	}
 	if cfg.Owner == "" {
 		return nil, errors.New("filing: Config.Owner is required")
+	}
+	if cfg.Requests == nil {
+		return nil, errors.New("filing: Config.Requests is required")
 	}
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")

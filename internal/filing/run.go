@@ -180,6 +180,8 @@ func (r *runner) do(s step) (a answer) {
 		return r.read()
 	case stepRemoveFiles:
 		return r.removeFiles()
+	case stepHolder:
+		return r.holder(s.seq)
 	case stepClaim:
 		return r.claim(s.entry)
 	case stepRead:

@@ -278,6 +278,8 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		}
 	case filesRemoved:
 		d.call.filesRemoved = true
+	case holderMsg:
+		d.lease.holderGone = a.gone
 	case published:
 		d.out.emitted += a.events
 		if a.result && d.out.emitted == len(d.trail()) {

@@ -33,6 +33,7 @@ const (
 	stepFiles                           // fetch and check the request's files held in the object store
 	stepRemoveFiles                     // remove them once the outcome is final
 	stepBaseline                        // list the vendor's records that match a create before its first call
+	stepHolder                          // request stream: is the message whose delivery holds the entry still there
 	stepSettle                          // ack, nak with delay, or term (settlement.go); the last step
 )
 
@@ -40,7 +41,7 @@ var stepNames = map[stepKind]string{
 	stepTakeID: "take id", stepClaim: "ledger claim", stepRead: "ledger read", stepWatch: "ledger watch", stepWrite: "ledger write",
 	stepCall: "call", stepSleep: "sleep", stepEmit: "audit", stepEvent: "audit", stepDeadLetter: "dead letter",
 	stepResult: "result", stepSettle: "settle", stepReconcile: "reconcile",
-	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline",
+	stepFiles: "files", stepRemoveFiles: "remove files", stepBaseline: "baseline", stepHolder: "holder's message",
 }
 
 func (s stepKind) String() string { return stepNames[s] }
@@ -55,6 +56,7 @@ type step struct {
 	event  messages.AuditEvent   // stepEvent
 	dead   deadLetterSpec        // stepDeadLetter
 	delay  time.Duration         // stepSleep, stepWatch; stepSettle when it hands the message back
+	seq    uint64                // stepHolder: the request stream's sequence of that message
 	settle settlement            // stepSettle
 	hold   *holding              // a step that lasts while this replica holds the entry "calling"
 }
@@ -104,6 +106,12 @@ type (
 		err     error
 	}
 	baselineRead recordsRead // stepBaseline
+
+	// The request stream.
+	holderMsg struct { // stepHolder
+		gone bool  // the message is no longer in the stream: its deliveries are over
+		err  error // the stream could not tell: the message may still be there
+	}
 
 	// The object store.
 	filesFetched struct {

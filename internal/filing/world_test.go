@@ -400,6 +400,25 @@ func (w *world) noteCalling(inc *process, value []byte) {
 	w.logfLocked("%s writes %s %s %s (nonce %s, trail %d, emitted %d)", inc, e.RequestID, e.State, status, e.Nonce, len(e.Trail), e.Emitted)
 }
 
+// requestsPort reads the request stream (filing.Requests): a message is
+// there until a delivery acks or terminates it.
+type requestsPort struct{ inc *process }
+
+func (r requestsPort) GetMsg(ctx context.Context, seq uint64, _ ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+	var m jetstream.RawStreamMsg
+	err := r.inc.do(ctx, portStream, fmt.Sprint("get ", seq), func(w *world) error {
+		if seq == 0 || seq > uint64(len(w.reqs)) || w.reqs[seq-1].settled != "" {
+			return jetstream.ErrMsgNotFound
+		}
+		m = jetstream.RawStreamMsg{Subject: w.reqs[seq-1].subject, Sequence: seq, Data: w.reqs[seq-1].data}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
 // streamPort publishes results, audit events and dead letters
 // (filing.Publisher).
 type streamPort struct{ inc *process }
