@@ -18,14 +18,16 @@ import (
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/operator"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
-// TestDeployedPermissions runs the pipeline on a server whose users
-// have exactly the permissions of deploy/nats/permissions.conf (quoted in
-// docs/operations.md): the consumer files requests the publisher user sent, with
-// its results, audit trail and ledger; the publisher user reads a trail;
-// and the publisher user may not publish a result.
+// TestDeployedPermissions runs the pipeline on a server (the image) whose
+// users have exactly the permissions of deploy/nats/permissions.conf (what
+// `publisher permissions` prints; cmd/publisher tests every role's rights
+// and refusals on an embedded server): the consumer files requests the
+// submitter sent, with its results, audit trail and ledger; the auditor
+// reads a trail; and the submitter may not publish a result.
 func TestDeployedPermissions(t *testing.T) {
 	perms, err := os.ReadFile(filepath.Join("..", "deploy", "nats", "permissions.conf"))
 	if err != nil {
@@ -33,8 +35,9 @@ func TestDeployedPermissions(t *testing.T) {
 	}
 	users := `authorization {
   users = [
-    { user: qualfile-consumer, password: consumer-secret, permissions: $QUALFILE_CONSUMER }
-    { user: qualfile-publisher, password: publisher-secret, permissions: $QUALFILE_PUBLISHER }
+    { user: qualfile-consumer, password: consumer-secret, permissions: $FILING_CONSUMER }
+    { user: qualfile-submitter, password: submitter-secret, permissions: $FILING_SUBMITTER }
+    { user: qualfile-auditor, password: auditor-secret, permissions: $FILING_AUDITOR }
   ]
 }
 `
@@ -43,18 +46,19 @@ func TestDeployedPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := func(user, password string) *nats.Conn {
-		nc, err := nats.Connect(n.url, nats.UserInfo(user, password), nats.Name(user))
+	dial := func(r roles.Role) *nats.Conn {
+		user := "qualfile-" + string(r)
+		nc, err := nats.Connect(n.url, nats.UserInfo(user, string(r)+"-secret"), nats.Name(user), nats.CustomInboxPrefix(roles.Inbox(r, messages.Subjects{})))
 		if err != nil {
 			t.Fatalf("connect as %s: %v", user, err)
 		}
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	consumer := filingtest.New(t, filingtest.Options{NC: dial("qualfile-consumer", "consumer-secret"), Owner: "restricted"})
+	consumer := filingtest.New(t, filingtest.Options{NC: dial(roles.Consumer), Owner: "restricted"})
 	consumer.Run()
 
-	pubNC := dial("qualfile-publisher", "publisher-secret")
+	pubNC := dial(roles.Submitter)
 	pub, err := jetstream.New(pubNC)
 	if err != nil {
 		t.Fatal(err)
@@ -65,22 +69,22 @@ func TestDeployedPermissions(t *testing.T) {
 	for _, api := range apis {
 		id := "perm-" + string(api)
 		if _, err := pub.Publish(ctx, messages.Subjects{}.Request(api), filingtest.Example(t, api, id), jetstream.WithMsgID(id)); err != nil {
-			t.Fatalf("the publisher user sends %s: %v", api, err)
+			t.Fatalf("the submitter sends %s: %v", api, err)
 		}
 	}
 	// A file far beyond the server's max_payload (1 MiB by default): the
-	// publisher user stores it in FILING_FILES, the request carries a
+	// submitter stores it in FILING_FILES, the request carries a
 	// reference, the consumer user fetches it and then removes it.
 	fileStore, err := pub.ObjectStore(ctx, "FILING_FILES")
 	if err != nil {
-		t.Fatalf("the publisher user opens FILING_FILES: %v", err)
+		t.Fatalf("the submitter opens FILING_FILES: %v", err)
 	}
 	big := largeSMSRequest(t, ctx, fileStore, "perm-big", 3<<20)
 	if max := pubNC.MaxPayload(); int64(len(big.content)) <= max {
 		t.Fatalf("the file (%d bytes) fits max_payload %d: the test proves nothing", len(big.content), max)
 	}
 	if _, err := pub.Publish(ctx, messages.Subjects{}.Request(messages.APISMSApplySignatureIdent), big.envelope, jetstream.WithMsgID("perm-big")); err != nil {
-		t.Fatalf("the publisher user sends the large request: %v", err)
+		t.Fatalf("the submitter sends the large request: %v", err)
 	}
 	apis = append(apis, messages.APISMSApplySignatureIdent)
 	consumer.WaitResults(len(apis), 30*time.Second)
@@ -97,20 +101,24 @@ func TestDeployedPermissions(t *testing.T) {
 		t.Errorf("FILING_FILES after the request succeeded: %d objects, %v; want none", len(list), err)
 	}
 
-	led, err := ledger.OpenExisting(ctx, pub, "FILING_LEDGER")
+	auditor, err := jetstream.New(dial(roles.Auditor))
 	if err != nil {
-		t.Fatalf("the publisher user opens the ledger: %v", err)
+		t.Fatal(err)
 	}
-	trail, err := operator.ReadTrail(ctx, pub, led, messages.Subjects{}, "perm-vms.add_qualification")
+	led, err := ledger.OpenExisting(ctx, auditor, "FILING_LEDGER")
+	if err != nil {
+		t.Fatalf("the auditor opens the ledger: %v", err)
+	}
+	trail, err := operator.ReadTrail(ctx, auditor, led, messages.Subjects{}, "perm-vms.add_qualification")
 	if err != nil || trail.Entry == nil || trail.Entry.State != ledger.StateDone || len(trail.Events) != 3 {
-		t.Errorf("the publisher user's trail: %+v, %v", trail, err)
+		t.Errorf("the auditor's trail: %+v, %v", trail, err)
 	}
 
-	// Not allowed: the publisher user publishing a result.
+	// Not allowed: the submitter publishing a result.
 	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
 	defer cancelShort()
 	if _, err := pub.Publish(short, messages.Subjects{}.Result(messages.APIVMSAddQualification), []byte(`{}`)); err == nil {
-		t.Error("the publisher user published a result")
+		t.Error("the submitter published a result")
 	}
 }
 

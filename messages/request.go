@@ -155,8 +155,9 @@ func (r *Request) MsgID() string { return r.ID + ":" + r.Fingerprint() }
 func (r *Request) Validate() error { return r.ValidateFor("") }
 
 // ValidateFor is Validate for a request received on the subject of
-// subjectAPI: the envelope's api must match it.
-func (r *Request) ValidateFor(subjectAPI API) error {
+// subjectAPI: the envelope's api must match it, and its reply_to, if any,
+// must start with one of the receiver's replyTo prefixes, if it names any.
+func (r *Request) ValidateFor(subjectAPI API, replyTo ...string) error {
 	p := problems{list: append([]FieldError(nil), r.decodeProblems...)}
 	switch {
 	case r.ID == "":
@@ -184,8 +185,12 @@ func (r *Request) ValidateFor(subjectAPI API) error {
 	if r.Account != "" && (len(r.Account) > MaxAccountLen || !accountPattern.MatchString(r.Account)) {
 		p.add("account", "must be at most %d letters, digits and . _ -", MaxAccountLen)
 	}
-	if r.ReplyTo != "" && !validSubject(r.ReplyTo) {
+	switch {
+	case r.ReplyTo == "":
+	case !validSubject(r.ReplyTo):
 		p.add("reply_to", "must be a NATS subject without wildcards or spaces, at most %d characters", MaxReplyToLen)
+	case len(replyTo) > 0 && !slices.ContainsFunc(replyTo, func(prefix string) bool { return strings.HasPrefix(r.ReplyTo, prefix+".") }):
+		p.add("reply_to", "must be a subject under %s (an inbox qualfile replies to)", Truncate(strings.Join(replyTo, " or "), 200))
 	}
 	if len(r.Metadata) > MaxMetadataKeys {
 		p.add("metadata", "has %d keys, at most %d allowed", len(r.Metadata), MaxMetadataKeys)

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -72,7 +73,7 @@ func TestRunSandboxQuickStart(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	nc, err := nats.Connect("nats://"+natsAddr, nats.CustomInboxPrefix(roles.Inbox(roles.Submitter, messages.Subjects{})))
 	if err != nil {
 		t.Fatal(err)
 	}

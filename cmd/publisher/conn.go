@@ -13,13 +13,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
 // connFlags are the connection settings every networked command takes.
 type connFlags struct {
 	url, creds, nkey, tlsCA, tlsCert, tlsKey, prefix string
-	context                                          string
+	context, inbox                                   string
+	role                                             roles.Role // whose inbox prefix is the default
 	fs                                               *flag.FlagSet
 	getenv                                           func(string) string
 }
@@ -43,7 +45,21 @@ func newConnFlagSet(name string, getenv func(string) string, stdout, stderr io.W
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate file")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key file")
 	fs.StringVar(&c.prefix, "prefix", messages.DefaultPrefix, "subject prefix")
+	fs.StringVar(&c.inbox, "inbox-prefix", getenv("QUALFILE_INBOX_PREFIX"),
+		"inbox prefix of the connection, as `publisher permissions` prints it for the role of the credentials (env QUALFILE_INBOX_PREFIX; default _INBOX.<prefix>.submitter for send, .operator for dead, .auditor for trail)")
+	c.role = roleOf(name)
 	return fs, c
+}
+
+// roleOf is the role whose inbox a command uses unless told otherwise.
+func roleOf(command string) roles.Role {
+	switch {
+	case command == "send":
+		return roles.Submitter
+	case strings.HasPrefix(command, "dead"):
+		return roles.Operator
+	}
+	return roles.Auditor
 }
 
 func (c *connFlags) subjects() messages.Subjects { return messages.Subjects{Prefix: c.prefix} }
@@ -59,6 +75,7 @@ type natsContext struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
 	Token    string `json:"token"`
+	Inbox    string `json:"inbox_prefix"`
 }
 
 // loadContext reads the nats CLI context name from
@@ -98,7 +115,8 @@ func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 		}
 		set := map[string]bool{}
 		c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"nats-url": nctx.URL, "creds": nctx.Creds, "nkey": nctx.NKey, "tls-ca": nctx.CA, "tls-cert": nctx.Cert, "tls-key": nctx.Key} {
+		for name, v := range map[string]string{"nats-url": nctx.URL, "creds": nctx.Creds, "nkey": nctx.NKey, "tls-ca": nctx.CA, "tls-cert": nctx.Cert, "tls-key": nctx.Key,
+			"inbox-prefix": nctx.Inbox} {
 			if !set[name] && v != "" {
 				_ = c.fs.Set(name, v) // a string flag takes any value
 			}
@@ -129,6 +147,11 @@ func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 		}
 		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
 	}
+	inbox := c.inbox
+	if inbox == "" {
+		inbox = roles.Inbox(c.role, c.subjects())
+	}
+	opts = append(opts, nats.CustomInboxPrefix(inbox))
 	nc, err := nats.Connect(c.url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.url, err)

@@ -20,11 +20,13 @@ const usageText = `usage:
   publisher dead show (--id ID | --seq N) [--raw]
   publisher dead rm (--id ID | --seq N)
   publisher dead replay (--id ID | --all) [--force]
+  publisher permissions [--role ROLE] [--prefix PREFIX] [--format conf|json]
 
 connection flags (send, dead): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
   or nats://127.0.0.1:4222), --context NAME (a nats CLI context, or $NATS_CONTEXT),
   --creds FILE, --nkey FILE, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
-  --prefix PREFIX (default filing)
+  --prefix PREFIX (default filing), --inbox-prefix PREFIX (the inbox of the
+  credentials' role, as permissions prints it)
 `
 
 // run is the whole program; main only maps its error to an exit status.
@@ -38,6 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSend(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "validate":
 		return runValidate(args[1:], stdin, stdout, stderr)
+	case "permissions":
+		return runPermissions(args[1:], stdout, stderr)
 	case "trail":
 		return runTrail(ctx, args[1:], getenv, stdout, stderr)
 	case "dead":

@@ -125,6 +125,9 @@ type ConsumerConfig struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	CallTimeout   time.Duration `yaml:"call_timeout"`
 	Retry         RetryConfig   `yaml:"retry"`
+	// ReplyTo are the subject prefixes a request's reply_to may start
+	// with; empty: the submitters' inbox prefix, _INBOX.<prefix>.submitter.
+	ReplyTo []string `yaml:"reply_to"`
 }
 
 // ReconcileConfig settles a VMS or SMS create whose answer was lost

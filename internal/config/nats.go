@@ -6,6 +6,9 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/qualfile/qualfile/internal/roles"
+	"github.com/qualfile/qualfile/messages"
 )
 
 // NATSOptions returns the client options of the nats section of a loaded
@@ -24,6 +27,9 @@ func (c *Config) NATSOptions(getenv func(string) string) ([]nats.Option, error) 
 	n := c.NATS
 	opts := []nats.Option{
 		nats.Name(n.Name),
+		// Its replies (pulled requests, KV answers, tokens) arrive on an
+		// inbox no other role may subscribe to.
+		nats.CustomInboxPrefix(roles.Inbox(roles.Consumer, messages.Subjects{Prefix: c.Subjects.Prefix})),
 		nats.Timeout(n.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(n.ReconnectWait),

@@ -76,6 +76,11 @@ func TestNATSOptionsDefaults(t *testing.T) {
 	if o.Secure || o.User != "" || o.Nkey != "" || o.UserJWT != nil {
 		t.Errorf("unexpected auth or TLS: %+v", o)
 	}
+	// Its replies arrive on the consumer's own inbox, which the other
+	// roles may not read (internal/roles).
+	if o.InboxPrefix != "_INBOX.filing.consumer" {
+		t.Errorf("inbox prefix %q, want the consumer's", o.InboxPrefix)
+	}
 
 	// They connect.
 	s := natstest.Server(t)

@@ -247,6 +247,11 @@ func (c *Config) validateConsumer(v *validator) {
 	}
 	v.atLeast("consumer.concurrency", k.Concurrency, 1)
 	v.atLeast("consumer.max_deliver", k.MaxDeliver, 1)
+	for i, p := range k.ReplyTo {
+		if !messages.ValidReplySubject(p) {
+			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "must be a subject prefix without wildcards or spaces")
+		}
+	}
 	if k.AckWait < time.Second {
 		v.add("consumer.ack_wait", "must be at least 1s")
 	}

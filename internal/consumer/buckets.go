@@ -17,10 +17,6 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// legacyBuckets are the names the KV buckets had before they followed the
-// subject prefix; every deployment on a server shared them.
-var legacyBuckets = []string{"QUALFILE_LEDGER", "QUALFILE_TOKENS", "QUALFILE_TOKEN_LOCKS"}
-
 // buckets are the deployment's KV buckets and object stores.
 type buckets struct {
 	ledger  *ledger.Ledger
@@ -102,13 +98,13 @@ func warnLegacyBuckets(ctx context.Context, js jetstream.JetStream, log *zap.Log
 	}
 }
 
-// findLegacyBuckets returns which of legacyBuckets exist on the server: an
+// findLegacyBuckets returns which of queue.LegacyBuckets exist on the server: an
 // older version ran here, and its ledger entries are not consulted.
 func findLegacyBuckets(ctx context.Context, js jetstream.JetStream) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var found []string
-	for _, name := range legacyBuckets {
+	for _, name := range queue.LegacyBuckets {
 		_, err := js.KeyValue(ctx, name)
 		switch {
 		case err == nil:

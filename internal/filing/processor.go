@@ -17,6 +17,7 @@ import (
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -73,6 +74,10 @@ type Config struct {
 	Policy   retry.Policy
 	// Requests is the request stream (required).
 	Requests Requests
+	// ReplyTo are the subject prefixes a request's reply_to may start
+	// with (default: the submitters' inbox prefix, roles.Inbox); a request
+	// with another is rejected.
+	ReplyTo []string
 	// MaxDeliver: a retryable failure on this delivery is dead-lettered.
 	MaxDeliver int
 	// Owner names this replica in the ledger; unique per process.
@@ -177,6 +182,9 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 	if cfg.Owner == "" {
 		return nil, errors.New("filing: Config.Owner is required")
 	}
+	if len(cfg.ReplyTo) == 0 {
+		cfg.ReplyTo = []string{roles.Inbox(roles.Submitter, cfg.Subjects)}
+	}
 	if cfg.Requests == nil {
 		return nil, errors.New("filing: Config.Requests is required")
 	}
@@ -193,7 +201,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		maxDeliver:   cfg.MaxDeliver,
 		lease:        cfg.InFlightLease,
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
-		redactResults: cfg.RedactResults,
+		redactResults: cfg.RedactResults, replyTo: cfg.ReplyTo,
 		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads,
 			keepAmbiguous: rc.KeepAmbiguous},
 	}

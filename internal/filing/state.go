@@ -133,7 +133,8 @@ type limits struct {
 	troubleBudget time.Duration // how long other broker trouble is retried in process
 	policy        retry.Policy
 	owner         string
-	redactResults bool // the vendor's answer is redacted in results
+	redactResults bool     // the vendor's answer is redacted in results
+	replyTo       []string // the prefixes a reply_to may start with
 	reconcile     reconcileRules
 }
 
@@ -161,8 +162,11 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 		return d
 	}
 	d.msg.req = req
-	if err := req.ValidateFor(subjectAPI); err != nil {
+	if err := req.ValidateFor(subjectAPI, rules.replyTo...); err != nil {
 		d.msg.invalid = err
+		if ve := asValidation(err); ve == nil || slices.ContainsFunc(ve.Fields, func(f messages.FieldError) bool { return f.Field == "reply_to" }) {
+			req.ReplyTo = "" // nothing is sent to a subject not allowed
+		}
 		return d
 	}
 	d.msg.fingerprint = req.Fingerprint()

@@ -60,3 +60,7 @@ func namePrefix(s messages.Subjects) string {
 	}
 	return p
 }
+
+// LegacyBuckets are the names the KV buckets had before they followed the
+// subject prefix; every deployment on a server shared them.
+var LegacyBuckets = []string{"QUALFILE_LEDGER", "QUALFILE_TOKENS", "QUALFILE_TOKEN_LOCKS"}

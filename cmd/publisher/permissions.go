@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"regexp"
+
+	"github.com/qualfile/qualfile/internal/roles"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// runPermissions prints the NATS permissions of qualfile's roles.
+func runPermissions(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("permissions", stdout, stderr)
+	role := fs.String("role", "", "one role (consumer, submitter, operator, auditor); default all")
+	prefix := fs.String("prefix", messages.DefaultPrefix, "subject prefix")
+	format := fs.String("format", "conf", "conf (a nats-server configuration file) or json (allow lists, for JWTs)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	s := messages.Subjects{Prefix: *prefix}
+	if !prefixPattern.MatchString(*prefix) {
+		return usagef("--prefix %q: one or more subject tokens of letters, digits, _ and - separated by dots", *prefix)
+	}
+	rs := roles.All
+	if *role != "" {
+		r, err := roles.Parse(*role)
+		if err != nil {
+			return usagef("--role: %v", err)
+		}
+		rs = []roles.Role{r}
+	}
+	switch *format {
+	case "conf":
+		f, err := roles.File(s, rs...)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, f)
+		return err
+	case "json":
+		type allow struct {
+			Allow []string `json:"allow"`
+		}
+		type perms struct {
+			Role        roles.Role `json:"role"`
+			InboxPrefix string     `json:"inbox_prefix"`
+			Pub         allow      `json:"pub"`
+			Sub         allow      `json:"sub"`
+		}
+		var out []perms
+		for _, r := range rs {
+			p, err := roles.For(r, s)
+			if err != nil {
+				return err
+			}
+			out = append(out, perms{Role: r, InboxPrefix: p.Inbox, Pub: allow{roles.Subjects(p.Publish)}, Sub: allow{roles.Subjects(p.Subscribe)}})
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	return usagef("--format %q: conf or json", *format)
+}
+
+// prefixPattern is a subject prefix (as the consumer's subjects.prefix).
+var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)

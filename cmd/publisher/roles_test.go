@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qualfile/qualfile/internal/filingtest"
+	"github.com/qualfile/qualfile/internal/roles"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// TestThePermissionsFileIsGenerated: deploy/nats/permissions.conf is what
+// `publisher permissions` prints for the default prefix.
+func TestThePermissionsFileIsGenerated(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "permissions.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, "", "", "permissions")
+	if code != 0 || out != string(want) {
+		t.Errorf("exit %d %s; deploy/nats/permissions.conf differs from `publisher permissions`: run go run ./cmd/publisher permissions > deploy/nats/permissions.conf", code, errOut)
+	}
+	if code, _, _ := cli(t, "", "", "permissions", "--role", "root"); code != 2 {
+		t.Errorf("an unknown role: exit %d, want 2", code)
+	}
+	if code, _, _ := cli(t, "", "", "permissions", "--prefix", "a.>"); code != 2 {
+		t.Errorf("a wildcard prefix: exit %d, want 2", code)
+	}
+}
+
+// rolesServer starts a nats-server whose users qualfile-<role> (password
+// pw-<role>) have exactly the permissions `publisher permissions --prefix
+// prefix` prints, and returns its URL for a role.
+func rolesServer(t *testing.T, prefix string) func(roles.Role) string {
+	t.Helper()
+	code, conf, errOut := cli(t, "", "", "permissions", "--prefix", prefix)
+	if code != 0 {
+		t.Fatalf("permissions: %s", errOut)
+	}
+	s := messages.Subjects{Prefix: prefix}
+	var users []string
+	for _, r := range roles.All {
+		users = append(users, fmt.Sprintf("{ user: qualfile-%s, password: pw-%s, permissions: $%s }", r, r, roles.Variable(r, s)))
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server.conf")
+	conf += "\nauthorization { users = [\n" + strings.Join(users, "\n") + "\n] }\n"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("the generated permissions do not load: %v", err)
+	}
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, filepath.Join(dir, "js"), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return func(r roles.Role) string {
+		u, _ := url.Parse(srv.ClientURL())
+		u.User = url.UserPassword("qualfile-"+string(r), "pw-"+string(r))
+		return u.String()
+	}
+}
+
+// connectAs connects as role r, with its inbox prefix, and collects the
+// permission violations the server reports.
+func connectAs(t *testing.T, u string, r roles.Role, s messages.Subjects) (*nats.Conn, <-chan error) {
+	t.Helper()
+	errs := make(chan error, 100)
+	nc, err := nats.Connect(u, nats.CustomInboxPrefix(roles.Inbox(r, s)), nats.PermissionErrOnSubscribe(true), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", r, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, errs
+}
+
+// TestRolesOnARealServer runs a server with the generated permissions
+// (under a prefix other than the default, so that nothing is written for
+// one prefix only): the consumer files what a submitter sends, with its
+// ledger, results, audit trail and dead letters; the submitter, the
+// operator and the auditor each do through the publisher what their role
+// needs; and each is refused, by the server, what it must not do.
+func TestRolesOnARealServer(t *testing.T) {
+	const prefix = "acme.filing"
+	s := messages.Subjects{Prefix: prefix}
+	as := rolesServer(t, prefix)
+	consumerNC, consumerErrs := connectAs(t, as(roles.Consumer), roles.Consumer, s)
+	go func() {
+		for err := range consumerErrs {
+			t.Logf("consumer: %v", err)
+		}
+	}()
+	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "roles", Prefix: prefix})
+	p.Run()
+
+	// What each role needs.
+	ok := func(r roles.Role, args ...string) string {
+		t.Helper()
+		code, out, errOut := cli(t, as(r), "", append(args, "--prefix", prefix)...)
+		if code != 0 {
+			t.Fatalf("%s: publisher %s: exit %d: %s%s", r, strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	out := ok(roles.Submitter, "send", "--api", "vms.add_qualification", "--file", examplePath("vms.add_qualification.json"), "--wait")
+	if !strings.Contains(out, `"status": "succeeded"`) {
+		t.Errorf("the submitter's send --wait: %s", out)
+	}
+	for _, r := range []roles.Role{roles.Auditor, roles.Operator} {
+		if out := ok(r, "trail", "--id", "example-vms-add-0001", "--inbox-prefix", roles.Inbox(r, s)); !strings.Contains(out, "result: succeeded") {
+			t.Errorf("the %s's trail: %s", r, out)
+		}
+	}
+	submitterNC, _ := connectAs(t, as(roles.Submitter), roles.Submitter, s)
+	if err := submitterNC.Publish(s.Request(messages.APISMSApplySignatureIdent), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := ok(roles.Auditor, "dead", "list", "--inbox-prefix", roles.Inbox(roles.Auditor, s))
+		if strings.Contains(out, "undecodable") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the auditor's dead list: %s", out)
+		}
+	}
+	ok(roles.Operator, "dead", "show", "--seq", "1", "--raw")
+	if out := ok(roles.Operator, "dead", "rm", "--seq", "1"); !strings.Contains(out, "removed dead seq 1") {
+		t.Errorf("the operator's dead rm: %s", out)
+	}
+
+	// What each role must not do: the server refuses it.
+	st := "ACME_FILING"
+	type attempt struct {
+		what    string
+		subject string // what the server names in its refusal
+		do      func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error
+	}
+	sub := func(subject string) func(context.Context, *nats.Conn, jetstream.JetStream) error {
+		return func(_ context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+			s, err := nc.SubscribeSync(subject)
+			if err == nil {
+				_, err = s.NextMsg(2 * time.Second)
+			}
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				return nil // subscribed, and waited in vain for a message or a refusal
+			}
+			return err
+		}
+	}
+	pub := func(subject string) func(context.Context, *nats.Conn, jetstream.JetStream) error {
+		return func(ctx context.Context, _ *nats.Conn, js jetstream.JetStream) error {
+			_, err := js.Publish(ctx, subject, []byte(`{}`))
+			return err
+		}
+	}
+	api := func(subject string) func(context.Context, *nats.Conn, jetstream.JetStream) error {
+		return func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
+			_, err := nc.RequestWithContext(ctx, subject, []byte(`{}`))
+			return err
+		}
+	}
+	everyone := []attempt{
+		{"read every inbox", "_INBOX.>", sub("_INBOX.>")},
+		{"read the consumer's inbox", roles.Inbox(roles.Consumer, s) + ".>", sub(roles.Inbox(roles.Consumer, s) + ".>")},
+		{"read the requests as they are sent", prefix + ".request.>", sub(prefix + ".request.>")},
+		{"read a token", "$JS.API.DIRECT.GET.KV_" + st + "_TOKENS.$KV." + st + "_TOKENS.default", api("$JS.API.DIRECT.GET.KV_" + st + "_TOKENS.$KV." + st + "_TOKENS.default")},
+		{"write a token", "$KV." + st + "_TOKENS.default", pub("$KV." + st + "_TOKENS.default")},
+		{"write a rate slot", "$KV." + st + "_RATE.x", pub("$KV." + st + "_RATE.x")},
+		{"delete the work-queue consumer", "$JS.API.CONSUMER.DELETE." + st + "_REQUESTS.qualfile", api("$JS.API.CONSUMER.DELETE." + st + "_REQUESTS.qualfile")},
+		{"create a consumer on the requests", "$JS.API.CONSUMER.CREATE." + st + "_REQUESTS.thief", api("$JS.API.CONSUMER.CREATE." + st + "_REQUESTS.thief")},
+		{"pull requests", "$JS.API.CONSUMER.MSG.NEXT." + st + "_REQUESTS.qualfile", api("$JS.API.CONSUMER.MSG.NEXT." + st + "_REQUESTS.qualfile")},
+		{"purge the file store", "$JS.API.STREAM.PURGE.OBJ_" + st + "_FILES", api("$JS.API.STREAM.PURGE.OBJ_" + st + "_FILES")},
+		{"delete a stream", "$JS.API.STREAM.DELETE." + st + "_RESULTS", api("$JS.API.STREAM.DELETE." + st + "_RESULTS")},
+		{"publish a result", prefix + ".result.vms.add_qualification.x", pub(prefix + ".result.vms.add_qualification.x")},
+		{"publish an audit event", prefix + ".audit.vms.add_qualification.x.succeeded", pub(prefix + ".audit.vms.add_qualification.x.succeeded")},
+		{"publish a dead letter", prefix + ".dead.vms.add_qualification", pub(prefix + ".dead.vms.add_qualification")},
+	}
+	refusals := map[roles.Role][]attempt{
+		roles.Submitter: append(everyone,
+			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
+			attempt{"read the ledger", "$JS.API.DIRECT.GET.KV_" + st + "_LEDGER.$KV." + st + "_LEDGER.example-vms-add-0001", api("$JS.API.DIRECT.GET.KV_" + st + "_LEDGER.$KV." + st + "_LEDGER.example-vms-add-0001")},
+			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")}),
+		roles.Auditor: append(everyone,
+			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
+			attempt{"send a request", prefix + ".request.vms.add_qualification", pub(prefix + ".request.vms.add_qualification")},
+			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")},
+			attempt{"store a file", "$O." + st + "_FILES.M.x", pub("$O." + st + "_FILES.M.x")}),
+		roles.Operator: everyone,
+	}
+	var wg sync.WaitGroup
+	for r, attempts := range refusals {
+		nc, errs := connectAs(t, as(r), r, s)
+		js, _ := jetstream.New(nc)
+		for _, a := range attempts {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			done := make(chan error, 1)
+			wg.Go(func() { defer cancel(); done <- a.do(ctx, nc, js) })
+			refused := false
+			for !refused {
+				select {
+				case err := <-errs:
+					refused = strings.Contains(err.Error(), "ermissions") && strings.Contains(err.Error(), `"`+a.subject+`"`)
+				case err := <-done:
+					if err == nil {
+						t.Errorf("%s may %s", r, a.what)
+					}
+					done = nil // its refusal may still be on its way
+				case <-time.After(3 * time.Second):
+					t.Errorf("%s: %s: no refusal by the server", r, a.what)
+					refused = true
+				}
+			}
+		}
+	}
+	wg.Wait()
+
+	// Nothing was lost: the work-queue consumer is there, and a request
+	// sent now is filed.
+	ok(roles.Submitter, "send", "--api", "douyin.get_class_auth", "--file", examplePath("douyin.get_class_auth.json"), "--wait")
+}

@@ -1,0 +1,207 @@
+// Package roles says what each of qualfile's NATS users may do, for any
+// subject prefix: the one source of the permissions that
+// deploy/nats/permissions.conf holds for the default prefix and that
+// `publisher permissions` prints for any other.
+//
+// Four roles:
+//   - the consumer owns every stream, bucket and the work-queue durable: it
+//     alone pulls requests and writes the ledger, the results, the audit
+//     stream, the dead letters, the tokens and the rate slots;
+//   - a submitter sends requests (and their large files) and reads results;
+//   - an operator reads dead letters, trails and results, replays and
+//     removes dead letters;
+//   - an auditor reads trails, results and dead letters, and changes
+//     nothing.
+//
+// Each role's connections use an inbox prefix of their own (Inbox), and may
+// subscribe to nothing else: no role reads another's replies (the consumer's
+// pulled requests, KV answers and tokens arrive on its inbox).
+package roles
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// Role names a NATS user of qualfile.
+type Role string
+
+// The roles.
+const (
+	Consumer  Role = "consumer"
+	Submitter Role = "submitter"
+	Operator  Role = "operator"
+	Auditor   Role = "auditor"
+)
+
+// All are the roles, in the order they are printed.
+var All = []Role{Consumer, Submitter, Operator, Auditor}
+
+// Parse returns the role named s.
+func Parse(s string) (Role, error) {
+	if r := Role(s); slices.Contains(All, r) {
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: %q (one of consumer, submitter, operator, auditor)", ErrUnknownRole, s)
+}
+
+// Grant is one subject a role may publish or subscribe to, and why.
+type Grant struct {
+	Subject string
+	Why     string
+}
+
+// Permissions are a role's allow lists; anything not listed is refused by
+// the server.
+type Permissions struct {
+	Role      Role
+	Inbox     string // the inbox prefix its connections use
+	Publish   []Grant
+	Subscribe []Grant
+}
+
+// Inbox is the inbox prefix of a role's connections (nats.CustomInboxPrefix):
+// _INBOX.<prefix>.<role>.
+func Inbox(r Role, s messages.Subjects) string {
+	return "_INBOX." + s.Root() + "." + string(r)
+}
+
+// For returns the permissions of role r under the subject prefix of s.
+func For(r Role, s messages.Subjects) (Permissions, error) {
+	if _, err := Parse(string(r)); err != nil {
+		return Permissions{}, err
+	}
+	st, b := queue.StreamNames(s), queue.BucketNames(s)
+	root := s.Root()
+	p := Permissions{Role: r, Inbox: Inbox(r, s)}
+	pub := func(why string, subjects ...string) {
+		for _, sub := range subjects {
+			p.Publish = append(p.Publish, Grant{sub, why})
+		}
+	}
+	// read is what reading a stream takes: its info, ordered consumers
+	// (created, pulled, deleted) and direct gets.
+	read := func(why, stream string) {
+		pub(why, "$JS.API.STREAM.INFO."+stream, "$JS.API.STREAM.MSG.GET."+stream,
+			"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",
+			"$JS.API.CONSUMER.CREATE."+stream+".>", "$JS.API.CONSUMER.INFO."+stream+".>",
+			"$JS.API.CONSUMER.DELETE."+stream+".>", "$JS.API.CONSUMER.MSG.NEXT."+stream+".>")
+	}
+	p.Subscribe = []Grant{{p.Inbox + ".>", "replies to this role's requests, and nothing else"}}
+	switch r {
+	case Consumer:
+		pub("account information, which creating a bucket reads", "$JS.API.INFO")
+		for _, name := range queue.LegacyBuckets {
+			pub("buckets of an older version, looked for at start", "$JS.API.STREAM.INFO.KV_"+name)
+		}
+		own := []string{st.Requests, st.Results, st.Audit, st.Dead, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
+			"KV_" + b.Health, "KV_" + b.Rate, "OBJ_" + b.Objects, "OBJ_" + b.Files}
+		for _, name := range own {
+			pub("its own streams and buckets: created, checked, read; their consumers",
+				"$JS.API.STREAM.*."+name, "$JS.API.STREAM.MSG.*."+name, "$JS.API.DIRECT.GET."+name, "$JS.API.DIRECT.GET."+name+".>",
+				"$JS.API.CONSUMER.*."+name+".>", "$JS.API.CONSUMER.*.*."+name+".>", "$JS.FC."+name+".>")
+		}
+		pub("ack, nak, term and in-progress of the requests it pulls", "$JS.ACK."+st.Requests+".>")
+		pub("the ledger, the shared tokens and their locks, the health probe, the rate slots",
+			"$KV."+b.Ledger+".>", "$KV."+b.Tokens+".>", "$KV."+b.TokenLocks+".>", "$KV."+b.Health+".>", "$KV."+b.Rate+".>")
+		pub("dead-letter bodies too big for a message; the request files it fetches and removes", "$O."+b.Objects+".>", "$O."+b.Files+".>")
+		pub("results, audit events, dead letters", root+".result.>", root+".audit.>", root+".dead.>")
+		pub("a result sent to a request's reply_to, which must be a submitter's inbox", Inbox(Submitter, s)+".>")
+	case Submitter:
+		pub("send requests", root+".request.>")
+		pub("store a file too large for a request, and see whether it is there",
+			"$JS.API.STREAM.INFO.OBJ_"+b.Files, "$JS.API.STREAM.MSG.GET.OBJ_"+b.Files, "$JS.API.DIRECT.GET.OBJ_"+b.Files+".>", "$O."+b.Files+".>")
+		read("read results", st.Results)
+	case Operator, Auditor:
+		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
+			read("read results, trails and dead letters", stream)
+		}
+		pub("read the ledger (trails)", "$JS.API.STREAM.INFO.KV_"+b.Ledger, "$JS.API.STREAM.MSG.GET.KV_"+b.Ledger, "$JS.API.DIRECT.GET.KV_"+b.Ledger+".>")
+		read("read dead-letter bodies kept in the object store", "OBJ_"+b.Objects)
+		pub("flow control of those reads", "$JS.FC.OBJ_"+b.Objects+".>")
+		if r == Auditor {
+			break
+		}
+		pub("replay a dead letter: send its request again", root+".request.>")
+		pub("replay a dead letter: re-arm its ledger entry", "$KV."+b.Ledger+".>")
+		pub("remove a dead letter, and its body kept in the object store",
+			"$JS.API.STREAM.MSG.DELETE."+st.Dead, "$JS.API.STREAM.PURGE.OBJ_"+b.Objects, "$O."+b.Objects+".>")
+	}
+	return p, nil
+}
+
+// Variable is the name of the permissions' variable in a server
+// configuration: FILING_CONSUMER for the consumer under "filing".
+func Variable(r Role, s messages.Subjects) string {
+	return strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(r))
+}
+
+// Conf renders p as a nats-server configuration variable named name, one
+// subject a line with why it is granted.
+func (p Permissions) Conf(name string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s: its connections use the inbox prefix %s\n%s = {\n", p.Role, p.Inbox, name)
+	list := func(kind string, gs []Grant) {
+		fmt.Fprintf(&b, "  %s: {\n    allow: [\n", kind)
+		last := ""
+		for _, g := range gs {
+			if g.Why != last {
+				fmt.Fprintf(&b, "      # %s\n", g.Why)
+				last = g.Why
+			}
+			fmt.Fprintf(&b, "      %q\n", g.Subject)
+		}
+		b.WriteString("    ]\n  }\n")
+	}
+	list("publish", p.Publish)
+	list("subscribe", p.Subscribe)
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// Subjects are p's subjects only (as a JWT's or nsc's allow lists take them).
+func Subjects(gs []Grant) []string {
+	out := make([]string, len(gs))
+	for i, g := range gs {
+		out[i] = g.Subject
+	}
+	return out
+}
+
+// File is a nats-server configuration file of the permissions of rs under
+// the prefix of s (deploy/nats/permissions.conf for the default prefix
+// and every role), with how to use it.
+func File(s messages.Subjects, rs ...Role) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# The NATS permissions of qualfile's roles for the subject prefix %q,
+# made by `+"`publisher permissions --prefix %s`"+` (do not edit: generate it again).
+# Include this file in the server's configuration and give each user the
+# variable of its role, e.g.:
+#
+#   include ./qualfile-permissions.conf
+#   authorization {
+#     users = [
+`, s.Root(), s.Root())
+	for _, r := range rs {
+		fmt.Fprintf(&b, "#       { user: qualfile-%s, password: $%s_PASSWORD, permissions: $%s }\n", r, strings.ToUpper(string(r)), Variable(r, s))
+	}
+	b.WriteString(`#     ]
+#   }
+#
+# (or the same lists in the users' JWTs: ` + "`publisher permissions --format json`" + `).
+# Each role's connections must use its inbox prefix (nats.CustomInboxPrefix;
+# the publisher's --inbox-prefix or a nats context's inbox_prefix).
+`)
+	for _, r := range rs {
+		p, err := For(r, s)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("\n" + p.Conf(Variable(r, s)))
+	}
+	return b.String(), nil
+}
