@@ -2,6 +2,7 @@ package messages
 
 import (
 	"encoding/base64"
+	"fmt"
 	"regexp"
 	"strings"
 )
@@ -177,7 +178,7 @@ func validateSMSFile(p *problems, path string, f SMSFile) {
 		}
 		return
 	}
-	problem := DataURIProblem(f.FileContent.Data)
+	problem := DataURIProblem(f.FileContent.Data, f.FileSuffix)
 	if f.FileContent.Data == "" {
 		problem = f.FileContent.Ref.Problem()
 	}
@@ -188,9 +189,10 @@ func validateSMSFile(p *problems, path string, f SMSFile) {
 }
 
 // DataURIProblem checks a fileContent data URI, "data:<type>;base64,<data>",
-// and says what is wrong ("" when nothing is); the files package applies it
-// to a fetched file.
-func DataURIProblem(s string) string {
+// whose type must be that of the file's suffix (image/jpeg or image/jpg for
+// "jpg"), and says what is wrong ("" when nothing is); the files package
+// applies it to a fetched file.
+func DataURIProblem(s, suffix string) string {
 	rest, ok := strings.CutPrefix(s, "data:")
 	if !ok {
 		return `must be a data URI such as "data:image/jpg;base64,..."`
@@ -202,10 +204,25 @@ func DataURIProblem(s string) string {
 	if data == "" {
 		return "has no content after the comma"
 	}
+	if mediaType, _, _ := strings.Cut(meta, ";"); suffix != "" && !typeOfSuffix(mediaType, suffix) {
+		return fmt.Sprintf("is of type %q, which is not that of fileSuffix %q", Truncate(mediaType, 40), Truncate(suffix, 16))
+	}
 	if _, err := base64.StdEncoding.DecodeString(data); err != nil {
 		return "content is not valid base64: " + err.Error()
 	}
 	return ""
+}
+
+// suffixTypes are the media types of the file suffixes whose type is not
+// image/<suffix>.
+var suffixTypes = map[string]string{"jpg": "image/jpeg", "tif": "image/tiff", "pdf": "application/pdf"}
+
+// typeOfSuffix reports whether mediaType is that of a file with suffix:
+// */<suffix>, or the suffix's usual type.
+func typeOfSuffix(mediaType, suffix string) bool {
+	mediaType, suffix = strings.ToLower(mediaType), strings.ToLower(strings.TrimPrefix(suffix, "."))
+	_, sub, _ := strings.Cut(mediaType, "/")
+	return sub == suffix || mediaType == suffixTypes[suffix]
 }
 
 // requiredDate checks a YYYY-MM-DD date (or 长期有效 when allowed) and returns

@@ -3,6 +3,7 @@ package messages
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 )
 
 // DefaultPrefix is the subject prefix unless configured otherwise.
@@ -91,6 +92,18 @@ const (
 	HeaderBodySize     = "Qualfile-Body-Size"
 	HeaderBodySHA256   = "Qualfile-Body-Sha256"
 )
+
+// DeadBodyObject names the object that keeps the body of a dead letter
+// too large for a message, from the body's SHA-256 (64 hex digits) and the
+// request's stream sequence, as its headers carry them (HeaderBodySHA256,
+// HeaderOrigSequence): a letter can name no object but its own body's.
+// ok is false when sha256Hex is not a SHA-256.
+func DeadBodyObject(sha256Hex string, seq uint64) (name string, ok bool) {
+	if !sha256Pattern.MatchString(sha256Hex) {
+		return "", false
+	}
+	return "dead-" + sha256Hex[:32] + "-" + strconv.FormatUint(seq, 10), true
+}
 
 // AllRequests, AllResults, AllAudit and AllDead are the wildcards the streams bind.
 func (s Subjects) AllRequests() string { return s.Root() + ".request.>" }

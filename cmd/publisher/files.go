@@ -15,24 +15,39 @@ import (
 
 // fileStore is the deployment's object store of large files, opened when
 // a request first needs it (a publisher that sends small requests needs no
-// permission on it). Offload only puts: the other methods are those of the
-// store PutBytes opened.
+// permission on it). Offload only looks for an object and puts one: the
+// other methods are those of the store they opened.
 type fileStore struct {
 	jetstream.ObjectStore
 	js     jetstream.JetStream
 	bucket string
 }
 
+func (s *fileStore) open(ctx context.Context) error {
+	if s.ObjectStore != nil {
+		return nil
+	}
+	os, err := s.js.ObjectStore(ctx, s.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("the object store %s does not exist: start the consumer once (it creates it), or check --prefix", s.bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", s.bucket, err)
+	}
+	s.ObjectStore = os
+	return nil
+}
+
+func (s *fileStore) GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error) {
+	if err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	return s.ObjectStore.GetInfo(ctx, name, opts...)
+}
+
 func (s *fileStore) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
-	if s.ObjectStore == nil {
-		os, err := s.js.ObjectStore(ctx, s.bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("the object store %s does not exist: start the consumer once (it creates it), or check --prefix", s.bucket)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("object store %s: %w", s.bucket, err)
-		}
-		s.ObjectStore = os
+	if err := s.open(ctx); err != nil {
+		return nil, err
 	}
 	return s.ObjectStore.PutBytes(ctx, name, data)
 }

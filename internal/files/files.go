@@ -28,6 +28,11 @@ type Store interface {
 	Delete(ctx context.Context, name string) error
 }
 
+// MaxTotal is the most file bytes one request may reference in all
+// (16 MiB, as much as one inline file may hold): the vendor gets them in
+// one body, and the consumer holds them in memory while it calls.
+const MaxTotal = messages.MaxFileContentLen
+
 // DefaultThreshold is the longest fileContent the publisher leaves inline
 // (256 KiB): a request with a few of them still fits a 1 MiB message.
 const DefaultThreshold = 256 << 10
@@ -63,8 +68,13 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 				if s, ok := child.(string); ok && k == "fileContent" && len(s) > threshold {
 					ref := Ref(bucket, id, []byte(s))
 					_, name, _ := ref.Location()
-					if _, err := store.PutBytes(ctx, name, []byte(s)); err != nil {
-						return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
+					// Named by its content: one already there is this
+					// very file (replacing it would purge the old one,
+					// which a submitter may not).
+					if info, err := store.GetInfo(ctx, name); err != nil || info.Deleted || info.Size != uint64(len(s)) {
+						if _, err := store.PutBytes(ctx, name, []byte(s)); err != nil {
+							return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
+						}
 					}
 					v[k] = ref
 					refs = append(refs, ref)
@@ -99,22 +109,38 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 }
 
 // Fetch reads every referenced file of req from store and returns their
-// contents by the path of their field (req.FillFiles puts them in). A
-// reference to another bucket, a missing object, or one whose size,
-// SHA-256 or content (a data URI) is not what the reference says is a
+// contents by the path of their field (req.FillFiles puts them in). Files
+// that total more than MaxTotal bytes are refused before any is read. A
+// reference to another bucket or to another request's object (one not
+// named with req's key, as Offload names them), a missing object, or one
+// whose size, SHA-256 or content (a data URI of the type of its
+// fileSuffix) is not what the reference says is a
 // *messages.ValidationError naming each such field; a failure to read the
 // store is returned as it came (the broker's trouble, to be retried).
 func Fetch(ctx context.Context, store Store, bucket string, req *messages.Request) (map[string]string, error) {
+	slots := req.FileRefs()
+	var total int64
+	for _, slot := range slots {
+		total += slot.File.FileContent.Ref.Size
+	}
+	if total > MaxTotal {
+		return nil, &messages.ValidationError{Fields: []messages.FieldError{{Field: "payload",
+			Problem: fmt.Sprintf("references %d bytes of files in all, at most %d allowed", total, MaxTotal)}}}
+	}
 	fetched := map[string]string{}
 	var problems []messages.FieldError
 	bad := func(path, format string, args ...any) {
 		problems = append(problems, messages.FieldError{Field: path + ".fileContent", Problem: fmt.Sprintf(format, args...)})
 	}
-	for _, slot := range req.FileRefs() {
+	for _, slot := range slots {
 		ref := slot.File.FileContent.Ref
 		b, name, ok := ref.Location()
-		if !ok || b != bucket {
+		switch {
+		case !ok || b != bucket:
 			bad(slot.Path, "%s is not in this deployment's file store %s", ref.Ref, bucket)
+			continue
+		case !own(name, req.ID):
+			bad(slot.Path, "%s was stored for another request: a request may use only the files stored under its own id", ref.Ref)
 			continue
 		}
 		// The size first: an object larger than its reference says is
@@ -141,7 +167,7 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 		case got != ref.SHA256:
 			bad(slot.Path, "%s has SHA-256 %s, the reference says %s", ref.Ref, got, ref.SHA256)
 		default:
-			if problem := messages.DataURIProblem(string(data)); problem != "" {
+			if problem := messages.DataURIProblem(string(data), slot.File.FileSuffix); problem != "" {
 				bad(slot.Path, "the content of %s %s", ref.Ref, problem)
 				continue
 			}
@@ -168,7 +194,7 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 		if ref == nil {
 			continue
 		}
-		if b, name, ok := ref.Location(); ok && b == bucket && strings.HasSuffix(name, "."+messages.IDKey(req.ID)) {
+		if b, name, ok := ref.Location(); ok && b == bucket && own(name, req.ID) {
 			if err := store.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", ref.Ref, err))
 			}
@@ -176,3 +202,7 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 	}
 	return errors.Join(errs...)
 }
+
+// own reports whether the object name is of a file stored for the request
+// with id (Ref names it so).
+func own(name, id string) bool { return strings.HasSuffix(name, "."+messages.IDKey(id)) }

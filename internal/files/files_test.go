@@ -165,3 +165,102 @@ func TestRemoveOnlyOwnObjects(t *testing.T) {
 		t.Errorf("request f-2 removed f-1's object: %v", err)
 	}
 }
+
+// readCounter is a Store that counts what is read of it.
+type readCounter struct {
+	files.Store
+	reads, puts int
+}
+
+func (c *readCounter) GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error) {
+	c.reads++
+	return c.Store.GetInfo(ctx, name, opts...)
+}
+
+func (c *readCounter) GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error) {
+	c.reads++
+	return c.Store.GetBytes(ctx, name, opts...)
+}
+
+func (c *readCounter) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
+	c.puts++
+	return c.Store.PutBytes(ctx, name, data)
+}
+
+// TestHostileReferences: a request that references another request's
+// file, or one file many times over more than MaxTotal bytes in all, or a
+// file whose data URI is not of its fileSuffix's type, is refused with
+// the field named; the oversized one before a byte is read.
+func TestHostileReferences(t *testing.T) {
+	ctx := context.Background()
+	os := store(t)
+	a, _ := offloaded(t, os, 300<<10)
+	ref := *a.FileRefs()[0].File.FileContent.Ref
+	refJSON := map[string]any{"$ref": ref.Ref, "sha256": ref.SHA256, "size": ref.Size}
+	request := func(id string, edit func(p map[string]any)) *messages.Request {
+		env, _ := smsRequest(t, 10)
+		env["id"] = id
+		edit(env["payload"].(map[string]any))
+		raw, _ := json.Marshal(env)
+		r, err := messages.ParseRequest(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	certificate := func(p map[string]any) map[string]any {
+		return p["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)
+	}
+	field := "payload.businessInfo.businessCertificate.fileContent"
+	for _, tc := range []struct {
+		name       string
+		req        *messages.Request
+		field      string
+		want       string
+		readsAtAll bool
+	}{
+		{"another request's file", request("f-2", func(p map[string]any) { certificate(p)["fileContent"] = refJSON }),
+			field, "stored for another request", false},
+		{"one file referenced over and over", request("f-1", func(p map[string]any) {
+			var many []any
+			for range 60 {
+				many = append(many, map[string]any{"fileType": 0, "fileSuffix": "png", "fileContent": refJSON})
+			}
+			p["otherMaterials"] = many
+		}), "payload", "at most 16777216 allowed", false},
+		{"a type other than its suffix's", request("f-1", func(p map[string]any) {
+			certificate(p)["fileContent"], certificate(p)["fileSuffix"] = refJSON, "pdf"
+		}), field, `is of type "image/png", which is not that of fileSuffix "pdf"`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &readCounter{Store: os}
+			_, err := files.Fetch(ctx, c, "FILING_FILES", tc.req)
+			var ve *messages.ValidationError
+			if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != tc.field || !strings.Contains(ve.Fields[0].Problem, tc.want) {
+				t.Fatalf("err %v, want a problem with %s saying %q", err, tc.field, tc.want)
+			}
+			if !tc.readsAtAll && c.reads > 0 {
+				t.Errorf("%d reads of the store, want none", c.reads)
+			}
+		})
+	}
+}
+
+// TestOffloadStoresAFileOnce: offloading the same request again finds its
+// file there and does not store (nor purge) it again.
+func TestOffloadStoresAFileOnce(t *testing.T) {
+	c := &readCounter{Store: store(t)}
+	env, _ := smsRequest(t, 300<<10)
+	payload, _ := json.Marshal(env["payload"])
+	for range 2 {
+		if _, _, err := files.Offload(context.Background(), c, "FILING_FILES", "f-1", payload, files.DefaultThreshold); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.puts != 1 {
+		t.Errorf("%d puts, want 1", c.puts)
+	}
+}

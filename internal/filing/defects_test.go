@@ -212,6 +212,18 @@ func TestOversizedDeadLetterIsNotStranded(t *testing.T) {
 			t.Errorf("dead letter %s: the object store holds %d bytes, want the original %d", d.RequestID, len(body), len(want))
 		}
 	}
+	// A letter that names another letter's object (a forged header) names
+	// none: its body's object is named from its own digest.
+	forged := nats.NewMsg(p.Subjects.Dead(messages.APIVMSAddQualification))
+	forged.Header.Set(messages.HeaderBodyObject, p.Dead()[0].BodyObject)
+	forged.Header.Set(messages.HeaderBodySHA256, strings.Repeat("ab", 32))
+	forged.Header.Set(messages.HeaderOrigSequence, "7")
+	if _, err := p.JS.PublishMsg(context.Background(), forged); err != nil {
+		t.Fatal(err)
+	}
+	if dead := p.Dead(); len(dead) != 3 || dead[2].BodyObject != "" {
+		t.Fatalf("the forged letter names object %q", dead[len(dead)-1].BodyObject)
+	}
 	// The replay reads the body back.
 	lost.Store(false)
 	replayed, err := operator.Replay(context.Background(), p.JS, p.Ledger, p.Objects, p.Subjects, "big-1", true)

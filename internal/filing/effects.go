@@ -279,7 +279,7 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 		m.Header.Set(messages.HeaderBodySize, strconv.Itoa(len(m.Data)))
 		m.Header.Set(messages.HeaderBodySHA256, hex.EncodeToString(sum[:]))
 		if r.p.cfg.Objects != nil {
-			name := "dead-" + hex.EncodeToString(sum[:16]) + "-" + strconv.FormatUint(msg.seq, 10)
+			name, _ := messages.DeadBodyObject(hex.EncodeToString(sum[:]), msg.seq)
 			if _, err := r.p.cfg.Objects.PutBytes(ctx, name, m.Data); err != nil {
 				return err
 			}

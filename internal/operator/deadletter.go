@@ -43,6 +43,13 @@ func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Sub
 	for _, m := range msgs {
 		h := m.Header
 		n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
+		// The body's object is named from the letter's own digest: a
+		// letter that names another object names none.
+		seq, _ := strconv.ParseUint(h.Get(messages.HeaderOrigSequence), 10, 64)
+		object, ok := messages.DeadBodyObject(h.Get(messages.HeaderBodySHA256), seq)
+		if !ok || h.Get(messages.HeaderBodyObject) != object {
+			object = ""
+		}
 		out = append(out, DeadLetter{
 			Sequence:        m.Sequence,
 			Subject:         m.Subject,
@@ -52,7 +59,7 @@ func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Sub
 			OriginalSubject: h.Get(messages.HeaderOrigSubject),
 			Deliveries:      n,
 			DeadAt:          h.Get(messages.HeaderDeadAt),
-			BodyObject:      h.Get(messages.HeaderBodyObject),
+			BodyObject:      object,
 			Data:            m.Data,
 		})
 	}
