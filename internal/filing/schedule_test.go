@@ -703,6 +703,12 @@ func TestScheduleRegressions(t *testing.T) {
 				{id: "q1", api: messages.APIVMSAddQualification, at: s, calls: []callOutcome{outcomeHang, outcomeLost, outcomeThrottled}, latency: 4 * s, lag: 5 * s, copies: []time.Duration{14*m + 8*s, 2 * s}}},
 			crashes: []crashPlan{{0, 49 * s}, {1, 25 * s}},
 			outages: []outagePlan{{port: portStream, replica: -1, start: s, end: 6 * s}}}},
+		{"a replica cut off from the ledger for longer than the record timeout handed back the message whose call it knew was answered, and its redelivery to another replica took the call for lost (knowledge handed back, its message still in the stream)", plan{
+			seed: 6, offsets: []time.Duration{3 * time.Hour, 3 * time.Hour, 90 * s}, restart: 49 * s,
+			requests: []requestPlan{
+				{id: "q1", api: messages.APIDouyinAddRole, at: 9 * s, calls: []callOutcome{outcomeThrottled, outcomeThrottled, outcomeThrottled}, latency: 800 * time.Millisecond, lag: 20 * s}},
+			crashes: []crashPlan{{0, s}},
+			outages: []outagePlan{{port: portKV, replica: -1, start: 13 * s, end: 15*m + 13*s, hang: true}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, violations := runPlan(t, &tc.plan)
