@@ -229,6 +229,7 @@ func Default() *Config {
 	c := &Config{
 		Admin:     AdminConfig{Listen: "127.0.0.1:9090"},
 		Reconcile: ReconcileConfig{Enabled: true, Refile: true},
+		Streams:   StreamsConfig{RedactResults: true},
 		Consumer: ConsumerConfig{
 			Retry: RetryConfig{Jitter: retry.DefaultRandomizationFactor},
 		},

@@ -53,6 +53,7 @@ func TestDefault(t *testing.T) {
 		{"streams.duplicate_window", c.Streams.DuplicateWindow, 24 * time.Hour},
 		{"streams.results_max_age", c.Streams.ResultsMaxAge, time.Duration(0)},
 		{"streams.dead_max_age", c.Streams.DeadMaxAge, time.Duration(0)},
+		{"streams.redact_results", c.Streams.RedactResults, true},
 		{"ledger.max_age", c.Ledger.MaxAge, 720 * time.Hour},
 		{"consumer.durable", c.Consumer.Durable, "qualfile"},
 		{"consumer.concurrency", c.Consumer.Concurrency, 64},

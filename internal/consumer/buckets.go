@@ -31,13 +31,20 @@ type buckets struct {
 // store of oversized dead-letter bodies. They are named from the subject
 // prefix (queue.BucketNames), like the streams, so that two deployments on
 // one server never see each other's state.
-func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (buckets, error) {
+func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config, accounts map[string]config.ResolvedAccount) (buckets, error) {
 	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
 	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: cfg.Streams.Replicas, MaxAge: cfg.Ledger.MaxAge})
 	if err != nil {
 		return buckets{}, err
 	}
-	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas})
+	secrets := map[string]string{} // Douyin tokens are sealed with their app's secret
+	for _, a := range accounts {
+		if d := a.Douyin; d != nil {
+			secrets[d.AppID] = string(d.AppSecret)
+		}
+	}
+	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas,
+		Secret: func(appID string) (string, bool) { s, ok := secrets[appID]; return s, ok }})
 	if err != nil {
 		return buckets{}, err
 	}

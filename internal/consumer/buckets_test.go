@@ -35,11 +35,12 @@ func TestOpenStateIsolatesPrefixes(t *testing.T) {
 	js, _, _ := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prod, err := openBuckets(ctx, js, configWithPrefix(t, "filing"))
+	apps := map[string]config.ResolvedAccount{"default": {Douyin: &config.ResolvedDouyin{AppID: "tt1", AppSecret: "s"}}}
+	prod, err := openBuckets(ctx, js, configWithPrefix(t, "filing"), apps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	staging, err := openBuckets(ctx, js, configWithPrefix(t, "staging.filing"))
+	staging, err := openBuckets(ctx, js, configWithPrefix(t, "staging.filing"), apps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestOpenStateLedgerMaxAge(t *testing.T) {
 	defer cancel()
 	cfg := configWithPrefix(t, "filing")
 	cfg.Ledger.MaxAge = 48 * time.Hour
-	if _, err := openBuckets(ctx, js, cfg); err != nil {
+	if _, err := openBuckets(ctx, js, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, "FILING_LEDGER")

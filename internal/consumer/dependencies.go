@@ -38,7 +38,7 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, buckets, err
 	if err != nil {
 		return nil, buckets{}, err
 	}
-	b, err := openBuckets(ctx, c.JS, cfg)
+	b, err := openBuckets(ctx, c.JS, cfg, c.deps.Accounts)
 	return durable, b, err
 }
 

@@ -50,6 +50,13 @@ type Config struct {
 	// looks at the token and the lock; default DefaultPollInterval.
 	PollInterval time.Duration
 	Now          func() time.Time // for token validity; default time.Now
+	// Secret returns the secret an app's token is sealed with (its app
+	// secret, which every replica holds): tokens are stored encrypted
+	// (AES-256-GCM under a key derived from it by HKDF-SHA256, bound to
+	// the app id), so whoever reads the bucket without it learns nothing.
+	// A token that cannot be opened is as good as none: it is fetched
+	// again. Required.
+	Secret func(appID string) (secret string, ok bool)
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -78,6 +85,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative poll interval %s", ErrInvalidConfig, c.PollInterval)
 	case c.Bucket == c.LockBucket:
 		return fmt.Errorf("%w: token and lock bucket are both %s", ErrInvalidConfig, c.Bucket)
+	case c.Secret == nil:
+		return fmt.Errorf("%w: no Secret to seal tokens with", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -234,7 +243,7 @@ func (s *Store) fetchLocked(ctx context.Context, appID, key, owner string, lockR
 	if err != nil {
 		return douyin.Token{}, err
 	}
-	return s.write(ctx, appID, key, tok, rev, found)
+	return s.write(ctx, appID, key, tok, rev)
 }
 
 // keepLock renews the lock every LockTTL/3 until the returned stop is
@@ -275,16 +284,20 @@ func (s *Store) keepLock(ctx context.Context, key, owner string, rev uint64) (st
 	}
 }
 
-// write stores tok with a compare-and-set from rev (create when !found).
+// write stores tok sealed, with a compare-and-set from rev (create when
+// there is none).
 // Should another writer get in between (the lock expired during the
 // fetch), the token fetched later wins: it is the one that stays valid.
-func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, rev uint64, found bool) (douyin.Token, error) {
+func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, rev uint64) (douyin.Token, error) {
 	data, err := json.Marshal(record{AccessToken: tok.AccessToken, ExpiresAt: tok.ExpiresAt, FetchedAt: tok.FetchedAt})
 	if err != nil {
 		return douyin.Token{}, fmt.Errorf("tokenkv: encoding the token of app %q: %w", appID, err)
 	}
+	if data, err = s.seal(appID, data); err != nil {
+		return douyin.Token{}, err
+	}
 	for range writeAttempts {
-		if found {
+		if rev != 0 {
 			_, err = s.tokens.Update(ctx, key, data, rev)
 		} else {
 			_, err = s.tokens.Create(ctx, key, data)
@@ -295,7 +308,10 @@ func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, 
 		if !isWrongLastSequence(err) {
 			return douyin.Token{}, fmt.Errorf("tokenkv: storing the token of app %q: %w", appID, err)
 		}
-		var cur douyin.Token
+		var (
+			cur   douyin.Token
+			found bool
+		)
 		cur, rev, found, err = s.read(ctx, appID, key)
 		if err != nil {
 			return douyin.Token{}, err
@@ -307,7 +323,10 @@ func (s *Store) write(ctx context.Context, appID, key string, tok douyin.Token, 
 	return douyin.Token{}, fmt.Errorf("tokenkv: app %q: %w", appID, ErrWriteConflict)
 }
 
-// read returns the stored token of appID with its revision.
+// read returns the stored token of appID with its revision; one that
+// cannot be opened (sealed with another secret, or stored in the clear by
+// an older version) is not found, its revision given for the write that
+// replaces it.
 func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, rev uint64, found bool, err error) {
 	e, err := s.tokens.Get(ctx, key)
 	if err != nil {
@@ -316,8 +335,15 @@ func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, 
 		}
 		return douyin.Token{}, 0, false, fmt.Errorf("tokenkv: reading the token of app %q: %w", appID, err)
 	}
+	data, err := s.open(appID, e.Value())
+	if errors.Is(err, errUnsealed) {
+		return douyin.Token{}, e.Revision(), false, nil
+	}
+	if err != nil {
+		return douyin.Token{}, 0, false, err
+	}
 	var r record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(data, &r); err != nil {
 		return douyin.Token{}, 0, false, &DecodeError{AppID: appID, Revision: e.Revision(), Err: err}
 	}
 	return douyin.Token{AccessToken: r.AccessToken, ExpiresAt: r.ExpiresAt, FetchedAt: r.FetchedAt}, e.Revision(), true, nil

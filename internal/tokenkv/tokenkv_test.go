@@ -1,13 +1,13 @@
 package tokenkv_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,6 +57,9 @@ func replicas(t *testing.T, cfg tokenkv.Config) (a, b *tokenkv.Store, js jetstre
 		t.Fatal(err)
 	}
 	c := ctx(t)
+	if cfg.Secret == nil {
+		cfg.Secret = appSecret
+	}
 	if a, err = tokenkv.Open(c, js, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +68,9 @@ func replicas(t *testing.T, cfg tokenkv.Config) (a, b *tokenkv.Store, js jetstre
 	}
 	return a, b, js
 }
+
+// appSecret is the Secret of the replicas' stores: each app's secret.
+func appSecret(id string) (string, bool) { return "secret of " + id, true }
 
 func source(v *vendor, s douyin.TokenStore) *douyin.TokenSource {
 	return &douyin.TokenSource{AppID: appID, Secret: "app-secret", BaseURL: v.URL, Store: s, Timeout: 5 * time.Second}
@@ -296,6 +302,10 @@ func TestConcurrentWriterLaterFetchWins(t *testing.T) {
 	now := time.Now()
 	intrude := func(name string, fetchedAt time.Time) {
 		data, _ := json.Marshal(map[string]any{"access_token": name, "expires_at": fetchedAt.Add(2 * time.Hour), "fetched_at": fetchedAt})
+		data, err := tokenkv.Seal(a, appID, data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := tokens.Put(c, key, data); err != nil {
 			t.Fatal(err)
 		}
@@ -322,25 +332,52 @@ func TestConcurrentWriterLaterFetchWins(t *testing.T) {
 	}
 }
 
-func TestCorruptRecordKeepsSecret(t *testing.T) {
+// TestTokensAreSealed: the bucket holds no token in the clear, a store
+// with another secret finds none, and a value that does not open (a
+// corrupt one, or a token stored in the clear by an older version) is as
+// good as none: the token is fetched again and replaces it.
+func TestTokensAreSealed(t *testing.T) {
 	t.Parallel()
 	a, _, js := replicas(t, tokenkv.Config{})
 	c := ctx(t)
+	now := time.Now()
+	fetch := func(name string) func(context.Context) (douyin.Token, error) {
+		return func(context.Context) (douyin.Token, error) {
+			return douyin.Token{AccessToken: name, ExpiresAt: now.Add(time.Hour), FetchedAt: now}, nil
+		}
+	}
+	if _, err := a.Replace(c, appID, douyin.Token{}, fetch("s3cr3t-token")); err != nil {
+		t.Fatal(err)
+	}
 	tokens, err := js.KeyValue(c, tokenkv.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key, _ := tokenkv.Key(appID)
-	if _, err := tokens.Put(c, key, []byte(`{"access_token":"s3cr3t-token","expires_at":"s3cr3t-token"}`)); err != nil {
+	e, err := tokens.Get(c, key)
+	if err != nil || bytes.Contains(e.Value(), []byte("s3cr3t")) || bytes.Contains(e.Value(), []byte("access_token")) {
+		t.Fatalf("the bucket holds %q (%v): want it sealed", e.Value(), err)
+	}
+	other, err := tokenkv.Open(c, js, tokenkv.Config{Secret: func(string) (string, bool) { return "another secret", true }})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = a.Current(c, appID)
-	var de *tokenkv.DecodeError
-	if !errors.As(err, &de) {
-		t.Fatalf("err %v, want *DecodeError", err)
+	if tok, found, err := other.Current(c, appID); err != nil || found {
+		t.Errorf("a store with another secret found %q (%v)", tok.AccessToken, err)
 	}
-	if strings.Contains(err.Error(), "s3cr3t") {
-		t.Fatalf("error message leaks the token: %v", err)
+	for _, stored := range []string{`{"access_token":"clear-token","expires_at":"2099-01-01T00:00:00Z"}`, "\x01garbage"} {
+		if _, err := tokens.Put(c, key, []byte(stored)); err != nil {
+			t.Fatal(err)
+		}
+		if tok, found, err := a.Current(c, appID); err != nil || found {
+			t.Errorf("%s: found %q (%v), want none", stored, tok.AccessToken, err)
+		}
+		if tok, err := a.Replace(c, appID, douyin.Token{}, fetch("fresh")); err != nil || tok.AccessToken != "fresh" {
+			t.Errorf("%s: Replace got %q (%v), want a fresh token", stored, tok.AccessToken, err)
+		}
+		if tok, found, err := a.Current(c, appID); err != nil || !found || tok.AccessToken != "fresh" {
+			t.Errorf("%s: after Replace %q %v %v", stored, tok.AccessToken, found, err)
+		}
 	}
 }
 
@@ -368,7 +405,7 @@ func TestKeyAndConfig(t *testing.T) {
 	}
 	// Open is idempotent and sets the lock TTL as the bucket's max age.
 	for range 2 {
-		if _, err := tokenkv.Open(c, js, tokenkv.Config{}); err != nil {
+		if _, err := tokenkv.Open(c, js, tokenkv.Config{Secret: appSecret}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -388,8 +425,9 @@ func TestConfigValidate(t *testing.T) {
 		cfg     tokenkv.Config
 		wantErr error
 	}{
-		{"zero", tokenkv.Config{}, nil},
-		{"explicit", tokenkv.Config{Bucket: "T", LockBucket: "L", Replicas: 5, LockTTL: tokenkv.MinLockTTL, PollInterval: time.Second}, nil},
+		{"zero but the secret", tokenkv.Config{Secret: appSecret}, nil},
+		{"explicit", tokenkv.Config{Bucket: "T", LockBucket: "L", Replicas: 5, LockTTL: tokenkv.MinLockTTL, PollInterval: time.Second, Secret: appSecret}, nil},
+		{"no secret to seal tokens with", tokenkv.Config{}, tokenkv.ErrInvalidConfig},
 		{"replicas 9", tokenkv.Config{Replicas: 9}, tokenkv.ErrInvalidConfig},
 		{"negative replicas", tokenkv.Config{Replicas: -1}, tokenkv.ErrInvalidConfig},
 		{"lock TTL too short", tokenkv.Config{LockTTL: time.Millisecond}, tokenkv.ErrInvalidConfig},
