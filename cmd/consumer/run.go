@@ -253,6 +253,16 @@ func connect(url string, cfg *config.Config, getenv func(string) string, log *za
 			log.Warn("NATS disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		// The server's asynchronous errors (a permission refused, a slow
+		// consumer) go to the log as every other line does, never to
+		// stderr as the client would print them.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.String("error", messages.Truncate(err.Error(), 300))}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", messages.Truncate(sub.Subject, 200)))
+			}
+			log.Warn("NATS reported an error", fields...)
+		}),
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

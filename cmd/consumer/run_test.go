@@ -20,7 +20,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
@@ -303,5 +306,25 @@ func TestConfigCheckedBeforeAnythingStarts(t *testing.T) {
 	}
 	if _, serr := os.Stat(store); !os.IsNotExist(serr) || stderr.Len() != 0 {
 		t.Errorf("something started before the configuration was checked: store %v, log %q", serr, stderr.String())
+	}
+}
+
+// TestNATSErrorsGoToTheLog: an asynchronous error the server reports (a
+// permission refused) is a line of the consumer's log, not the client's
+// own print to stderr.
+func TestNATSErrorsGoToTheLog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	srv := natstest.Server(t)
+	nc, err := connect(srv.ClientURL(), config.Default(), func(string) string { return "" }, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if nc.Opts.AsyncErrorCB == nil {
+		t.Fatal("no error handler")
+	}
+	nc.Opts.AsyncErrorCB(nc, nil, errors.New(`nats: permissions violation: Permissions Violation for Publish to "x"`))
+	if got := logs.FilterMessage("NATS reported an error").Len(); got != 1 {
+		t.Errorf("%d log lines, want 1", got)
 	}
 }
