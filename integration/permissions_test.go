@@ -37,6 +37,7 @@ func TestDeployedPermissions(t *testing.T) {
   users = [
     { user: qualfile-consumer, password: consumer-secret, permissions: $FILING_CONSUMER }
     { user: qualfile-submitter, password: submitter-secret, permissions: $FILING_SUBMITTER }
+    { user: qualfile-operator, password: operator-secret, permissions: $FILING_OPERATOR }
     { user: qualfile-auditor, password: auditor-secret, permissions: $FILING_AUDITOR }
   ]
 }

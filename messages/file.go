@@ -24,8 +24,9 @@ type FileRef struct {
 	Size   int64  `json:"size"`
 }
 
-// MaxFileRefSize is the largest file a reference may name (64 MiB).
-const MaxFileRefSize = 64 << 20
+// MaxFileRefSize is the largest file a reference may name (16 MiB, all a
+// request's files may hold together).
+const MaxFileRefSize = MaxFileContentLen
 
 var (
 	refPattern    = regexp.MustCompile(`^obj://([A-Za-z0-9_-]{1,255})/([A-Za-z0-9._=-]{1,255})$`)

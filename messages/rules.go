@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -214,15 +215,20 @@ func DataURIProblem(s, suffix string) string {
 }
 
 // suffixTypes are the media types of the file suffixes whose type is not
-// image/<suffix>.
-var suffixTypes = map[string]string{"jpg": "image/jpeg", "tif": "image/tiff", "pdf": "application/pdf"}
+// image/<suffix> alone.
+var suffixTypes = map[string][]string{
+	"jpg": {"image/jpeg", "image/jpg"}, "jpeg": {"image/jpeg", "image/jpg"},
+	"tif": {"image/tiff"}, "tiff": {"image/tiff"}, "pdf": {"application/pdf"},
+}
 
 // typeOfSuffix reports whether mediaType is that of a file with suffix:
-// */<suffix>, or the suffix's usual type.
+// the suffix's types, or else image/<suffix>.
 func typeOfSuffix(mediaType, suffix string) bool {
 	mediaType, suffix = strings.ToLower(mediaType), strings.ToLower(strings.TrimPrefix(suffix, "."))
-	_, sub, _ := strings.Cut(mediaType, "/")
-	return sub == suffix || mediaType == suffixTypes[suffix]
+	if types, ok := suffixTypes[suffix]; ok {
+		return slices.Contains(types, mediaType)
+	}
+	return suffix != "" && mediaType == "image/"+suffix
 }
 
 // requiredDate checks a YYYY-MM-DD date (or 长期有效 when allowed) and returns

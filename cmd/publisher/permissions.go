@@ -12,7 +12,12 @@ import (
 // runPermissions prints the NATS permissions of qualfile's roles.
 func runPermissions(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("permissions", stdout, stderr)
-	role := fs.String("role", "", "one role (consumer, submitter, operator, auditor); default all")
+	var rs []roles.Role
+	fs.Func("role", "a role to print (consumer, submitter, operator, auditor; repeat it for several); default all. nats-server refuses a variable no user refers to: print only the roles you give users", func(v string) error {
+		r, err := roles.Parse(v)
+		rs = append(rs, r)
+		return err
+	})
 	prefix := fs.String("prefix", messages.DefaultPrefix, "subject prefix")
 	format := fs.String("format", "conf", "conf (a nats-server configuration file) or json (allow lists, for JWTs)")
 	if err := fs.parse(args); err != nil {
@@ -22,13 +27,8 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 	if !prefixPattern.MatchString(*prefix) {
 		return usagef("--prefix %q: one or more subject tokens of letters, digits, _ and - separated by dots", *prefix)
 	}
-	rs := roles.All
-	if *role != "" {
-		r, err := roles.Parse(*role)
-		if err != nil {
-			return usagef("--role: %v", err)
-		}
-		rs = []roles.Role{r}
+	if len(rs) == 0 {
+		rs = roles.All
 	}
 	switch *format {
 	case "conf":

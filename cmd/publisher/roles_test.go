@@ -32,6 +32,17 @@ func TestThePermissionsFileIsGenerated(t *testing.T) {
 	if code != 0 || out != string(want) {
 		t.Errorf("exit %d %s; deploy/nats/permissions.conf differs from `publisher permissions`: run go run ./cmd/publisher permissions > deploy/nats/permissions.conf", code, errOut)
 	}
+	// Only the roles asked for: nats-server refuses a variable no user
+	// refers to.
+	code, conf, _ := cli(t, "", "", "permissions", "--role", "consumer", "--role", "submitter")
+	path := filepath.Join(t.TempDir(), "server.conf")
+	conf += "authorization { users = [\n{ user: c, password: c, permissions: $FILING_CONSUMER }\n{ user: s, password: s, permissions: $FILING_SUBMITTER }\n] }\n"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.ProcessConfigFile(path); code != 0 || err != nil {
+		t.Errorf("the permissions of two roles, each given a user: exit %d, %v", code, err)
+	}
 	if code, _, _ := cli(t, "", "", "permissions", "--role", "root"); code != 2 {
 		t.Errorf("an unknown role: exit %d, want 2", code)
 	}
@@ -131,6 +142,12 @@ func TestRolesOnARealServer(t *testing.T) {
 	if !strings.Contains(out, `"status": "succeeded"`) {
 		t.Errorf("the submitter's send --wait: %s", out)
 	}
+	// Its files stored in the object store (every fileContent longer
+	// than 64 bytes), fetched by the consumer.
+	out = ok(roles.Submitter, "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--inline-max", "64", "--wait")
+	if !strings.Contains(out, `"status": "succeeded"`) {
+		t.Errorf("the submitter's send of files: %s", out)
+	}
 	for _, r := range []roles.Role{roles.Auditor, roles.Operator} {
 		if out := ok(r, "trail", "--id", "example-vms-add-0001", "--inbox-prefix", roles.Inbox(r, s)); !strings.Contains(out, "result: succeeded") {
 			t.Errorf("the %s's trail: %s", r, out)
@@ -200,6 +217,8 @@ func TestRolesOnARealServer(t *testing.T) {
 		{"publish a result", prefix + ".result.vms.add_qualification.x", pub(prefix + ".result.vms.add_qualification.x")},
 		{"publish an audit event", prefix + ".audit.vms.add_qualification.x.succeeded", pub(prefix + ".audit.vms.add_qualification.x.succeeded")},
 		{"publish a dead letter", prefix + ".dead.vms.add_qualification", pub(prefix + ".dead.vms.add_qualification")},
+		{"delete a consumer of the results (another system's durable)", "$JS.API.CONSUMER.DELETE." + st + "_RESULTS.downstream", api("$JS.API.CONSUMER.DELETE." + st + "_RESULTS.downstream")},
+		{"read stored files by sequence", "$JS.API.STREAM.MSG.GET.OBJ_" + st + "_FILES", api("$JS.API.STREAM.MSG.GET.OBJ_" + st + "_FILES")},
 	}
 	refusals := map[roles.Role][]attempt{
 		roles.Submitter: append(everyone,
@@ -212,6 +231,13 @@ func TestRolesOnARealServer(t *testing.T) {
 			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")},
 			attempt{"store a file", "$O." + st + "_FILES.M.x", pub("$O." + st + "_FILES.M.x")}),
 		roles.Operator: everyone,
+		// The consumer of this deployment, on another deployment's
+		// streams (a consumer named after one of its own).
+		roles.Consumer: {
+			{"read another deployment's ledger", "$JS.API.CONSUMER.CREATE.KV_FILING_LEDGER.KV_" + st + "_LEDGER.x",
+				api("$JS.API.CONSUMER.CREATE.KV_FILING_LEDGER.KV_" + st + "_LEDGER.x")},
+			{"delete another deployment's stream", "$JS.API.STREAM.DELETE.FILING_REQUESTS", api("$JS.API.STREAM.DELETE.FILING_REQUESTS")},
+		},
 	}
 	var wg sync.WaitGroup
 	for r, attempts := range refusals {

@@ -75,7 +75,8 @@ type manifest struct {
 type podSpec struct {
 	AutomountServiceAccountToken *bool `yaml:"automountServiceAccountToken"`
 	SecurityContext              struct {
-		RunAsNonRoot   bool `yaml:"runAsNonRoot"`
+		RunAsNonRoot   bool   `yaml:"runAsNonRoot"`
+		FSGroup        *int64 `yaml:"fsGroup"`
 		SeccompProfile struct {
 			Type string `yaml:"type"`
 		} `yaml:"seccompProfile"`
@@ -101,7 +102,8 @@ type podSpec struct {
 	Volumes []struct {
 		Name   string `yaml:"name"`
 		Secret *struct {
-			SecretName string `yaml:"secretName"`
+			SecretName  string `yaml:"secretName"`
+			DefaultMode *int   `yaml:"defaultMode"`
 		} `yaml:"secret"`
 	} `yaml:"volumes"`
 }
@@ -153,8 +155,20 @@ func TestDeployManifestPassesTheGates(t *testing.T) {
 		}
 	}
 	for _, v := range pod.Volumes {
-		if v.Secret != nil && !secrets[v.Secret.SecretName] {
+		if v.Secret == nil {
+			continue
+		}
+		if !secrets[v.Secret.SecretName] {
 			t.Errorf("volume %s mounts Secret %q, which the manifest does not define", v.Name, v.Secret.SecretName)
+		}
+		// Secret files are root's; a non-root pod reads them through
+		// their group (fsGroup) or not at all.
+		mode := 0o644
+		if v.Secret.DefaultMode != nil {
+			mode = *v.Secret.DefaultMode
+		}
+		if mode&0o004 == 0 && (pod.SecurityContext.FSGroup == nil || mode&0o040 == 0) {
+			t.Errorf("volume %s: mode %#o without fsGroup and group read: the non-root consumer cannot read its secrets", v.Name, mode)
 		}
 	}
 	if d.Spec.Replicas > 1 {

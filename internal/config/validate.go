@@ -247,9 +247,13 @@ func (c *Config) validateConsumer(v *validator) {
 	}
 	v.atLeast("consumer.concurrency", k.Concurrency, 1)
 	v.atLeast("consumer.max_deliver", k.MaxDeliver, 1)
+	root := messages.Subjects{Prefix: c.Subjects.Prefix}.Root()
 	for i, p := range k.ReplyTo {
-		if !messages.ValidReplySubject(p) {
+		switch {
+		case !messages.ValidReplySubject(p):
 			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "must be a subject prefix without wildcards or spaces")
+		case p == root || strings.HasPrefix(p, root+".") || strings.HasPrefix(root, p+".") || strings.HasPrefix(p, "$"):
+			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into qualfile's own subjects or the system's", p)
 		}
 	}
 	if k.AckWait < time.Second {

@@ -31,7 +31,7 @@ type buckets struct {
 // store of oversized dead-letter bodies. They are named from the subject
 // prefix (queue.BucketNames), like the streams, so that two deployments on
 // one server never see each other's state.
-func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config, accounts map[string]config.ResolvedAccount) (buckets, error) {
+func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config, accounts map[string]config.ResolvedAccount, log *zap.Logger) (buckets, error) {
 	b := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix})
 	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: b.Ledger, Replicas: cfg.Streams.Replicas, MaxAge: cfg.Ledger.MaxAge})
 	if err != nil {
@@ -44,7 +44,11 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 		}
 	}
 	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas,
-		Secret: func(appID string) (string, bool) { s, ok := secrets[appID]; return s, ok }})
+		Secret: func(appID string) (string, bool) { s, ok := secrets[appID]; return s, ok },
+		Unopened: func(appID string) {
+			log.Warn("a stored Douyin token does not open with this app's secret; fetching a new one (do all replicas have the same app secret?)",
+				zap.String("app_id", messages.Truncate(appID, 64)))
+		}})
 	if err != nil {
 		return buckets{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
@@ -36,11 +37,11 @@ func TestOpenStateIsolatesPrefixes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	apps := map[string]config.ResolvedAccount{"default": {Douyin: &config.ResolvedDouyin{AppID: "tt1", AppSecret: "s"}}}
-	prod, err := openBuckets(ctx, js, configWithPrefix(t, "filing"), apps)
+	prod, err := openBuckets(ctx, js, configWithPrefix(t, "filing"), apps, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	staging, err := openBuckets(ctx, js, configWithPrefix(t, "staging.filing"), apps)
+	staging, err := openBuckets(ctx, js, configWithPrefix(t, "staging.filing"), apps, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestOpenStateLedgerMaxAge(t *testing.T) {
 	defer cancel()
 	cfg := configWithPrefix(t, "filing")
 	cfg.Ledger.MaxAge = 48 * time.Hour
-	if _, err := openBuckets(ctx, js, cfg, nil); err != nil {
+	if _, err := openBuckets(ctx, js, cfg, nil, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, "FILING_LEDGER")

@@ -38,7 +38,7 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, buckets, err
 	if err != nil {
 		return nil, buckets{}, err
 	}
-	b, err := openBuckets(ctx, c.JS, cfg, c.deps.Accounts)
+	b, err := openBuckets(ctx, c.JS, cfg, c.deps.Accounts, c.log)
 	return durable, b, err
 }
 

@@ -9,10 +9,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +26,7 @@ import (
 type Store interface {
 	GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error)
 	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
-	GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error)
+	Get(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) (jetstream.ObjectResult, error)
 	Delete(ctx context.Context, name string) error
 }
 
@@ -71,7 +73,7 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 					// Named by its content: one already there is this
 					// very file (replacing it would purge the old one,
 					// which a submitter may not).
-					if info, err := store.GetInfo(ctx, name); err != nil || info.Deleted || info.Size != uint64(len(s)) {
+					if info, err := store.GetInfo(ctx, name); err != nil || info.Deleted || info.Size != uint64(len(s)) || info.Digest != digest([]byte(s)) {
 						if _, err := store.PutBytes(ctx, name, []byte(s)); err != nil {
 							return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
 						}
@@ -143,19 +145,27 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 			bad(slot.Path, "%s was stored for another request: a request may use only the files stored under its own id", ref.Ref)
 			continue
 		}
-		// The size first: an object larger than its reference says is
-		// never read into memory.
+		// The object's description (its metadata, which whoever may
+		// store files can write) is checked first, but trusted for
+		// nothing: the read stops at the reference's size whatever it
+		// says, and the content is checked against the reference.
 		info, err := store.GetInfo(ctx, name)
 		var data []byte
-		if err == nil && info.Size == uint64(ref.Size) {
-			data, err = store.GetBytes(ctx, name)
+		if err == nil && (info.Opts == nil || info.Opts.Link == nil) && info.Size == uint64(ref.Size) {
+			data, err = readAtMost(ctx, store, name, ref.Size)
 		}
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
 			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
 			continue
+		case errors.Is(err, errTooLarge), errors.Is(err, jetstream.ErrDigestMismatch):
+			bad(slot.Path, "%s is not the object its description says (%v)", ref.Ref, err)
+			continue
 		case err != nil:
 			return nil, fmt.Errorf("fetch %s: %w", ref.Ref, err)
+		case info.Opts != nil && info.Opts.Link != nil:
+			bad(slot.Path, "%s is a link to another object, which a request may not use", ref.Ref)
+			continue
 		case info.Size != uint64(ref.Size):
 			bad(slot.Path, "%s holds %d bytes, the reference says %d", ref.Ref, info.Size, ref.Size)
 			continue
@@ -206,3 +216,30 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 // own reports whether the object name is of a file stored for the request
 // with id (Ref names it so).
 func own(name, id string) bool { return strings.HasSuffix(name, "."+messages.IDKey(id)) }
+
+// errTooLarge: an object holds more than its reference says.
+var errTooLarge = errors.New("it holds more bytes than the reference says")
+
+// readAtMost reads the object name, refusing it once it holds more than
+// size bytes: never more than size+1 bytes are kept.
+func readAtMost(ctx context.Context, store Store, name string, size int64) ([]byte, error) {
+	r, err := store.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, size+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case int64(len(data)) > size:
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+// digest is an object's digest as the object store writes it.
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -177,9 +178,9 @@ func (c *readCounter) GetInfo(ctx context.Context, name string, opts ...jetstrea
 	return c.Store.GetInfo(ctx, name, opts...)
 }
 
-func (c *readCounter) GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error) {
+func (c *readCounter) Get(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) (jetstream.ObjectResult, error) {
 	c.reads++
-	return c.Store.GetBytes(ctx, name, opts...)
+	return c.Store.Get(ctx, name, opts...)
 }
 
 func (c *readCounter) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
@@ -263,4 +264,77 @@ func TestOffloadStoresAFileOnce(t *testing.T) {
 	if c.puts != 1 {
 		t.Errorf("%d puts, want 1", c.puts)
 	}
+}
+
+// TestForgedDescriptions: an object's description (its metadata message,
+// which whoever may store files can publish) is trusted for nothing. One
+// that says it holds the reference's size over far larger chunks is
+// refused having read at most that size; a link to another object is
+// refused.
+func TestForgedDescriptions(t *testing.T) {
+	ctx := context.Background()
+	js, _, _ := natstest.JetStream(t)
+	os, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "FILING_FILES"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := offloaded(t, os, 300<<10)
+	ref := req.FileRefs()[0].File.FileContent.Ref
+	_, name, _ := ref.Location()
+	info, err := os.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := "payload.businessInfo.businessCertificate.fileContent"
+	refused := func(what, want string) {
+		t.Helper()
+		_, err := files.Fetch(ctx, os, "FILING_FILES", req)
+		var ve *messages.ValidationError
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != field || !strings.Contains(ve.Fields[0].Problem, want) {
+			t.Errorf("%s: err %v, want a problem with %s saying %q", what, err, field, want)
+		}
+	}
+	describe := func(forged jetstream.ObjectInfo) {
+		t.Helper()
+		data, _ := json.Marshal(forged)
+		if _, err := js.Publish(ctx, "$O.FILING_FILES.M."+base64.URLEncoding.EncodeToString([]byte(name)), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 64 MiB of chunks under a description that says the reference's
+	// size: what the read allocates is bounded by the reference and the
+	// client's flow control (about 10 MB here), not by what is stored.
+	big := *info
+	big.NUID, big.Chunks = "FORGEDCHUNKS00000000001", 128
+	chunk := make([]byte, 512<<10)
+	for range big.Chunks {
+		if _, err := js.Publish(ctx, "$O.FILING_FILES.C."+big.NUID, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	describe(big)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	refused("64 MiB under a small description", "is not the object its description says")
+	runtime.ReadMemStats(&after)
+	kept := after.TotalAlloc - before.TotalAlloc
+	t.Logf("64 MiB of chunks under a %d-byte description: the refusal allocated %.1f MiB", ref.Size, float64(kept)/(1<<20))
+	if kept > 16<<20 {
+		t.Errorf("reading it allocated %d bytes; want it bounded well below the 64 MiB stored", kept)
+	}
+
+	// The real chunks under another digest: a rejection, not broker
+	// trouble retried for ever.
+	wrong := *info
+	wrong.Digest = "SHA-256=" + base64.URLEncoding.EncodeToString(make([]byte, 32))
+	describe(wrong)
+	refused("another digest", "is not the object its description says")
+
+	// A link to another object.
+	link := *info
+	link.Opts = &jetstream.ObjectMetaOptions{Link: &jetstream.ObjectLink{Bucket: "FILING_FILES", Name: "another"}}
+	describe(link)
+	refused("a link", "is a link")
 }

@@ -368,13 +368,6 @@ func (k kvPort) put(ctx context.Context, key string, value []byte, cas func(kvVa
 	return rev, err
 }
 
-func (k kvPort) Purge(ctx context.Context, key string, _ ...jetstream.KVDeleteOpt) error {
-	return k.inc.do(ctx, portKV, key, func(w *world) error {
-		delete(w.kv, key)
-		return nil
-	})
-}
-
 // noteCalling notes the processes that wrote an entry "calling": one that
 // dies holding it leaves a call nobody can vouch for; w.mu is held.
 func (w *world) noteCalling(inc *process, value []byte) {

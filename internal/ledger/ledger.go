@@ -184,7 +184,6 @@ type Store interface {
 	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
-	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
 
 // New returns the ledger kept in kv, with now its clock (nil: time.Now).
@@ -214,7 +213,28 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 	if err != nil {
 		return nil, fmt.Errorf("ledger: opening bucket %s: %w", cfg.Bucket, err)
 	}
+	// No rollups: a message with a Nats-Rollup header would purge the
+	// whole ledger, and subject permissions cannot refuse a header to
+	// whoever may write one entry (an operator's replay). The ledger never
+	// purges a key.
+	if err := refuseRollups(ctx, js, "KV_"+cfg.Bucket); err != nil {
+		return nil, fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err)
+	}
 	return New(kv, cfg.Now), nil
+}
+
+// refuseRollups turns rollups off on stream name (KV buckets are created
+// with them on).
+func refuseRollups(ctx context.Context, js jetstream.JetStream, name string) error {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	if sc := s.CachedInfo().Config; sc.AllowRollup {
+		sc.AllowRollup = false
+		_, err = js.UpdateStream(ctx, sc)
+	}
+	return err
 }
 
 // OpenExisting opens the ledger bucket the consumer created, without
@@ -397,21 +417,6 @@ func (l *Ledger) Get(ctx context.Context, id string) (Entry, error) {
 	}
 	e.Revision = kve.Revision()
 	return e, nil
-}
-
-// Delete purges the entry of request id, so that the next Claim creates a
-// fresh one: an operator's deliberate replay. Deleting an absent entry is
-// not an error. A Transition from an entry read before the delete fails
-// with ErrConflict.
-func (l *Ledger) Delete(ctx context.Context, id string) error {
-	key, err := Key(id)
-	if err != nil {
-		return err
-	}
-	if err := l.kv.Purge(ctx, key); err != nil {
-		return fmt.Errorf("ledger: deleting %q: %w", id, err)
-	}
-	return nil
 }
 
 // Key returns the KV key of request id (see the package doc), or

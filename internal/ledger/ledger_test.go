@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -358,13 +359,20 @@ func TestKeyEncodingInBucket(t *testing.T) {
 	}
 }
 
+// TestDeleteThenClaim: an entry deleted under the ledger (its key removed,
+// as an expiry does) is claimed afresh, by exactly one of several.
 func TestDeleteThenClaim(t *testing.T) {
-	l, _ := open(t)
+	l, js := open(t)
 	c := ctx(t)
+	kv, err := js.KeyValue(c, ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := func(id string) error { return kv.Delete(c, id) }
 	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("get before claim: %v", err)
 	}
-	if err := l.Delete(c, "del-1"); err != nil {
+	if err := del("del-1"); err != nil {
 		t.Fatalf("delete absent: %v", err)
 	}
 	e, _, err := l.Claim(c, "del-1", messages.APIDouyinAddRole, "a")
@@ -375,7 +383,7 @@ func TestDeleteThenClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Delete(c, "del-1"); err != nil {
+	if err := del("del-1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
@@ -390,7 +398,7 @@ func TestDeleteThenClaim(t *testing.T) {
 		t.Fatalf("claim after delete: %+v created=%v err=%v", again, created, err)
 	}
 	// Concurrent claims after a delete: still exactly one creates.
-	if err := l.Delete(c, "del-1"); err != nil {
+	if err := del("del-1"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -491,5 +499,26 @@ func TestCorruptEntry(t *testing.T) {
 	}
 	if _, _, err := l.Claim(c, "bad", messages.APIVMSAddQualification, "a"); !errors.As(err, &de) {
 		t.Fatalf("claim corrupt: %v", err)
+	}
+}
+
+// TestLedgerRefusesRollups: a message with a Nats-Rollup header, which
+// anyone allowed to write one entry could send, is refused by the bucket:
+// it would have purged every entry.
+func TestLedgerRefusesRollups(t *testing.T) {
+	l, js := open(t)
+	c := ctx(t)
+	if _, _, err := l.Claim(c, "keep-1", messages.APIVMSAddQualification, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, rollup := range []string{"all", "sub"} {
+		m := nats.NewMsg("$KV." + ledger.DefaultBucket + ".x")
+		m.Header.Set(jetstream.MsgRollup, rollup)
+		if _, err := js.PublishMsg(c, m); err == nil {
+			t.Errorf("a rollup %q was stored", rollup)
+		}
+	}
+	if _, err := l.Get(c, "keep-1"); err != nil {
+		t.Errorf("after the rollups: %v", err)
 	}
 }

@@ -18,13 +18,15 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, filter string) ([
 	if err != nil {
 		return nil, err
 	}
+	// The server removes the consumer a few seconds after its last read:
+	// the readers' roles may not delete consumers (they could delete
+	// someone else's).
 	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
-		MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
+		MemoryStorage: true, Replicas: 1, InactiveThreshold: 5 * time.Second})
 	if err != nil {
 		return nil, err
 	}
 	info := cons.CachedInfo()
-	defer s.DeleteConsumer(context.WithoutCancel(ctx), info.Name) // or it expires
 	want := int(info.NumPending)
 	var out []*jetstream.RawStreamMsg
 	for len(out) < want {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -49,8 +50,16 @@ func TestRead(t *testing.T) {
 	if got, want := read(subjects.Dead(messages.APIVMSAddQualification)), "1:0:id-0 5:4:id-4 "; got != want {
 		t.Errorf("by filter: %q, want %q", got, want)
 	}
-	if info, err := s.Info(ctx); err != nil || info.State.Consumers != 0 {
-		t.Errorf("consumers left behind: %+v %v", info, err)
+	// The server removes the readers' consumers once they are idle.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		info, err := s.Info(ctx)
+		if err == nil && info.State.Consumers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("consumers left behind: %+v %v", info.State, err)
+			break
+		}
 	}
 	if _, err := queue.Read(ctx, js, "NO_SUCH_STREAM", ""); err == nil {
 		t.Error("read a stream that does not exist")

@@ -89,7 +89,7 @@ func For(r Role, s messages.Subjects) (Permissions, error) {
 		pub(why, "$JS.API.STREAM.INFO."+stream, "$JS.API.STREAM.MSG.GET."+stream,
 			"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",
 			"$JS.API.CONSUMER.CREATE."+stream+".>", "$JS.API.CONSUMER.INFO."+stream+".>",
-			"$JS.API.CONSUMER.DELETE."+stream+".>", "$JS.API.CONSUMER.MSG.NEXT."+stream+".>")
+			"$JS.API.CONSUMER.MSG.NEXT."+stream+".>")
 	}
 	p.Subscribe = []Grant{{p.Inbox + ".>", "replies to this role's requests, and nothing else"}}
 	switch r {
@@ -103,7 +103,8 @@ func For(r Role, s messages.Subjects) (Permissions, error) {
 		for _, name := range own {
 			pub("its own streams and buckets: created, checked, read; their consumers",
 				"$JS.API.STREAM.*."+name, "$JS.API.STREAM.MSG.*."+name, "$JS.API.DIRECT.GET."+name, "$JS.API.DIRECT.GET."+name+".>",
-				"$JS.API.CONSUMER.*."+name+".>", "$JS.API.CONSUMER.*.*."+name+".>", "$JS.FC."+name+".>")
+				"$JS.API.CONSUMER.*."+name+".>", "$JS.API.CONSUMER.MSG.NEXT."+name+".>", "$JS.API.CONSUMER.DURABLE.CREATE."+name+".>",
+				"$JS.FC."+name+".>")
 		}
 		pub("ack, nak, term and in-progress of the requests it pulls", "$JS.ACK."+st.Requests+".>")
 		pub("the ledger, the shared tokens and their locks, the health probe, the rate slots",
@@ -113,8 +114,8 @@ func For(r Role, s messages.Subjects) (Permissions, error) {
 		pub("a result sent to a request's reply_to, which must be a submitter's inbox", Inbox(Submitter, s)+".>")
 	case Submitter:
 		pub("send requests", root+".request.>")
-		pub("store a file too large for a request, and see whether it is there",
-			"$JS.API.STREAM.INFO.OBJ_"+b.Files, "$JS.API.STREAM.MSG.GET.OBJ_"+b.Files, "$JS.API.DIRECT.GET.OBJ_"+b.Files+".>", "$O."+b.Files+".>")
+		pub("store a file too large for a request, and see whether it is there (by its name, which only its content gives)",
+			"$JS.API.STREAM.INFO.OBJ_"+b.Files, "$JS.API.DIRECT.GET.OBJ_"+b.Files+".>", "$O."+b.Files+".>")
 		read("read results", st.Results)
 	case Operator, Auditor:
 		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
@@ -180,7 +181,8 @@ func File(s messages.Subjects, rs ...Role) (string, error) {
 	fmt.Fprintf(&b, `# The NATS permissions of qualfile's roles for the subject prefix %q,
 # made by `+"`publisher permissions --prefix %s`"+` (do not edit: generate it again).
 # Include this file in the server's configuration and give each user the
-# variable of its role, e.g.:
+# variable of its role (nats-server refuses a variable no user refers to:
+# print only the roles you use, with --role for each), e.g.:
 #
 #   include ./qualfile-permissions.conf
 #   authorization {

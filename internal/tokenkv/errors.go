@@ -2,7 +2,6 @@ package tokenkv
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,23 +14,9 @@ var (
 	ErrInvalidConfig = errors.New("tokenkv: invalid config")
 	// ErrWriteConflict means other writers kept changing the token.
 	ErrWriteConflict = errors.New("tokenkv: token changed by another writer while storing")
+	// errUnsealed: a stored value that does not open with the app's key.
+	errUnsealed = errors.New("tokenkv: the stored token does not open with this app's secret")
 )
-
-// DecodeError is a stored value that is not a token record. Its message
-// never includes the value (which may hold the token).
-type DecodeError struct {
-	AppID    string
-	Revision uint64
-	Err      error
-}
-
-// Error implements error.
-func (e *DecodeError) Error() string {
-	return fmt.Sprintf("tokenkv: the stored token of app %q (revision %d) is not a token record", e.AppID, e.Revision)
-}
-
-// Unwrap returns the JSON error.
-func (e *DecodeError) Unwrap() error { return e.Err }
 
 // isWrongLastSequence reports whether err is JetStream's answer to a
 // compare-and-set whose expected revision did not match: ErrKeyExists from

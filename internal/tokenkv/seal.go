@@ -6,7 +6,6 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 )
 
@@ -15,9 +14,6 @@ import (
 // that a token moved to another app's key does not open either.
 
 const sealVersion = 1
-
-// errUnsealed: a stored value that does not open with the app's key.
-var errUnsealed = errors.New("tokenkv: the stored token does not open with this app's secret")
 
 func (s *Store) aead(appID string) (cipher.AEAD, error) {
 	secret, ok := s.cfg.Secret(appID)

@@ -57,6 +57,10 @@ type Config struct {
 	// A token that cannot be opened is as good as none: it is fetched
 	// again. Required.
 	Secret func(appID string) (secret string, ok bool)
+	// Unopened is told of a stored token that does not open (replicas
+	// with different secrets would fetch in turn, each cutting the
+	// other's token short); nil tells nobody.
+	Unopened func(appID string)
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -336,15 +340,18 @@ func (s *Store) read(ctx context.Context, appID, key string) (tok douyin.Token, 
 		return douyin.Token{}, 0, false, fmt.Errorf("tokenkv: reading the token of app %q: %w", appID, err)
 	}
 	data, err := s.open(appID, e.Value())
-	if errors.Is(err, errUnsealed) {
-		return douyin.Token{}, e.Revision(), false, nil
-	}
-	if err != nil {
-		return douyin.Token{}, 0, false, err
-	}
 	var r record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return douyin.Token{}, 0, false, &DecodeError{AppID: appID, Revision: e.Revision(), Err: err}
+	if err == nil {
+		err = json.Unmarshal(data, &r)
+	}
+	switch {
+	case errors.Is(err, ErrInvalidConfig):
+		return douyin.Token{}, 0, false, err
+	case err != nil:
+		if s.cfg.Unopened != nil {
+			s.cfg.Unopened(appID)
+		}
+		return douyin.Token{}, e.Revision(), false, nil
 	}
 	return douyin.Token{AccessToken: r.AccessToken, ExpiresAt: r.ExpiresAt, FetchedAt: r.FetchedAt}, e.Revision(), true, nil
 }

@@ -338,7 +338,8 @@ func TestConcurrentWriterLaterFetchWins(t *testing.T) {
 // good as none: the token is fetched again and replaces it.
 func TestTokensAreSealed(t *testing.T) {
 	t.Parallel()
-	a, _, js := replicas(t, tokenkv.Config{})
+	var unopened atomic.Int32
+	a, _, js := replicas(t, tokenkv.Config{Unopened: func(string) { unopened.Add(1) }})
 	c := ctx(t)
 	now := time.Now()
 	fetch := func(name string) func(context.Context) (douyin.Token, error) {
@@ -378,6 +379,9 @@ func TestTokensAreSealed(t *testing.T) {
 		if tok, found, err := a.Current(c, appID); err != nil || !found || tok.AccessToken != "fresh" {
 			t.Errorf("%s: after Replace %q %v %v", stored, tok.AccessToken, found, err)
 		}
+	}
+	if unopened.Load() < 2 {
+		t.Errorf("told of %d tokens that did not open, want each", unopened.Load())
 	}
 }
 
