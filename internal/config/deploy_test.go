@@ -15,21 +15,8 @@ import (
 // manifest (deploy/kubernetes/qualfile.yaml) is a valid configuration,
 // every key known, secrets only from the environment and files.
 func TestDeployManifestConfigLoads(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "deploy", "kubernetes", "qualfile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
 	var consumerYAML string
-	for {
-		var doc struct {
-			Kind string            `yaml:"kind"`
-			Data map[string]string `yaml:"data"`
-		}
-		if err := dec.Decode(&doc); err != nil {
-			break
-		}
+	for _, doc := range manifests(t) {
 		if doc.Kind == "ConfigMap" {
 			consumerYAML = doc.Data["consumer.yaml"]
 		}
@@ -53,10 +40,29 @@ func TestDeployManifestConfigLoads(t *testing.T) {
 	}
 }
 
-// manifest is what TestDeployManifestPassesTheGates reads of each document
-// of deploy/kubernetes/qualfile.yaml.
+// manifests are the documents of deploy/kubernetes/qualfile.yaml.
+func manifests(t *testing.T) []manifest {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "deploy", "kubernetes", "qualfile.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var out []manifest
+	for {
+		var m manifest
+		if err := dec.Decode(&m); err != nil {
+			return out
+		}
+		out = append(out, m)
+	}
+}
+
+// manifest is what the tests read of a document of the manifest.
 type manifest struct {
-	Kind     string `yaml:"kind"`
+	Kind     string            `yaml:"kind"`
+	Data     map[string]string `yaml:"data"`
 	Metadata struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
@@ -116,18 +122,8 @@ type podSpec struct {
 // and kept by a PodDisruptionBudget; and old and new versions never run
 // side by side (Recreate), as docs/operations.md requires.
 func TestDeployManifestPassesTheGates(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "deploy", "kubernetes", "qualfile.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
 	secrets, kinds := map[string]bool{}, map[string]manifest{}
-	for {
-		var m manifest
-		if err := dec.Decode(&m); err != nil {
-			break
-		}
+	for _, m := range manifests(t) {
 		if m.Kind == "Secret" {
 			secrets[m.Metadata.Name] = true
 		}
