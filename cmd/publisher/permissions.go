@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"regexp"
+	"slices"
 
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
@@ -15,7 +16,9 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 	var rs []roles.Role
 	fs.Func("role", "a role to print (consumer, submitter, operator, auditor; repeat it for several); default all. nats-server refuses a variable no user refers to: print only the roles you give users", func(v string) error {
 		r, err := roles.Parse(v)
-		rs = append(rs, r)
+		if err == nil && !slices.Contains(rs, r) {
+			rs = append(rs, r)
+		}
 		return err
 	})
 	prefix := fs.String("prefix", messages.DefaultPrefix, "subject prefix")

@@ -20,7 +20,7 @@ const usageText = `usage:
   publisher dead show (--id ID | --seq N) [--raw]
   publisher dead rm (--id ID | --seq N)
   publisher dead replay (--id ID | --all) [--force]
-  publisher permissions [--role ROLE] [--prefix PREFIX] [--format conf|json]
+  publisher permissions [--role ROLE ...] [--prefix PREFIX] [--format conf|json]
 
 connection flags (send, dead): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
   or nats://127.0.0.1:4222), --context NAME (a nats CLI context, or $NATS_CONTEXT),

@@ -323,8 +323,9 @@ func TestValidate(t *testing.T) {
 			wantErr: []string{"ledger.max_age", "streams.duplicate_window (1000h0m0s)"}},
 		{name: "durable", mutate: func(c *Config) { c.Consumer.Durable = "q.f" }, wantErr: []string{"consumer.durable"}},
 		{name: "reply_to prefixes", mutate: func(c *Config) {
-			c.Consumer.ReplyTo = []string{"_INBOX.crm", "filing", "filing.result", "$JS", "a.>"}
-		}, wantErr: []string{"consumer.reply_to[1]", "consumer.reply_to[2]", "consumer.reply_to[3]", "consumer.reply_to[4]", "qualfile's own subjects"}},
+			c.Consumer.ReplyTo = []string{"_INBOX.crm", "filing", "filing.result", "$JS", "a.>", "_INBOX.filing", "_INBOX.filing.consumer.x"}
+		}, wantErr: []string{"consumer.reply_to[1]", "consumer.reply_to[2]", "consumer.reply_to[3]", "consumer.reply_to[4]", "qualfile's own subjects",
+			"consumer.reply_to[5]", "consumer.reply_to[6]", "another role"}},
 		{name: "consumer numbers", mutate: func(c *Config) {
 			c.Consumer.Concurrency, c.Consumer.MaxDeliver, c.Consumer.FetchBatch = 0, 0, 0
 			c.Consumer.AckWait, c.Consumer.ShutdownGrace, c.Consumer.CallTimeout = 10*time.Millisecond, -1, time.Millisecond

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -254,6 +255,11 @@ func (c *Config) validateConsumer(v *validator) {
 			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "must be a subject prefix without wildcards or spaces")
 		case p == root || strings.HasPrefix(p, root+".") || strings.HasPrefix(root, p+".") || strings.HasPrefix(p, "$"):
 			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into qualfile's own subjects or the system's", p)
+		case slices.ContainsFunc([]roles.Role{roles.Consumer, roles.Operator, roles.Auditor}, func(r roles.Role) bool {
+			inbox := roles.Inbox(r, messages.Subjects{Prefix: c.Subjects.Prefix})
+			return p == inbox || strings.HasPrefix(p, inbox+".") || strings.HasPrefix(inbox, p+".")
+		}):
+			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into the inbox of another role than the submitters'", p)
 		}
 	}
 	if k.AckWait < time.Second {

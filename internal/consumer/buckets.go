@@ -46,7 +46,7 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	tokens, err := tokenkv.Open(ctx, js, tokenkv.Config{Bucket: b.Tokens, LockBucket: b.TokenLocks, Replicas: cfg.Streams.Replicas,
 		Secret: func(appID string) (string, bool) { s, ok := secrets[appID]; return s, ok },
 		Unopened: func(appID string) {
-			log.Warn("a stored Douyin token does not open with this app's secret; fetching a new one (do all replicas have the same app secret?)",
+			log.Warn("a stored Douyin token cannot be read (sealed with another app secret, or damaged); fetching a new one: give every replica the same app secret",
 				zap.String("app_id", messages.Truncate(appID, 64)))
 		}})
 	if err != nil {

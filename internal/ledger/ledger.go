@@ -201,7 +201,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "qualfile idempotency ledger: state and result per request id",
 		// Compare-and-set needs only the latest revision of a key.
@@ -210,30 +210,35 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, err
 		Storage:  jetstream.FileStorage,
 		Replicas: cfg.Replicas,
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: opening bucket %s: %w", cfg.Bucket, err)
 	}
-	// No rollups: a message with a Nats-Rollup header would purge the
-	// whole ledger, and subject permissions cannot refuse a header to
-	// whoever may write one entry (an operator's replay). The ledger never
-	// purges a key.
-	if err := refuseRollups(ctx, js, "KV_"+cfg.Bucket); err != nil {
+	if err := settle(ctx, js, "KV_"+cfg.Bucket, cfg); err != nil {
 		return nil, fmt.Errorf("ledger: bucket %s: %w", cfg.Bucket, err)
 	}
 	return New(kv, cfg.Now), nil
 }
 
-// refuseRollups turns rollups off on stream name (KV buckets are created
-// with them on).
-func refuseRollups(ctx context.Context, js jetstream.JetStream, name string) error {
+// settle brings the bucket's stream to cfg (its max age and replicas) and
+// turns rollups off: a message with a Nats-Rollup header would purge the
+// whole ledger, and subject permissions cannot refuse a header to whoever
+// may write one entry (an operator's replay). The ledger never purges a
+// key. (The KV API's update would turn rollups on again: this is the one
+// update of the bucket.)
+func settle(ctx context.Context, js jetstream.JetStream, name string, cfg Config) error {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return err
 	}
-	if sc := s.CachedInfo().Config; sc.AllowRollup {
-		sc.AllowRollup = false
-		_, err = js.UpdateStream(ctx, sc)
+	sc := s.CachedInfo().Config
+	if !sc.AllowRollup && sc.MaxAge == cfg.MaxAge && sc.Replicas == cfg.Replicas {
+		return nil
 	}
+	sc.AllowRollup, sc.MaxAge, sc.Replicas = false, cfg.MaxAge, cfg.Replicas
+	_, err = js.UpdateStream(ctx, sc)
 	return err
 }
 

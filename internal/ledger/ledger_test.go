@@ -506,8 +506,13 @@ func TestCorruptEntry(t *testing.T) {
 // anyone allowed to write one entry could send, is refused by the bucket:
 // it would have purged every entry.
 func TestLedgerRefusesRollups(t *testing.T) {
-	l, js := open(t)
+	_, js := open(t)
 	c := ctx(t)
+	// As a replica's restart opens it again.
+	l, err := ledger.Open(c, js, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := l.Claim(c, "keep-1", messages.APIVMSAddQualification, "a"); err != nil {
 		t.Fatal(err)
 	}
