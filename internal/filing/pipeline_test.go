@@ -349,30 +349,45 @@ func TestShutdownMidCallDoesNotRefile(t *testing.T) {
 
 // TestReplyToOnlyIntoTheSubmittersInbox: a reply_to outside the allowed
 // prefixes (by default the submitters' inbox, _INBOX.filing.submitter) is
-// rejected, naming the field, before anything is sent; one inside gets its
-// result there.
+// rejected, naming the field, before anything is sent, and nothing is
+// sent to it either; one inside gets its result there.
 func TestReplyToOnlyIntoTheSubmittersInbox(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	h.run()
-	inbox := roles.Inbox(roles.Submitter, h.subjects) + ".t1"
-	replies, err := h.NC.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
+	// The replies to the inbox refused and to the submitters' inboxes, in
+	// the order the consumer sends them (one channel, filled in the order
+	// the connection reads them).
+	replies := make(chan *nats.Msg, 16)
+	for _, subject := range []string{"_INBOX.abc", roles.Inbox(roles.Submitter, h.subjects) + ".>"} {
+		if _, err := h.NC.ChanSubscribe(subject, replies); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for id, replyTo := range map[string]string{"own-1": "filing.request.douyin.get_class_auth", "inbox-1": "_INBOX.abc", "ok-1": inbox} {
+	send := func(id, replyTo string) {
 		var env map[string]json.RawMessage
 		_ = json.Unmarshal(example(t, messages.APIDouyinGetClassAuth, id), &env)
 		env["reply_to"], _ = json.Marshal(replyTo)
 		data, _ := json.Marshal(env)
 		h.publish(messages.APIDouyinGetClassAuth, id, data)
 	}
-	got := h.results(3, 10*time.Second)
+	send("own-1", "filing.request.douyin.get_class_auth") // a reply there would be taken for a request
+	send("inbox-1", "_INBOX.abc")
+	got := h.results(2, 10*time.Second)
 	for _, id := range []string{"own-1", "inbox-1"} {
 		if r := got[id]; r.Status != messages.StatusRejected || r.Error == nil || len(r.Error.Fields) != 1 || r.Error.Fields[0].Field != "reply_to" {
 			t.Errorf("%s: %s, want rejected for its reply_to", id, describeResult(r))
 		}
 	}
-	if r := got["ok-1"]; r.Status != messages.StatusSucceeded {
+	// Settled, and whatever they sent handled: a rejection fed back as a
+	// request would have a result of its own by now.
+	filingtest.WaitFor(t, 10*time.Second, "the requests settled", h.Drained)
+	if n := len(h.Results()); n != 2 {
+		t.Errorf("%d requests have results, want 2: a rejection was sent to its reply_to and taken for a request", n)
+	}
+
+	inbox := roles.Inbox(roles.Submitter, h.subjects) + ".t1"
+	send("ok-1", inbox)
+	if r := h.results(3, 10*time.Second)["ok-1"]; r.Status != messages.StatusSucceeded {
 		t.Errorf("ok-1: %s", describeResult(r))
 	}
 	calls := 0
@@ -384,13 +399,17 @@ func TestReplyToOnlyIntoTheSubmittersInbox(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("%d vendor calls, want 1", calls)
 	}
-	m, err := replies.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("no reply on %s: %v", inbox, err)
+	// The first reply the consumer sent is ok-1's, to its inbox: none went
+	// to _INBOX.abc before it.
+	var m *nats.Msg
+	select {
+	case m = <-replies:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply")
 	}
 	var r messages.Result
-	if err := json.Unmarshal(m.Data, &r); err != nil || r.RequestID != "ok-1" {
-		t.Errorf("reply %s: %v", m.Data, err)
+	if err := json.Unmarshal(m.Data, &r); err != nil || m.Subject != inbox || r.RequestID != "ok-1" {
+		t.Errorf("the first reply went to %s: %s (%v)", m.Subject, m.Data, err)
 	}
 }
 
