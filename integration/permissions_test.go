@@ -98,7 +98,13 @@ func TestDeployedPermissions(t *testing.T) {
 	if body := lastCallBody(consumer, messages.APISMSApplySignatureIdent); !strings.Contains(string(body), big.content) {
 		t.Errorf("the vendor's last SMS call (%d bytes) does not carry the %d-byte file", len(body), len(big.content))
 	}
-	if list, err := fileStore.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
+	// Listed by the consumer: a submitter may look a file up by its name
+	// only, not list the store.
+	consumerFiles, err := consumer.JS.ObjectStore(ctx, "FILING_FILES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err := consumerFiles.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
 		t.Errorf("FILING_FILES after the request succeeded: %d objects, %v; want none", len(list), err)
 	}
 
