@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
@@ -27,7 +28,8 @@ import (
 // `publisher permissions` prints; cmd/publisher tests every role's rights
 // and refusals on an embedded server): the consumer files requests the
 // submitter sent, with its results, audit trail and ledger; the auditor
-// reads a trail; and the submitter may not publish a result.
+// reads a trail; the operator has the consumer remove a dead letter; and
+// the submitter may not publish a result.
 func TestDeployedPermissions(t *testing.T) {
 	perms, err := os.ReadFile(filepath.Join("..", "deploy", "nats", "permissions.conf"))
 	if err != nil {
@@ -119,6 +121,26 @@ func TestDeployedPermissions(t *testing.T) {
 	trail, err := operator.ReadTrail(ctx, auditor, led, messages.Subjects{}, "perm-vms.add_qualification")
 	if err != nil || trail.Entry == nil || trail.Entry.State != ledger.StateDone || len(trail.Events) != 3 {
 		t.Errorf("the auditor's trail: %+v, %v", trail, err)
+	}
+
+	// The operator's order, carried out by the consumer with its rights:
+	// an undecodable message's dead letter removed, on the record.
+	if err := pubNC.Publish(messages.Subjects{}.Request(messages.APIVMSAddQualification), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	var dead []operator.DeadLetter
+	for deadline := time.Now().Add(30 * time.Second); len(dead) == 0; time.Sleep(100 * time.Millisecond) {
+		if dead, err = operator.ReadDead(ctx, auditor, messages.Subjects{}); err != nil || time.Now().After(deadline) {
+			t.Fatalf("the auditor's dead letters: %+v %v", dead, err)
+		}
+	}
+	rep, err := control.Ask(ctx, dial(roles.Operator), messages.Subjects{}, roles.DefaultOperator, control.ActionRemove,
+		control.Order{Seq: dead[0].Sequence, Reason: "not a request"})
+	if err != nil || len(rep.Items) != 1 || rep.Items[0].Done != "removed" {
+		t.Fatalf("the operator's order: %+v %v", rep, err)
+	}
+	if left, err := operator.ReadDead(ctx, auditor, messages.Subjects{}); err != nil || len(left) != 0 {
+		t.Errorf("dead letters after the order: %+v %v", left, err)
 	}
 
 	// Not allowed: the submitter publishing a result.

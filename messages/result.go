@@ -49,7 +49,28 @@ type Result struct {
 	Supersedes        time.Time         `json:"supersedes,omitzero"`
 	StreamSeq         uint64            `json:"stream_seq,omitempty"`
 	RequestIDSHA256   string            `json:"request_id_sha256,omitempty"`
+	Resolution        *Resolution       `json:"resolution,omitempty"`
 }
+
+// Resolution is an operator's decision on a filing whose outcome was
+// ambiguous or failed, made through the consumer: the result it gives
+// supersedes the earlier one.
+type Resolution struct {
+	Decision Decision  `json:"decision"`
+	Record   string    `json:"record,omitempty"` // filed: the vendor's record, as the operator found it
+	Operator string    `json:"operator"`         // bound by the operator's NATS permissions
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Decision is what an operator decided about a filing.
+type Decision string
+
+// The decisions.
+const (
+	DecisionFiled     Decision = "filed"     // the vendor holds it, as Record: status succeeded
+	DecisionAbandoned Decision = "abandoned" // nobody will file it: status failed, code Abandoned
+)
 
 // ResultError says why a request did not succeed.
 type ResultError struct {
@@ -80,6 +101,8 @@ type AuditEvent struct {
 	UpstreamRequestID string          `json:"upstream_request_id,omitempty"`
 	DurationMS        float64         `json:"duration_ms,omitempty"` // milliseconds, to the microsecond
 	Payload           json.RawMessage `json:"payload,omitempty"`
+	Operator          string          `json:"operator,omitempty"` // an operator's action: who, bound by permissions
+	Reason            string          `json:"reason,omitempty"`   // and why, as the operator gave it
 }
 
 // Audit event names (the last token of the audit subject); the table in
@@ -101,4 +124,7 @@ const (
 	EventReconciling = "reconciling"
 	EventReconciled  = "reconciled"
 	EventRefiled     = "refiled"
+	// An operator's actions, carried out by the consumer.
+	EventResolved    = "resolved"
+	EventDeadRemoved = "dead_letter_removed"
 )

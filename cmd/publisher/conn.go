@@ -46,7 +46,7 @@ func newConnFlagSet(name string, getenv func(string) string, stdout, stderr io.W
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key file")
 	fs.StringVar(&c.prefix, "prefix", messages.DefaultPrefix, "subject prefix")
 	fs.StringVar(&c.inbox, "inbox-prefix", getenv("QUALFILE_INBOX_PREFIX"),
-		"inbox prefix of the connection, as `publisher permissions` prints it for the role of the credentials (env QUALFILE_INBOX_PREFIX; default _INBOX.<prefix>.submitter for send, .operator for dead, .auditor for trail)")
+		"inbox prefix of the connection, as `publisher permissions` prints it for the role of the credentials (env QUALFILE_INBOX_PREFIX; default _INBOX.<prefix>.submitter for send, .operator for dead and resolve, .auditor for trail)")
 	c.role = roleOf(name)
 	return fs, c
 }
@@ -56,7 +56,7 @@ func roleOf(command string) roles.Role {
 	switch {
 	case command == "send":
 		return roles.Submitter
-	case strings.HasPrefix(command, "dead"):
+	case strings.HasPrefix(command, "dead"), command == "resolve":
 		return roles.Operator
 	}
 	return roles.Auditor

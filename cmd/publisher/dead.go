@@ -11,9 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/operator"
-	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -111,33 +110,6 @@ func runDeadShow(ctx context.Context, args []string, getenv func(string) string,
 	})
 }
 
-// runDeadRm deletes the selected dead letters (and an oversized body kept
-// in the object store): for a letter settled otherwise, or one nobody will
-// replay, such as an undecodable message.
-func runDeadRm(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return forSelected(ctx, "dead rm", args, getenv, stdout, stderr, func(*flagSet) {}, func(js jetstream.JetStream, subjects messages.Subjects, d operator.DeadLetter) error {
-		if d.BodyObject != "" {
-			// The body first: once the letter is gone, so is its name.
-			objects, err := js.ObjectStore(ctx, queue.BucketNames(subjects).Objects)
-			if err == nil {
-				err = objects.Delete(ctx, d.BodyObject)
-			}
-			if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-				return fmt.Errorf("removing the body %s of dead seq %d from the object store (the letter is kept): %w", d.BodyObject, d.Sequence, err)
-			}
-		}
-		stream, err := js.Stream(ctx, queue.StreamNames(subjects).Dead)
-		if err != nil {
-			return err
-		}
-		if err := stream.DeleteMsg(ctx, d.Sequence); err != nil {
-			return fmt.Errorf("removing dead seq %d: %w", d.Sequence, err)
-		}
-		fmt.Fprintf(stdout, "removed dead seq %d (%s)\n", d.Sequence, d.RequestID)
-		return nil
-	})
-}
-
 func runDeadList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, conn := newConnFlagSet("dead list", getenv, stdout, stderr)
 	if err := fs.parse(args); err != nil {
@@ -164,58 +136,95 @@ func runDeadList(ctx context.Context, args []string, getenv func(string) string,
 	return nil
 }
 
-func runDeadReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs, conn := newConnFlagSet("dead replay", getenv, stdout, stderr)
-	id := fs.String("id", "", "replay the dead letters of this request id")
-	all := fs.Bool("all", false, "replay every dead letter")
-	force := fs.Bool("force", false, "also replay ambiguous, succeeded or undecodable requests")
-	bucket := fs.String("ledger-bucket", "", "the consumer's ledger bucket (default: named from --prefix, FILING_LEDGER for filing)")
+// runOrder gives the consumers an operator's order (control.Ask) and
+// prints their report: what was done on stdout, what was skipped and why
+// on stderr. An order that skipped anything, or matched nothing, exits 1.
+func runOrder(ctx context.Context, name string, a control.Action, args []string, getenv func(string) string, stdout, stderr io.Writer,
+	flags func(*flagSet, *control.Order)) error {
+	fs, conn := newConnFlagSet(name, getenv, stdout, stderr)
+	var o control.Order
+	operator := fs.String("operator", getenv("QUALFILE_OPERATOR"), "your operator name, as your NATS permissions bind it (env QUALFILE_OPERATOR)")
+	fs.StringVar(&o.Reason, "reason", "", "why, for the trail (required)")
+	timeout := fs.Duration("timeout", time.Minute, "how long to wait for the consumer's report")
+	flags(fs, &o)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if (*id == "") == !*all {
-		return usagef("give exactly one of --id ID or --all")
+	if err := o.Validate(a); err != nil {
+		return usagef("%v", err)
 	}
-	nc, js, err := conn.connect()
+	if !control.ValidOperator(*operator) {
+		return usagef("--operator NAME (or QUALFILE_OPERATOR): the name your NATS permissions bind (publisher permissions --operator NAME)")
+	}
+	nc, _, err := conn.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if *bucket == "" {
-		*bucket = queue.BucketNames(conn.subjects()).Ledger
-	}
-	led, err := ledger.OpenExisting(ctx, js, *bucket)
-	if err != nil {
-		return err
-	}
-	// Oversized bodies are in the object store, when the consumer made one.
-	var objects operator.ObjectGetter
-	if os, err := js.ObjectStore(ctx, queue.BucketNames(conn.subjects()).Objects); err == nil {
-		objects = os
-	}
-	done, err := operator.Replay(ctx, js, led, objects, conn.subjects(), *id, *force)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	rep, err := control.Ask(ctx, nc, conn.subjects(), *operator, a, o)
 	skipped := 0
-	for _, r := range done {
-		if r.Skipped != "" {
+	for _, it := range rep.Items {
+		what := fmt.Sprintf("dead seq %d (%s)", it.Seq, it.RequestID)
+		if it.Seq == 0 {
+			what = it.RequestID
+		}
+		if it.Skipped != "" {
 			skipped++
 			hint := ""
-			if r.Forcible {
+			if it.Forcible {
 				hint = "; use --force to replay anyway"
 			}
-			fmt.Fprintf(stderr, "skipped dead seq %d (%s): %s%s\n", r.Dead.Sequence, r.Dead.RequestID, r.Skipped, hint)
+			fmt.Fprintf(stderr, "skipped %s: %s%s\n", what, it.Skipped, hint)
 			continue
 		}
-		fmt.Fprintf(stdout, "replayed dead seq %d (%s) as %s seq %d\n", r.Dead.Sequence, r.RequestID, r.Subject, r.Sequence)
+		fmt.Fprintf(stdout, "%s: %s\n", what, it.Done)
 	}
-	if err != nil {
-		return err
-	}
-	if len(done) == 0 {
-		fmt.Fprintln(stderr, "no matching dead letters")
+	switch {
+	case errors.Is(err, control.ErrNoMatch):
+		fmt.Fprintln(stderr, err)
 		return exitError(1)
-	}
-	if skipped > 0 {
+	case err != nil:
+		return err
+	case skipped > 0:
 		return exitError(1)
 	}
 	return nil
+}
+
+func runDeadReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runOrder(ctx, "dead replay", control.ActionReplay, args, getenv, stdout, stderr, func(fs *flagSet, o *control.Order) {
+		fs.StringVar(&o.RequestID, "id", "", "replay the dead letters of this request id")
+		fs.Uint64Var(&o.Seq, "seq", 0, "replay the dead letter with this sequence in the dead-letter stream")
+		fs.BoolVar(&o.All, "all", false, "replay every dead letter")
+		fs.BoolVar(&o.Force, "force", false, "also replay ambiguous, succeeded or in-flight requests")
+	})
+}
+
+// runDeadRm removes the selected dead letters (and a body kept in the
+// object store): for one nobody will replay, such as an undecodable
+// message. A filing settled otherwise is resolved (publisher resolve),
+// which removes its letters too.
+func runDeadRm(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runOrder(ctx, "dead rm", control.ActionRemove, args, getenv, stdout, stderr, func(fs *flagSet, o *control.Order) {
+		fs.StringVar(&o.RequestID, "id", "", "remove the dead letters of this request id")
+		fs.Uint64Var(&o.Seq, "seq", 0, "remove the dead letter with this sequence in the dead-letter stream (an undecodable one has no id)")
+	})
+}
+
+// runResolve records an operator's decision on an ambiguous or failed
+// filing.
+func runResolve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runOrder(ctx, "resolve", control.ActionResolve, args, getenv, stdout, stderr, func(fs *flagSet, o *control.Order) {
+		fs.StringVar(&o.RequestID, "id", "", "the request id of the filing")
+		fs.Func("filed-as", "the vendor holds it, as this record (QualificationNo, ...)", func(v string) error {
+			o.Decision, o.Record = messages.DecisionFiled, v
+			return nil
+		})
+		fs.BoolFunc("abandon", "nobody will file it", func(string) error {
+			o.Decision = messages.DecisionAbandoned
+			return nil
+		})
+	})
 }

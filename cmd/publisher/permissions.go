@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"regexp"
 	"slices"
 
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -21,6 +23,16 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	})
+	var operators []string
+	fs.Func("operator", "an operator's name, which the consumer records with each of its orders (repeat it for several; default one shared operator, named operator)", func(v string) error {
+		if !control.ValidOperator(v) {
+			return fmt.Errorf("%q: letters, digits, - and _, at most 64", v)
+		}
+		if !slices.Contains(operators, v) {
+			operators = append(operators, v)
+		}
+		return nil
+	})
 	prefix := fs.String("prefix", messages.DefaultPrefix, "subject prefix")
 	format := fs.String("format", "conf", "conf (a nats-server configuration file) or json (allow lists, for JWTs)")
 	if err := fs.parse(args); err != nil {
@@ -35,7 +47,7 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 	}
 	switch *format {
 	case "conf":
-		f, err := roles.File(s, rs...)
+		f, err := roles.File(s, operators, rs...)
 		if err != nil {
 			return err
 		}
@@ -47,17 +59,27 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 		}
 		type perms struct {
 			Role        roles.Role `json:"role"`
+			Operator    string     `json:"operator,omitempty"`
 			InboxPrefix string     `json:"inbox_prefix"`
 			Pub         allow      `json:"pub"`
 			Sub         allow      `json:"sub"`
 		}
 		var out []perms
+		if len(operators) == 0 {
+			operators = []string{roles.DefaultOperator}
+		}
 		for _, r := range rs {
-			p, err := roles.For(r, s)
-			if err != nil {
-				return err
+			ops := []string{""}
+			if r == roles.Operator {
+				ops = operators
 			}
-			out = append(out, perms{Role: r, InboxPrefix: p.Inbox, Pub: allow{roles.Subjects(p.Publish)}, Sub: allow{roles.Subjects(p.Subscribe)}})
+			for _, op := range ops {
+				p, err := roles.For(r, s, op)
+				if err != nil {
+					return err
+				}
+				out = append(out, perms{Role: r, Operator: op, InboxPrefix: p.Inbox, Pub: allow{roles.Subjects(p.Publish)}, Sub: allow{roles.Subjects(p.Subscribe)}})
+			}
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

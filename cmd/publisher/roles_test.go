@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -51,19 +52,22 @@ func TestThePermissionsFileIsGenerated(t *testing.T) {
 	}
 }
 
+// operatorName is the operator of rolesServer.
+const operatorName = "alice"
+
 // rolesServer starts a nats-server whose users qualfile-<role> (password
 // pw-<role>) have exactly the permissions `publisher permissions --prefix
-// prefix` prints, and returns its URL for a role.
+// prefix --operator alice` prints, and returns its URL for a role.
 func rolesServer(t *testing.T, prefix string) func(roles.Role) string {
 	t.Helper()
-	code, conf, errOut := cli(t, "", "", "permissions", "--prefix", prefix)
+	code, conf, errOut := cli(t, "", "", "permissions", "--prefix", prefix, "--operator", operatorName)
 	if code != 0 {
 		t.Fatalf("permissions: %s", errOut)
 	}
 	s := messages.Subjects{Prefix: prefix}
 	var users []string
 	for _, r := range roles.All {
-		users = append(users, fmt.Sprintf("{ user: qualfile-%s, password: pw-%s, permissions: $%s }", r, r, roles.Variable(r, s)))
+		users = append(users, fmt.Sprintf("{ user: qualfile-%s, password: pw-%s, permissions: $%s }", r, r, roles.Variable(r, s, operatorName)))
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "server.conf")
@@ -128,6 +132,7 @@ func TestRolesOnARealServer(t *testing.T) {
 	}()
 	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "roles", Prefix: prefix})
 	p.Run()
+	const st = "ACME_FILING"
 
 	// What each role needs.
 	ok := func(r roles.Role, args ...string) string {
@@ -167,12 +172,26 @@ func TestRolesOnARealServer(t *testing.T) {
 		}
 	}
 	ok(roles.Operator, "dead", "show", "--seq", "1", "--raw")
-	if out := ok(roles.Operator, "dead", "rm", "--seq", "1"); !strings.Contains(out, "removed dead seq 1") {
+	// The operator's orders, carried out by the consumer, on the record
+	// under the name the operator's permissions bind.
+	if out := ok(roles.Operator, "dead", "rm", "--seq", "1", "--operator", operatorName, "--reason", "not a request"); !strings.Contains(out, "dead seq 1 (): removed") {
 		t.Errorf("the operator's dead rm: %s", out)
+	}
+	var removed []messages.AuditEvent
+	for _, m := range p.StreamMsgs(st + "_AUDIT") {
+		var ev messages.AuditEvent
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Event == messages.EventDeadRemoved {
+			removed = append(removed, ev)
+		}
+	}
+	if len(removed) != 1 || removed[0].Operator != operatorName || removed[0].Reason != "not a request" {
+		t.Errorf("the removal's events: %+v", removed)
+	}
+	if code, _, errOut := cli(t, as(roles.Operator), "", "dead", "rm", "--seq", "1", "--operator", "bob", "--reason", "r", "--prefix", prefix); code == 0 {
+		t.Errorf("the operator gave an order as bob: %s", errOut)
 	}
 
 	// What each role must not do: the server refuses it.
-	st := "ACME_FILING"
 	type attempt struct {
 		what    string
 		subject string // what the server names in its refusal
@@ -222,15 +241,23 @@ func TestRolesOnARealServer(t *testing.T) {
 	}
 	refusals := map[roles.Role][]attempt{
 		roles.Submitter: append(everyone,
+			attempt{"give an operator's order", prefix + ".control.alice.remove", api(prefix + ".control.alice.remove")},
 			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
 			attempt{"read the ledger", "$JS.API.DIRECT.GET.KV_" + st + "_LEDGER.$KV." + st + "_LEDGER.example-vms-add-0001", api("$JS.API.DIRECT.GET.KV_" + st + "_LEDGER.$KV." + st + "_LEDGER.example-vms-add-0001")},
 			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")}),
 		roles.Auditor: append(everyone,
+			attempt{"give an operator's order", prefix + ".control.alice.remove", api(prefix + ".control.alice.remove")},
 			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
 			attempt{"send a request", prefix + ".request.vms.add_qualification", pub(prefix + ".request.vms.add_qualification")},
 			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")},
 			attempt{"store a file", "$O." + st + "_FILES.M.x", pub("$O." + st + "_FILES.M.x")}),
-		roles.Operator: everyone,
+		roles.Operator: append(everyone,
+			attempt{"give an order as another operator", prefix + ".control.bob.resolve", api(prefix + ".control.bob.resolve")},
+			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
+			attempt{"send a request", prefix + ".request.vms.add_qualification", pub(prefix + ".request.vms.add_qualification")},
+			attempt{"remove a dead letter itself", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")},
+			attempt{"purge the dead letters' bodies", "$JS.API.STREAM.PURGE.OBJ_" + st + "_OBJECTS", api("$JS.API.STREAM.PURGE.OBJ_" + st + "_OBJECTS")},
+			attempt{"write a dead letter's body", "$O." + st + "_OBJECTS.M.x", pub("$O." + st + "_OBJECTS.M.x")}),
 		// The consumer of this deployment, on another deployment's
 		// streams (a consumer named after one of its own).
 		roles.Consumer: {

@@ -18,11 +18,16 @@ const usageText = `usage:
   publisher trail --id ID [--output text|json]
   publisher dead list
   publisher dead show (--id ID | --seq N) [--raw]
-  publisher dead rm (--id ID | --seq N)
-  publisher dead replay (--id ID | --all) [--force]
+  publisher dead rm (--id ID | --seq N) --reason WHY
+  publisher dead replay (--id ID | --seq N | --all) [--force] --reason WHY
+  publisher resolve --id ID (--filed-as RECORD | --abandon) --reason WHY
   publisher permissions [--role ROLE ...] [--prefix PREFIX] [--format conf|json]
 
-connection flags (send, dead): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
+operators' orders (dead rm, dead replay, resolve) are carried out by the consumer
+  and recorded in the trail: --operator NAME (default $QUALFILE_OPERATOR) is the
+  name your NATS permissions bind.
+
+connection flags (send, dead, resolve): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
   or nats://127.0.0.1:4222), --context NAME (a nats CLI context, or $NATS_CONTEXT),
   --creds FILE, --nkey FILE, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
   --prefix PREFIX (default filing), --inbox-prefix PREFIX (the inbox of the
@@ -42,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runValidate(args[1:], stdin, stdout, stderr)
 	case "permissions":
 		return runPermissions(args[1:], stdout, stderr)
+	case "resolve":
+		return runResolve(ctx, args[1:], getenv, stdout, stderr)
 	case "trail":
 		return runTrail(ctx, args[1:], getenv, stdout, stderr)
 	case "dead":

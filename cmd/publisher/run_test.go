@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,10 +16,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/dispatch"
+	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
-	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/retry"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -191,112 +194,65 @@ func TestSendWait(t *testing.T) {
 	}
 }
 
+// TestDeadListAndReplay: the operator lists the dead letters and has the
+// consumer replay them; an ambiguous one only when forced.
 func TestDeadListAndReplay(t *testing.T) {
-	js, _, url := setup(t)
-	ctx := context.Background()
-	led, err := ledger.Open(ctx, js, ledger.Config{Bucket: "FILING_LEDGER"})
-	if err != nil {
-		t.Fatal(err)
+	_, nc, url := setup(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+			switch {
+			case !fail.Load():
+				return real.Dispatch(ctx, req)
+			case strings.Contains(req.ID, "ambiguous"):
+				return dispatch.Outcome{}, fmt.Errorf("cut off: %w", retry.ErrAmbiguous)
+			}
+			return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
+		})
+	}})
+	p.Run()
+	for _, id := range []string{"req-transient", "req-ambiguous"} {
+		p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
 	}
-	deadLetter := func(id, class string) {
-		m := nats.NewMsg("filing.dead.vms.add_qualification")
-		m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
-		m.Header.Set(messages.HeaderRequestID, id)
-		m.Header.Set(messages.HeaderDeadClass, class)
-		m.Header.Set(messages.HeaderDeadReason, "test")
-		m.Header.Set(messages.HeaderOrigSubject, "filing.request.vms.add_qualification")
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadLetter("req-transient", messages.ClassTransient)
-	deadLetter("req-ambiguous", messages.ClassAmbiguous)
-	e, _, _ := led.Claim(ctx, "req-transient", messages.APIVMSAddQualification, "x")
-	if _, err := led.Transition(ctx, e, ledger.StateDone, func(e *ledger.Entry) {
-		e.Result = &messages.Result{RequestID: "req-transient", Status: messages.StatusFailed}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	filingtest.WaitFor(t, 10*time.Second, "two dead letters", func() bool { return len(p.Dead()) == 2 && p.Drained() })
+	fail.Store(false)
 
 	code, out, _ := cli(t, url, "", "dead", "list")
 	if code != 0 || !strings.Contains(out, `"request_id":"req-transient"`) || !strings.Contains(out, `"class":"ambiguous"`) {
 		t.Fatalf("list: %d %s", code, out)
 	}
-	code, out, _ = cli(t, url, "", "dead", "replay", "--id", "req-transient")
-	if code != 0 || !strings.Contains(out, "replayed dead seq 1 (req-transient)") {
-		t.Fatalf("replay: %d %s", code, out)
-	}
-	if e, err := led.Get(ctx, "req-transient"); err != nil || e.State != ledger.StateClaimed || e.Result != nil {
-		t.Fatalf("ledger entry not re-armed: %+v %v", e, err)
-	}
-	code, _, errOut := cli(t, url, "", "dead", "replay", "--all")
-	if code != 1 || !strings.Contains(errOut, "ambiguous") {
-		t.Fatalf("ambiguous without force: %d %s", code, errOut)
-	}
-	if code, out, _ = cli(t, url, "", "dead", "replay", "--all", "--force"); code != 0 || !strings.Contains(out, "req-ambiguous") {
-		t.Fatalf("force: %d %s", code, out)
-	}
-	s, _ := js.Stream(ctx, "FILING_REQUESTS")
-	info, _ := s.Info(ctx)
-	if info.State.Msgs != 2 {
-		t.Fatalf("%d requests republished, want 2", info.State.Msgs)
-	}
-	if code, _, _ = cli(t, url, "", "dead", "replay"); code != 2 {
-		t.Fatalf("replay without --id or --all: %d", code)
-	}
-	_ = time.Second
-}
-
-// TestDeadReplayUsesThePrefixLedger: replaying a dead letter of one
-// deployment clears that deployment's ledger entry (in the bucket named
-// from --prefix) and leaves another deployment's entry of the same id
-// alone.
-func TestDeadReplayUsesThePrefixLedger(t *testing.T) {
-	js, _, url := setup(t)
-	ctx := context.Background()
-	staging := messages.Subjects{Prefix: "staging.filing"}
-	if _, err := queue.EnsureStreams(ctx, js, queue.StreamsConfig{Subjects: staging}); err != nil {
-		t.Fatal(err)
-	}
-	const id = "req-shared-id"
-	done := func(bucket string) *ledger.Ledger {
-		t.Helper()
-		led, err := ledger.Open(ctx, js, ledger.Config{Bucket: bucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, _, err := led.Claim(ctx, id, messages.APIVMSAddQualification, bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := led.Transition(ctx, e, ledger.StateDone, func(e *ledger.Entry) {
-			e.Result = &messages.Result{RequestID: id, Status: messages.StatusFailed}
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return led
-	}
-	prod, stagingLed := done("FILING_LEDGER"), done("STAGING_FILING_LEDGER")
-
-	m := nats.NewMsg(staging.Dead(messages.APIVMSAddQualification))
-	m.Data = []byte(`{"id":"` + id + `","api":"vms.add_qualification","payload":{}}`)
-	m.Header.Set(messages.HeaderRequestID, id)
-	m.Header.Set(messages.HeaderDeadClass, messages.ClassTransient)
-	m.Header.Set(messages.HeaderDeadReason, "test")
-	m.Header.Set(messages.HeaderOrigSubject, staging.Request(messages.APIVMSAddQualification))
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-
-	code, out, errOut := cli(t, url, "", "dead", "replay", "--id", id, "--prefix", staging.Prefix)
-	if code != 0 || !strings.Contains(out, "replayed dead seq 1 ("+id+")") {
+	order := []string{"--operator", "tester", "--reason", "the vendor is back"}
+	code, out, errOut := cli(t, url, "", append([]string{"dead", "replay", "--id", "req-transient"}, order...)...)
+	if code != 0 || !strings.Contains(out, "(req-transient): replayed as filing.request.vms.add_qualification") {
 		t.Fatalf("replay: %d %s %s", code, out, errOut)
 	}
-	if e, err := stagingLed.Get(ctx, id); err != nil || e.State != ledger.StateClaimed || e.Result != nil {
-		t.Errorf("staging's entry not re-armed: %+v, %v", e, err)
+	code, _, errOut = cli(t, url, "", append([]string{"dead", "replay", "--all"}, order...)...)
+	if code != 1 || !strings.Contains(errOut, "ambiguous") || !strings.Contains(errOut, "--force") {
+		t.Fatalf("ambiguous without force: %d %s", code, errOut)
 	}
-	if e, err := prod.Get(ctx, id); err != nil || e.State != ledger.StateDone {
-		t.Errorf("prod's entry of the same id: %+v, %v; want it untouched", e, err)
+	if code, out, _ = cli(t, url, "", append([]string{"dead", "replay", "--all", "--force"}, order...)...); code != 0 || !strings.Contains(out, "req-ambiguous") {
+		t.Fatalf("force: %d %s", code, out)
+	}
+	filingtest.WaitFor(t, 10*time.Second, "both filed", func() bool {
+		a, _ := filingtest.Final(p.Results()["req-transient"])
+		b, _ := filingtest.Final(p.Results()["req-ambiguous"])
+		return a.Status == messages.StatusSucceeded && b.Status == messages.StatusSucceeded
+	})
+	for _, id := range []string{"req-transient", "req-ambiguous"} {
+		if n := filingtest.CountEvents(p.Audit(id), messages.EventReplayed); n != 1 {
+			t.Errorf("%s: %d replayed events, want 1", id, n)
+		}
+	}
+	for _, args := range [][]string{
+		{"dead", "replay", "--reason", "r", "--operator", "tester"},       // neither --id nor --all
+		{"dead", "replay", "--all", "--operator", "tester"},               // no reason
+		{"dead", "replay", "--all", "--reason", "r"},                      // no operator
+		{"resolve", "--id", "x", "--reason", "r", "--operator", "tester"}, // no decision
+	} {
+		if code, _, errOut := cli(t, url, "", args...); code != 2 {
+			t.Errorf("%s: exit %d, want 2: %s", strings.Join(args, " "), code, errOut)
+		}
 	}
 }
 
@@ -382,8 +338,9 @@ func TestNATSURLAndContexts(t *testing.T) {
 // prints a letter with its body redacted (--raw as stored); dead rm
 // removes the letters of an id, or an undecodable letter by sequence.
 func TestDeadShowAndRm(t *testing.T) {
-	js, _, url := setup(t)
+	js, nc, url := setup(t)
 	ctx := context.Background()
+	filingtest.New(t, filingtest.Options{NC: nc}).Run()
 	put := func(id, body string) {
 		m := nats.NewMsg("filing.dead.sms.apply_signature_ident")
 		m.Data = []byte(body)
@@ -417,13 +374,14 @@ func TestDeadShowAndRm(t *testing.T) {
 	if code, _, _ = cli(t, url, "", "dead", "show"); code != 2 {
 		t.Errorf("show without --id or --seq: exit %d, want 2", code)
 	}
-	if code, out, _ = cli(t, url, "", "dead", "rm", "--seq", "2"); code != 0 || !strings.Contains(out, "removed dead seq 2") {
-		t.Errorf("rm --seq 2: %d %s", code, out)
+	order := []string{"--operator", "tester", "--reason", "settled by hand"}
+	if code, out, errOut := cli(t, url, "", append([]string{"dead", "rm", "--seq", "2"}, order...)...); code != 0 || !strings.Contains(out, "dead seq 2 (): removed") {
+		t.Errorf("rm --seq 2: %d %s %s", code, out, errOut)
 	}
-	if code, out, _ = cli(t, url, "", "dead", "rm", "--id", "req-pii"); code != 0 || !strings.Contains(out, "removed dead seq 1 (req-pii)") {
+	if code, out, _ = cli(t, url, "", append([]string{"dead", "rm", "--id", "req-pii"}, order...)...); code != 0 || !strings.Contains(out, "dead seq 1 (req-pii): removed") {
 		t.Errorf("rm --id: %d %s", code, out)
 	}
-	if code, _, errOut := cli(t, url, "", "dead", "rm", "--id", "req-pii"); code != 1 || !strings.Contains(errOut, "no matching") {
+	if code, _, errOut := cli(t, url, "", append([]string{"dead", "rm", "--id", "req-pii"}, order...)...); code != 1 || !strings.Contains(errOut, "no dead letter") {
 		t.Errorf("rm again: %d %s", code, errOut)
 	}
 	if s, err := js.Stream(ctx, "FILING_DEAD"); err != nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/config"
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
@@ -288,6 +289,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		stopWatches()
 		watches.Wait()
 	}()
+	// Operators' orders are served while requests are: by every replica,
+	// with the consumer's rights.
+	stopControl, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Objects: c.Objects,
+		Recorder: c.Processor, Log: c.log})
+	if err != nil {
+		return fmt.Errorf("consumer: the operators' control service: %w", err)
+	}
+	defer func() { _ = stopControl() }()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
 	if c.deps.Ready != nil {

@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
-	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -226,8 +226,8 @@ func TestOversizedDeadLetterIsNotStranded(t *testing.T) {
 	}
 	// The replay reads the body back.
 	lost.Store(false)
-	replayed, err := operator.Replay(context.Background(), p.JS, p.Ledger, p.Objects, p.Subjects, "big-1", true)
-	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
+	replayed, err := p.Order(control.ActionReplay, control.Order{RequestID: "big-1", Force: true})
+	if err != nil || len(replayed.Items) != 1 || replayed.Items[0].Skipped != "" {
 		t.Fatalf("replay: %+v %v", replayed, err)
 	}
 	filingtest.WaitFor(t, 10*time.Second, "the replay succeeded", func() bool {

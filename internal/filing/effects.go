@@ -116,18 +116,31 @@ func isBug(err error) bool {
 	return errors.Is(err, ledger.ErrBadTransition) || errors.As(err, new(*ledger.DecodeError))
 }
 
-// emit publishes evs and, when res is not nil, the result after them:
+// emit publishes evs and, when res is not nil, the result after them
+// (Processor.publish); a log line and metrics are derived from each event
+// known published.
+func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
+	ctx, cancel := r.opCtx()
+	defer cancel()
+	a, data := r.p.publish(ctx, r.tctx, r.d.msg.seq, r.d.msg.req, r.d.msg.subjectAPI, evs, res)
+	if a.result {
+		r.replyData = data
+	}
+	return a
+}
+
+// publish publishes evs and, when res is not nil, the result after them:
 // sent at once, in order on one connection, and their acks awaited
 // together — one round trip, not one per message. The events known
-// published are those up to the first that failed; a log line and metrics
-// are derived from each of them.
-func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
+// published are those up to the first that failed. req is the request
+// they belong to (nil: not known), api the api of its subject.
+func (p *Processor) publish(ctx, tctx context.Context, seq uint64, req *messages.Request, api messages.API, evs []messages.AuditEvent, res *messages.Result) (published, []byte) {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs)+1)
 	var sendErr error
 	send := func(m *nats.Msg, err error) bool {
 		var f jetstream.PubAckFuture
 		if err == nil {
-			if f, err = r.p.js.PublishMsgAsync(m); err == nil {
+			if f, err = p.js.PublishMsgAsync(m); err == nil {
 				futures = append(futures, f)
 			}
 		}
@@ -135,7 +148,7 @@ func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 		return err == nil
 	}
 	for _, ev := range evs {
-		m, err := r.eventMsg(ev)
+		m, err := p.eventMsg(tctx, ev, req)
 		if !send(m, err) {
 			break
 		}
@@ -143,27 +156,32 @@ func (r *runner) emit(evs []messages.AuditEvent, res *messages.Result) answer {
 	sentEvents := len(futures)
 	var data []byte
 	if res != nil && sendErr == nil {
-		m, d, err := r.resultMsg(res)
+		m, d, err := p.resultMsg(tctx, res, api)
 		data = d
 		send(m, err)
 	}
-	ctx, cancel := r.opCtx()
-	defer cancel()
 	errs := awaitAll(ctx, futures)
 	a := published{err: sendErr}
 	for a.events < sentEvents && errs[a.events] == nil {
-		r.p.observe(r.d.msg.seq, evs[a.events])
+		p.observe(seq, evs[a.events])
 		a.events++
 	}
-	if a.result = len(futures) > sentEvents && errs[sentEvents] == nil; a.result {
-		r.replyData = data
-	}
+	a.result = len(futures) > sentEvents && errs[sentEvents] == nil
 	for _, err := range errs {
 		if a.err == nil {
 			a.err = err
 		}
 	}
-	return a
+	return a, data
+}
+
+// Publish stores evs on the audit stream and then, when res is not nil,
+// res on the result stream, as the pipeline does: for what the consumer
+// records outside a delivery (an operator's action). Each event's
+// identity and place in the trail are the caller's.
+func (p *Processor) Publish(ctx context.Context, evs []messages.AuditEvent, res *messages.Result) error {
+	a, _ := p.publish(ctx, ctx, 0, nil, "", evs, res)
+	return a.err
 }
 
 // awaitAll waits for each publish's ack, until ctx is done.
@@ -192,7 +210,7 @@ func awaitAll(ctx context.Context, futures []jetstream.PubAckFuture) []error {
 // publishEvent publishes one audit event; its log line and metrics are
 // derived from it once it is out, so that they say what the trail says.
 func (r *runner) publishEvent(ev messages.AuditEvent) error {
-	m, err := r.eventMsg(ev)
+	m, err := r.p.eventMsg(r.tctx, ev, r.d.msg.req)
 	if err != nil {
 		return err
 	}
@@ -205,18 +223,18 @@ func (r *runner) publishEvent(ev messages.AuditEvent) error {
 	return nil
 }
 
-// eventMsg is the message of one audit event. A received event carries
-// the request's payload, redacted (or, when that would not fit in a
-// message, its size and digest).
-func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
+// eventMsg is the message of one audit event of req. A received event
+// carries the request's payload, redacted (or, when that would not fit in
+// a message, its size and digest).
+func (p *Processor) eventMsg(tctx context.Context, ev messages.AuditEvent, req *messages.Request) (*nats.Msg, error) {
 	ev.SchemaVersion = messages.SchemaVersion
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, err
 	}
-	if ev.Event == messages.EventReceived && r.d.msg.req != nil && ev.Payload == nil {
-		payload := r.d.msg.req.RedactedPayload()
-		if len(data)+len(payload) > r.p.cfg.MaxPayload-headroom {
+	if ev.Event == messages.EventReceived && req != nil && ev.Payload == nil {
+		payload := req.RedactedPayload()
+		if len(data)+len(payload) > p.cfg.MaxPayload-headroom {
 			sum := sha256.Sum256(payload)
 			payload, _ = json.Marshal(map[string]any{"omitted": "too big for an audit event",
 				"bytes": len(payload), "sha256": hex.EncodeToString(sum[:])})
@@ -225,8 +243,8 @@ func (r *runner) eventMsg(ev messages.AuditEvent) (*nats.Msg, error) {
 		// json.Marshal would scan and copy it once more.
 		data = withField(data, "payload", payload)
 	}
-	m := nats.NewMsg(r.p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
-	tracing.Inject(r.tctx, m)
+	m := nats.NewMsg(p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
+	tracing.Inject(tctx, m)
 	if ev.ID != "" {
 		// A copy published again is dropped by the audit stream within its
 		// duplicate window (an event stored by an older version has no
@@ -295,7 +313,7 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 // publishResult stores a result on filing.result.<api> and sends it to the
 // request's reply subject.
 func (r *runner) publishResult(res *messages.Result) error {
-	m, data, err := r.resultMsg(res)
+	m, data, err := r.p.resultMsg(r.tctx, res, r.d.msg.subjectAPI)
 	if err != nil {
 		return err
 	}
@@ -308,20 +326,20 @@ func (r *runner) publishResult(res *messages.Result) error {
 	return nil
 }
 
-// resultMsg is the message that stores res on filing.result.<api>.
-func (r *runner) resultMsg(res *messages.Result) (*nats.Msg, []byte, error) {
+// resultMsg is the message that stores res on filing.result.<api>; api is
+// the request subject's, for a result whose own api is not a known one.
+func (p *Processor) resultMsg(tctx context.Context, res *messages.Result, api messages.API) (*nats.Msg, []byte, error) {
 	out := *res
 	out.SchemaVersion = messages.SchemaVersion
 	data, err := json.Marshal(&out)
 	if err != nil {
 		return nil, nil, err
 	}
-	api := res.API
-	if !api.Valid() {
-		api = r.d.msg.subjectAPI
+	if res.API.Valid() {
+		api = res.API
 	}
-	m := nats.NewMsg(r.p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
-	tracing.Inject(r.tctx, m)
+	m := nats.NewMsg(p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
+	tracing.Inject(tctx, m)
 	m.Header.Set(jetstream.MsgIDHeader, resultMsgID(res))
 	m.Data = data
 	return m, data, nil

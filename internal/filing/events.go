@@ -61,6 +61,9 @@ func (p *Processor) observe(seq uint64, ev messages.AuditEvent) {
 		if ev.Message != "" && ev.Event != messages.EventAttempt {
 			fields = append(fields, zap.String("message", messages.Truncate(ev.Message, 300)))
 		}
+		if ev.Operator != "" {
+			fields = append(fields, zap.String("operator", ev.Operator), zap.String("reason", messages.Truncate(ev.Reason, 300)))
+		}
 		ce.Write(fields...)
 	}
 }
@@ -88,7 +91,8 @@ func MetricLabels() metrics.Labels {
 		APIs: apis,
 		Outcomes: []string{messages.EventSucceeded, messages.EventFailed, messages.EventRejected, messages.EventAmbiguous,
 			messages.EventDeferred, messages.EventDuplicate, messages.EventUndecodable, messages.EventSettled, messages.EventConflict,
-			messages.EventReconciling, messages.EventReconciled, messages.EventRefiled},
+			messages.EventReconciling, messages.EventReconciled, messages.EventRefiled,
+			messages.EventReplayed, messages.EventResolved, messages.EventDeadRemoved},
 		Classes:      []string{"ok", "transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
 		DeadReasons:  []string{"transient", "throttled", "permanent", "invalid", "ambiguous", "other"},
 		LedgerStates: []string{"done"},

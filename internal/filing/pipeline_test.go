@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/natstest"
@@ -156,8 +157,8 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 
 	// The storm is over; the operator replays it.
 	h.sb.RemoveFault(fault)
-	replayed, err := operator.Replay(context.Background(), h.js, h.led, nil, h.subjects, "storm-1", false)
-	if err != nil || len(replayed) != 1 || replayed[0].Skipped != "" {
+	replayed, err := h.Order(control.ActionReplay, control.Order{RequestID: "storm-1"})
+	if err != nil || len(replayed.Items) != 1 || replayed.Items[0].Skipped != "" {
 		t.Fatalf("replay %+v, %v", replayed, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -233,8 +234,8 @@ func TestAmbiguousAfterCrash(t *testing.T) {
 	if n := h.sb.CountCalls(""); n != 0 {
 		t.Fatalf("sandbox called %d times for an ambiguous request", n)
 	}
-	replayed, err := operator.Replay(ctx, h.js, h.led, nil, h.subjects, "crash-1", false)
-	if err != nil || len(replayed) != 1 || !strings.Contains(replayed[0].Skipped, "ambiguous") {
+	replayed, err := h.Order(control.ActionReplay, control.Order{RequestID: "crash-1"})
+	if err != nil || len(replayed.Items) != 1 || !strings.Contains(replayed.Items[0].Skipped, "ambiguous") {
 		t.Fatalf("replay without force: %+v %v", replayed, err)
 	}
 }

@@ -31,7 +31,7 @@ func (d *delivery) decided(res *messages.Result, event, deadReason string) step 
 // ambiguous records that nobody knows whether the vendor filed it.
 func (d *delivery) ambiguous(why string) step {
 	rerr := &messages.ResultError{Code: "AmbiguousOutcome", Class: messages.ClassAmbiguous, Message: why +
-		". Check with the vendor, then replay deliberately (publisher dead replay --force)"}
+		". Check with the vendor, then resolve it (publisher resolve --filed-as RECORD) or replay it deliberately (publisher dead replay --force)"}
 	step := d.decided(d.result(messages.StatusFailed, rerr), messages.EventAmbiguous, settleAmbiguous.reason)
 	d.mem.derived = true // drawn from the entry, not from the vendor
 	return step

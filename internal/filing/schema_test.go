@@ -2,6 +2,7 @@ package filing_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/qualfile/qualfile/internal/control"
+	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -42,8 +45,18 @@ func validate(sch *jsonschema.Schema, data []byte) error {
 func TestMessagesMatchTheirSchemas(t *testing.T) {
 	reqSchema, resSchema, evSchema := loadSchema(t, "request"), loadSchema(t, "result"), loadSchema(t, "audit-event")
 	h := newHarness(t, harnessOpts{})
+	// One filing ends ambiguous (a dead replica's call), for an operator
+	// to resolve: the resolution's result and event are checked too.
+	e, _, err := h.led.Claim(context.Background(), "schema-ambiguous", messages.APIVMSAddQualification, "dead-replica")
+	if err == nil {
+		_, err = h.led.Transition(context.Background(), e, ledger.StateCalling, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.run()
-	n := 0
+	h.publish(messages.APIVMSAddQualification, "schema-ambiguous", example(t, messages.APIVMSAddQualification, "schema-ambiguous"))
+	n := 1
 	for _, api := range messages.APIs() {
 		for _, dir := range []string{"", "invalid"} {
 			b, err := os.ReadFile(filepath.Join("..", "..", "examples", dir, string(api)+".json"))
@@ -63,6 +76,11 @@ func TestMessagesMatchTheirSchemas(t *testing.T) {
 		}
 	}
 	h.results(n, 15*time.Second)
+	rep, err := h.Order(control.ActionResolve, control.Order{RequestID: "schema-ambiguous", Decision: messages.DecisionFiled, Record: "QUA-1", Reason: "listed"})
+	if err != nil || len(rep.Items) != 2 {
+		t.Fatalf("resolve: %+v %v", rep, err)
+	}
+	n++ // the resolution's result
 
 	results := h.StreamMsgs(h.Streams.Results)
 	events := h.StreamMsgs(h.Streams.Audit)

@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/consumer"
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
 	"github.com/qualfile/qualfile/internal/filing"
@@ -352,6 +354,28 @@ func (p *Pipeline) Run() (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	p.TB.Cleanup(stop)
 	return stop
+}
+
+// Operator is the name under which a test gives operators' orders.
+const Operator = "tester"
+
+// Order gives an operator's order to the consumers' control service (its
+// reason "test" unless given), waiting up to 5 s for a replica to serve
+// it.
+func (p *Pipeline) Order(a control.Action, o control.Order) (control.Report, error) {
+	if o.Reason == "" {
+		o.Reason = "test"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		rep, err := control.Ask(ctx, p.NC, p.Subjects, Operator, a, o)
+		cancel()
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			return rep, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // WaitFor polls cond until it holds, failing the test when timeout passes

@@ -73,9 +73,13 @@ const (
 //	done → calling     an ambiguous outcome whose call is known never to
 //	                   have been sent is filed after all
 //	done → claimed     an operator's replay
+//	done → done        an operator's resolution (a result carrying the
+//	                   operator's decision), or events added to the trail
+//	                   of an outcome that stays
 //
-// From done, only a replay may move an outcome that is known: done → done
-// and done → calling need a result of class ambiguous (see Transition).
+// From done, only a replay or an operator's resolution may change an
+// outcome that is known: otherwise done → done and done → calling need a
+// result of class ambiguous (see Transition).
 var transitions = map[State][]State{
 	StateClaimed: {StateCalling, StateDone},
 	StateCalling: {StateDone, StateClaimed, StateCalling},
@@ -318,7 +322,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 	if err != nil {
 		return Entry{}, err
 	}
-	if !CanTransition(e.State, to) || (e.State == StateDone && to != StateClaimed && !e.Ambiguous()) {
+	if !CanTransition(e.State, to) {
 		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
 	}
 	if e.Revision == 0 {
@@ -331,6 +335,9 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 		mutate(&next)
 	}
 	next.RequestID, next.State, next.Revision = e.RequestID, to, 0
+	if e.State == StateDone && to != StateClaimed && !e.Ambiguous() && !(to == StateDone && (sameOutcome(e.Result, next.Result) || next.Result.Resolution != nil)) {
+		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
+	}
 	if to == StateDone && next.Result == nil {
 		return Entry{}, fmt.Errorf("ledger: entry %q: %w", e.RequestID, ErrNoResult)
 	}
@@ -391,6 +398,12 @@ func (l *Ledger) Put(ctx context.Context, prev, next Entry) (Entry, error) {
 			e.UpdatedAt = now
 		}
 	})
+}
+
+// sameOutcome reports whether b is the outcome a is (its status and
+// completion time): a write that keeps it only adds to the trail.
+func sameOutcome(a, b *messages.Result) bool {
+	return a != nil && b != nil && a.Status == b.Status && a.CompletedAt.Equal(b.CompletedAt)
 }
 
 // Ambiguous reports whether e records an outcome nobody knows: a create

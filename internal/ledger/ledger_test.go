@@ -184,7 +184,10 @@ func TestTransitions(t *testing.T) {
 	}
 	forbid := func(e ledger.Entry, to ledger.State) {
 		t.Helper()
-		_, err := l.Transition(c, e, to, withResult)
+		_, err := l.Transition(c, e, to, func(e *ledger.Entry) { // another outcome
+			withResult(e)
+			e.Result.Status, e.Result.Error = messages.StatusSucceeded, nil
+		})
 		var te *ledger.TransitionError
 		if !errors.Is(err, ledger.ErrBadTransition) || !errors.As(err, &te) || te.From != e.State || te.To != to {
 			t.Fatalf("%s -> %s: %v, want ErrBadTransition", e.State, to, err)
@@ -214,6 +217,16 @@ func TestTransitions(t *testing.T) {
 
 	// claimed → done (no call needed).
 	d := step(claim("t-2"), ledger.StateDone, withResult)
+	forbid(d, ledger.StateDone)
+	// The trail of an outcome that stays may grow; an operator's
+	// resolution may replace the outcome.
+	d = step(d, ledger.StateDone, func(e *ledger.Entry) {
+		e.Trail = append(e.Trail, messages.AuditEvent{Event: messages.EventDeadRemoved})
+	})
+	d = step(d, ledger.StateDone, func(e *ledger.Entry) {
+		e.Result = &messages.Result{RequestID: e.RequestID, Status: messages.StatusSucceeded, CompletedAt: time.Now(),
+			Resolution: &messages.Resolution{Decision: messages.DecisionFiled, Record: "R-1", Operator: "alice", Reason: "the vendor lists it"}}
+	})
 	forbid(d, ledger.StateDone)
 
 	// An ambiguous outcome may be settled: done → done, or done → calling

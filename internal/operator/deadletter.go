@@ -1,8 +1,8 @@
-// Package operator is what an operator does with the streams and the
-// ledger, outside the consumer: follow one request's trail, list and
-// replay its dead letters. It reads what the pipeline wrote (the wire
-// contracts in messages, the ledger's entries) and holds none of the
-// pipeline's rules.
+// Package operator is what operators and auditors read, outside the
+// consumer: one request's trail, the dead letters. It reads what the
+// pipeline wrote (the wire contracts in messages, the ledger's entries)
+// and changes nothing: what an operator changes, the consumer does on
+// its order (internal/control).
 package operator
 
 import (

@@ -8,8 +8,9 @@
 //     alone pulls requests and writes the ledger, the results, the audit
 //     stream, the dead letters, the tokens and the rate slots;
 //   - a submitter sends requests (and their large files) and reads results;
-//   - an operator reads dead letters, trails and results, replays and
-//     removes dead letters;
+//   - an operator reads dead letters, trails and results, and asks the
+//     consumer to replay or remove a dead letter or resolve a filing, on a
+//     control subject that carries the operator's name (control.Subject);
 //   - an auditor reads trails, results and dead letters, and changes
 //     nothing.
 //
@@ -23,6 +24,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -70,10 +72,22 @@ func Inbox(r Role, s messages.Subjects) string {
 	return "_INBOX." + s.Root() + "." + string(r)
 }
 
-// For returns the permissions of role r under the subject prefix of s.
-func For(r Role, s messages.Subjects) (Permissions, error) {
+// DefaultOperator names the operator of permissions printed without a
+// name: one identity shared by whoever holds its credentials.
+const DefaultOperator = "operator"
+
+// For returns the permissions of role r under the subject prefix of s;
+// operator names the operator (default DefaultOperator), whose orders
+// the consumer records under that name.
+func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 	if _, err := Parse(string(r)); err != nil {
 		return Permissions{}, err
+	}
+	if operator == "" {
+		operator = DefaultOperator
+	}
+	if !control.ValidOperator(operator) {
+		return Permissions{}, fmt.Errorf("%w: %q (letters, digits, - and _, at most 64)", ErrBadOperator, operator)
 	}
 	st, b := queue.StreamNames(s), queue.BucketNames(s)
 	root := s.Root()
@@ -111,7 +125,11 @@ func For(r Role, s messages.Subjects) (Permissions, error) {
 			"$KV."+b.Ledger+".>", "$KV."+b.Tokens+".>", "$KV."+b.TokenLocks+".>", "$KV."+b.Health+".>", "$KV."+b.Rate+".>")
 		pub("dead-letter bodies too big for a message; the request files it fetches and removes", "$O."+b.Objects+".>", "$O."+b.Files+".>")
 		pub("results, audit events, dead letters", root+".result.>", root+".audit.>", root+".dead.>")
+		pub("a dead letter replayed by an operator's order", root+".request.>")
 		pub("a result sent to a request's reply_to, which must be a submitter's inbox", Inbox(Submitter, s)+".>")
+		pub("its reports on operators' orders", Inbox(Operator, s)+".>")
+		p.Subscribe = append(p.Subscribe, Grant{root + ".control.*.*", "operators' orders, the operator named by the subject"},
+			Grant{"$SRV.>", "the control service's discovery (PING, INFO, STATS)"})
 	case Submitter:
 		pub("send requests", root+".request.>")
 		pub("store a file too large for a request, and see whether it is there (by its name, which only its content gives)",
@@ -124,21 +142,23 @@ func For(r Role, s messages.Subjects) (Permissions, error) {
 		pub("read the ledger (trails)", "$JS.API.STREAM.INFO.KV_"+b.Ledger, "$JS.API.STREAM.MSG.GET.KV_"+b.Ledger, "$JS.API.DIRECT.GET.KV_"+b.Ledger+".>")
 		read("read dead-letter bodies kept in the object store", "OBJ_"+b.Objects)
 		pub("flow control of those reads", "$JS.FC.OBJ_"+b.Objects+".>")
-		if r == Auditor {
-			break
+		if r == Operator {
+			pub("ask the consumer to replay or remove dead letters and resolve filings, as "+operator, control.Subjects(s, operator))
 		}
-		pub("replay a dead letter: send its request again", root+".request.>")
-		pub("replay a dead letter: re-arm its ledger entry", "$KV."+b.Ledger+".>")
-		pub("remove a dead letter, and its body kept in the object store",
-			"$JS.API.STREAM.MSG.DELETE."+st.Dead, "$JS.API.STREAM.PURGE.OBJ_"+b.Objects, "$O."+b.Objects+".>")
 	}
 	return p, nil
 }
 
 // Variable is the name of the permissions' variable in a server
-// configuration: FILING_CONSUMER for the consumer under "filing".
-func Variable(r Role, s messages.Subjects) string {
-	return strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(r))
+// configuration: FILING_CONSUMER for the consumer under "filing";
+// FILING_OPERATOR_ALICE for the operator alice (FILING_OPERATOR for
+// DefaultOperator).
+func Variable(r Role, s messages.Subjects, operator string) string {
+	v := strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(r))
+	if r == Operator && operator != "" && operator != DefaultOperator {
+		v += "_" + strings.ToUpper(strings.ReplaceAll(operator, "-", "_"))
+	}
+	return v
 }
 
 // Conf renders p as a nats-server configuration variable named name, one
@@ -175,8 +195,26 @@ func Subjects(gs []Grant) []string {
 
 // File is a nats-server configuration file of the permissions of rs under
 // the prefix of s (deploy/nats/permissions.conf for the default prefix
-// and every role), with how to use it.
-func File(s messages.Subjects, rs ...Role) (string, error) {
+// and every role), with how to use it: the operator role once for each
+// of operators (DefaultOperator when none).
+func File(s messages.Subjects, operators []string, rs ...Role) (string, error) {
+	if len(operators) == 0 {
+		operators = []string{DefaultOperator}
+	}
+	type grantee struct {
+		r  Role
+		op string
+	}
+	var gs []grantee
+	for _, r := range rs {
+		if r != Operator {
+			gs = append(gs, grantee{r, ""})
+			continue
+		}
+		for _, op := range operators {
+			gs = append(gs, grantee{r, op})
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# The NATS permissions of qualfile's roles for the subject prefix %q,
 # made by `+"`publisher permissions --prefix %s`"+` (do not edit: generate it again).
@@ -188,8 +226,12 @@ func File(s messages.Subjects, rs ...Role) (string, error) {
 #   authorization {
 #     users = [
 `, s.Root(), s.Root())
-	for _, r := range rs {
-		fmt.Fprintf(&b, "#       { user: qualfile-%s, password: $%s_PASSWORD, permissions: $%s }\n", r, strings.ToUpper(string(r)), Variable(r, s))
+	for _, g := range gs {
+		user := "qualfile-" + string(g.r)
+		if g.op != "" && g.op != DefaultOperator {
+			user = g.op
+		}
+		fmt.Fprintf(&b, "#       { user: %s, password: $%s_PASSWORD, permissions: $%s }\n", user, strings.ToUpper(strings.ReplaceAll(user, "-", "_")), Variable(g.r, s, g.op))
 	}
 	b.WriteString(`#     ]
 #   }
@@ -197,13 +239,15 @@ func File(s messages.Subjects, rs ...Role) (string, error) {
 # (or the same lists in the users' JWTs: ` + "`publisher permissions --format json`" + `).
 # Each role's connections must use its inbox prefix (nats.CustomInboxPrefix;
 # the publisher's --inbox-prefix or a nats context's inbox_prefix).
+# An operator's orders are recorded under the name its permissions bind:
+# give each person their own (--operator NAME, once for each).
 `)
-	for _, r := range rs {
-		p, err := For(r, s)
+	for _, g := range gs {
+		p, err := For(g.r, s, g.op)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString("\n" + p.Conf(Variable(r, s)))
+		b.WriteString("\n" + p.Conf(Variable(g.r, s, g.op)))
 	}
 	return b.String(), nil
 }

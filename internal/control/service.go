@@ -1,0 +1,317 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
+	"github.com/qualfile/qualfile/internal/buildinfo"
+	"github.com/qualfile/qualfile/internal/ledger"
+	"github.com/qualfile/qualfile/internal/operator"
+	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// Ledger is what the service needs of the ledger (*ledger.Ledger).
+type Ledger interface {
+	Get(ctx context.Context, id string) (ledger.Entry, error)
+	Put(ctx context.Context, prev, next ledger.Entry) (ledger.Entry, error)
+}
+
+// Objects holds the bodies of dead letters too big for a message
+// (jetstream.ObjectStore).
+type Objects interface {
+	GetBytes(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) ([]byte, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// Recorder publishes audit events and results as the pipeline does
+// (*filing.Processor).
+type Recorder interface {
+	Publish(ctx context.Context, evs []messages.AuditEvent, res *messages.Result) error
+}
+
+// Config configures the service.
+type Config struct {
+	Subjects messages.Subjects
+	JS       jetstream.JetStream
+	Ledger   Ledger
+	Objects  Objects // nil: no dead-letter body is kept outside its letter
+	Recorder Recorder
+	// Timeout bounds the carrying out of one order (default 30s).
+	Timeout time.Duration
+	Now     func() time.Time
+	Log     *zap.Logger
+}
+
+// Service carries out operators' orders.
+type Service struct {
+	cfg Config
+}
+
+// Start serves the actions on nc, in the queue group every replica
+// shares, until stop.
+func Start(nc *nats.Conn, cfg Config) (stop func() error, err error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	s := &Service{cfg: cfg}
+	svc, err := micro.AddService(nc, micro.Config{Name: "qualfile-control", Version: serviceVersion(),
+		Description: "operators' actions on the filings of " + cfg.Subjects.Root(), QueueGroup: "qualfile-control"})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range Actions {
+		if err := svc.AddEndpoint(string(a), micro.HandlerFunc(s.handle), micro.WithEndpointSubject(Subject(cfg.Subjects, "*", a))); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	return svc.Stop, nil
+}
+
+// serviceVersion is the build's version as micro takes it (semver).
+func serviceVersion() string {
+	if v := strings.TrimPrefix(buildinfo.Read().Version, "v"); strings.Count(v, ".") == 2 && !strings.ContainsAny(v, " (") {
+		return v
+	}
+	return "0.0.0"
+}
+
+// handle answers one order: its report, or a refusal with a code.
+func (s *Service) handle(req micro.Request) {
+	op, a := s.parse(req.Subject())
+	var o Order
+	err := json.Unmarshal(req.Data(), &o)
+	switch {
+	case !ValidOperator(op):
+		err = fmt.Errorf("%w: the operator's name in the subject must be one token of letters, digits, - and _", ErrInvalidOrder)
+	case err != nil:
+		err = fmt.Errorf("%w: not a JSON order: %v", ErrInvalidOrder, err)
+	default:
+		err = o.Validate(a)
+	}
+	var rep Report
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		rep, err = s.Do(ctx, op, a, o)
+		cancel()
+	}
+	switch {
+	case err == nil:
+		_ = req.RespondJSON(rep)
+	case errors.Is(err, ErrInvalidOrder):
+		_ = req.Error(codeInvalid, messages.Truncate(err.Error(), 2000), nil)
+	case errors.Is(err, ErrNoMatch):
+		_ = req.Error(codeNoMatch, messages.Truncate(err.Error(), 2000), nil)
+	default:
+		s.cfg.Log.Warn("an operator's order could not be carried out", zap.String("operator", op), zap.String("action", string(a)), zap.Error(err))
+		data, _ := json.Marshal(rep) // what was done before it failed
+		_ = req.Error(codeUnavailable, messages.Truncate(err.Error(), 2000), data)
+	}
+}
+
+// parse reads the operator and the action from a control subject.
+func (s *Service) parse(subject string) (operator string, a Action) {
+	rest, _ := strings.CutPrefix(subject, s.cfg.Subjects.Root()+".control.")
+	operator, action, _ := strings.Cut(rest, ".")
+	return operator, Action(action)
+}
+
+// Do carries out a valid order of operator.
+func (s *Service) Do(ctx context.Context, operator string, a Action, o Order) (Report, error) {
+	if a == ActionResolve {
+		return s.resolve(ctx, operator, o)
+	}
+	letters, err := s.letters(ctx, o)
+	if err != nil {
+		return Report{}, err
+	}
+	var rep Report
+	for _, d := range letters {
+		var it Item
+		if a == ActionReplay {
+			it, err = s.replay(ctx, operator, o, d)
+		} else {
+			it, err = s.remove(ctx, operator, o.Reason, d)
+		}
+		rep.Items = append(rep.Items, it)
+		if err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// letters are the dead letters an order names.
+func (s *Service) letters(ctx context.Context, o Order) ([]operator.DeadLetter, error) {
+	dead, err := operator.ReadDead(ctx, s.cfg.JS, s.cfg.Subjects)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var out []operator.DeadLetter
+	for _, d := range dead {
+		if o.All || (o.Seq != 0 && d.Sequence == o.Seq) || (o.RequestID != "" && d.RequestID == o.RequestID) {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no dead letter %s", ErrNoMatch, describe(o))
+	}
+	return out, nil
+}
+
+func describe(o Order) string {
+	switch {
+	case o.Seq != 0:
+		return fmt.Sprintf("at seq %d", o.Seq)
+	case o.RequestID != "":
+		return fmt.Sprintf("of request %q", o.RequestID)
+	}
+	return "at all"
+}
+
+// remove deletes a dead letter and the body kept for it. Its event goes
+// out first, with an identity of the letter's own, so that an order given
+// again after a failure records the removal once.
+func (s *Service) remove(ctx context.Context, operator, reason string, d operator.DeadLetter) (Item, error) {
+	it := Item{Seq: d.Sequence, RequestID: d.RequestID}
+	ev := s.event(d, messages.EventDeadRemoved, operator, reason, fmt.Sprintf("dead letter %d removed (%s)", d.Sequence, messages.Truncate(d.Reason, 200)))
+	if err := s.note(ctx, d.RequestID, ev); err != nil {
+		return it, err
+	}
+	if err := s.dropLetter(ctx, d); err != nil {
+		return it, err
+	}
+	it.Done = "removed"
+	return it, nil
+}
+
+// dropLetter deletes a dead letter, its body first: once the letter is
+// gone, so is the body's name.
+func (s *Service) dropLetter(ctx context.Context, d operator.DeadLetter) error {
+	if d.BodyObject != "" && s.cfg.Objects != nil {
+		if err := s.cfg.Objects.Delete(ctx, d.BodyObject); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return fmt.Errorf("%w: removing the body %s of dead letter %d (the letter is kept): %w", ErrUnavailable, d.BodyObject, d.Sequence, err)
+		}
+	}
+	stream, err := s.cfg.JS.Stream(ctx, queue.StreamNames(s.cfg.Subjects).Dead)
+	if err == nil {
+		err = stream.DeleteMsg(ctx, d.Sequence)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("%w: removing dead letter %d: %w", ErrUnavailable, d.Sequence, err)
+	}
+	return nil
+}
+
+// event is an operator's action on dead letter d. Its identity is the
+// letter's and the action's, so that an order given again records it
+// once.
+func (s *Service) event(d operator.DeadLetter, event, operator, reason, message string) messages.AuditEvent {
+	api := messages.API(strings.TrimPrefix(d.Subject, s.cfg.Subjects.Dead("")))
+	if !api.Valid() {
+		api = "unknown"
+	}
+	return messages.AuditEvent{ID: fmt.Sprintf("operator/%s/dead/%d/%s", event, d.Sequence, stamp(d.DeadAt)), RequestID: d.RequestID, API: api,
+		Event: event, Time: s.cfg.Now().UTC(), Operator: operator, Reason: reason, Message: message}
+}
+
+// stamp tells apart two letters at one sequence of a recreated stream.
+func stamp(deadAt string) string {
+	if t, err := time.Parse(time.RFC3339Nano, deadAt); err == nil {
+		return fmt.Sprint(t.UnixNano())
+	}
+	return "0"
+}
+
+// note records ev: in the trail of its request's entry when that entry
+// has an outcome (the outcome stays), otherwise beside the trail.
+func (s *Service) note(ctx context.Context, id string, ev messages.AuditEvent) error {
+	if id != "" {
+		if _, err := ledger.Key(id); err == nil {
+			e, err := s.cfg.Ledger.Get(ctx, id)
+			switch {
+			case err == nil && e.State == ledger.StateDone:
+				return s.amend(ctx, e, ev, nil)
+			case err != nil && !errors.Is(err, ledger.ErrNotFound):
+				return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
+			}
+		}
+	}
+	if err := s.cfg.Recorder.Publish(ctx, []messages.AuditEvent{ev}, nil); err != nil {
+		return fmt.Errorf("%w: publishing the %s event: %w", ErrUnavailable, ev.Event, err)
+	}
+	return nil
+}
+
+// amend adds ev to the trail of the done entry e, with res as its new
+// outcome when not nil, then publishes the trail's events not yet out and
+// res, and notes them out. An event already in the trail (by its
+// identity) is not added again, only published if it is not out yet.
+func (s *Service) amend(ctx context.Context, e ledger.Entry, ev messages.AuditEvent, res *messages.Result) error {
+	if !hasEvent(e.Trail, ev.ID) {
+		next := e
+		ev.Seq = len(e.Trail) + 1
+		next.Trail = append(append([]messages.AuditEvent(nil), e.Trail...), ev)
+		if res != nil {
+			next.Result = res
+		}
+		next.UpdatedAt = time.Time{}
+		got, err := s.cfg.Ledger.Put(ctx, e, next)
+		if errors.Is(err, ledger.ErrConflict) {
+			return fmt.Errorf("%w: the filing changed while this was recorded; give the order again", ErrUnavailable)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
+		}
+		e = got
+	}
+	return s.catchUp(ctx, e)
+}
+
+// catchUp publishes what e's trail holds beyond what is out, and its
+// result when that is among it, then notes them out.
+func (s *Service) catchUp(ctx context.Context, e ledger.Entry) error {
+	if e.Emitted >= len(e.Trail) {
+		return nil
+	}
+	var res *messages.Result
+	for _, ev := range e.Trail[e.Emitted:] {
+		if ev.Event == messages.EventResolved && e.Result != nil && e.Result.Resolution != nil {
+			res = e.Result // the resolution's result goes out after its event
+		}
+	}
+	if err := s.cfg.Recorder.Publish(ctx, e.Trail[e.Emitted:], res); err != nil {
+		return fmt.Errorf("%w: publishing the trail: %w", ErrUnavailable, err)
+	}
+	next := e
+	next.Emitted, next.UpdatedAt = len(e.Trail), time.Time{}
+	if _, err := s.cfg.Ledger.Put(ctx, e, next); err != nil && !errors.Is(err, ledger.ErrConflict) {
+		return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func hasEvent(trail []messages.AuditEvent, id string) bool {
+	for _, ev := range trail {
+		if ev.ID == id {
+			return true
+		}
+	}
+	return false
+}
