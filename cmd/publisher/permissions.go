@@ -26,7 +26,7 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 	var operators []string
 	fs.Func("operator", "an operator's name, which the consumer records with each of its orders (repeat it for several; default one shared operator, named operator)", func(v string) error {
 		if !control.ValidOperator(v) {
-			return fmt.Errorf("%q: letters, digits, - and _, at most 64", v)
+			return fmt.Errorf("%q: lower-case letters, digits and _, at most 64", v)
 		}
 		if !slices.Contains(operators, v) {
 			operators = append(operators, v)

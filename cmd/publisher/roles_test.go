@@ -50,6 +50,13 @@ func TestThePermissionsFileIsGenerated(t *testing.T) {
 	if code, _, _ := cli(t, "", "", "permissions", "--prefix", "a.>"); code != 2 {
 		t.Errorf("a wildcard prefix: exit %d, want 2", code)
 	}
+	// Two names that would make one variable: a name is lower-case
+	// letters, digits and _ only.
+	for _, name := range []string{"a-b", "Alice", "a.b", ""} {
+		if code, _, _ := cli(t, "", "", "permissions", "--operator", name); code != 2 {
+			t.Errorf("operator %q: exit %d, want 2", name, code)
+		}
+	}
 }
 
 // operatorName is the operator of rolesServer.

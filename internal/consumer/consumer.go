@@ -38,6 +38,7 @@ import (
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/metrics"
 	"github.com/qualfile/qualfile/internal/queue"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
 
@@ -291,12 +292,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	// Operators' orders are served while requests are: by every replica,
 	// with the consumer's rights.
-	stopControl, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Objects: c.Objects,
-		Recorder: c.Processor, Log: c.log})
+	stopControl, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Requests: c.requests,
+		Objects: c.Objects, Recorder: c.Processor, ReplyTo: roles.Inbox(roles.Operator, c.Subjects), Log: c.log})
 	if err != nil {
 		return fmt.Errorf("consumer: the operators' control service: %w", err)
 	}
-	defer func() { _ = stopControl() }()
+	defer stopControl()
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
 	if c.deps.Ready != nil {

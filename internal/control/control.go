@@ -1,7 +1,7 @@
 // Package control is the consumer's service for operators: replay a dead
 // letter, resolve a filing whose outcome was ambiguous or failed, remove a
 // dead letter. An operator asks on <prefix>.control.<operator>.<action>, a
-// NATS micro service that every replica serves (a queue group). The
+// queue group that every replica serves. The
 // operator's name is that subject's token, which the operator's NATS
 // permissions bind (publisher permissions --operator NAME); no body can
 // claim it. The consumer carries the order out with its own rights, the
@@ -19,7 +19,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/messages"
@@ -50,8 +49,9 @@ func Subjects(s messages.Subjects, operator string) string {
 }
 
 // operatorName is what an operator's name may be: one subject token of
-// letters, digits, '-' and '_'.
-var operatorName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// lower-case letters, digits and '_' (so that two names never make one
+// variable of a server's configuration, roles.Variable).
+var operatorName = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 
 // ValidOperator reports whether name may name an operator.
 func ValidOperator(name string) bool { return operatorName.MatchString(name) }
@@ -147,10 +147,11 @@ type Item struct {
 }
 
 // Ask sends an order to the consumers' control service as operator and
-// returns their report; a refusal is an *Error.
+// returns their report; a refusal is an *Error, returned with the report
+// of what was done before it. nc's inbox must be the operators'.
 func Ask(ctx context.Context, nc *nats.Conn, s messages.Subjects, operator string, a Action, o Order) (Report, error) {
 	if !ValidOperator(operator) {
-		return Report{}, fmt.Errorf("%w: operator %q: one subject token of letters, digits, - and _", ErrInvalidOrder, operator)
+		return Report{}, fmt.Errorf("%w: operator %q: lower-case letters, digits and _, at most 64", ErrInvalidOrder, operator)
 	}
 	if err := o.Validate(a); err != nil {
 		return Report{}, err
@@ -168,12 +169,13 @@ func Ask(ctx context.Context, nc *nats.Conn, s messages.Subjects, operator strin
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return Report{}, &Error{Code: code, Description: m.Header.Get(micro.ErrorHeader)}
-	}
 	var r Report
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return Report{}, fmt.Errorf("control: the consumer's report: %w", err)
+	decodeErr := json.Unmarshal(m.Data, &r)
+	if code := m.Header.Get(HeaderErrorCode); code != "" {
+		return r, &Error{Code: code, Description: m.Header.Get(HeaderError)} // with what was done before
+	}
+	if decodeErr != nil {
+		return Report{}, fmt.Errorf("control: the consumer's report: %w", decodeErr)
 	}
 	return r, nil
 }

@@ -306,8 +306,8 @@ func TestRemoveIsOnTheRecord(t *testing.T) {
 	p.Order(control.ActionRemove, control.Order{Seq: 999999}) // wait for the service
 	m := nats.NewMsg(control.Subject(p.Subjects, "bob", control.ActionRemove))
 	m.Data = []byte(`{"request_id":"rm-1","reason":"filed by hand","operator":"alice"}`)
-	reply, err := p.NC.RequestMsg(m, 10*time.Second)
-	if err != nil || reply.Header.Get("Nats-Service-Error-Code") != "" {
+	reply, err := p.OperatorConn().RequestMsg(m, 10*time.Second)
+	if err != nil || reply.Header.Get(control.HeaderErrorCode) != "" {
 		t.Fatalf("remove: %v %v %s", err, reply.Header, reply.Data)
 	}
 	evs := lastEvents(p, "rm-1", 1)
@@ -368,8 +368,8 @@ func TestOrdersAreChecked(t *testing.T) {
 	} {
 		m := nats.NewMsg(subject)
 		m.Data = []byte(body)
-		reply, err := nc.RequestMsg(m, 10*time.Second)
-		if err != nil || reply.Header.Get("Nats-Service-Error-Code") != "400" {
+		reply, err := p.OperatorConn().RequestMsg(m, 10*time.Second)
+		if err != nil || reply.Header.Get(control.HeaderErrorCode) != "400" {
 			t.Errorf("%s %s: %v %v", subject, body, err, reply.Header)
 		}
 	}

@@ -77,7 +77,18 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 			it.Skipped, it.Forcible = why, true
 			return it, nil
 		}
-		if e.State != ledger.StateClaimed {
+		if e.State == ledger.StateClaimed {
+			// Not moved (it will be filed from the request it holds, or
+			// from this one): its event goes out beside the trail.
+			if err := s.note(ctx, "", ev); err != nil {
+				return it, err
+			}
+		} else {
+			if e.State == ledger.StateDone {
+				if err := s.settled(ctx, e); err != nil {
+					return it, err
+				}
+			}
 			next := e
 			if e.Result != nil {
 				next.Supersedes = e.Result.CompletedAt // the replay's outcome replaces it
@@ -138,6 +149,8 @@ func refuseReplay(e ledger.Entry) string {
 		return "already succeeded"
 	case e.Ambiguous():
 		return refuseAmbiguous
+	case e.Result.Resolution != nil:
+		return "resolved by " + e.Result.Resolution.Operator + " (" + string(e.Result.Resolution.Decision) + ")"
 	}
 	return ""
 }

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"go.uber.org/zap"
 
-	"github.com/qualfile/qualfile/internal/buildinfo"
 	"github.com/qualfile/qualfile/internal/ledger"
 	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
@@ -39,13 +38,25 @@ type Recorder interface {
 	Publish(ctx context.Context, evs []messages.AuditEvent, res *messages.Result) error
 }
 
+// Requests reads the request stream (jetstream.Stream): an outcome is
+// amended only once the message that recorded it is settled, its events
+// and result out.
+type Requests interface {
+	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
+}
+
 // Config configures the service.
 type Config struct {
 	Subjects messages.Subjects
 	JS       jetstream.JetStream
 	Ledger   Ledger
+	Requests Requests
 	Objects  Objects // nil: no dead-letter body is kept outside its letter
 	Recorder Recorder
+	// ReplyTo is the prefix an order's reply subject must start with: the
+	// operators' inbox (roles.Inbox). The consumer answers with its own
+	// rights, so an order that names another reply subject is not served.
+	ReplyTo string
 	// Timeout bounds the carrying out of one order (default 30s).
 	Timeout time.Duration
 	Now     func() time.Time
@@ -55,11 +66,22 @@ type Config struct {
 // Service carries out operators' orders.
 type Service struct {
 	cfg Config
+
+	mu      sync.Mutex
+	stopped bool
+	orders  sync.WaitGroup // being carried out
 }
 
-// Start serves the actions on nc, in the queue group every replica
-// shares, until stop.
-func Start(nc *nats.Conn, cfg Config) (stop func() error, err error) {
+// Reply headers: an order refused says why in them, with an empty or
+// partial report as the body.
+const (
+	HeaderErrorCode = "Qualfile-Control-Error-Code"
+	HeaderError     = "Qualfile-Control-Error"
+)
+
+// Start serves the actions on nc, in a queue group every replica shares,
+// until stop, which waits for the orders being carried out.
+func Start(nc *nats.Conn, cfg Config) (stop func(), err error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
@@ -69,37 +91,54 @@ func Start(nc *nats.Conn, cfg Config) (stop func() error, err error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
+	if cfg.ReplyTo == "" || cfg.Requests == nil {
+		return nil, errors.New("control: Config.ReplyTo and Config.Requests are required")
+	}
 	s := &Service{cfg: cfg}
-	svc, err := micro.AddService(nc, micro.Config{Name: "qualfile-control", Version: serviceVersion(),
-		Description: "operators' actions on the filings of " + cfg.Subjects.Root(), QueueGroup: "qualfile-control"})
-	if err != nil {
-		return nil, err
+	var subs []*nats.Subscription
+	stop = func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+		s.orders.Wait()
 	}
 	for _, a := range Actions {
-		if err := svc.AddEndpoint(string(a), micro.HandlerFunc(s.handle), micro.WithEndpointSubject(Subject(cfg.Subjects, "*", a))); err != nil {
-			_ = svc.Stop()
+		sub, err := nc.QueueSubscribe(Subject(cfg.Subjects, "*", a), "qualfile-control", s.handle)
+		if err != nil {
+			stop()
 			return nil, err
 		}
+		subs = append(subs, sub)
 	}
-	return svc.Stop, nil
-}
-
-// serviceVersion is the build's version as micro takes it (semver).
-func serviceVersion() string {
-	if v := strings.TrimPrefix(buildinfo.Read().Version, "v"); strings.Count(v, ".") == 2 && !strings.ContainsAny(v, " (") {
-		return v
-	}
-	return "0.0.0"
+	return stop, nil
 }
 
 // handle answers one order: its report, or a refusal with a code.
-func (s *Service) handle(req micro.Request) {
-	op, a := s.parse(req.Subject())
+func (s *Service) handle(m *nats.Msg) {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.orders.Add(1)
+	s.mu.Unlock()
+	defer s.orders.Done()
+	if !strings.HasPrefix(m.Reply, s.cfg.ReplyTo+".") {
+		// Answered with the consumer's rights: only into the operators'
+		// inbox, never into a subject an order chose.
+		s.cfg.Log.Warn("an order whose reply subject is not the operators' inbox is not served",
+			zap.String("subject", messages.Truncate(m.Subject, 200)), zap.String("reply", messages.Truncate(m.Reply, 200)))
+		return
+	}
+	op, a := s.parse(m.Subject)
 	var o Order
-	err := json.Unmarshal(req.Data(), &o)
+	err := json.Unmarshal(m.Data, &o)
 	switch {
 	case !ValidOperator(op):
-		err = fmt.Errorf("%w: the operator's name in the subject must be one token of letters, digits, - and _", ErrInvalidOrder)
+		err = fmt.Errorf("%w: the operator's name in the subject must be one token of lower-case letters, digits and _", ErrInvalidOrder)
 	case err != nil:
 		err = fmt.Errorf("%w: not a JSON order: %v", ErrInvalidOrder, err)
 	default:
@@ -111,18 +150,34 @@ func (s *Service) handle(req micro.Request) {
 		rep, err = s.Do(ctx, op, a, o)
 		cancel()
 	}
+	reply := nats.NewMsg(m.Reply)
+	reply.Data, _ = json.Marshal(rep) // what was done, before any failure
 	switch {
 	case err == nil:
-		_ = req.RespondJSON(rep)
 	case errors.Is(err, ErrInvalidOrder):
-		_ = req.Error(codeInvalid, messages.Truncate(err.Error(), 2000), nil)
+		reply.Header.Set(HeaderErrorCode, codeInvalid)
 	case errors.Is(err, ErrNoMatch):
-		_ = req.Error(codeNoMatch, messages.Truncate(err.Error(), 2000), nil)
+		reply.Header.Set(HeaderErrorCode, codeNoMatch)
 	default:
 		s.cfg.Log.Warn("an operator's order could not be carried out", zap.String("operator", op), zap.String("action", string(a)), zap.Error(err))
-		data, _ := json.Marshal(rep) // what was done before it failed
-		_ = req.Error(codeUnavailable, messages.Truncate(err.Error(), 2000), data)
+		reply.Header.Set(HeaderErrorCode, codeUnavailable)
 	}
+	if err != nil {
+		reply.Header.Set(HeaderError, headerValue(err.Error()))
+	}
+	if err := m.RespondMsg(reply); err != nil {
+		s.cfg.Log.Warn("could not answer an operator's order", zap.Error(err))
+	}
+}
+
+// headerValue makes an error fit a header line.
+func headerValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, messages.Truncate(s, 2000))
 }
 
 // parse reads the operator and the action from a control subject.
@@ -157,8 +212,23 @@ func (s *Service) Do(ctx context.Context, operator string, a Action, o Order) (R
 	return rep, nil
 }
 
-// letters are the dead letters an order names.
+// letters are the dead letters an order names: one read for a sequence,
+// the stream read through for an id or all.
 func (s *Service) letters(ctx context.Context, o Order) ([]operator.DeadLetter, error) {
+	if o.Seq != 0 {
+		stream, err := s.cfg.JS.Stream(ctx, queue.StreamNames(s.cfg.Subjects).Dead)
+		var m *jetstream.RawStreamMsg
+		if err == nil {
+			m, err = stream.GetMsg(ctx, o.Seq)
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, fmt.Errorf("%w: no dead letter %s", ErrNoMatch, describe(o))
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return []operator.DeadLetter{operator.Letter(m)}, nil
+	}
 	dead, err := operator.ReadDead(ctx, s.cfg.JS, s.cfg.Subjects)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -246,7 +316,7 @@ func (s *Service) note(ctx context.Context, id string, ev messages.AuditEvent) e
 		if _, err := ledger.Key(id); err == nil {
 			e, err := s.cfg.Ledger.Get(ctx, id)
 			switch {
-			case err == nil && e.State == ledger.StateDone:
+			case err == nil && e.State == ledger.StateDone && e.Result != nil:
 				return s.amend(ctx, e, ev, nil)
 			case err != nil && !errors.Is(err, ledger.ErrNotFound):
 				return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
@@ -260,12 +330,18 @@ func (s *Service) note(ctx context.Context, id string, ev messages.AuditEvent) e
 }
 
 // amend adds ev to the trail of the done entry e, with res as its new
-// outcome when not nil, then publishes the trail's events not yet out and
-// res, and notes them out. An event already in the trail (by its
-// identity) is not added again, only published if it is not out yet.
+// outcome when not nil, then publishes ev and res and notes them out. An
+// event already in the trail (by its identity) is not added again, only
+// published if it is not out yet. Only the outcome of a settled message
+// is amended: its writer published the trail before it settled it, so
+// the whole trail is out.
 func (s *Service) amend(ctx context.Context, e ledger.Entry, ev messages.AuditEvent, res *messages.Result) error {
 	if !hasEvent(e.Trail, ev.ID) {
+		if err := s.settled(ctx, e); err != nil {
+			return err
+		}
 		next := e
+		next.Emitted = len(e.Trail)
 		ev.Seq = len(e.Trail) + 1
 		next.Trail = append(append([]messages.AuditEvent(nil), e.Trail...), ev)
 		if res != nil {
@@ -305,6 +381,30 @@ func (s *Service) catchUp(ctx context.Context, e ledger.Entry) error {
 		return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// settled reports (nil) whether the message that recorded e is gone from
+// the request stream: acked or terminated, after its writer published the
+// trail, the result and the dead letter. While it is there, its writer, or
+// a redelivery of it, is still putting its outcome out.
+func (s *Service) settled(ctx context.Context, e ledger.Entry) error {
+	if e.Seq == 0 {
+		return nil
+	}
+	m, err := s.cfg.Requests.GetMsg(ctx, e.Seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: the request stream: %w", ErrUnavailable, err)
+	}
+	var id struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(m.Data, &id) != nil || id.ID != e.RequestID {
+		return nil // another request at that sequence: the stream was made anew
+	}
+	return fmt.Errorf("%w: request %q is still being settled, its outcome going out: give the order again in a moment", ErrUnavailable, e.RequestID)
 }
 
 func hasEvent(trail []messages.AuditEvent, id string) bool {

@@ -181,7 +181,8 @@ func filedNothing(res *messages.Result) bool {
 	case res.Status == messages.StatusRejected:
 		return true
 	}
-	return res.Status == messages.StatusFailed && res.Error != nil && res.Error.Class != messages.ClassAmbiguous && res.Error.Code != "InternalError"
+	// An operator's decision is no definite "no" from the vendor.
+	return res.Status == messages.StatusFailed && res.Error != nil && res.Error.Class != messages.ClassAmbiguous && res.Error.Code != "InternalError" && res.Resolution == nil
 }
 
 // answerWithoutCall publishes a rejection decided by the message alone,

@@ -41,6 +41,7 @@ import (
 	"github.com/qualfile/qualfile/internal/operator"
 	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/internal/retry"
+	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -111,6 +112,9 @@ type Pipeline struct {
 
 	healthMu  sync.Mutex
 	healthLog []HealthChange
+
+	opMu sync.Mutex
+	opNC *nats.Conn // OperatorConn
 }
 
 // HealthChange is one change the health watch reported, and when.
@@ -359,6 +363,23 @@ func (p *Pipeline) Run() (stop func()) {
 // Operator is the name under which a test gives operators' orders.
 const Operator = "tester"
 
+// OperatorConn is a connection to p's server with the operators' inbox
+// prefix, as an operator's tool has (the consumer answers orders only
+// there).
+func (p *Pipeline) OperatorConn() *nats.Conn {
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	if p.opNC == nil {
+		nc, err := nats.Connect(p.NC.ConnectedUrl(), nats.CustomInboxPrefix(roles.Inbox(roles.Operator, p.Subjects)))
+		if err != nil {
+			p.TB.Fatalf("the operator's connection: %v", err)
+		}
+		p.TB.Cleanup(nc.Close)
+		p.opNC = nc
+	}
+	return p.opNC
+}
+
 // Order gives an operator's order to the consumers' control service (its
 // reason "test" unless given), waiting up to 5 s for a replica to serve
 // it.
@@ -366,10 +387,11 @@ func (p *Pipeline) Order(a control.Action, o control.Order) (control.Report, err
 	if o.Reason == "" {
 		o.Reason = "test"
 	}
+	nc := p.OperatorConn()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		rep, err := control.Ask(ctx, p.NC, p.Subjects, Operator, a, o)
+		rep, err := control.Ask(ctx, nc, p.Subjects, Operator, a, o)
 		cancel()
 		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
 			return rep, err

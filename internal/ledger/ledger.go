@@ -335,7 +335,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 		mutate(&next)
 	}
 	next.RequestID, next.State, next.Revision = e.RequestID, to, 0
-	if e.State == StateDone && to != StateClaimed && !e.Ambiguous() && !(to == StateDone && (sameOutcome(e.Result, next.Result) || next.Result.Resolution != nil)) {
+	if e.State == StateDone && to != StateClaimed && !e.Ambiguous() && !(to == StateDone && next.Result != nil && (sameOutcome(e.Result, next.Result) || next.Result.Resolution != nil)) {
 		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
 	}
 	if to == StateDone && next.Result == nil {

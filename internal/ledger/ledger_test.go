@@ -540,3 +540,26 @@ func TestLedgerRefusesRollups(t *testing.T) {
 		t.Errorf("after the rollups: %v", err)
 	}
 }
+
+// TestADoneEntryWithoutAResultIsRefusedNotPanicked: a done entry without
+// a result (a corrupt or foreign entry) written again is an error.
+func TestADoneEntryWithoutAResultIsRefusedNotPanicked(t *testing.T) {
+	l, js := open(t)
+	c := ctx(t)
+	kv, err := js.KeyValue(c, ledger.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(c, "x-1", []byte(`{"request_id":"x-1","state":"done"}`)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := l.Get(c, "x-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := e
+	next.Trail = append(next.Trail, messages.AuditEvent{Event: messages.EventDeadRemoved})
+	if _, err := l.Put(c, e, next); !errors.Is(err, ledger.ErrBadTransition) {
+		t.Fatalf("Put: %v, want ErrBadTransition", err)
+	}
+}

@@ -41,27 +41,32 @@ func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Sub
 	}
 	out := make([]DeadLetter, 0, len(msgs))
 	for _, m := range msgs {
-		h := m.Header
-		n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
-		// The body's object is named from the letter's own digest: a
-		// letter that names another object names none.
-		seq, _ := strconv.ParseUint(h.Get(messages.HeaderOrigSequence), 10, 64)
-		object, ok := messages.DeadBodyObject(h.Get(messages.HeaderBodySHA256), seq)
-		if !ok || h.Get(messages.HeaderBodyObject) != object {
-			object = ""
-		}
-		out = append(out, DeadLetter{
-			Sequence:        m.Sequence,
-			Subject:         m.Subject,
-			RequestID:       h.Get(messages.HeaderRequestID),
-			Reason:          h.Get(messages.HeaderDeadReason),
-			Class:           h.Get(messages.HeaderDeadClass),
-			OriginalSubject: h.Get(messages.HeaderOrigSubject),
-			Deliveries:      n,
-			DeadAt:          h.Get(messages.HeaderDeadAt),
-			BodyObject:      object,
-			Data:            m.Data,
-		})
+		out = append(out, Letter(m))
 	}
 	return out, nil
+}
+
+// Letter reads one message of the dead-letter stream.
+func Letter(m *jetstream.RawStreamMsg) DeadLetter {
+	h := m.Header
+	n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
+	// The body's object is named from the letter's own digest: a
+	// letter that names another object names none.
+	seq, _ := strconv.ParseUint(h.Get(messages.HeaderOrigSequence), 10, 64)
+	object, ok := messages.DeadBodyObject(h.Get(messages.HeaderBodySHA256), seq)
+	if !ok || h.Get(messages.HeaderBodyObject) != object {
+		object = ""
+	}
+	return DeadLetter{
+		Sequence:        m.Sequence,
+		Subject:         m.Subject,
+		RequestID:       h.Get(messages.HeaderRequestID),
+		Reason:          h.Get(messages.HeaderDeadReason),
+		Class:           h.Get(messages.HeaderDeadClass),
+		OriginalSubject: h.Get(messages.HeaderOrigSubject),
+		Deliveries:      n,
+		DeadAt:          h.Get(messages.HeaderDeadAt),
+		BodyObject:      object,
+		Data:            m.Data,
+	}
 }

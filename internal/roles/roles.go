@@ -87,7 +87,7 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 		operator = DefaultOperator
 	}
 	if !control.ValidOperator(operator) {
-		return Permissions{}, fmt.Errorf("%w: %q (letters, digits, - and _, at most 64)", ErrBadOperator, operator)
+		return Permissions{}, fmt.Errorf("%w: %q (lower-case letters, digits and _, at most 64)", ErrBadOperator, operator)
 	}
 	st, b := queue.StreamNames(s), queue.BucketNames(s)
 	root := s.Root()
@@ -128,8 +128,7 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 		pub("a dead letter replayed by an operator's order", root+".request.>")
 		pub("a result sent to a request's reply_to, which must be a submitter's inbox", Inbox(Submitter, s)+".>")
 		pub("its reports on operators' orders", Inbox(Operator, s)+".>")
-		p.Subscribe = append(p.Subscribe, Grant{root + ".control.*.*", "operators' orders, the operator named by the subject"},
-			Grant{"$SRV.>", "the control service's discovery (PING, INFO, STATS)"})
+		p.Subscribe = append(p.Subscribe, Grant{root + ".control.*.*", "operators' orders, the operator named by the subject"})
 	case Submitter:
 		pub("send requests", root+".request.>")
 		pub("store a file too large for a request, and see whether it is there (by its name, which only its content gives)",
@@ -156,7 +155,7 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 func Variable(r Role, s messages.Subjects, operator string) string {
 	v := strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(r))
 	if r == Operator && operator != "" && operator != DefaultOperator {
-		v += "_" + strings.ToUpper(strings.ReplaceAll(operator, "-", "_"))
+		v += "_" + strings.ToUpper(operator) // one-to-one: a name is lower-case (control.ValidOperator)
 	}
 	return v
 }
