@@ -132,7 +132,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		if rs[0].Status != messages.StatusSucceeded {
 			t.Errorf("%s: %s, want succeeded (error %+v)", r.id, rs[0].Status, rs[0].Error)
 		}
-		e, err := a.Ledger.Get(context.Background(), r.id)
+		e, err := a.Ledger.Get(context.Background(), "", r.id)
 		if err != nil {
 			t.Fatalf("ledger %s: %v", r.id, err)
 		}

@@ -60,7 +60,7 @@ func TestConsumerRestartRedelivers(t *testing.T) {
 			t.Errorf("%s: %+v, want one succeeded result", id, rs)
 			continue
 		}
-		e, err := second.Ledger.Get(context.Background(), id)
+		e, err := second.Ledger.Get(context.Background(), "", id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,6 +35,7 @@ type Result struct {
 	SchemaVersion     string            `json:"schema_version,omitempty"`
 	RequestID         string            `json:"request_id"`
 	API               API               `json:"api"`
+	Tenant            string            `json:"tenant,omitempty"` // "" for the default tenant
 	Account           string            `json:"account"`
 	Status            Status            `json:"status"`
 	Attempts          int               `json:"attempts"`
@@ -88,6 +89,7 @@ type AuditEvent struct {
 	ID                string          `json:"id,omitempty"`             // the event's identity: a copy of it carries the same
 	RequestID         string          `json:"request_id"`
 	API               API             `json:"api"`
+	Tenant            string          `json:"tenant,omitempty"` // "" for the default tenant
 	Account           string          `json:"account,omitempty"`
 	Event             string          `json:"event"`
 	Seq               int             `json:"seq,omitempty"` // its position in the request's trail, from 1 (0: not part of it)

@@ -3,7 +3,9 @@ package messages
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 	"strconv"
+	"strings"
 )
 
 // DefaultPrefix is the subject prefix unless configured otherwise.
@@ -17,9 +19,61 @@ const (
 	StreamDead     = "FILING_DEAD"
 )
 
-// Subjects names qualfile's subjects under one prefix.
+// Subjects names qualfile's subjects under one prefix, for one tenant.
 type Subjects struct {
 	Prefix string
+	// Tenant names the tenant whose subjects these are: its name follows
+	// the kind of subject (filing.request.<tenant>.<api>). The default
+	// tenant, "", has the subjects of a deployment without tenants
+	// (filing.request.<api>).
+	Tenant string
+}
+
+// For is s for tenant ("": the default tenant).
+func (s Subjects) For(tenant string) Subjects {
+	s.Tenant = tenant
+	return s
+}
+
+// kind is <prefix>.<kind>. and, for a tenant, its name and a dot.
+func (s Subjects) kind(kind string) string {
+	if s.Tenant == "" {
+		return s.Root() + "." + kind + "."
+	}
+	return s.Root() + "." + kind + "." + s.Tenant + "."
+}
+
+// Tenant names are one subject token of lower-case letters, digits and _,
+// at most MaxTenantLen, and never the first token of an api or of a
+// breaker's events: filing.result.<tenant>.> must match no subject of the
+// default tenant.
+const MaxTenantLen = 32
+
+var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+
+// ValidTenant reports whether name may name a tenant.
+func ValidTenant(name string) bool {
+	if len(name) > MaxTenantLen || !tenantPattern.MatchString(name) || name == "breaker" || name == "unknown" {
+		return false
+	}
+	for _, a := range APIs() {
+		if vendor, _, _ := strings.Cut(string(a), "."); vendor == name {
+			return false
+		}
+	}
+	return true
+}
+
+// Own are the subjects of s's tenant of one kind (request, result,
+// audit, dead), as a wildcard: filing.request.<tenant>.> for a tenant,
+// and for the default tenant the subjects of as many tokens as its own
+// (filing.request.*.*), which no tenant's match.
+func (s Subjects) Own(kind string) string {
+	if s.Tenant != "" {
+		return s.kind(kind) + ">"
+	}
+	tokens := map[string]int{"request": 2, "result": 3, "audit": 4, "dead": 2}[kind]
+	return s.kind(kind) + strings.TrimSuffix(strings.Repeat("*.", tokens), ".")
 }
 
 // Root is the prefix in use ("filing" unless configured).
@@ -31,11 +85,11 @@ func (s Subjects) Root() string {
 }
 
 // Request is filing.request.<api>.
-func (s Subjects) Request(api API) string { return s.Root() + ".request." + string(api) }
+func (s Subjects) Request(api API) string { return s.kind("request") + string(api) }
 
 // Result is filing.result.<api>: the results of one api are on it and the
 // subjects below it (ResultFor); subscribe to filing.result.<api>.>.
-func (s Subjects) Result(api API) string { return s.Root() + ".result." + string(api) }
+func (s Subjects) Result(api API) string { return s.kind("result") + string(api) }
 
 // ResultFor is filing.result.<api>.<key>, where qualfile publishes a
 // result: the key names the request (IDKey), so that every result of one
@@ -48,7 +102,7 @@ func (s Subjects) ResultFor(api API, requestID string) string {
 // "unknown").
 func (s Subjects) ResultOf(requestID string) []string {
 	key := IDKey(requestID)
-	return []string{s.Root() + ".result.*.*." + key, s.Root() + ".result.*." + key}
+	return []string{s.kind("result") + "*.*." + key, s.kind("result") + "*." + key}
 }
 
 // Audit is filing.audit.<api>.<key>.<event>, the key naming the request
@@ -57,14 +111,14 @@ func (s Subjects) ResultOf(requestID string) []string {
 // comes right after the api, whose few values the server's subject index
 // walks in no time, and before the event.
 func (s Subjects) Audit(api API, event, requestID string) string {
-	return s.Root() + ".audit." + string(api) + "." + IDKey(requestID) + "." + event
+	return s.kind("audit") + string(api) + "." + IDKey(requestID) + "." + event
 }
 
 // AuditOf are the filters of one request's audit events: the api is two
 // tokens (vms.add_qualification), or one for "unknown".
 func (s Subjects) AuditOf(requestID string) []string {
 	key := IDKey(requestID)
-	return []string{s.Root() + ".audit.*.*." + key + ".*", s.Root() + ".audit.*." + key + ".*"}
+	return []string{s.kind("audit") + "*.*." + key + ".*", s.kind("audit") + "*." + key + ".*"}
 }
 
 // IDKey is a request id as one subject token: 32 hex digits of its
@@ -75,7 +129,7 @@ func IDKey(requestID string) string {
 }
 
 // Dead is filing.dead.<api>.
-func (s Subjects) Dead(api API) string { return s.Root() + ".dead." + string(api) }
+func (s Subjects) Dead(api API) string { return s.kind("dead") + string(api) }
 
 // Dead-letter headers. The body of a dead letter is the original request,
 // byte for byte, so that it can be replayed; a body too large for a
@@ -114,9 +168,33 @@ func (s Subjects) AllDead() string     { return s.Root() + ".dead.>" }
 // APIFromRequestSubject returns the <api> of filing.request.<api>; an api that
 // is not a known one is returned as is for the caller to reject.
 func (s Subjects) APIFromRequestSubject(subject string) (API, bool) {
-	p := s.Root() + ".request."
+	_, api, ok := s.ParseRequestSubject(subject)
+	return api, ok
+}
+
+// ParseRequestSubject returns the tenant and the api of a request
+// subject: filing.request.<api> (the default tenant, "") or
+// filing.request.<tenant>.<api> (a first token that can name a tenant,
+// which no api's can). An api that is not a known one is returned as is
+// for the caller to reject.
+func (s Subjects) ParseRequestSubject(subject string) (tenant string, api API, ok bool) {
+	return s.parse("request", subject)
+}
+
+// ParseDeadSubject returns the tenant and the api of a dead letter's
+// subject, as ParseRequestSubject does.
+func (s Subjects) ParseDeadSubject(subject string) (tenant string, api API, ok bool) {
+	return s.parse("dead", subject)
+}
+
+func (s Subjects) parse(kind, subject string) (tenant string, api API, ok bool) {
+	p := s.Root() + "." + kind + "."
 	if len(subject) <= len(p) || subject[:len(p)] != p {
-		return "", false
+		return "", "", false
 	}
-	return API(subject[len(p):]), true
+	rest := subject[len(p):]
+	if t, a, found := strings.Cut(rest, "."); found && ValidTenant(t) {
+		return t, API(a), true
+	}
+	return "", API(rest), true
 }

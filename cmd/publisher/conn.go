@@ -20,7 +20,7 @@ import (
 // connFlags are the connection settings every networked command takes.
 type connFlags struct {
 	url, creds, nkey, tlsCA, tlsCert, tlsKey, prefix string
-	context, inbox                                   string
+	context, inbox, tenant                           string
 	role                                             roles.Role // whose inbox prefix is the default
 	fs                                               *flag.FlagSet
 	getenv                                           func(string) string
@@ -47,6 +47,7 @@ func newConnFlagSet(name string, getenv func(string) string, stdout, stderr io.W
 	fs.StringVar(&c.prefix, "prefix", messages.DefaultPrefix, "subject prefix")
 	fs.StringVar(&c.inbox, "inbox-prefix", getenv("QUALFILE_INBOX_PREFIX"),
 		"inbox prefix of the connection, as `publisher permissions` prints it for the role of the credentials (env QUALFILE_INBOX_PREFIX; default _INBOX.<prefix>.submitter for send, .operator for dead and resolve, .auditor for trail)")
+	fs.StringVar(&c.tenant, "tenant", getenv("QUALFILE_TENANT"), "the tenant whose requests, results and trails these are (env QUALFILE_TENANT; default the default tenant, whose subjects carry none)")
 	c.role = roleOf(name)
 	return fs, c
 }
@@ -62,7 +63,9 @@ func roleOf(command string) roles.Role {
 	return roles.Auditor
 }
 
-func (c *connFlags) subjects() messages.Subjects { return messages.Subjects{Prefix: c.prefix} }
+func (c *connFlags) subjects() messages.Subjects {
+	return messages.Subjects{Prefix: c.prefix, Tenant: c.tenant}
+}
 
 // natsContext is what the publisher reads of a nats CLI context file.
 type natsContext struct {
@@ -107,6 +110,9 @@ func loadContext(name string, getenv func(string) string) (natsContext, error) {
 // connect opens a NATS connection and a JetStream handle; the named
 // context, if any, fills in every setting no flag gave.
 func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
+	if c.tenant != "" && !messages.ValidTenant(c.tenant) {
+		return nil, nil, usagef("--tenant %q: lower-case letters, digits and _, at most %d, not an api's first token", c.tenant, messages.MaxTenantLen)
+	}
 	opts := []nats.Option{nats.Name("qualfile-publisher"), nats.Timeout(5 * time.Second)}
 	if c.context != "" {
 		nctx, err := loadContext(c.context, c.getenv)
@@ -150,6 +156,9 @@ func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 	inbox := c.inbox
 	if inbox == "" {
 		inbox = roles.Inbox(c.role, c.subjects())
+		if c.role == roles.Submitter {
+			inbox = roles.TenantInbox(c.subjects(), c.tenant)
+		}
 	}
 	opts = append(opts, nats.CustomInboxPrefix(inbox))
 	nc, err := nats.Connect(c.url, opts...)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +19,7 @@ import (
 type deadEntry struct {
 	Sequence   uint64 `json:"seq"`
 	RequestID  string `json:"request_id,omitempty"`
+	Tenant     string `json:"tenant,omitempty"`
 	API        string `json:"api"`
 	Subject    string `json:"subject"`
 	Reason     string `json:"reason"`
@@ -31,8 +31,8 @@ type deadEntry struct {
 
 // newDeadEntry describes d as of now.
 func newDeadEntry(d operator.DeadLetter, subjects messages.Subjects, now time.Time) deadEntry {
-	e := deadEntry{Sequence: d.Sequence, RequestID: d.RequestID, Subject: d.Subject, Reason: d.Reason, Class: d.Class, Deliveries: d.Deliveries, DeadAt: d.DeadAt}
-	e.API = strings.TrimPrefix(d.Subject, subjects.Dead("")) // filing.dead.<api>
+	e := deadEntry{Sequence: d.Sequence, RequestID: d.RequestID, Tenant: d.Tenant, API: string(d.API), Subject: d.Subject, Reason: d.Reason,
+		Class: d.Class, Deliveries: d.Deliveries, DeadAt: d.DeadAt}
 	if at, err := time.Parse(time.RFC3339Nano, d.DeadAt); err == nil {
 		e.Age = now.Sub(at).Round(time.Second).String()
 	}
@@ -64,7 +64,7 @@ func forSelected(ctx context.Context, name string, args []string, getenv func(st
 	}
 	found := 0
 	for _, d := range dead {
-		if (*seq != 0 && d.Sequence != *seq) || (*seq == 0 && d.RequestID != *id) {
+		if (*seq != 0 && d.Sequence != *seq) || (*seq == 0 && (d.RequestID != *id || d.Tenant != conn.tenant)) {
 			continue
 		}
 		found++
@@ -149,6 +149,9 @@ func runOrder(ctx context.Context, name string, a control.Action, args []string,
 	flags(fs, &o)
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if o.RequestID != "" {
+		o.Tenant = conn.tenant // whose id it is
 	}
 	if err := o.Validate(a); err != nil {
 		return usagef("%v", err)

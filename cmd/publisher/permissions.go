@@ -33,6 +33,16 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	var tenants []string
+	fs.Func("tenant", "a tenant whose submitter to print (repeat it for several; default the default tenant's, whose subjects carry no tenant)", func(v string) error {
+		if !messages.ValidTenant(v) {
+			return fmt.Errorf("%q: lower-case letters, digits and _, at most %d, not an api's first token", v, messages.MaxTenantLen)
+		}
+		if !slices.Contains(tenants, v) {
+			tenants = append(tenants, v)
+		}
+		return nil
+	})
 	prefix := fs.String("prefix", messages.DefaultPrefix, "subject prefix")
 	format := fs.String("format", "conf", "conf (a nats-server configuration file) or json (allow lists, for JWTs)")
 	if err := fs.parse(args); err != nil {
@@ -47,7 +57,7 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 	}
 	switch *format {
 	case "conf":
-		f, err := roles.File(s, operators, rs...)
+		f, err := roles.File(s, roles.Grantees(rs, operators, tenants)...)
 		if err != nil {
 			return err
 		}
@@ -60,26 +70,18 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 		type perms struct {
 			Role        roles.Role `json:"role"`
 			Operator    string     `json:"operator,omitempty"`
+			Tenant      string     `json:"tenant,omitempty"`
 			InboxPrefix string     `json:"inbox_prefix"`
 			Pub         allow      `json:"pub"`
 			Sub         allow      `json:"sub"`
 		}
 		var out []perms
-		if len(operators) == 0 {
-			operators = []string{roles.DefaultOperator}
-		}
-		for _, r := range rs {
-			ops := []string{""}
-			if r == roles.Operator {
-				ops = operators
+		for _, g := range roles.Grantees(rs, operators, tenants) {
+			p, err := roles.For(g, s)
+			if err != nil {
+				return err
 			}
-			for _, op := range ops {
-				p, err := roles.For(r, s, op)
-				if err != nil {
-					return err
-				}
-				out = append(out, perms{Role: r, Operator: op, InboxPrefix: p.Inbox, Pub: allow{roles.Subjects(p.Publish)}, Sub: allow{roles.Subjects(p.Subscribe)}})
-			}
+			out = append(out, perms{Role: g.Role, Operator: g.Operator, Tenant: g.Tenant, InboxPrefix: p.Inbox, Pub: allow{roles.Subjects(p.Publish)}, Sub: allow{roles.Subjects(p.Subscribe)}})
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -67,14 +67,26 @@ const operatorName = "alice"
 // prefix --operator alice` prints, and returns its URL for a role.
 func rolesServer(t *testing.T, prefix string) func(roles.Role) string {
 	t.Helper()
-	code, conf, errOut := cli(t, "", "", "permissions", "--prefix", prefix, "--operator", operatorName)
+	s := messages.Subjects{Prefix: prefix}
+	var gs []roles.Grantee
+	for _, r := range roles.All {
+		gs = append(gs, roles.Grantee{Role: r, Operator: operatorName})
+	}
+	as := permsServer(t, s, gs, "permissions", "--prefix", prefix, "--operator", operatorName)
+	return func(r roles.Role) string { return as(roles.Grantee{Role: r, Operator: operatorName}) }
+}
+
+// permsServer starts a nats-server with the permissions `publisher args`
+// prints, a user (password pw) for each of gs, and returns its URL for one.
+func permsServer(t *testing.T, s messages.Subjects, gs []roles.Grantee, args ...string) func(roles.Grantee) string {
+	t.Helper()
+	code, conf, errOut := cli(t, "", "", args...)
 	if code != 0 {
 		t.Fatalf("permissions: %s", errOut)
 	}
-	s := messages.Subjects{Prefix: prefix}
 	var users []string
-	for _, r := range roles.All {
-		users = append(users, fmt.Sprintf("{ user: qualfile-%s, password: pw-%s, permissions: $%s }", r, r, roles.Variable(r, s, operatorName)))
+	for _, g := range gs {
+		users = append(users, fmt.Sprintf("{ user: %s, password: pw, permissions: $%s }", g.User(), g.Variable(s)))
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "server.conf")
@@ -96,9 +108,9 @@ func rolesServer(t *testing.T, prefix string) func(roles.Role) string {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	return func(r roles.Role) string {
+	return func(g roles.Grantee) string {
 		u, _ := url.Parse(srv.ClientURL())
-		u.User = url.UserPassword("qualfile-"+string(r), "pw-"+string(r))
+		u.User = url.UserPassword(g.User(), "pw")
 		return u.String()
 	}
 }

@@ -26,6 +26,8 @@ const Redacted = "[REDACTED]"
 type ResolvedAccount struct {
 	// Name is the account name requests refer to.
 	Name string
+	// Tenant owns it ("": the default tenant).
+	Tenant string
 	// Volcengine is nil when the account has no Volcengine key.
 	Volcengine *ResolvedVolcengine
 	// Douyin is nil when the account has no Douyin app.
@@ -112,7 +114,7 @@ func (c *Config) ResolveAccounts(getenv func(string) string, readFile func(strin
 	for _, name := range slices.Sorted(maps.Keys(c.Accounts)) {
 		a := c.Accounts[name]
 		r.account = name
-		ra := ResolvedAccount{Name: name}
+		ra := ResolvedAccount{Name: name, Tenant: a.Tenant}
 		if v := a.Volcengine; v != nil {
 			ra.Volcengine = &ResolvedVolcengine{
 				AccessKeyID:     r.value("volcengine.access_key_id", v.AccessKeyID, v.AccessKeyIDEnv, v.AccessKeyIDFile, true),
@@ -223,7 +225,7 @@ func (c *Config) WithSandbox(url, accessKeyID, secretAccessKey, appID, appSecret
 		if a.Douyin != nil {
 			d.Timeout, d.CheckType = a.Douyin.Timeout, a.Douyin.CheckType
 		}
-		out[name] = ResolvedAccount{Name: name, Volcengine: &v, Douyin: &d}
+		out[name] = ResolvedAccount{Name: name, Tenant: a.Tenant, Volcengine: &v, Douyin: &d}
 	}
 	for name, a := range c.Accounts {
 		add(name, a)

@@ -193,6 +193,10 @@ type LogConfig struct {
 // Account is one credential profile, named by the map key; at least one
 // vendor must be configured.
 type Account struct {
+	// Tenant names the tenant that owns the account: only requests on its
+	// subjects (<prefix>.request.<tenant>.<api>) may use it. Empty: the
+	// default tenant's (<prefix>.request.<api>).
+	Tenant     string             `yaml:"tenant"`
 	Volcengine *VolcengineAccount `yaml:"volcengine"`
 	Douyin     *DouyinAccount     `yaml:"douyin"`
 }

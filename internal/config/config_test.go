@@ -323,9 +323,12 @@ func TestValidate(t *testing.T) {
 			wantErr: []string{"ledger.max_age", "streams.duplicate_window (1000h0m0s)"}},
 		{name: "durable", mutate: func(c *Config) { c.Consumer.Durable = "q.f" }, wantErr: []string{"consumer.durable"}},
 		{name: "reply_to prefixes", mutate: func(c *Config) {
-			c.Consumer.ReplyTo = []string{"_INBOX.crm", "filing", "filing.result", "$JS", "a.>", "_INBOX.filing", "_INBOX.filing.consumer.x"}
+			c.Consumer.ReplyTo = []string{"_INBOX.crm", "filing", "filing.result", "$JS", "a.>", "_INBOX.filing", "_INBOX.filing.consumer.x", "_INBOX.filing.tenant.acme"}
 		}, wantErr: []string{"consumer.reply_to[1]", "consumer.reply_to[2]", "consumer.reply_to[3]", "consumer.reply_to[4]", "qualfile's own subjects",
-			"consumer.reply_to[5]", "consumer.reply_to[6]", "another role"}},
+			"consumer.reply_to[5]", "consumer.reply_to[6]", "consumer.reply_to[7]", "another role"}},
+		{name: "an account's tenant", mutate: func(c *Config) {
+			c.Accounts = map[string]Account{"a": {Tenant: "Acme"}, "b": {Tenant: "vms"}, "c": {Tenant: "acme"}}
+		}, wantErr: []string{"accounts.a.tenant", "accounts.b.tenant"}},
 		{name: "consumer numbers", mutate: func(c *Config) {
 			c.Consumer.Concurrency, c.Consumer.MaxDeliver, c.Consumer.FetchBatch = 0, 0, 0
 			c.Consumer.AckWait, c.Consumer.ShutdownGrace, c.Consumer.CallTimeout = 10*time.Millisecond, -1, time.Millisecond

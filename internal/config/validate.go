@@ -255,11 +255,15 @@ func (c *Config) validateConsumer(v *validator) {
 			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "must be a subject prefix without wildcards or spaces")
 		case p == root || strings.HasPrefix(p, root+".") || strings.HasPrefix(root, p+".") || strings.HasPrefix(p, "$"):
 			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into qualfile's own subjects or the system's", p)
-		case slices.ContainsFunc([]roles.Role{roles.Consumer, roles.Operator, roles.Auditor}, func(r roles.Role) bool {
-			inbox := roles.Inbox(r, messages.Subjects{Prefix: c.Subjects.Prefix})
+		case slices.ContainsFunc([]roles.Role{roles.Consumer, roles.Operator, roles.Auditor, ""}, func(r roles.Role) bool {
+			s := messages.Subjects{Prefix: c.Subjects.Prefix}
+			inbox := roles.Inbox(r, s)
+			if r == "" {
+				inbox = roles.TenantInboxes(s)
+			}
 			return p == inbox || strings.HasPrefix(p, inbox+".") || strings.HasPrefix(inbox, p+".")
 		}):
-			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into the inbox of another role than the submitters'", p)
+			v.add(fmt.Sprintf("consumer.reply_to[%d]", i), "%q would let a request make the consumer publish into the inbox of another role than the default tenant's submitters', or of a tenant's", p)
 		}
 	}
 	if k.AckWait < time.Second {
@@ -313,6 +317,9 @@ func (c *Config) validateAccounts(v *validator) {
 	for _, name := range slices.Sorted(maps.Keys(c.Accounts)) {
 		a := c.Accounts[name]
 		key := "accounts." + name
+		if a.Tenant != "" && !messages.ValidTenant(a.Tenant) {
+			v.add(key+".tenant", "a tenant's name is at most %d lower-case letters, digits and _, and not vms, sms, douyin, breaker or unknown", messages.MaxTenantLen)
+		}
 		if len(name) > messages.MaxAccountLen || !accountPattern.MatchString(name) {
 			v.add(key, "account names must be at most %d letters, digits and . _ -", messages.MaxAccountLen)
 		}

@@ -64,13 +64,13 @@ func TestOpenStateIsolatesPrefixes(t *testing.T) {
 	if _, created, err := prodLed.Claim(ctx, "req-1", messages.APIVMSAddQualification, "prod"); err != nil || !created {
 		t.Fatalf("prod claim: created %v, %v", created, err)
 	}
-	if _, err := stagingLed.Get(ctx, "req-1"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := stagingLed.Get(ctx, "", "req-1"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("staging sees prod's entry: err = %v, want ErrNotFound", err)
 	}
 	if _, created, err := stagingLed.Claim(ctx, "req-1", messages.APIVMSAddQualification, "staging"); err != nil || !created {
 		t.Errorf("staging claim of the same id: created %v, %v; want a new entry", created, err)
 	}
-	if e, err := prodLed.Get(ctx, "req-1"); err != nil || e.Owner != "prod" {
+	if e, err := prodLed.Get(ctx, "", "req-1"); err != nil || e.Owner != "prod" {
 		t.Errorf("prod's entry after staging's claim: %+v, %v", e, err)
 	}
 

@@ -218,11 +218,16 @@ func (c *Consumer) buildProcessor() error {
 	if cfg.Reconcile.Enabled {
 		reconcile.Reader = reader
 	}
+	tenants := make(map[string]string, len(c.deps.Accounts))
+	for name, a := range c.deps.Accounts {
+		tenants[name] = a.Tenant
+	}
 	pc := filing.Config{
 		Subjects:      c.Subjects,
 		Policy:        cfg.RetryPolicy(),
 		Requests:      c.requests,
 		ReplyTo:       cfg.Consumer.ReplyTo,
+		Tenants:       tenants,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         c.deps.Owner,
 		InFlightLease: cfg.Consumer.Lease,

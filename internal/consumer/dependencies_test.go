@@ -37,7 +37,7 @@ func TestMissingDependenciesAreRecreated(t *testing.T) {
 		f, ok := filingtest.Final(p.Results()[id])
 		return ok && f.Status == messages.StatusSucceeded
 	})
-	if _, err := p.Ledger.Get(ctx, id); err != nil {
+	if _, err := p.Ledger.Get(ctx, "", id); err != nil {
 		t.Errorf("ledger entry of %s: %v", id, err)
 	}
 }

@@ -63,6 +63,7 @@ const MaxReason = 1000
 // or All) or which filing (RequestID), and why.
 type Order struct {
 	RequestID string            `json:"request_id,omitempty"` // the dead letters, or the filing, of this request id
+	Tenant    string            `json:"tenant,omitempty"`     // whose request id it is ("": the default tenant)
 	Seq       uint64            `json:"seq,omitempty"`        // the dead letter at this sequence of the dead-letter stream
 	All       bool              `json:"all,omitempty"`        // replay: every dead letter
 	Force     bool              `json:"force,omitempty"`      // replay: also an ambiguous, succeeded or in-flight request
@@ -83,9 +84,12 @@ func (o Order) Validate(a Action) error {
 		bad("reason", fmt.Sprintf("at most %d bytes of UTF-8", MaxReason))
 	}
 	if o.RequestID != "" {
-		if _, err := ledger.Key(o.RequestID); err != nil {
+		if _, err := ledger.Key("", o.RequestID); err != nil {
 			bad("request_id", "not a valid request id")
 		}
+	}
+	if o.Tenant != "" && (!messages.ValidTenant(o.Tenant) || o.RequestID == "") {
+		bad("tenant", "a tenant's name, with the request_id it scopes")
 	}
 	chosen := 0
 	for _, set := range []bool{o.RequestID != "", o.Seq != 0, o.All} {
@@ -141,6 +145,7 @@ type Report struct {
 type Item struct {
 	Seq       uint64 `json:"seq,omitempty"` // the dead letter's
 	RequestID string `json:"request_id,omitempty"`
+	Tenant    string `json:"tenant,omitempty"`
 	Done      string `json:"done,omitempty"`     // what was done
 	Skipped   string `json:"skipped,omitempty"`  // why nothing was
 	Forcible  bool   `json:"forcible,omitempty"` // a forced replay would do it

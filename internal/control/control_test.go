@@ -164,7 +164,7 @@ func TestForgedDeadLetterCannotRedirectAReplay(t *testing.T) {
 	if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
 		t.Errorf("a replay was published to %s", m.Subject)
 	}
-	if e, err := p.Ledger.Get(context.Background(), "victim-1"); err != nil || e.State != ledger.StateDone || e.Result.Status != messages.StatusSucceeded {
+	if e, err := p.Ledger.Get(context.Background(), "", "victim-1"); err != nil || e.State != ledger.StateDone || e.Result.Status != messages.StatusSucceeded {
 		t.Errorf("the victim's ledger entry: %+v %v", e, err)
 	}
 }
@@ -250,7 +250,7 @@ func TestResolveEndsTheTrailWithTheDecision(t *testing.T) {
 			if n := len(p.Audit(id)); n != before+1 {
 				t.Fatalf("%d events after the order again and a copy, want %d", n, before+1)
 			}
-			e, err := p.Ledger.Get(context.Background(), id)
+			e, err := p.Ledger.Get(context.Background(), "", id)
 			if err != nil || e.Result.Resolution == nil || e.Emitted != len(e.Trail) {
 				t.Fatalf("the ledger entry: %+v %v", e, err)
 			}
@@ -372,5 +372,63 @@ func TestOrdersAreChecked(t *testing.T) {
 		if err != nil || reply.Header.Get(control.HeaderErrorCode) != "400" {
 			t.Errorf("%s %s: %v %v", subject, body, err, reply.Header)
 		}
+	}
+}
+
+// TestOrdersOnATenantsFiling: a tenant's dead letter is replayed on its
+// tenant's subject, and its filing resolved in its tenant's ledger and
+// trail; the same id of another tenant is not touched.
+func TestOrdersOnATenantsFiling(t *testing.T) {
+	_, nc, _ := natstest.JetStream(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Tenants: map[string]string{"acme-vms": "acme"},
+		Upstream: func(real filing.Dispatcher) filing.Dispatcher {
+			return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+				if fail.Load() {
+					return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
+				}
+				return real.Dispatch(ctx, req)
+			})
+		}})
+	p.Run()
+	const api = messages.APIVMSAddQualification
+	for _, tenant := range []string{"acme", ""} {
+		var m map[string]any
+		_ = json.Unmarshal(filingtest.Example(t, api, "x-1"), &m)
+		if tenant != "" {
+			m["account"] = "acme-vms"
+		}
+		msg := nats.NewMsg(p.Subjects.For(tenant).Request(api))
+		msg.Data, _ = json.Marshal(m)
+		if _, err := p.JS.PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filingtest.WaitFor(t, 10*time.Second, "two dead letters", func() bool { return len(p.Dead()) == 2 && p.Drained() })
+	fail.Store(false)
+	rep, err := p.Order(control.ActionReplay, control.Order{RequestID: "x-1", Tenant: "acme"})
+	if err != nil || len(rep.Items) != 1 || !strings.Contains(rep.Items[0].Done, p.Subjects.For("acme").Request(api)+" ") {
+		t.Fatalf("replay of acme's x-1: %+v %v", rep, err)
+	}
+	filingtest.WaitFor(t, 10*time.Second, "acme's x-1 filed", func() bool {
+		e, err := p.Ledger.Get(context.Background(), "acme", "x-1")
+		return err == nil && e.Result != nil && e.Result.Status == messages.StatusSucceeded && p.Drained()
+	})
+	rep, err = p.Order(control.ActionResolve, control.Order{RequestID: "x-1", Decision: messages.DecisionAbandoned, Reason: "withdrawn"})
+	if err != nil || len(rep.Items) != 2 {
+		t.Fatalf("resolve the default tenant's x-1: %+v %v", rep, err)
+	}
+	acme, err := p.Ledger.Get(context.Background(), "acme", "x-1")
+	if err != nil || acme.Result.Resolution != nil || acme.Result.Status != messages.StatusSucceeded {
+		t.Fatalf("acme's x-1 after the default tenant's was resolved: %+v %v", acme, err)
+	}
+	for _, ev := range p.Audit("x-1") {
+		if ev.Event == messages.EventReplayed && ev.Tenant != "acme" || ev.Event == messages.EventResolved && ev.Tenant != "" {
+			t.Errorf("event %s of tenant %q", ev.Event, ev.Tenant)
+		}
+	}
+	if len(p.Dead()) != 0 {
+		t.Fatalf("dead letters left: %+v", p.Dead())
 	}
 }

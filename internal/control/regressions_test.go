@@ -224,7 +224,7 @@ func TestOrdersAnsweredOnlyIntoTheOperatorsInbox(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	if e, err := p.Ledger.Get(context.Background(), "victim-1"); err != nil || e.State != ledger.StateDone {
+	if e, err := p.Ledger.Get(context.Background(), "", "victim-1"); err != nil || e.State != ledger.StateDone {
 		t.Fatalf("the ledger entry: %+v %v", e, err)
 	}
 	if _, err := p.JS.Stream(context.Background(), p.Streams.Requests); err != nil {

@@ -28,7 +28,7 @@ import (
 // letter whose body is not a request, or is not the request the ledger
 // recorded for its id, is never replayed.
 func (s *Service) replay(ctx context.Context, operatorName string, o Order, d operator.DeadLetter) (Item, error) {
-	it := Item{Seq: d.Sequence, RequestID: d.RequestID}
+	it := Item{Seq: d.Sequence, RequestID: d.RequestID, Tenant: d.Tenant}
 	body := d.Data
 	if d.BodyObject != "" {
 		if s.cfg.Objects == nil {
@@ -48,13 +48,13 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 		return it, nil
 	}
 	it.RequestID = req.ID
-	if _, err := ledger.Key(req.ID); err != nil {
+	if _, err := ledger.Key(d.Tenant, req.ID); err != nil {
 		it.Skipped = "its body carries no valid request id"
 		return it, nil
 	}
 	ev := s.event(d, messages.EventReplayed, operatorName, o.Reason, "replayed from dead letter "+strconv.FormatUint(d.Sequence, 10)+forcedNote(o.Force))
 	ev.RequestID, ev.API, ev.Account = req.ID, req.API, req.AccountOrDefault()
-	e, err := s.cfg.Ledger.Get(ctx, req.ID)
+	e, err := s.cfg.Ledger.Get(ctx, d.Tenant, req.ID)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		// Headers are untrusted, but they may only make a replay more
@@ -64,7 +64,7 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 			return it, nil
 		}
 		// No trail to hold it: its event goes out beside the new one.
-		if err := s.note(ctx, "", ev); err != nil {
+		if err := s.note(ctx, "", "", ev); err != nil {
 			return it, err
 		}
 	case err != nil:
@@ -80,7 +80,7 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 		if e.State == ledger.StateClaimed {
 			// Not moved (it will be filed from the request it holds, or
 			// from this one): its event goes out beside the trail.
-			if err := s.note(ctx, "", ev); err != nil {
+			if err := s.note(ctx, "", "", ev); err != nil {
 				return it, err
 			}
 		} else {
@@ -110,7 +110,7 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 			}
 		}
 	}
-	subject := s.cfg.Subjects.Request(req.API)
+	subject := s.cfg.Subjects.For(d.Tenant).Request(req.API)
 	m := nats.NewMsg(subject)
 	m.Data = body
 	ack, err := s.cfg.JS.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("replay:%s:%d:%d", req.ID, d.Sequence, e.Revision)))

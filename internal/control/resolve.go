@@ -19,14 +19,14 @@ import (
 // letters are removed, each on the record. An order given again after a
 // failure finishes what the first began.
 func (s *Service) resolve(ctx context.Context, operatorName string, o Order) (Report, error) {
-	e, err := s.cfg.Ledger.Get(ctx, o.RequestID)
+	e, err := s.cfg.Ledger.Get(ctx, o.Tenant, o.RequestID)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		return Report{}, fmt.Errorf("%w: no ledger entry for request %q (never received, or older than the ledger keeps)", ErrNoMatch, o.RequestID)
 	case err != nil:
 		return Report{}, fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
 	}
-	it := Item{RequestID: o.RequestID}
+	it := Item{RequestID: o.RequestID, Tenant: o.Tenant}
 	record := strings.TrimSpace(o.Record)
 	r := e.Result
 	switch {
@@ -51,7 +51,7 @@ func (s *Service) resolve(ctx context.Context, operatorName string, o Order) (Re
 		if o.Decision == messages.DecisionFiled {
 			msg = "filed, as " + record + ", by an operator's finding"
 		}
-		ev := messages.AuditEvent{ID: fmt.Sprintf("operator/resolved/%d/%d", e.Revision, now.UnixNano()), RequestID: e.RequestID, API: e.API,
+		ev := messages.AuditEvent{ID: fmt.Sprintf("operator/resolved/%d/%d", e.Revision, now.UnixNano()), RequestID: e.RequestID, Tenant: e.Tenant, API: e.API,
 			Account: r.Account, Event: messages.EventResolved, Time: now, Status: res.Status, Operator: operatorName, Reason: o.Reason,
 			Message: msg + "; supersedes the outcome recorded at " + r.CompletedAt.Format(time.RFC3339Nano)}
 		if err := s.amend(ctx, e, ev, res); err != nil {
@@ -60,7 +60,7 @@ func (s *Service) resolve(ctx context.Context, operatorName string, o Order) (Re
 		it.Done = "resolved: " + string(o.Decision)
 	}
 	rep := Report{Items: []Item{it}}
-	letters, err := s.letters(ctx, Order{RequestID: o.RequestID})
+	letters, err := s.letters(ctx, Order{RequestID: o.RequestID, Tenant: o.Tenant})
 	if errors.Is(err, ErrNoMatch) {
 		return rep, nil
 	}

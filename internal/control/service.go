@@ -21,7 +21,7 @@ import (
 
 // Ledger is what the service needs of the ledger (*ledger.Ledger).
 type Ledger interface {
-	Get(ctx context.Context, id string) (ledger.Entry, error)
+	Get(ctx context.Context, tenant, id string) (ledger.Entry, error)
 	Put(ctx context.Context, prev, next ledger.Entry) (ledger.Entry, error)
 }
 
@@ -227,7 +227,7 @@ func (s *Service) letters(ctx context.Context, o Order) ([]operator.DeadLetter, 
 		case err != nil:
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		return []operator.DeadLetter{operator.Letter(m)}, nil
+		return []operator.DeadLetter{operator.Letter(s.cfg.Subjects, m)}, nil
 	}
 	dead, err := operator.ReadDead(ctx, s.cfg.JS, s.cfg.Subjects)
 	if err != nil {
@@ -235,7 +235,7 @@ func (s *Service) letters(ctx context.Context, o Order) ([]operator.DeadLetter, 
 	}
 	var out []operator.DeadLetter
 	for _, d := range dead {
-		if o.All || (o.Seq != 0 && d.Sequence == o.Seq) || (o.RequestID != "" && d.RequestID == o.RequestID) {
+		if o.All || (o.Seq != 0 && d.Sequence == o.Seq) || (o.RequestID != "" && d.RequestID == o.RequestID && d.Tenant == o.Tenant) {
 			out = append(out, d)
 		}
 	}
@@ -249,6 +249,8 @@ func describe(o Order) string {
 	switch {
 	case o.Seq != 0:
 		return fmt.Sprintf("at seq %d", o.Seq)
+	case o.RequestID != "" && o.Tenant != "":
+		return fmt.Sprintf("of request %q of tenant %q", o.RequestID, o.Tenant)
 	case o.RequestID != "":
 		return fmt.Sprintf("of request %q", o.RequestID)
 	}
@@ -259,9 +261,9 @@ func describe(o Order) string {
 // out first, with an identity of the letter's own, so that an order given
 // again after a failure records the removal once.
 func (s *Service) remove(ctx context.Context, operator, reason string, d operator.DeadLetter) (Item, error) {
-	it := Item{Seq: d.Sequence, RequestID: d.RequestID}
+	it := Item{Seq: d.Sequence, RequestID: d.RequestID, Tenant: d.Tenant}
 	ev := s.event(d, messages.EventDeadRemoved, operator, reason, fmt.Sprintf("dead letter %d removed (%s)", d.Sequence, messages.Truncate(d.Reason, 200)))
-	if err := s.note(ctx, d.RequestID, ev); err != nil {
+	if err := s.note(ctx, d.Tenant, d.RequestID, ev); err != nil {
 		return it, err
 	}
 	if err := s.dropLetter(ctx, d); err != nil {
@@ -293,11 +295,7 @@ func (s *Service) dropLetter(ctx context.Context, d operator.DeadLetter) error {
 // letter's and the action's, so that an order given again records it
 // once.
 func (s *Service) event(d operator.DeadLetter, event, operator, reason, message string) messages.AuditEvent {
-	api := messages.API(strings.TrimPrefix(d.Subject, s.cfg.Subjects.Dead("")))
-	if !api.Valid() {
-		api = "unknown"
-	}
-	return messages.AuditEvent{ID: fmt.Sprintf("operator/%s/dead/%d/%s", event, d.Sequence, stamp(d.DeadAt)), RequestID: d.RequestID, API: api,
+	return messages.AuditEvent{ID: fmt.Sprintf("operator/%s/dead/%d/%s", event, d.Sequence, stamp(d.DeadAt)), RequestID: d.RequestID, Tenant: d.Tenant, API: d.API,
 		Event: event, Time: s.cfg.Now().UTC(), Operator: operator, Reason: reason, Message: message}
 }
 
@@ -309,12 +307,12 @@ func stamp(deadAt string) string {
 	return "0"
 }
 
-// note records ev: in the trail of its request's entry when that entry
+// note records ev: in the trail of tenant's request id when its entry
 // has an outcome (the outcome stays), otherwise beside the trail.
-func (s *Service) note(ctx context.Context, id string, ev messages.AuditEvent) error {
+func (s *Service) note(ctx context.Context, tenant, id string, ev messages.AuditEvent) error {
 	if id != "" {
-		if _, err := ledger.Key(id); err == nil {
-			e, err := s.cfg.Ledger.Get(ctx, id)
+		if _, err := ledger.Key(tenant, id); err == nil {
+			e, err := s.cfg.Ledger.Get(ctx, tenant, id)
 			switch {
 			case err == nil && e.State == ledger.StateDone && e.Result != nil:
 				return s.amend(ctx, e, ev, nil)

@@ -32,6 +32,8 @@ func (d *delivery) next() step {
 		return d.undecodable()
 	case d.msg.invalid != nil:
 		return d.rejected()
+	case d.msg.notPermitted:
+		return d.notPermitted()
 	case d.idBusy:
 		// The grace period ended while another handler of this replica held the id.
 		return d.settle(settleShutdown, d.rules.policy.RedeliveryDelay(1, false))

@@ -43,7 +43,7 @@ func newTest(t *testing.T, api messages.API, edits ...func([]byte) []byte) *deli
 		data = edit(data)
 	}
 	rules := limits{maxDeliver: 5, lease: time.Minute, recordBudget: time.Minute, troubleBudget: time.Second, owner: "me"}
-	d := newDelivery(rules, t0, data, api, &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: 7}, NumDelivered: 1, Timestamp: t0})
+	d := newDelivery(rules, t0, data, "", api, &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: 7}, NumDelivered: 1, Timestamp: t0})
 	if d.msg.invalid != nil || d.msg.undecodable != nil {
 		t.Fatalf("the example of %s: %v %v", api, d.msg.invalid, d.msg.undecodable)
 	}
@@ -371,7 +371,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestUndecodableIsDeadLettered(t *testing.T) {
-	d := newDelivery(limits{owner: "me"}, t0, []byte("not json"), "", nil)
+	d := newDelivery(limits{owner: "me"}, t0, []byte("not json"), "", "", nil)
 	p := play(t, d, fine, fine)
 	if got := fmt.Sprint(p.kinds()); got != "[dead letter audit settle]" || p.last().settle != settleUndecodable {
 		t.Errorf("steps %s, settle %v", got, p.last().settle)

@@ -315,7 +315,7 @@ func settledAfterAmbiguous(t *testing.T, a, b *filingtest.Pipeline, fa *filingte
 	if n := filingtest.CountEvents(b.Audit(id), messages.EventSettled); n != 1 {
 		t.Errorf("%d settled events, want 1", n)
 	}
-	if e, err := b.Ledger.Get(context.Background(), id); err != nil || e.Result == nil || e.Result.Status != messages.StatusSucceeded {
+	if e, err := b.Ledger.Get(context.Background(), "", id); err != nil || e.Result == nil || e.Result.Status != messages.StatusSucceeded {
 		t.Errorf("ledger: %+v %v", e, err)
 	}
 }
@@ -355,7 +355,7 @@ func TestUnsentCallSettlesAmbiguous(t *testing.T) {
 	id := "unsent-1"
 	a.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
 	filingtest.WaitFor(t, 10*time.Second, "replica a's calling write landed", func() bool {
-		e, err := a.Ledger.Get(context.Background(), id)
+		e, err := a.Ledger.Get(context.Background(), "", id)
 		return err == nil && e.State == ledger.StateCalling
 	})
 	b.Run()

@@ -52,7 +52,7 @@ func (r *runner) claim(e ledger.Entry) answer {
 func (r *runner) read() answer {
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	got, err := r.p.ledger.Get(ctx, r.d.msg.req.ID)
+	got, err := r.p.ledger.Get(ctx, r.d.msg.tenant, r.d.msg.req.ID)
 	switch {
 	case err == nil:
 		return found{entry: got}
@@ -243,7 +243,7 @@ func (p *Processor) eventMsg(tctx context.Context, ev messages.AuditEvent, req *
 		// json.Marshal would scan and copy it once more.
 		data = withField(data, "payload", payload)
 	}
-	m := nats.NewMsg(p.cfg.Subjects.Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
+	m := nats.NewMsg(p.cfg.Subjects.For(ev.Tenant).Audit(subjectAPI(ev.API), ev.Event, ev.RequestID))
 	tracing.Inject(tctx, m)
 	if ev.ID != "" {
 		// A copy published again is dropped by the audit stream within its
@@ -278,7 +278,7 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 	if msg.req != nil && msg.req.API.Valid() {
 		api = msg.req.API
 	}
-	m := nats.NewMsg(r.p.cfg.Subjects.Dead(subjectAPI(api)))
+	m := nats.NewMsg(r.p.cfg.Subjects.For(msg.tenant).Dead(subjectAPI(api)))
 	tracing.Inject(r.tctx, m)
 	m.Data = r.msg.Data()
 	m.Header.Set(messages.HeaderDeadReason, headerValue(d.reason))
@@ -338,7 +338,7 @@ func (p *Processor) resultMsg(tctx context.Context, res *messages.Result, api me
 	if res.API.Valid() {
 		api = res.API
 	}
-	m := nats.NewMsg(p.cfg.Subjects.ResultFor(subjectAPI(api), res.RequestID))
+	m := nats.NewMsg(p.cfg.Subjects.For(res.Tenant).ResultFor(subjectAPI(api), res.RequestID))
 	tracing.Inject(tctx, m)
 	m.Header.Set(jetstream.MsgIDHeader, resultMsgID(res))
 	m.Data = data

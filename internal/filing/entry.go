@@ -178,7 +178,7 @@ func (d *delivery) writeDone() step {
 		}
 	}
 	e.Supersedes = time.Time{}
-	e.RequestID, e.API, e.Fingerprint = d.msg.req.ID, d.msg.req.API, d.msg.fingerprint
+	e.RequestID, e.Tenant, e.API, e.Fingerprint = d.msg.req.ID, d.msg.tenant, d.msg.req.API, d.msg.fingerprint
 	e.State, e.Owner, e.UpdatedAt, e.Seq = ledger.StateDone, d.rules.owner, d.now, d.msg.seq
 	e.Result, e.Attempts = d.mem.outcome, d.mem.outcome.Attempts
 	return d.write(e)
@@ -200,7 +200,7 @@ func (d *delivery) write(e ledger.Entry) step {
 func (d *delivery) newEntry() ledger.Entry {
 	received := d.event(messages.AuditEvent{Event: messages.EventReceived, Seq: 1})
 	return ledger.Entry{
-		RequestID: d.msg.req.ID, API: d.msg.req.API, Owner: d.rules.owner, Fingerprint: d.msg.fingerprint,
+		RequestID: d.msg.req.ID, Tenant: d.msg.tenant, API: d.msg.req.API, Owner: d.rules.owner, Fingerprint: d.msg.fingerprint,
 		Trail: []messages.AuditEvent{received},
 	}
 }

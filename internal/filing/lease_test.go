@@ -128,7 +128,7 @@ func (l leaseLedger) Put(_ context.Context, prev, next ledger.Entry) (ledger.Ent
 	return l.put(prev, next)
 }
 
-func (l leaseLedger) Get(context.Context, string) (ledger.Entry, error) {
+func (l leaseLedger) Get(context.Context, string, string) (ledger.Entry, error) {
 	return ledger.Entry{RequestID: "d-1", State: ledger.StateCalling, Nonce: "n1", Owner: l.owner, Revision: 9}, nil
 }
 

@@ -205,7 +205,7 @@ func runMatrixCase(t *testing.T, env matrixEnv, c matrixCase, stats *matrixStats
 	onSettle := func(_ jetstream.Msg, action string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		e, err := led.Get(ctx, id)
+		e, err := led.Get(ctx, "", id)
 		if err != nil || e.State != ledger.StateDone {
 			violate("%s before the outcome is in the ledger (entry %s, %v)", action, e.State, err)
 		}
@@ -373,7 +373,7 @@ func checkOutcome(p *filingtest.Pipeline, c matrixCase, id string, up *upstream,
 	}
 	// Two events with one identity would be one to the stream: the
 	// ledger's trail, which nothing deduplicates, tells.
-	if e, err := p.Ledger.Get(context.Background(), id); err == nil {
+	if e, err := p.Ledger.Get(context.Background(), "", id); err == nil {
 		ids := map[string]bool{}
 		for _, ev := range e.Trail {
 			if ev.ID != "" && ids[ev.ID] {

@@ -163,13 +163,13 @@ func TestStormDefersThenDeadLetters(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if e, err := h.led.Get(context.Background(), "storm-1"); err == nil && e.Result != nil && e.Result.Status == messages.StatusSucceeded {
+		if e, err := h.led.Get(context.Background(), "", "storm-1"); err == nil && e.Result != nil && e.Result.Status == messages.StatusSucceeded {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop()
-	e, err := h.led.Get(context.Background(), "storm-1")
+	e, err := h.led.Get(context.Background(), "", "storm-1")
 	if err != nil || e.Result == nil || e.Result.Status != messages.StatusSucceeded {
 		t.Fatalf("after replay: %+v, %v", e, err)
 	}
@@ -207,7 +207,7 @@ func TestRedeliveryAfterSuccessDoesNotCall(t *testing.T) {
 	if n := h.sb.CountCalls(messages.APIVMSAddQualification); n != 1 {
 		t.Fatalf("sandbox saw %d calls, want 1", n)
 	}
-	e, err := h.led.Get(context.Background(), "once-1")
+	e, err := h.led.Get(context.Background(), "", "once-1")
 	if err != nil || e.Result == nil || string(e.Result.Result) != string(first.Result) {
 		t.Fatalf("ledger %+v %v, want the first result %s", e, err, first.Result)
 	}
@@ -305,7 +305,7 @@ func TestTwoConsumersShareWorkAndToken(t *testing.T) {
 	a.results(n, 20*time.Second)
 	owners := map[string]int{}
 	for i := range n {
-		e, err := a.led.Get(context.Background(), fmt.Sprintf("share-%02d", i))
+		e, err := a.led.Get(context.Background(), "", fmt.Sprintf("share-%02d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func TestShutdownMidCallDoesNotRefile(t *testing.T) {
 	// milliseconds of publishing and takes 1.5s.
 	time.Sleep(300 * time.Millisecond)
 	stop()
-	e, err := h.led.Get(context.Background(), "midcall-1")
+	e, err := h.led.Get(context.Background(), "", "midcall-1")
 	if err != nil || e.State != ledger.StateCalling {
 		t.Fatalf("after shutdown mid-call the ledger holds %+v (%v), want calling", e, err)
 	}

@@ -40,7 +40,7 @@ type Ledger interface {
 	ClaimEntry(ctx context.Context, e ledger.Entry) (ledger.Entry, bool, error)
 	Create(ctx context.Context, e ledger.Entry) (ledger.Entry, error)
 	Put(ctx context.Context, prev, next ledger.Entry) (ledger.Entry, error)
-	Get(ctx context.Context, id string) (ledger.Entry, error)
+	Get(ctx context.Context, tenant, id string) (ledger.Entry, error)
 }
 
 // Publisher publishes to JetStream: one message, waiting for the stream's
@@ -74,10 +74,16 @@ type Config struct {
 	Policy   retry.Policy
 	// Requests is the request stream (required).
 	Requests Requests
-	// ReplyTo are the subject prefixes a request's reply_to may start
-	// with (default: the submitters' inbox prefix, roles.Inbox); a request
-	// with another is rejected.
+	// ReplyTo are the subject prefixes a reply_to of the default tenant's
+	// requests may start with (default: the submitters' inbox prefix,
+	// roles.Inbox); a tenant's must be under its own inbox
+	// (roles.TenantInbox). A request with another is rejected.
 	ReplyTo []string
+	// Tenants names the tenant of each account ("" for the default
+	// tenant's). A request is filed only with an account of the tenant
+	// whose subject it came on; a default tenant's request may also name an
+	// account not configured (which fails as unknown).
+	Tenants map[string]string
 	// MaxDeliver: a retryable failure on this delivery is dead-lettered.
 	MaxDeliver int
 	// Owner names this replica in the ledger; unique per process.
@@ -201,7 +207,7 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		maxDeliver:   cfg.MaxDeliver,
 		lease:        cfg.InFlightLease,
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
-		redactResults: cfg.RedactResults, replyTo: cfg.ReplyTo,
+		redactResults: cfg.RedactResults, replyTo: cfg.ReplyTo, tenants: cfg.Tenants, tenantInbox: roles.TenantInboxes(cfg.Subjects),
 		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads,
 			keepAmbiguous: rc.KeepAmbiguous},
 	}

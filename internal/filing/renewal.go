@@ -130,6 +130,6 @@ func (r *runner) renew(ctx context.Context, h *holding, fence *time.Timer, cut c
 func (r *runner) stillHeld(ctx context.Context, prev ledger.Entry) (ledger.Entry, bool) {
 	rctx, cancel := context.WithTimeout(ctx, r.p.cfg.PublishTimeout)
 	defer cancel()
-	cur, err := r.p.ledger.Get(rctx, prev.RequestID)
+	cur, err := r.p.ledger.Get(rctx, prev.Tenant, prev.RequestID)
 	return cur, err == nil && cur.State == ledger.StateCalling && cur.Nonce == prev.Nonce && cur.Owner == r.p.cfg.Owner
 }

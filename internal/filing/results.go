@@ -149,6 +149,19 @@ func (d *delivery) rejected() step {
 	return d.answerWithoutCall(res)
 }
 
+// notPermitted answers a request for an account its tenant does not own:
+// never sent, whatever its id's ledger entry says.
+func (d *delivery) notPermitted() step {
+	whose := "the default tenant's"
+	if d.msg.tenant != "" {
+		whose = "tenant " + strconv.Quote(d.msg.tenant) + "'s"
+	}
+	res := d.rejection("AccountNotPermitted", "account "+strconv.Quote(messages.Truncate(d.msg.req.AccountOrDefault(), messages.MaxAccountLen))+
+		" is not one of "+whose+" accounts: a request is filed only with the accounts of the tenant whose subject it came on")
+	res.Error.Fields = []messages.FieldError{{Field: "account", Problem: "not one of " + whose + " accounts"}}
+	return d.answerWithoutCall(res)
+}
+
 // reused answers a request whose id was first used for another request.
 func (d *delivery) reused() step {
 	return d.answerWithoutCall(d.rejection("IdReused", fmt.Sprintf(
@@ -255,7 +268,7 @@ func (d *delivery) event(ev messages.AuditEvent) messages.AuditEvent {
 		ev.Time = d.now
 	}
 	ev.Delivery = d.msg.deliveries
-	ev.API = d.msg.subjectAPI
+	ev.API, ev.Tenant = d.msg.subjectAPI, d.msg.tenant
 	if req := d.msg.req; req != nil {
 		ev.RequestID = boundID(req.ID)
 		if req.API.Valid() {
@@ -323,7 +336,7 @@ func isOutcomeEvent(event string) bool {
 func (d *delivery) result(status messages.Status, rerr *messages.ResultError) *messages.Result {
 	req, e := d.msg.req, d.ledger.entry
 	return &messages.Result{
-		RequestID: req.ID, API: req.API, Account: req.AccountOrDefault(), Status: status,
+		RequestID: req.ID, Tenant: d.msg.tenant, API: req.API, Account: req.AccountOrDefault(), Status: status,
 		Attempts: e.Attempts, Error: rerr, ReceivedAt: d.msg.receivedAt, CompletedAt: d.now, Metadata: req.Metadata,
 		Refiled: e.Refiled > 0,
 	}
@@ -339,7 +352,7 @@ func (d *delivery) resultError(class retry.Class) *messages.ResultError {
 func (d *delivery) rejection(code, message string) *messages.Result {
 	req := d.msg.req
 	res := &messages.Result{
-		RequestID: boundID(req.ID), API: req.API, Account: messages.Truncate(req.AccountOrDefault(), messages.MaxAccountLen),
+		RequestID: boundID(req.ID), Tenant: d.msg.tenant, API: req.API, Account: messages.Truncate(req.AccountOrDefault(), messages.MaxAccountLen),
 		Status: messages.StatusRejected, ReceivedAt: d.msg.receivedAt, CompletedAt: d.msg.receivedAt,
 		Error: &messages.ResultError{Code: code, Message: message, Class: messages.ClassInvalid},
 	}

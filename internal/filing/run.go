@@ -81,14 +81,14 @@ func (p *Processor) readMessage(msg Msg) (d *delivery) {
 			d.apply(now, false, panicked{why: messages.Truncate(fmt.Sprint(v), 300)})
 		}
 	}()
-	subjectAPI, _ := p.cfg.Subjects.APIFromRequestSubject(msg.Subject())
+	tenant, subjectAPI, _ := p.cfg.Subjects.ParseRequestSubject(msg.Subject())
 	md, err := msg.Metadata()
 	if err != nil {
 		md = nil
 	} else if md.NumDelivered > 1 {
 		p.metrics.Redelivery(apiLabel(subjectAPI))
 	}
-	return newDelivery(p.rules, now, msg.Data(), subjectAPI, md)
+	return newDelivery(p.rules, now, msg.Data(), tenant, subjectAPI, md)
 }
 
 // runner performs the steps of one delivery. It reads the core's state
@@ -228,7 +228,7 @@ func failure(a answer) (err error, trouble bool) {
 // another handler of this replica holds it, until the grace period ends.
 func (r *runner) takeID() answer {
 	for {
-		mem, wait := r.p.mem.acquire(r.d.msg.req.ID)
+		mem, wait := r.p.mem.acquire(r.d.msg.idKey())
 		switch {
 		case wait == nil:
 			return idTaken{mem: mem}
@@ -247,7 +247,7 @@ func (r *runner) takeID() answer {
 func (r *runner) release() {
 	if r.d.idTaken {
 		rec, keep := r.d.remember()
-		r.p.mem.release(r.d.msg.req.ID, rec, keep, r.p.cfg.Now())
+		r.p.mem.release(r.d.msg.idKey(), rec, keep, r.p.cfg.Now())
 	}
 }
 

@@ -43,14 +43,16 @@ type delivery struct {
 
 // message is what the message says about itself.
 type message struct {
-	deliveries  int          // deliveries of it, this one included
-	seq         uint64       // its stream sequence
-	receivedAt  time.Time    // its stream timestamp
-	subjectAPI  messages.API // the api its subject names; "" unless a known one
-	req         *messages.Request
-	undecodable error // not a JSON object
-	invalid     error // the request fails validation
-	fingerprint string
+	deliveries   int          // deliveries of it, this one included
+	seq          uint64       // its stream sequence
+	receivedAt   time.Time    // its stream timestamp
+	subjectAPI   messages.API // the api its subject names; "" unless a known one
+	tenant       string       // the tenant its subject names; "" for the default tenant
+	req          *messages.Request
+	undecodable  error // not a JSON object
+	invalid      error // the request fails validation
+	notPermitted bool  // its account is not one of its tenant's
+	fingerprint  string
 }
 
 // remembered is what this replica knows of a request beyond the ledger.
@@ -133,8 +135,10 @@ type limits struct {
 	troubleBudget time.Duration // how long other broker trouble is retried in process
 	policy        retry.Policy
 	owner         string
-	redactResults bool     // the vendor's answer is redacted in results
-	replyTo       []string // the prefixes a reply_to may start with
+	redactResults bool              // the vendor's answer is redacted in results
+	replyTo       []string          // the prefixes a reply_to of the default tenant's requests may start with
+	tenantInbox   string            // a tenant's: under <tenantInbox>.<tenant>
+	tenants       map[string]string // the tenant of each configured account
 	reconcile     reconcileRules
 }
 
@@ -143,10 +147,12 @@ func unread(rules limits, now time.Time) *delivery {
 	return &delivery{rules: rules, now: now.UTC(), epoch: now, msg: message{deliveries: 1, receivedAt: now.UTC()}}
 }
 
-// newDelivery reads what a message says about itself: its data, the api
-// its subject names (unchecked) and the broker's metadata (nil: unknown).
-func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.API, md *jetstream.MsgMetadata) *delivery {
+// newDelivery reads what a message says about itself: its data, the
+// tenant (valid) and the api (unchecked) its subject names, and the
+// broker's metadata (nil: unknown).
+func newDelivery(rules limits, now time.Time, data []byte, tenant string, subjectAPI messages.API, md *jetstream.MsgMetadata) *delivery {
 	d := unread(rules, now)
+	d.msg.tenant = tenant
 	if subjectAPI.Valid() {
 		d.msg.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
 	}
@@ -162,7 +168,7 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 		return d
 	}
 	d.msg.req = req
-	if err := req.ValidateFor(subjectAPI, rules.replyTo...); err != nil {
+	if err := req.ValidateFor(subjectAPI, rules.replyToOf(tenant)...); err != nil {
 		d.msg.invalid = err
 		if ve := asValidation(err); ve == nil || slices.ContainsFunc(ve.Fields, func(f messages.FieldError) bool { return f.Field == "reply_to" }) {
 			req.ReplyTo = "" // nothing is sent to a subject not allowed
@@ -170,7 +176,23 @@ func newDelivery(rules limits, now time.Time, data []byte, subjectAPI messages.A
 		return d
 	}
 	d.msg.fingerprint = req.Fingerprint()
+	if owner, known := rules.tenants[req.AccountOrDefault()]; owner != tenant && (known || tenant != "") {
+		d.msg.notPermitted = true
+	}
 	return d
+}
+
+// idKey names the request in this replica's memory: its tenant's id.
+func (m *message) idKey() string { return m.tenant + "/" + m.req.ID }
+
+// replyToOf are the prefixes a reply_to of tenant's requests may start
+// with: its own inbox (roles.TenantInbox), or the configured ones for the
+// default tenant.
+func (l limits) replyToOf(tenant string) []string {
+	if tenant == "" {
+		return l.replyTo
+	}
+	return []string{l.tenantInbox + "." + tenant}
 }
 
 // apply takes in the runner's answer to the last step (nil before the
@@ -224,7 +246,7 @@ func (d *delivery) apply(now time.Time, stopping bool, a answer) {
 		d.out.emitted = eventsOut(a.entry, d.msg.seq) // this delivery's events go out only once recorded
 		d.dropRecorded()
 	case notFound:
-		d.ledger.entry, d.ledger.missing, d.ledger.stale = &ledger.Entry{RequestID: d.msg.req.ID}, true, false
+		d.ledger.entry, d.ledger.missing, d.ledger.stale = &ledger.Entry{RequestID: d.msg.req.ID, Tenant: d.msg.tenant}, true, false
 	case written:
 		d.see(a.entry)
 		d.out.pending, d.ledger.tried, d.ledger.conflicts = nil, nil, 0

@@ -644,7 +644,7 @@ func (p *plan) pick(n int, what ...any) int {
 
 // ledgerOf reads the entry of request id as it is stored.
 func (w *world) ledgerOf(id string) (ledger.Entry, bool) {
-	key, _ := ledger.Key(id)
+	key, _ := ledger.Key("", id)
 	w.mu.Lock()
 	v, ok := w.kv[key]
 	w.mu.Unlock()

@@ -260,8 +260,8 @@ func (w *faultLedger) Put(ctx context.Context, prev, next ledger.Entry) (out led
 	return out, err
 }
 
-func (w *faultLedger) Get(ctx context.Context, id string) (out ledger.Entry, err error) {
-	err = w.f.do(ctx, PointRead, func() (err error) { out, err = w.l.Get(ctx, id); return err })
+func (w *faultLedger) Get(ctx context.Context, tenant, id string) (out ledger.Entry, err error) {
+	err = w.f.do(ctx, PointRead, func() (err error) { out, err = w.l.Get(ctx, tenant, id); return err })
 	return out, err
 }
 

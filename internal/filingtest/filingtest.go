@@ -62,6 +62,9 @@ type Options struct {
 	Concurrency   int           // default 16
 	Grace         time.Duration // default 5s
 	Logger        *zap.Logger   // default the test's, at warn level
+	// Tenants are accounts beside "default" (the default tenant's) and the
+	// tenant that owns each, all on the sandbox.
+	Tenants map[string]string
 	// Tokens is the Douyin token store; default the shared KV store.
 	Tokens douyin.TokenStore
 	// Registry receives the consumer's metrics (Pipeline.Metrics).
@@ -153,7 +156,7 @@ func New(tb testing.TB, o Options) *Pipeline {
 	}
 	c, err := consumer.New(context.Background(), o.config(), consumer.Deps{
 		Conn: o.NC, Owner: o.Owner, Registry: o.Registry, Tokens: o.Tokens, Log: o.Logger.Named(o.Owner), Seams: o.seams(p),
-		Accounts: config.Default().WithSandbox(p.Sandbox.URL(),
+		Accounts: o.accounts().WithSandbox(p.Sandbox.URL(),
 			sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret),
 	})
 	if err != nil {
@@ -163,6 +166,17 @@ func New(tb testing.TB, o Options) *Pipeline {
 	p.Consumer = c
 	p.Streams, p.Buckets = queue.StreamNames(c.Subjects), queue.BucketNames(c.Subjects)
 	return p
+}
+
+// accounts is a configuration naming the test's accounts and their
+// tenants.
+func (o Options) accounts() *config.Config {
+	c := config.Default()
+	c.Accounts = map[string]config.Account{}
+	for name, tenant := range o.Tenants {
+		c.Accounts[name] = config.Account{Tenant: tenant}
+	}
+	return c
 }
 
 // config is the consumer's configuration: the defaults, with the test's

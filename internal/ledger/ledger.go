@@ -15,9 +15,11 @@
 // contain ':' and may not start or end with '.' or contain "..", so ids are
 // encoded reversibly: ':' becomes "=3A" and '.' becomes "=2E"; every other
 // character is kept. '=' never occurs in an id, so the encoding cannot be
-// ambiguous. Key and RequestID convert between the two, e.g. for
-// `nats kv get FILING_LEDGER <key>` (the consumer names the bucket from the
-// subject prefix, see queue.BucketNames).
+// ambiguous. A tenant's ids are its own: their keys start with the
+// tenant's name and a '.', which no encoded id holds; the default
+// tenant's keys have no such part. Key and RequestID convert between the
+// two, e.g. for `nats kv get FILING_LEDGER <key>` (the consumer names the
+// bucket from the subject prefix, see queue.BucketNames).
 package ledger
 
 import (
@@ -92,6 +94,7 @@ func CanTransition(from, to State) bool { return slices.Contains(transitions[fro
 // Entry is one request's ledger record, stored as JSON.
 type Entry struct {
 	RequestID string       `json:"request_id"`
+	Tenant    string       `json:"tenant,omitempty"` // whose id it is; "" for the default tenant
 	API       messages.API `json:"api"`
 	State     State        `json:"state"`
 	// Attempts counts upstream calls made so far; callers maintain it.
@@ -276,7 +279,7 @@ func (l *Ledger) Claim(ctx context.Context, id string, api messages.API, owner s
 // the existing one with created false. UpdatedAt is set here.
 func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 	id := e.RequestID
-	key, err := Key(id)
+	key, err := Key(e.Tenant, id)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -296,7 +299,7 @@ func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 		if !isWrongLastSequence(err) {
 			return Entry{}, false, fmt.Errorf("ledger: claiming %q: %w", id, err)
 		}
-		got, err := l.Get(ctx, id)
+		got, err := l.Get(ctx, e.Tenant, id)
 		if err == nil {
 			return got, false, nil
 		}
@@ -318,7 +321,7 @@ func (l *Ledger) ClaimEntry(ctx context.Context, e Entry) (Entry, bool, error) {
 // nil; *ConflictError (ErrConflict) when the entry changed since e was
 // read, including when it was deleted.
 func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(*Entry)) (Entry, error) {
-	key, err := Key(e.RequestID)
+	key, err := Key(e.Tenant, e.RequestID)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -334,7 +337,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 	if mutate != nil {
 		mutate(&next)
 	}
-	next.RequestID, next.State, next.Revision = e.RequestID, to, 0
+	next.RequestID, next.Tenant, next.State, next.Revision = e.RequestID, e.Tenant, to, 0
 	if e.State == StateDone && to != StateClaimed && !e.Ambiguous() && !(to == StateDone && next.Result != nil && (sameOutcome(e.Result, next.Result) || next.Result.Resolution != nil)) {
 		return Entry{}, &TransitionError{RequestID: e.RequestID, From: e.State, To: to}
 	}
@@ -360,7 +363,7 @@ func (l *Ledger) Transition(ctx context.Context, e Entry, to State, mutate func(
 // e.RequestID: a known outcome whose entry vanished (expired, or purged by
 // an older tool) is recorded again. An existing entry is a *ConflictError.
 func (l *Ledger) Create(ctx context.Context, e Entry) (Entry, error) {
-	key, err := Key(e.RequestID)
+	key, err := Key(e.Tenant, e.RequestID)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -414,8 +417,8 @@ func (e Entry) Ambiguous() bool {
 
 // Get returns the entry of request id with its Revision; the error matches
 // ErrNotFound when there is none (never claimed, deleted, or expired).
-func (l *Ledger) Get(ctx context.Context, id string) (Entry, error) {
-	key, err := Key(id)
+func (l *Ledger) Get(ctx context.Context, tenant, id string) (Entry, error) {
+	key, err := Key(tenant, id)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -430,21 +433,24 @@ func (l *Ledger) Get(ctx context.Context, id string) (Entry, error) {
 	if err := json.Unmarshal(kve.Value(), &e); err != nil {
 		return Entry{}, &DecodeError{Key: key, Revision: kve.Revision(), Err: err}
 	}
-	if e.RequestID != id {
-		return Entry{}, &DecodeError{Key: key, Revision: kve.Revision(), Err: fmt.Errorf("entry names request %q", e.RequestID)}
+	if e.RequestID != id || e.Tenant != tenant {
+		return Entry{}, &DecodeError{Key: key, Revision: kve.Revision(), Err: fmt.Errorf("entry names request %q of tenant %q", e.RequestID, e.Tenant)}
 	}
 	e.Revision = kve.Revision()
 	return e, nil
 }
 
-// Key returns the KV key of request id (see the package doc), or
-// ErrInvalidID.
-func Key(id string) (string, error) {
-	if !validID(id) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidID, messages.Truncate(id, 140))
+// Key returns the KV key of tenant's request id (see the package doc),
+// or ErrInvalidID.
+func Key(tenant, id string) (string, error) {
+	if !validID(id) || (tenant != "" && !messages.ValidTenant(tenant)) {
+		return "", fmt.Errorf("%w: %q of tenant %q", ErrInvalidID, messages.Truncate(id, 140), messages.Truncate(tenant, 40))
 	}
 	var b strings.Builder
-	b.Grow(len(id) + 8)
+	b.Grow(len(tenant) + len(id) + 8)
+	if tenant != "" {
+		b.WriteString(tenant + ".")
+	}
 	for i := 0; i < len(id); i++ {
 		switch c := id[i]; c {
 		case ':':

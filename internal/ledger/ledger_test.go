@@ -139,7 +139,7 @@ func TestTransitionConflict(t *testing.T) {
 	if winner < 0 {
 		t.Fatal("no transition won")
 	}
-	stored, err := l.Get(c, "cas-1")
+	stored, err := l.Get(c, "", "cas-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestTransitions(t *testing.T) {
 		forbid(e, to)
 	}
 	// The forbidden attempts changed nothing.
-	if got, err := l.Get(c, "t-1"); err != nil || got.Revision != e.Revision {
+	if got, err := l.Get(c, "", "t-1"); err != nil || got.Revision != e.Revision {
 		t.Fatalf("after forbidden transitions: %+v %v", got, err)
 	}
 	step(e, ledger.StateClaimed, nil)
@@ -264,7 +264,7 @@ func TestTransitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := l.Get(c, "t-5"); err != nil || !got.UpdatedAt.Equal(past) || got.State != ledger.StateClaimed || got.Revision != e.Revision {
+	if got, err := l.Get(c, "", "t-5"); err != nil || !got.UpdatedAt.Equal(past) || got.State != ledger.StateClaimed || got.Revision != e.Revision {
 		t.Fatalf("stored %+v %v", got, err)
 	}
 }
@@ -291,7 +291,7 @@ func TestResultRoundTrip(t *testing.T) {
 	if _, err := l.Transition(c, e, ledger.StateDone, func(e *ledger.Entry) { e.Result = res }); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.Get(c, "sms-1")
+	got, err := l.Get(c, "", "sms-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,21 +316,28 @@ func TestKeyEncoding(t *testing.T) {
 	// Every id has a key of its own: distinct ids never share an entry.
 	ids := map[string]string{}
 	for _, id := range []string{"a", "urn:req:1", "urn:req.1", "a.b", ".lead", "trail.", "a..b", "::", "x-y_z.9:Q", strings.Repeat("a:", 64)} {
-		key, err := ledger.Key(id)
-		if err != nil {
-			t.Fatalf("Key(%q): %v", id, err)
+		for _, tenant := range []string{"", "acme", "a"} {
+			key, err := ledger.Key(tenant, id)
+			if err != nil {
+				t.Fatalf("Key(%q, %q): %v", tenant, id, err)
+			}
+			if strings.ContainsAny(strings.TrimPrefix(key, tenant+"."), ":.") || (tenant != "" && !strings.HasPrefix(key, tenant+".")) {
+				t.Fatalf("Key(%q, %q) = %q", tenant, id, key)
+			}
+			if other, ok := ids[key]; ok {
+				t.Fatalf("Key(%q, %q) = Key(%s) = %q", tenant, id, other, key)
+			}
+			ids[key] = tenant + " " + id
 		}
-		if strings.ContainsAny(key, ":.") {
-			t.Fatalf("Key(%q) = %q", id, key)
-		}
-		if other, ok := ids[key]; ok {
-			t.Fatalf("Key(%q) = Key(%q) = %q", id, other, key)
-		}
-		ids[key] = id
 	}
 	for _, id := range []string{"", "a b", "a=b", "ä", "a*", "a>", strings.Repeat("a", 129)} {
-		if _, err := ledger.Key(id); !errors.Is(err, ledger.ErrInvalidID) {
+		if _, err := ledger.Key("", id); !errors.Is(err, ledger.ErrInvalidID) {
 			t.Fatalf("Key(%q): %v, want ErrInvalidID", id, err)
+		}
+	}
+	for _, tenant := range []string{"vms", "Acme", "a.b", "a b", strings.Repeat("a", 33)} {
+		if _, err := ledger.Key(tenant, "x"); !errors.Is(err, ledger.ErrInvalidID) {
+			t.Fatalf("Key(%q, x): %v, want ErrInvalidID", tenant, err)
 		}
 	}
 }
@@ -345,7 +352,7 @@ func TestKeyEncodingInBucket(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		e, err := l.Get(c, id)
+		e, err := l.Get(c, "", id)
 		if err != nil || e.RequestID != id {
 			t.Fatalf("get %q: %+v %v", id, e, err)
 		}
@@ -363,7 +370,7 @@ func TestKeyEncodingInBucket(t *testing.T) {
 		seen[k] = true
 	}
 	for _, id := range ids {
-		if k, _ := ledger.Key(id); !seen[k] {
+		if k, _ := ledger.Key("", id); !seen[k] {
 			t.Fatalf("id %q not among keys %q", id, keys)
 		}
 	}
@@ -382,7 +389,7 @@ func TestDeleteThenClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	del := func(id string) error { return kv.Delete(c, id) }
-	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := l.Get(c, "", "del-1"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("get before claim: %v", err)
 	}
 	if err := del("del-1"); err != nil {
@@ -399,7 +406,7 @@ func TestDeleteThenClaim(t *testing.T) {
 	if err := del("del-1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Get(c, "del-1"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := l.Get(c, "", "del-1"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("get after delete: %v", err)
 	}
 	// A transition from before the delete loses.
@@ -450,7 +457,7 @@ func TestOpenIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second open: %v", err)
 	}
-	if e, err := b.Get(c, "keep"); err != nil || e.State != ledger.StateClaimed {
+	if e, err := b.Get(c, "", "keep"); err != nil || e.State != ledger.StateClaimed {
 		t.Fatalf("entry after reopen: %+v %v", e, err)
 	}
 	kv, err := js.KeyValue(c, ledger.DefaultBucket)
@@ -469,7 +476,7 @@ func TestOpenIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cst.Get(c, "keep"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := cst.Get(c, "", "keep"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("other bucket shares entries: %v", err)
 	}
 	if _, err := ledger.Open(c, js, ledger.Config{Replicas: 7}); !errors.Is(err, ledger.ErrInvalidConfig) {
@@ -507,7 +514,7 @@ func TestCorruptEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var de *ledger.DecodeError
-	if _, err := l.Get(c, "bad"); !errors.As(err, &de) {
+	if _, err := l.Get(c, "", "bad"); !errors.As(err, &de) {
 		t.Fatalf("get corrupt: %v", err)
 	}
 	if _, _, err := l.Claim(c, "bad", messages.APIVMSAddQualification, "a"); !errors.As(err, &de) {
@@ -536,7 +543,7 @@ func TestLedgerRefusesRollups(t *testing.T) {
 			t.Errorf("a rollup %q was stored", rollup)
 		}
 	}
-	if _, err := l.Get(c, "keep-1"); err != nil {
+	if _, err := l.Get(c, "", "keep-1"); err != nil {
 		t.Errorf("after the rollups: %v", err)
 	}
 }
@@ -553,7 +560,7 @@ func TestADoneEntryWithoutAResultIsRefusedNotPanicked(t *testing.T) {
 	if _, err := kv.Put(c, "x-1", []byte(`{"request_id":"x-1","state":"done"}`)); err != nil {
 		t.Fatal(err)
 	}
-	e, err := l.Get(c, "x-1")
+	e, err := l.Get(c, "", "x-1")
 	if err != nil {
 		t.Fatal(err)
 	}

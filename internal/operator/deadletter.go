@@ -21,6 +21,8 @@ import (
 type DeadLetter struct {
 	Sequence        uint64 // in the dead-letter stream
 	Subject         string
+	Tenant          string // whose letter it is, from its subject
+	API             messages.API
 	RequestID       string
 	Reason          string
 	Class           string
@@ -41,14 +43,18 @@ func ReadDead(ctx context.Context, js jetstream.JetStream, subjects messages.Sub
 	}
 	out := make([]DeadLetter, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, Letter(m))
+		out = append(out, Letter(subjects, m))
 	}
 	return out, nil
 }
 
-// Letter reads one message of the dead-letter stream.
-func Letter(m *jetstream.RawStreamMsg) DeadLetter {
+// Letter reads one message of the dead-letter stream under subjects.
+func Letter(subjects messages.Subjects, m *jetstream.RawStreamMsg) DeadLetter {
 	h := m.Header
+	tenant, api, _ := subjects.ParseDeadSubject(m.Subject)
+	if !api.Valid() {
+		api = "unknown"
+	}
 	n, _ := strconv.Atoi(h.Get(messages.HeaderDeliveries))
 	// The body's object is named from the letter's own digest: a
 	// letter that names another object names none.
@@ -60,6 +66,8 @@ func Letter(m *jetstream.RawStreamMsg) DeadLetter {
 	return DeadLetter{
 		Sequence:        m.Sequence,
 		Subject:         m.Subject,
+		Tenant:          tenant,
+		API:             api,
 		RequestID:       h.Get(messages.HeaderRequestID),
 		Reason:          h.Get(messages.HeaderDeadReason),
 		Class:           h.Get(messages.HeaderDeadClass),

@@ -42,17 +42,17 @@ type TrailEvent struct {
 
 // TrailLedger is what a trail needs of the ledger.
 type TrailLedger interface {
-	Get(ctx context.Context, id string) (ledger.Entry, error)
+	Get(ctx context.Context, tenant, id string) (ledger.Entry, error)
 }
 
-// ReadTrail gathers the trail of request id. The audit events are found
+// ReadTrail gathers the trail of request id of subjects' tenant. The audit events are found
 // by subject (messages.Subjects.AuditOf): the server delivers only that
 // request's events, so the answer does not grow with the audit stream. A
 // nil led skips the ledger.
 func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, subjects messages.Subjects, id string) (Trail, error) {
 	t := Trail{RequestID: id}
 	if led != nil {
-		e, err := led.Get(ctx, id)
+		e, err := led.Get(ctx, subjects.Tenant, id)
 		switch {
 		case err == nil:
 			t.Entry = &e
@@ -74,7 +74,7 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 	seen := map[string]bool{}
 	for _, m := range evs {
 		ev := TrailEvent{Sequence: m.Sequence, Subject: m.Subject}
-		if err := json.Unmarshal(m.Data, &ev.AuditEvent); err != nil || ev.RequestID != id {
+		if err := json.Unmarshal(m.Data, &ev.AuditEvent); err != nil || ev.RequestID != id || ev.Tenant != subjects.Tenant {
 			continue // another id with the same key, or not an event
 		}
 		if ev.ID != "" && seen[ev.ID] {
@@ -94,7 +94,7 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 	slices.SortFunc(results, bySequence)
 	for _, m := range results {
 		var r messages.Result
-		if json.Unmarshal(m.Data, &r) == nil && r.RequestID == id {
+		if json.Unmarshal(m.Data, &r) == nil && r.RequestID == id && r.Tenant == subjects.Tenant {
 			t.Results = append(t.Results, r)
 		}
 	}
@@ -103,7 +103,7 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 		return t, err
 	}
 	for _, d := range dead {
-		if d.RequestID == id {
+		if d.RequestID == id && d.Tenant == subjects.Tenant {
 			t.Dead = append(t.Dead, d)
 		}
 	}

@@ -71,6 +71,9 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 			Name: n.Results, Description: "qualfile results",
 			Subjects: []string{c.Subjects.AllResults()}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Replicas: c.Replicas, Duplicates: c.DuplicateWindow, MaxAge: c.ResultsMaxAge,
+			// A submitter reads the last result of one of its requests by its
+			// subject, which its permissions can bound (roles.For).
+			AllowDirect: true,
 		},
 		{
 			Name: n.Audit, Description: "qualfile audit trail (PII redacted)",
@@ -146,6 +149,9 @@ func owned(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string)
 	change(&changes, "duplicate_window", &upd.Duplicates, want.Duplicates)
 	change(&changes, "max_msgs_per_subject", &upd.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
 	change(&changes, "discard", &upd.Discard, want.Discard)
+	if want.AllowDirect {
+		change(&changes, "allow_direct", &upd.AllowDirect, true)
+	}
 	return upd, changes
 }
 

@@ -76,10 +76,63 @@ func Inbox(r Role, s messages.Subjects) string {
 // name: one identity shared by whoever holds its credentials.
 const DefaultOperator = "operator"
 
-// For returns the permissions of role r under the subject prefix of s;
-// operator names the operator (default DefaultOperator), whose orders
-// the consumer records under that name.
-func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
+// TenantInboxes is the prefix of the tenants' submitters' inboxes:
+// _INBOX.<prefix>.tenant, each tenant's under it (TenantInbox).
+func TenantInboxes(s messages.Subjects) string {
+	return "_INBOX." + s.Root() + ".tenant"
+}
+
+// TenantInbox is the inbox prefix of a tenant's submitters:
+// _INBOX.<prefix>.tenant.<tenant>; the default tenant's is
+// Inbox(Submitter, s).
+func TenantInbox(s messages.Subjects, tenant string) string {
+	if tenant == "" {
+		return Inbox(Submitter, s)
+	}
+	return TenantInboxes(s) + "." + tenant
+}
+
+// Grantee is one NATS user's part: its role, and the operator's name or
+// the submitter's tenant.
+type Grantee struct {
+	Role     Role
+	Operator string // an operator's name (DefaultOperator when empty)
+	Tenant   string // a submitter's tenant ("": the default tenant)
+}
+
+// Grantees are the grantees of rs: the operator role once for each of
+// operators (DefaultOperator when none), the submitter once for each of
+// tenants (the default tenant when none).
+func Grantees(rs []Role, operators, tenants []string) []Grantee {
+	if len(operators) == 0 {
+		operators = []string{DefaultOperator}
+	}
+	if len(tenants) == 0 {
+		tenants = []string{""}
+	}
+	var gs []Grantee
+	for _, r := range rs {
+		switch r {
+		case Operator:
+			for _, op := range operators {
+				gs = append(gs, Grantee{Role: r, Operator: op})
+			}
+		case Submitter:
+			for _, t := range tenants {
+				gs = append(gs, Grantee{Role: r, Tenant: t})
+			}
+		default:
+			gs = append(gs, Grantee{Role: r})
+		}
+	}
+	return gs
+}
+
+// For returns the permissions of g under the subject prefix of s. An
+// operator's orders are recorded under its name; a submitter sends and
+// reads its tenant's requests and results only.
+func For(g Grantee, s messages.Subjects) (Permissions, error) {
+	r, operator := g.Role, g.Operator
 	if _, err := Parse(string(r)); err != nil {
 		return Permissions{}, err
 	}
@@ -89,9 +142,16 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 	if !control.ValidOperator(operator) {
 		return Permissions{}, fmt.Errorf("%w: %q (lower-case letters, digits and _, at most 64)", ErrBadOperator, operator)
 	}
+	if g.Tenant != "" && !messages.ValidTenant(g.Tenant) {
+		return Permissions{}, fmt.Errorf("%w: %q", ErrBadTenant, g.Tenant)
+	}
+	s = s.For("")
 	st, b := queue.StreamNames(s), queue.BucketNames(s)
 	root := s.Root()
 	p := Permissions{Role: r, Inbox: Inbox(r, s)}
+	if r == Submitter {
+		p.Inbox = TenantInbox(s, g.Tenant)
+	}
 	pub := func(why string, subjects ...string) {
 		for _, sub := range subjects {
 			p.Publish = append(p.Publish, Grant{sub, why})
@@ -126,14 +186,15 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 		pub("dead-letter bodies too big for a message; the request files it fetches and removes", "$O."+b.Objects+".>", "$O."+b.Files+".>")
 		pub("results, audit events, dead letters", root+".result.>", root+".audit.>", root+".dead.>")
 		pub("a dead letter replayed by an operator's order", root+".request.>")
-		pub("a result sent to a request's reply_to, which must be a submitter's inbox", Inbox(Submitter, s)+".>")
+		pub("a result sent to a request's reply_to, which must be its tenant's submitters' inbox", Inbox(Submitter, s)+".>", TenantInboxes(s)+".>")
 		pub("its reports on operators' orders", Inbox(Operator, s)+".>")
 		p.Subscribe = append(p.Subscribe, Grant{root + ".control.*.*", "operators' orders, the operator named by the subject"})
 	case Submitter:
-		pub("send requests", root+".request.>")
+		own := s.For(g.Tenant)
+		pub("send its tenant's requests", own.Own("request"))
 		pub("store a file too large for a request, and see whether it is there (by its name, which only its content gives)",
 			"$JS.API.STREAM.INFO.OBJ_"+b.Files, "$JS.API.DIRECT.GET.OBJ_"+b.Files+".>", "$O."+b.Files+".>")
-		read("read results", st.Results)
+		pub("read the last result of one of its tenant's requests, by its subject", "$JS.API.DIRECT.GET."+st.Results+"."+own.Own("result"))
 	case Operator, Auditor:
 		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
 			read("read results, trails and dead letters", stream)
@@ -148,16 +209,31 @@ func For(r Role, s messages.Subjects, operator string) (Permissions, error) {
 	return p, nil
 }
 
-// Variable is the name of the permissions' variable in a server
+// Variable is the name of g's permissions' variable in a server
 // configuration: FILING_CONSUMER for the consumer under "filing";
 // FILING_OPERATOR_ALICE for the operator alice (FILING_OPERATOR for
-// DefaultOperator).
-func Variable(r Role, s messages.Subjects, operator string) string {
-	v := strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(r))
-	if r == Operator && operator != "" && operator != DefaultOperator {
-		v += "_" + strings.ToUpper(operator) // one-to-one: a name is lower-case (control.ValidOperator)
+// DefaultOperator); FILING_SUBMITTER_ACME for tenant acme's submitter.
+// One-to-one: names and tenants are lower-case.
+func (g Grantee) Variable(s messages.Subjects) string {
+	v := strings.TrimSuffix(queue.StreamNames(s).Requests, "_REQUESTS") + "_" + strings.ToUpper(string(g.Role))
+	switch {
+	case g.Role == Operator && g.Operator != "" && g.Operator != DefaultOperator:
+		v += "_" + strings.ToUpper(g.Operator)
+	case g.Role == Submitter && g.Tenant != "":
+		v += "_" + strings.ToUpper(g.Tenant)
 	}
 	return v
+}
+
+// User is the user name File suggests for g.
+func (g Grantee) User() string {
+	switch {
+	case g.Role == Operator && g.Operator != "" && g.Operator != DefaultOperator:
+		return g.Operator
+	case g.Role == Submitter && g.Tenant != "":
+		return "qualfile-submitter-" + g.Tenant
+	}
+	return "qualfile-" + string(g.Role)
 }
 
 // Conf renders p as a nats-server configuration variable named name, one
@@ -192,28 +268,10 @@ func Subjects(gs []Grant) []string {
 	return out
 }
 
-// File is a nats-server configuration file of the permissions of rs under
-// the prefix of s (deploy/nats/permissions.conf for the default prefix
-// and every role), with how to use it: the operator role once for each
-// of operators (DefaultOperator when none).
-func File(s messages.Subjects, operators []string, rs ...Role) (string, error) {
-	if len(operators) == 0 {
-		operators = []string{DefaultOperator}
-	}
-	type grantee struct {
-		r  Role
-		op string
-	}
-	var gs []grantee
-	for _, r := range rs {
-		if r != Operator {
-			gs = append(gs, grantee{r, ""})
-			continue
-		}
-		for _, op := range operators {
-			gs = append(gs, grantee{r, op})
-		}
-	}
+// File is a nats-server configuration file of the permissions of gs
+// under the prefix of s (deploy/nats/permissions.conf for the default
+// prefix and Grantees(All, nil, nil)), with how to use it.
+func File(s messages.Subjects, gs ...Grantee) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# The NATS permissions of qualfile's roles for the subject prefix %q,
 # made by `+"`publisher permissions --prefix %s`"+` (do not edit: generate it again).
@@ -226,11 +284,7 @@ func File(s messages.Subjects, operators []string, rs ...Role) (string, error) {
 #     users = [
 `, s.Root(), s.Root())
 	for _, g := range gs {
-		user := "qualfile-" + string(g.r)
-		if g.op != "" && g.op != DefaultOperator {
-			user = g.op
-		}
-		fmt.Fprintf(&b, "#       { user: %s, password: $%s_PASSWORD, permissions: $%s }\n", user, strings.ToUpper(strings.ReplaceAll(user, "-", "_")), Variable(g.r, s, g.op))
+		fmt.Fprintf(&b, "#       { user: %s, password: $%s_PASSWORD, permissions: $%s }\n", g.User(), strings.ToUpper(strings.ReplaceAll(g.User(), "-", "_")), g.Variable(s))
 	}
 	b.WriteString(`#     ]
 #   }
@@ -239,14 +293,16 @@ func File(s messages.Subjects, operators []string, rs ...Role) (string, error) {
 # Each role's connections must use its inbox prefix (nats.CustomInboxPrefix;
 # the publisher's --inbox-prefix or a nats context's inbox_prefix).
 # An operator's orders are recorded under the name its permissions bind:
-# give each person their own (--operator NAME, once for each).
+# give each person their own (--operator NAME, once for each). A tenant's
+# submitter sends and reads that tenant's requests and results only
+# (--tenant NAME, once for each; without it, the default tenant's).
 `)
 	for _, g := range gs {
-		p, err := For(g.r, s, g.op)
+		p, err := For(g, s)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString("\n" + p.Conf(Variable(g.r, s, g.op)))
+		b.WriteString("\n" + p.Conf(g.Variable(s)))
 	}
 	return b.String(), nil
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/qualfile/qualfile/internal/filingtest"
+	"github.com/qualfile/qualfile/internal/roles"
+	"github.com/qualfile/qualfile/messages"
+)
+
+// TestTenantsOnARealServer runs a server with the permissions `publisher
+// permissions --tenant acme --tenant bolt` prints: each tenant's
+// submitter files with its own accounts and reads its own results, and
+// the server refuses it the other tenant's subjects, inbox and results,
+// and the consumer a request for the other's account.
+func TestTenantsOnARealServer(t *testing.T) {
+	s := messages.Subjects{}
+	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
+	consumer := roles.Grantee{Role: roles.Consumer}
+	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt},
+		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt")
+	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
+	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
+	p.Run()
+
+	// The example, for an account.
+	example := func(account string) string {
+		b, err := os.ReadFile(examplePath("vms.add_qualification.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), account+".json")
+		if err := os.WriteFile(path, bytes.Replace(b, []byte(`"account": "default"`), []byte(`"account": "`+account+`"`), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	code, out, errOut := cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "vms.add_qualification", "--file", example("acme-vms"), "--wait")
+	if code != 0 || !strings.Contains(out, `"status": "succeeded"`) || !strings.Contains(out, `"tenant": "acme"`) {
+		t.Fatalf("acme files with its account: exit %d %s %s", code, out, errOut)
+	}
+	code, out, errOut = cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "vms.add_qualification", "--file", example("bolt-vms"), "--wait")
+	if code != 1 || !strings.Contains(out, "AccountNotPermitted") {
+		t.Fatalf("acme files with bolt's account: exit %d %s %s", code, out, errOut)
+	}
+	if n := p.Sandbox.CountCalls(messages.APIVMSAddQualification); n != 1 {
+		t.Fatalf("the vendor saw %d calls, want 1", n)
+	}
+	// The same id, bolt's: another filing.
+	if code, out, errOut = cli(t, as(bolt), "", "send", "--tenant", "bolt", "--api", "vms.add_qualification", "--file", example("bolt-vms"), "--wait"); code != 0 {
+		t.Fatalf("bolt files with its account: exit %d %s %s", code, out, errOut)
+	}
+
+	// acme's connection, with its inbox.
+	errs := make(chan error, 100)
+	nc, err := nats.Connect(as(acme), nats.CustomInboxPrefix(roles.TenantInbox(s, "acme")), nats.PermissionErrOnSubscribe(true),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	key := messages.IDKey("example-vms-add-0001")
+	own := "$JS.API.DIRECT.GET." + p.Streams.Results + "." + s.For("acme").Result(messages.APIVMSAddQualification) + "." + key
+	if m, err := nc.Request(own, nil, 5*time.Second); err != nil || !strings.Contains(string(m.Data), `"tenant":"acme"`) {
+		t.Fatalf("acme reads its own result: %v %v", m, err)
+	}
+	refused := func(what, subject string, do func() error) {
+		t.Helper()
+		err := do()
+		select {
+		case e := <-errs:
+			if strings.Contains(e.Error(), "ermissions") && strings.Contains(e.Error(), `"`+subject+`"`) {
+				return
+			}
+			t.Errorf("acme may %s: %v (async %v)", what, err, e)
+		case <-time.After(3 * time.Second):
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("acme may %s: %v", what, err)
+			}
+		}
+	}
+	request := func(subject string) func() error {
+		return func() error {
+			_, err := nc.Request(subject, []byte(`{}`), 2*time.Second)
+			return err
+		}
+	}
+	subscribe := func(subject string) func() error {
+		return func() error {
+			sub, err := nc.SubscribeSync(subject)
+			if err == nil {
+				_, err = sub.NextMsg(2 * time.Second)
+			}
+			return err
+		}
+	}
+	boltResult := "$JS.API.DIRECT.GET." + p.Streams.Results + "." + s.For("bolt").Result(messages.APIVMSAddQualification) + "." + key
+	refused("read bolt's result", boltResult, request(boltResult))
+	refused("send bolt's requests", s.For("bolt").Request(messages.APIVMSAddQualification), func() error {
+		return nc.Publish(s.For("bolt").Request(messages.APIVMSAddQualification), filingtest.Example(t, messages.APIVMSAddQualification, "x"))
+	})
+	refused("send the default tenant's requests", s.Request(messages.APIVMSAddQualification), func() error {
+		return nc.Publish(s.Request(messages.APIVMSAddQualification), filingtest.Example(t, messages.APIVMSAddQualification, "x"))
+	})
+	refused("read bolt's replies", roles.TenantInbox(s, "bolt")+".>", subscribe(roles.TenantInbox(s, "bolt")+".>"))
+	refused("read every result", "$JS.API.CONSUMER.CREATE."+p.Streams.Results, request("$JS.API.CONSUMER.CREATE."+p.Streams.Results))
+	refused("read a result by sequence", "$JS.API.DIRECT.GET."+p.Streams.Results, request("$JS.API.DIRECT.GET."+p.Streams.Results))
+	_ = context.Background
+}
