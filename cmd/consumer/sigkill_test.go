@@ -538,24 +538,34 @@ func scenario(payload map[string]any) map[string]any {
 
 // readAllResults reads every message of the result stream.
 func readAllResults(t *testing.T, js jetstream.JetStream) []messages.Result {
+	return readAll[messages.Result](t, js, "FILING_RESULTS")
+}
+
+// readAllAudit reads every message of the audit stream.
+func readAllAudit(t *testing.T, js jetstream.JetStream) []messages.AuditEvent {
+	return readAll[messages.AuditEvent](t, js, "FILING_AUDIT")
+}
+
+// readAll reads every message of a stream as a T.
+func readAll[T any](t *testing.T, js jetstream.JetStream, stream string) []T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	msgs, err := queue.Read(ctx, js, "FILING_RESULTS", "")
+	msgs, err := queue.Read(ctx, js, stream, "")
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []messages.Result
+	var out []T
 	for _, m := range msgs {
-		var r messages.Result
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			t.Errorf("result %s is not a result: %v", m.Subject, err)
+		var v T
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			t.Errorf("%s on %s: %v", stream, m.Subject, err)
 			continue
 		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	return out
 }
