@@ -32,9 +32,9 @@ func TestTenantsOnARealServer(t *testing.T) {
 	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
 	p.Run()
 
-	// The example, for an account.
-	example := func(account string) string {
-		b, err := os.ReadFile(examplePath("vms.add_qualification.json"))
+	// An example, for an account.
+	exampleOf := func(api messages.API, account string) string {
+		b, err := os.ReadFile(examplePath(string(api) + ".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +44,7 @@ func TestTenantsOnARealServer(t *testing.T) {
 		}
 		return path
 	}
+	example := func(account string) string { return exampleOf(messages.APIVMSAddQualification, account) }
 	code, out, errOut := cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "vms.add_qualification", "--file", example("acme-vms"), "--wait")
 	if code != 0 || !strings.Contains(out, `"status": "succeeded"`) || !strings.Contains(out, `"tenant": "acme"`) {
 		t.Fatalf("acme files with its account: exit %d %s %s", code, out, errOut)
@@ -58,6 +59,13 @@ func TestTenantsOnARealServer(t *testing.T) {
 	// The same id, bolt's: another filing.
 	if code, out, errOut = cli(t, as(bolt), "", "send", "--tenant", "bolt", "--api", "vms.add_qualification", "--file", example("bolt-vms"), "--wait"); code != 0 {
 		t.Fatalf("bolt files with its account: exit %d %s %s", code, out, errOut)
+	}
+
+	// acme's files go to its own store, which the consumer reads.
+	code, out, errOut = cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "sms.apply_signature_ident", "--file",
+		exampleOf(messages.APISMSApplySignatureIdent, "acme-vms"), "--inline-max", "64", "--wait")
+	if code != 0 || !strings.Contains(out, `"status": "succeeded"`) || !strings.Contains(errOut, "obj://FILING_FILES_ACME/") {
+		t.Fatalf("acme files with its files stored apart: exit %d %s %s", code, out, errOut)
 	}
 
 	// acme's connection, with its inbox.
@@ -118,6 +126,9 @@ func TestTenantsOnARealServer(t *testing.T) {
 	})
 	refused("read bolt's replies", roles.TenantInbox(s, "bolt")+".>", subscribe(roles.TenantInbox(s, "bolt")+".>"))
 	refused("read every result", "$JS.API.CONSUMER.CREATE."+p.Streams.Results, request("$JS.API.CONSUMER.CREATE."+p.Streams.Results))
+	refused("look at bolt's files", "$JS.API.STREAM.INFO.OBJ_FILING_FILES_BOLT", request("$JS.API.STREAM.INFO.OBJ_FILING_FILES_BOLT"))
+	refused("look at the default tenant's files", "$JS.API.STREAM.INFO.OBJ_FILING_FILES", request("$JS.API.STREAM.INFO.OBJ_FILING_FILES"))
+	refused("store a file in bolt's store", "$O.FILING_FILES_BOLT.C.x", func() error { return nc.Publish("$O.FILING_FILES_BOLT.C.x", []byte("x")) })
 	refused("read a result by sequence", "$JS.API.DIRECT.GET."+p.Streams.Results, request("$JS.API.DIRECT.GET."+p.Streams.Results))
 	_ = context.Background
 }

@@ -87,8 +87,8 @@ type Consumer struct {
 	JS        jetstream.JetStream
 	Subjects  messages.Subjects
 	Ledger    *ledger.Ledger
-	Objects   jetstream.ObjectStore // dead-letter bodies too big for a message
-	Files     jetstream.ObjectStore // SMS files too big for a request
+	Objects   jetstream.ObjectStore            // dead-letter bodies too big for a message
+	Files     map[string]jetstream.ObjectStore // SMS files too big for a request, by tenant
 	Durable   jetstream.Consumer
 	Guard     *guard.Guard
 	Processor *filing.Processor
@@ -235,8 +235,7 @@ func (c *Consumer) buildProcessor() error {
 		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(c.nc.MaxPayload()),
 		Objects:       c.Objects,
-		Files:         c.Files,
-		FilesBucket:   queue.BucketNames(c.Subjects).Files,
+		Files:         fileStores(c.Subjects, c.Files),
 		Reconcile:     reconcile,
 		Tracer:        c.deps.Tracer,
 	}
@@ -375,4 +374,13 @@ func pairsOf(accounts map[string]config.ResolvedAccount) []guard.Pair {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
 	return ps
+}
+
+// fileStores are the tenants' file stores as the pipeline takes them.
+func fileStores(s messages.Subjects, stores map[string]jetstream.ObjectStore) map[string]filing.FileStore {
+	out := make(map[string]filing.FileStore, len(stores))
+	for tenant, store := range stores {
+		out[tenant] = filing.FileStore{Store: store, Bucket: queue.BucketNames(s.For(tenant)).Files}
+	}
+	return out
 }

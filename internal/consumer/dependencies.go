@@ -47,7 +47,10 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, buckets, err
 func (c *Consumer) dependencies() []string {
 	n, b := queue.StreamNames(c.Subjects), queue.BucketNames(c.Subjects)
 	names := []string{n.Requests, n.Results, n.Audit, n.Dead, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
-		"KV_" + b.Health, "OBJ_" + b.Objects, "OBJ_" + b.Files}
+		"KV_" + b.Health, "OBJ_" + b.Objects}
+	for _, tenant := range tenantsOf(c.deps.Accounts) {
+		names = append(names, "OBJ_"+queue.BucketNames(c.Subjects.For(tenant)).Files)
+	}
 	if c.cfg.Limits.Rate > 0 {
 		names = append(names, "KV_"+b.Rate)
 	}

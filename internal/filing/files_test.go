@@ -30,7 +30,7 @@ func bigSMSRequest(t *testing.T, h *harness, id string, size int) ([]byte, strin
 	content := "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("scan", size/4*3/4)))
 	env["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = content
 	payload, _ := json.Marshal(env["payload"])
-	out, refs, err := files.Offload(context.Background(), h.Files, h.Buckets.Files, id, payload, files.DefaultThreshold)
+	out, refs, err := files.Offload(context.Background(), h.Files[""], h.Buckets.Files, id, payload, files.DefaultThreshold)
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("Offload: %v (%d refs)", err, len(refs))
 	}
@@ -79,7 +79,7 @@ func TestLargeFileEndToEnd(t *testing.T) {
 	if received.Event != messages.EventReceived || !strings.Contains(string(received.Payload), want) || strings.Contains(string(received.Payload), "obj://") {
 		t.Errorf("received event payload %.300s: want %s", received.Payload, want)
 	}
-	waitGone(t, h, h.Files)
+	waitGone(t, h, h.Files[""])
 }
 
 // lastSMSCall is the body of the vendor's last SMS call.
@@ -121,11 +121,11 @@ func TestMissingFileIsRejected(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	h.run()
 	data, _ := bigSMSRequest(t, h, "big-gone", 400<<10)
-	list, err := h.Files.List(context.Background())
+	list, err := h.Files[""].List(context.Background())
 	if err != nil || len(list) != 1 {
 		t.Fatalf("file store: %v, %d objects", err, len(list))
 	}
-	if err := h.Files.Delete(context.Background(), list[0].Name); err != nil {
+	if err := h.Files[""].Delete(context.Background(), list[0].Name); err != nil {
 		t.Fatal(err)
 	}
 	h.publish(messages.APISMSApplySignatureIdent, "big-gone", data)

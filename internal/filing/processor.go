@@ -68,6 +68,14 @@ type Objects interface {
 	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
 }
 
+// FileStore is one tenant's object store of files too large for a
+// request (<PREFIX>_FILES, <PREFIX>_FILES_<TENANT>), and its name, which
+// a request's references must give.
+type FileStore struct {
+	files.Store
+	Bucket string
+}
+
 // Config configures a Processor.
 type Config struct {
 	Subjects messages.Subjects
@@ -112,11 +120,11 @@ type Config struct {
 	// Objects holds oversized dead-letter bodies; nil drops such a body
 	// from its dead letter (keeping its size and digest).
 	Objects Objects
-	// Files holds the SMS files too large for a message (the
-	// <PREFIX>_FILES object store, named FilesBucket); nil refuses every
-	// request that references one.
-	Files       files.Store
-	FilesBucket string
+	// Files are the object stores of SMS files too large for a message,
+	// one per tenant ("" the default tenant's): a tenant's requests fetch
+	// files from its own only. A tenant without one refuses every request
+	// that references a file.
+	Files map[string]FileStore
 	// RedactResults redacts the vendor's answer (messages.Redact) in the
 	// result, before it is recorded or published.
 	RedactResults bool

@@ -26,12 +26,13 @@ func (r *runner) readRecords(ctx context.Context) recordsRead {
 // fetchFiles fetches and checks the request's files held in the object
 // store. A store that cannot be read is broker trouble.
 func (r *runner) fetchFiles(ctx context.Context) answer {
-	if r.p.cfg.Files == nil {
+	store, ok := r.p.cfg.Files[r.d.msg.tenant]
+	if !ok {
 		return filesFetched{noStore: true}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.p.cfg.CallTimeout)
 	defer cancel()
-	contents, err := files.Fetch(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, r.d.msg.req)
+	contents, err := files.Fetch(ctx, store.Store, store.Bucket, r.d.msg.req)
 	switch {
 	case errors.As(err, new(*messages.ValidationError)):
 		return filesFetched{unusable: err}
@@ -44,12 +45,13 @@ func (r *runner) fetchFiles(ctx context.Context) answer {
 // removeFiles removes the request's files once its outcome is final. A
 // failure is only logged: the bucket's max age removes them anyway.
 func (r *runner) removeFiles() answer {
-	if r.p.cfg.Files == nil {
+	store, ok := r.p.cfg.Files[r.d.msg.tenant]
+	if !ok {
 		return filesRemoved{}
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	if err := files.Remove(ctx, r.p.cfg.Files, r.p.cfg.FilesBucket, r.d.msg.req); err != nil {
+	if err := files.Remove(ctx, store.Store, store.Bucket, r.d.msg.req); err != nil {
 		r.log().Warn("could not remove the request's files from the object store; they expire with the bucket", zap.Error(err))
 	}
 	return filesRemoved{}

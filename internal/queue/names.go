@@ -36,7 +36,8 @@ type Buckets struct {
 	// Health is the bucket the JetStream health probe writes to.
 	Health string
 	// Files is the object store of SMS files too large for a request
-	// message (package files).
+	// message (package files): one per tenant, so that no tenant's
+	// submitter may read another's (the default tenant's has no suffix).
 	Files string
 	// Rate holds the slots of the vendors' rate limits, shared by the
 	// replicas (package guard).
@@ -48,7 +49,11 @@ type Buckets struct {
 // FILING_TOKEN_LOCKS, FILING_OBJECTS, FILING_HEALTH, FILING_FILES and FILING_RATE.
 func BucketNames(s messages.Subjects) Buckets {
 	p := namePrefix(s)
-	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Files: p + "_FILES", Rate: p + "_RATE"}
+	files := p + "_FILES"
+	if s.Tenant != "" {
+		files += "_" + strings.ToUpper(s.Tenant) // one-to-one: a tenant's name is lower-case
+	}
+	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Files: files, Rate: p + "_RATE"}
 }
 
 // namePrefix is the prefix in upper case with '.' and '-' as '_', which

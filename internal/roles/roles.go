@@ -96,8 +96,9 @@ func TenantInbox(s messages.Subjects, tenant string) string {
 // the submitter's tenant.
 type Grantee struct {
 	Role     Role
-	Operator string // an operator's name (DefaultOperator when empty)
-	Tenant   string // a submitter's tenant ("": the default tenant)
+	Operator string   // an operator's name (DefaultOperator when empty)
+	Tenant   string   // a submitter's tenant ("": the default tenant)
+	Tenants  []string // the consumer's tenants beside the default one: it reads their file stores
 }
 
 // Grantees are the grantees of rs: the operator role once for each of
@@ -107,12 +108,15 @@ func Grantees(rs []Role, operators, tenants []string) []Grantee {
 	if len(operators) == 0 {
 		operators = []string{DefaultOperator}
 	}
+	named := slices.DeleteFunc(slices.Clone(tenants), func(t string) bool { return t == "" })
 	if len(tenants) == 0 {
 		tenants = []string{""}
 	}
 	var gs []Grantee
 	for _, r := range rs {
 		switch r {
+		case Consumer:
+			gs = append(gs, Grantee{Role: r, Tenants: named})
 		case Operator:
 			for _, op := range operators {
 				gs = append(gs, Grantee{Role: r, Operator: op})
@@ -142,8 +146,10 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 	if !control.ValidOperator(operator) {
 		return Permissions{}, fmt.Errorf("%w: %q (lower-case letters, digits and _, at most 64)", ErrBadOperator, operator)
 	}
-	if g.Tenant != "" && !messages.ValidTenant(g.Tenant) {
-		return Permissions{}, fmt.Errorf("%w: %q", ErrBadTenant, g.Tenant)
+	for _, t := range append([]string{g.Tenant}, g.Tenants...) {
+		if t != "" && !messages.ValidTenant(t) {
+			return Permissions{}, fmt.Errorf("%w: %q", ErrBadTenant, t)
+		}
 	}
 	s = s.For("")
 	st, b := queue.StreamNames(s), queue.BucketNames(s)
@@ -173,7 +179,14 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 			pub("buckets of an older version, looked for at start", "$JS.API.STREAM.INFO.KV_"+name)
 		}
 		own := []string{st.Requests, st.Results, st.Audit, st.Dead, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
-			"KV_" + b.Health, "KV_" + b.Rate, "OBJ_" + b.Objects, "OBJ_" + b.Files}
+			"KV_" + b.Health, "KV_" + b.Rate, "OBJ_" + b.Objects}
+		files := []string{b.Files}
+		for _, t := range g.Tenants {
+			files = append(files, queue.BucketNames(s.For(t)).Files)
+		}
+		for _, f := range files {
+			own = append(own, "OBJ_"+f)
+		}
 		for _, name := range own {
 			pub("its own streams and buckets: created, checked, read; their consumers",
 				"$JS.API.STREAM.*."+name, "$JS.API.STREAM.MSG.*."+name, "$JS.API.DIRECT.GET."+name, "$JS.API.DIRECT.GET."+name+".>",
@@ -183,7 +196,10 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 		pub("ack, nak, term and in-progress of the requests it pulls", "$JS.ACK."+st.Requests+".>")
 		pub("the ledger, the shared tokens and their locks, the health probe, the rate slots",
 			"$KV."+b.Ledger+".>", "$KV."+b.Tokens+".>", "$KV."+b.TokenLocks+".>", "$KV."+b.Health+".>", "$KV."+b.Rate+".>")
-		pub("dead-letter bodies too big for a message; the request files it fetches and removes", "$O."+b.Objects+".>", "$O."+b.Files+".>")
+		pub("dead-letter bodies too big for a message", "$O."+b.Objects+".>")
+		for _, f := range files {
+			pub("the request files it fetches and removes, the default tenant's and each tenant's", "$O."+f+".>")
+		}
 		pub("results, audit events, dead letters", root+".result.>", root+".audit.>", root+".dead.>")
 		pub("a dead letter replayed by an operator's order", root+".request.>")
 		pub("a result sent to a request's reply_to, which must be its tenant's submitters' inbox", Inbox(Submitter, s)+".>", TenantInboxes(s)+".>")
@@ -192,8 +208,9 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 	case Submitter:
 		own := s.For(g.Tenant)
 		pub("send its tenant's requests", own.Own("request"))
-		pub("store a file too large for a request, and see whether it is there (by its name, which only its content gives)",
-			"$JS.API.STREAM.INFO.OBJ_"+b.Files, "$JS.API.DIRECT.GET.OBJ_"+b.Files+".>", "$O."+b.Files+".>")
+		fb := queue.BucketNames(own).Files // its tenant's own
+		pub("store a file too large for a request in its tenant's store, and see whether it is there (by its name, which only its content gives)",
+			"$JS.API.STREAM.INFO.OBJ_"+fb, "$JS.API.DIRECT.GET.OBJ_"+fb+".>", "$O."+fb+".>")
 		pub("read the last result of one of its tenant's requests, by its subject", "$JS.API.DIRECT.GET."+st.Results+"."+own.Own("result"))
 	case Operator, Auditor:
 		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
