@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -56,24 +57,50 @@ func ValidTenant(name string) bool {
 	if len(name) > MaxTenantLen || !tenantPattern.MatchString(name) || name == "breaker" || name == "unknown" {
 		return false
 	}
-	for _, a := range APIs() {
-		if vendor, _, _ := strings.Cut(string(a), "."); vendor == name {
-			return false
-		}
-	}
-	return true
+	return !slices.Contains(vendors(), name)
+}
+
+// AccountPermitted reports whether a request on tenant's subjects may
+// use account, owners naming the tenant of each configured account ("" the
+// default tenant): one of its tenant's own or, for the default tenant, one
+// not configured (which then fails as unknown).
+func AccountPermitted(owners map[string]string, tenant, account string) bool {
+	owner, known := owners[account]
+	return owner == tenant && (known || tenant == "")
 }
 
 // Own are the subjects of s's tenant of one kind (request, result,
-// audit, dead), as a wildcard: filing.request.<tenant>.> for a tenant,
-// and for the default tenant the subjects of as many tokens as its own
-// (filing.request.*.*), which no tenant's match.
-func (s Subjects) Own(kind string) string {
+// audit, dead), as wildcards: filing.request.<tenant>.> for a tenant; for
+// the default tenant, those that start with a vendor's token, or with
+// "unknown" (but requests), which no tenant's name can be
+// (filing.request.vms.*, ..., filing.result.unknown.*). A wildcard of
+// the default tenant's never ends in '>' where a tenant's name could be
+// next, so that a literal '>' in a subject it grants (a direct get's
+// filter) reaches no tenant's.
+func (s Subjects) Own(kind string) []string {
 	if s.Tenant != "" {
-		return s.kind(kind) + ">"
+		return []string{s.kind(kind) + ">"}
 	}
-	tokens := map[string]int{"request": 2, "result": 3, "audit": 4, "dead": 2}[kind]
-	return s.kind(kind) + strings.TrimSuffix(strings.Repeat("*.", tokens), ".")
+	rest := map[string]string{"request": "*", "result": "*.*", "audit": "*.*.*", "dead": "*"}[kind]
+	var out []string
+	for _, vendor := range vendors() {
+		out = append(out, s.kind(kind)+vendor+"."+rest)
+	}
+	if kind != "request" {
+		out = append(out, s.kind(kind)+"unknown."+strings.TrimPrefix(rest, "*."))
+	}
+	return out
+}
+
+// vendors are the first tokens of the apis.
+func vendors() []string {
+	var out []string
+	for _, a := range APIs() {
+		if v, _, _ := strings.Cut(string(a), "."); !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Root is the prefix in use ("filing" unless configured).

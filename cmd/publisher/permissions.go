@@ -34,8 +34,8 @@ func runPermissions(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	var tenants []string
-	fs.Func("tenant", "a tenant whose submitter to print (repeat it for several; default the default tenant's, whose subjects carry no tenant)", func(v string) error {
-		if !messages.ValidTenant(v) {
+	fs.Func("tenant", "a tenant whose submitter to print (repeat it for several; an empty name, or none at all, for the default tenant's, whose subjects carry none)", func(v string) error {
+		if v != "" && !messages.ValidTenant(v) {
 			return fmt.Errorf("%q: lower-case letters, digits and _, at most %d, not an api's first token", v, messages.MaxTenantLen)
 		}
 		if !slices.Contains(tenants, v) {

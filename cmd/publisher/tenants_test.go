@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -25,9 +24,10 @@ import (
 func TestTenantsOnARealServer(t *testing.T) {
 	s := messages.Subjects{}
 	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
-	consumer := roles.Grantee{Role: roles.Consumer}
-	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt},
-		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt")
+	consumer := roles.Grantee{Role: roles.Consumer, Tenants: []string{"acme", "bolt"}}
+	deflt := roles.Grantee{Role: roles.Submitter}
+	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt, deflt},
+		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt", "--tenant", "")
 	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
 	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
 	p.Run()
@@ -130,5 +130,28 @@ func TestTenantsOnARealServer(t *testing.T) {
 	refused("look at the default tenant's files", "$JS.API.STREAM.INFO.OBJ_FILING_FILES", request("$JS.API.STREAM.INFO.OBJ_FILING_FILES"))
 	refused("store a file in bolt's store", "$O.FILING_FILES_BOLT.C.x", func() error { return nc.Publish("$O.FILING_FILES_BOLT.C.x", []byte("x")) })
 	refused("read a result by sequence", "$JS.API.DIRECT.GET."+p.Streams.Results, request("$JS.API.DIRECT.GET."+p.Streams.Results))
-	_ = context.Background
+
+	// The default tenant's submitter reaches no tenant's subjects, even
+	// with a tenant's name where its api's vendor would be, or a literal
+	// wildcard in a direct get's subject.
+	dnc, err := nats.Connect(as(deflt), nats.CustomInboxPrefix(roles.TenantInbox(s, "")), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dnc.Close()
+	nc = dnc // refused reads errs for this connection now
+	forged := filingtest.Example(t, messages.APIVMSAddQualification, "example-vms-add-0001")
+	refused("send a request on acme's subjects (the default's have two tokens)", "filing.request.acme.x", func() error { return dnc.Publish("filing.request.acme.x", forged) })
+	acmeAll := "$JS.API.DIRECT.GET." + p.Streams.Results + ".filing.result.acme.vms.>"
+	refused("read acme's results with a literal wildcard", acmeAll, request(acmeAll))
+	acmeUnknown := "$JS.API.DIRECT.GET." + p.Streams.Results + ".filing.result.acme.unknown." + key
+	refused("read acme's unknown-api results", acmeUnknown, request(acmeUnknown))
+	if m, err := dnc.Request("$JS.API.DIRECT.GET."+p.Streams.Results+"."+s.Result(messages.APIVMSAddQualification)+"."+key, nil, 5*time.Second); err != nil || strings.Contains(string(m.Data), `"tenant"`) {
+		t.Errorf("the default tenant reads a result of its own id: %v %v", m, err)
+	}
 }

@@ -218,16 +218,12 @@ func (c *Consumer) buildProcessor() error {
 	if cfg.Reconcile.Enabled {
 		reconcile.Reader = reader
 	}
-	tenants := make(map[string]string, len(c.deps.Accounts))
-	for name, a := range c.deps.Accounts {
-		tenants[name] = a.Tenant
-	}
 	pc := filing.Config{
 		Subjects:      c.Subjects,
 		Policy:        cfg.RetryPolicy(),
 		Requests:      c.requests,
 		ReplyTo:       cfg.Consumer.ReplyTo,
-		Tenants:       tenants,
+		Tenants:       c.tenants(),
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		Owner:         c.deps.Owner,
 		InFlightLease: cfg.Consumer.Lease,
@@ -297,7 +293,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Operators' orders are served while requests are: by every replica,
 	// with the consumer's rights.
 	stopControl, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Requests: c.requests,
-		Objects: c.Objects, Recorder: c.Processor, ReplyTo: roles.Inbox(roles.Operator, c.Subjects), Log: c.log})
+		Objects: c.Objects, Recorder: c.Processor, ReplyTo: roles.Inbox(roles.Operator, c.Subjects), Tenants: c.tenants(), Log: c.log})
 	if err != nil {
 		return fmt.Errorf("consumer: the operators' control service: %w", err)
 	}
@@ -381,6 +377,15 @@ func fileStores(s messages.Subjects, stores map[string]jetstream.ObjectStore) ma
 	out := make(map[string]filing.FileStore, len(stores))
 	for tenant, store := range stores {
 		out[tenant] = filing.FileStore{Store: store, Bucket: queue.BucketNames(s.For(tenant)).Files}
+	}
+	return out
+}
+
+// tenants names the tenant of each account.
+func (c *Consumer) tenants() map[string]string {
+	out := make(map[string]string, len(c.deps.Accounts))
+	for name, a := range c.deps.Accounts {
+		out[name] = a.Tenant
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -229,5 +230,35 @@ func TestOrdersAnsweredOnlyIntoTheOperatorsInbox(t *testing.T) {
 	}
 	if _, err := p.JS.Stream(context.Background(), p.Streams.Requests); err != nil {
 		t.Fatalf("the request stream: %v", err)
+	}
+}
+
+// TestAReplayOfAnotherTenantsAccountIsRefused: a letter whose account is
+// not its tenant's (any more: the account was given to a tenant since) is
+// not replayed, so that its entry is never re-armed for a request the
+// consumer would reject.
+func TestAReplayOfAnotherTenantsAccountIsRefused(t *testing.T) {
+	_, nc, _ := natstest.JetStream(t)
+	p := filingtest.New(t, filingtest.Options{NC: nc, Tenants: map[string]string{"acme-vms": "acme"}})
+	p.Run()
+	var body map[string]any
+	_ = json.Unmarshal(filingtest.Example(t, messages.APIVMSAddQualification, "moved-1"), &body)
+	body["account"] = "acme-vms"
+	m := nats.NewMsg(p.Subjects.Dead(messages.APIVMSAddQualification))
+	m.Data, _ = json.Marshal(body)
+	m.Header.Set(messages.HeaderRequestID, "moved-1")
+	if _, err := p.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := p.Order(control.ActionReplay, control.Order{RequestID: "moved-1"})
+	if err != nil || len(rep.Items) != 1 || !strings.Contains(rep.Items[0].Skipped, "not its tenant's") {
+		t.Fatalf("replay: %+v %v", rep, err)
+	}
+	s, err := p.JS.Stream(context.Background(), p.Streams.Requests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(context.Background()); err != nil || info.State.LastSeq != 0 {
+		t.Fatalf("the request stream after the refused replay: %+v %v", info.State, err)
 	}
 }

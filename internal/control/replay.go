@@ -52,6 +52,10 @@ func (s *Service) replay(ctx context.Context, operatorName string, o Order, d op
 		it.Skipped = "its body carries no valid request id"
 		return it, nil
 	}
+	if !messages.AccountPermitted(s.cfg.Tenants, d.Tenant, req.AccountOrDefault()) {
+		it.Skipped = fmt.Sprintf("its account %q is not its tenant's (any more): it would be rejected; resolve it instead", messages.Truncate(req.AccountOrDefault(), messages.MaxAccountLen))
+		return it, nil
+	}
 	ev := s.event(d, messages.EventReplayed, operatorName, o.Reason, "replayed from dead letter "+strconv.FormatUint(d.Sequence, 10)+forcedNote(o.Force))
 	ev.RequestID, ev.API, ev.Account = req.ID, req.API, req.AccountOrDefault()
 	e, err := s.cfg.Ledger.Get(ctx, d.Tenant, req.ID)

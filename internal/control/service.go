@@ -57,6 +57,9 @@ type Config struct {
 	// operators' inbox (roles.Inbox). The consumer answers with its own
 	// rights, so an order that names another reply subject is not served.
 	ReplyTo string
+	// Tenants names the tenant of each account (filing.Config.Tenants): a
+	// letter whose request would be refused its account is not replayed.
+	Tenants map[string]string
 	// Timeout bounds the carrying out of one order (default 30s).
 	Timeout time.Duration
 	Now     func() time.Time

@@ -349,7 +349,16 @@ func (p *Processor) resultMsg(tctx context.Context, res *messages.Result, api me
 // from the ledger) is stored once; a new outcome of the same request is
 // not.
 func resultMsgID(res *messages.Result) string {
-	return "result:" + boundID(res.RequestID) + ":" + stamp(res.CompletedAt)
+	return "result:" + scoped(res.Tenant, boundID(res.RequestID)) + ":" + stamp(res.CompletedAt)
+}
+
+// scoped is a tenant's id as one of a key that every tenant's share (a
+// stream's duplicate window): the default tenant's as it is.
+func scoped(tenant, id string) string {
+	if tenant == "" {
+		return id
+	}
+	return tenant + "/" + id
 }
 
 // reply sends a stored result to the request's reply subject, if any:

@@ -215,9 +215,12 @@ func New(cfg Config, disp Dispatcher, l Ledger, js Publisher, reply Replier, log
 		maxDeliver:   cfg.MaxDeliver,
 		lease:        cfg.InFlightLease,
 		recordBudget: cfg.RecordTimeout, troubleBudget: cfg.TroubleTimeout, policy: cfg.Policy, owner: cfg.Owner,
-		redactResults: cfg.RedactResults, replyTo: cfg.ReplyTo, tenants: cfg.Tenants, tenantInbox: roles.TenantInboxes(cfg.Subjects),
+		redactResults: cfg.RedactResults, replyTo: cfg.ReplyTo, tenants: cfg.Tenants, knownTenants: map[string]bool{}, tenantInbox: roles.TenantInboxes(cfg.Subjects),
 		reconcile: reconcileRules{on: rc.Reader != nil, window: rc.Window, reads: rc.Reads,
 			keepAmbiguous: rc.KeepAmbiguous},
+	}
+	for _, t := range cfg.Tenants {
+		rules.knownTenants[t] = t != ""
 	}
 	return &Processor{cfg: cfg, rules: rules, disp: disp, ledger: l, js: js, reply: reply, log: log, metrics: m,
 		mem: newMemory(max(10*cfg.RecordTimeout, time.Hour))}, nil

@@ -81,7 +81,7 @@ func (d *delivery) finish(res *messages.Result, deadReason string) step {
 	}
 	switch {
 	case deadReason != "" && !d.out.deadDone:
-		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: deadReason, class: res.Error.Class, key: res.RequestID + ":" + stamp(res.CompletedAt)}}
+		return step{kind: stepDeadLetter, dead: deadLetterSpec{reason: deadReason, class: res.Error.Class, key: scoped(res.Tenant, res.RequestID) + ":" + stamp(res.CompletedAt)}}
 	case d.out.emitted < len(d.ledger.entry.Trail) || !d.out.resultDone:
 		// The events and the result go out together.
 		s := d.emit()

@@ -139,6 +139,7 @@ type limits struct {
 	replyTo       []string          // the prefixes a reply_to of the default tenant's requests may start with
 	tenantInbox   string            // a tenant's: under <tenantInbox>.<tenant>
 	tenants       map[string]string // the tenant of each configured account
+	knownTenants  map[string]bool   // the tenants the accounts name
 	reconcile     reconcileRules
 }
 
@@ -152,6 +153,11 @@ func unread(rules limits, now time.Time) *delivery {
 // broker's metadata (nil: unknown).
 func newDelivery(rules limits, now time.Time, data []byte, tenant string, subjectAPI messages.API, md *jetstream.MsgMetadata) *delivery {
 	d := unread(rules, now)
+	if tenant != "" && !rules.knownTenants[tenant] {
+		// Not a tenant of this deployment: the default tenant's request
+		// for an api that does not exist.
+		subjectAPI, tenant = messages.API(tenant+"."+string(subjectAPI)), ""
+	}
 	d.msg.tenant = tenant
 	if subjectAPI.Valid() {
 		d.msg.subjectAPI = subjectAPI // an unknown one never becomes a label, a field or a subject
@@ -176,9 +182,7 @@ func newDelivery(rules limits, now time.Time, data []byte, tenant string, subjec
 		return d
 	}
 	d.msg.fingerprint = req.Fingerprint()
-	if owner, known := rules.tenants[req.AccountOrDefault()]; owner != tenant && (known || tenant != "") {
-		d.msg.notPermitted = true
-	}
+	d.msg.notPermitted = !messages.AccountPermitted(rules.tenants, tenant, req.AccountOrDefault())
 	return d
 }
 

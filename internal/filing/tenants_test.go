@@ -33,7 +33,11 @@ func TestTenantsFileOnlyWithTheirOwnAccounts(t *testing.T) {
 			m["reply_to"] = replyTo
 		}
 		data, _ := json.Marshal(m)
-		msg := nats.NewMsg(p.Subjects.For(tenant).Request(api))
+		subject := p.Subjects.For(tenant).Request(api)
+		if tenant == "vmss" { // a typo of the default tenant's, not a tenant of this deployment
+			subject = "filing.request.vmss.add_qualification"
+		}
+		msg := nats.NewMsg(subject)
 		msg.Data = data
 		if _, err := p.JS.PublishMsg(context.Background(), msg, jetstream.WithMsgID(tenant+"/"+id+"/"+account)); err != nil {
 			t.Fatal(err)
@@ -58,6 +62,7 @@ func TestTenantsFileOnlyWithTheirOwnAccounts(t *testing.T) {
 		{"acme", "t-7", "acme-vms", "_INBOX.filing.submitter.x", want{"acme", "t-7", messages.StatusRejected, "InvalidRequest"}},
 		{"acme", "t-8", "acme-vms", "_INBOX.filing.tenant.bolt.x", want{"acme", "t-8", messages.StatusRejected, "InvalidRequest"}},
 		{"acme", "t-9", "acme-vms", "_INBOX.filing.tenant.acme.x", want{"acme", "t-9", messages.StatusSucceeded, ""}},
+		{"vmss", "t-10", "default", "", want{"", "t-10", messages.StatusRejected, "InvalidRequest"}},
 	}
 	for _, c := range cases {
 		send(c.tenant, c.id, c.account, c.replyTo)

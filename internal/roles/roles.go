@@ -207,11 +207,13 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 		p.Subscribe = append(p.Subscribe, Grant{root + ".control.*.*", "operators' orders, the operator named by the subject"})
 	case Submitter:
 		own := s.For(g.Tenant)
-		pub("send its tenant's requests", own.Own("request"))
+		pub("send its tenant's requests", own.Own("request")...)
 		fb := queue.BucketNames(own).Files // its tenant's own
 		pub("store a file too large for a request in its tenant's store, and see whether it is there (by its name, which only its content gives)",
 			"$JS.API.STREAM.INFO.OBJ_"+fb, "$JS.API.DIRECT.GET.OBJ_"+fb+".>", "$O."+fb+".>")
-		pub("read the last result of one of its tenant's requests, by its subject", "$JS.API.DIRECT.GET."+st.Results+"."+own.Own("result"))
+		for _, r := range own.Own("result") {
+			pub("read the last result of one of its tenant's requests, by its subject", "$JS.API.DIRECT.GET."+st.Results+"."+r)
+		}
 	case Operator, Auditor:
 		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
 			read("read results, trails and dead letters", stream)
