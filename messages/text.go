@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -53,4 +54,15 @@ func Truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// HeaderValue makes a value from a message fit one header line: at most
+// n bytes, control characters replaced.
+func HeaderValue(s string, n int) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, Truncate(s, n))
 }

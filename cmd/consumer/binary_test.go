@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qualfile/qualfile/internal/sandbox"
 )
 
 // consumerBin is the consumer binary built once for the tests that run the
@@ -75,4 +77,49 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(consumerBin.dir)
 	}
 	os.Exit(code)
+}
+
+// startSandbox starts a vendor simulator in the test process, outside
+// every replica, so that it sees every call; it stops when the test ends.
+func startSandbox(t *testing.T) *sandbox.Server {
+	t.Helper()
+	sb, err := sandbox.New(sandbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	return sb
+}
+
+// writeConfig writes a consumer configuration, head followed by the
+// default account with both vendors at vendor (its secrets from the
+// environment, sandboxEnv), and returns its path.
+func writeConfig(t *testing.T, head, vendor string) string {
+	t.Helper()
+	cfg := head + fmt.Sprintf(`accounts:
+  default:
+    volcengine:
+      access_key_id: %s
+      secret_access_key_env: TEST_VOLC_SK
+      vms_endpoint: %s
+      sms_endpoint: %s
+    douyin:
+      app_id: %s
+      app_secret_env: TEST_DOUYIN_SECRET
+      base_url: %s
+`, sandbox.DefaultAccessKeyID, vendor, vendor, sandbox.DefaultAppID, vendor)
+	path := filepath.Join(t.TempDir(), "consumer.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// sandboxEnv is the environment of a replica of writeConfig's
+// configuration.
+func sandboxEnv(extra ...string) []string {
+	return append(append(os.Environ(), "TEST_VOLC_SK="+sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET="+sandbox.DefaultAppSecret), extra...)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -206,7 +205,7 @@ func httpGet(t *testing.T, url string) string {
 // failures for 2 s, with every vendor of the default account at vendor.
 func guardedConfig(t *testing.T, vendor string, openFor time.Duration) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`nats:
+	return writeConfig(t, fmt.Sprintf(`nats:
   health:
     interval: 200ms
 consumer:
@@ -218,23 +217,7 @@ limits:
   breaker:
     failures: 2
     open_for: %s
-accounts:
-  default:
-    volcengine:
-      access_key_id: %s
-      secret_access_key_env: TEST_VOLC_SK
-      vms_endpoint: %s
-      sms_endpoint: %s
-    douyin:
-      app_id: %s
-      app_secret_env: TEST_DOUYIN_SECRET
-      base_url: %s
-`, openFor, sandbox.DefaultAccessKeyID, vendor, vendor, sandbox.DefaultAppID, vendor)
-	path := filepath.Join(t.TempDir(), "consumer.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+`, openFor), vendor)
 }
 
 // startGuarded runs a consumer on srv whose vendors are at vendor, until

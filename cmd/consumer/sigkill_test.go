@@ -60,22 +60,9 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 	apis := messages.APIs()
 	n := perAPI * len(apis)
 	bin := consumerBinary(t)
-	dir := t.TempDir()
 
 	srv := natstest.Server(t)
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	// Every one of the five calls waits before it is answered, so that the
-	// killed replica has calls in flight: 5 to 40 ms (a quarter 5 ms, a
-	// quarter 10, a quarter 20, the rest 40; the first fault that fires
-	// answers), so that the handlers are not in step and the kill finds
-	// them at every stage of a filing.
+	sb := startSandbox(t)
 	for _, f := range []sandbox.Fault{
 		{Latency: 5 * time.Millisecond, Fraction: 1.0 / 4},
 		{Latency: 10 * time.Millisecond, Fraction: 1.0 / 3},
@@ -88,35 +75,14 @@ func TestSIGKILLOneOfTwoReplicas(t *testing.T) {
 	// The killed replica's messages come back after ack_wait, and its
 	// "calling" entries are taken for dead once the survivor has watched
 	// them unchanged for the lease: both the defaults (10 s each).
-	cfg := fmt.Sprintf(`consumer:
+	cfgPath := writeConfig(t, `consumer:
   call_timeout: 2s
   retry:
     budget: 1s
 reconcile:
   window: 2s
-accounts:
-  default:
-    volcengine:
-      access_key_id: %s
-      secret_access_key_env: TEST_VOLC_SK
-      vms_endpoint: %s
-      sms_endpoint: %s
-    douyin:
-      app_id: %s
-      app_secret_env: TEST_DOUYIN_SECRET
-      base_url: %s
-`, sandbox.DefaultAccessKeyID, sb.URL(), sb.URL(), sandbox.DefaultAppID, sb.URL())
-	cfgPath := filepath.Join(dir, "consumer.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(),
-		"TEST_VOLC_SK="+sandbox.DefaultSecretAccessKey,
-		"TEST_DOUYIN_SECRET="+sandbox.DefaultAppSecret,
-		"QUALFILE_NATS_URL="+srv.ClientURL(),
-		"QUALFILE_ADMIN_LISTEN=",
-		fmt.Sprintf("QUALFILE_CONCURRENCY=%d", concurrency),
-	)
+`, sb.URL())
+	env := sandboxEnv("QUALFILE_NATS_URL="+srv.ClientURL(), "QUALFILE_ADMIN_LISTEN=", fmt.Sprintf("QUALFILE_CONCURRENCY=%d", concurrency))
 	start := func(name string) (*exec.Cmd, *syncBuffer) {
 		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", natstest.FreeAddr(t))
 	}

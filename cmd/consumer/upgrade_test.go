@@ -59,35 +59,11 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 	}
 	const perAPI = 40
 	old, cur := previousBinary(t), consumerBinary(t)
-	dir := t.TempDir()
 	srv := natstest.Server(t)
-	sb, err := sandbox.New(sandbox.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := startSandbox(t)
 	sb.Inject(sandbox.Fault{Latency: 30 * time.Millisecond}) // calls in flight at the stop
-	cfg := fmt.Sprintf(`accounts:
-  default:
-    volcengine:
-      access_key_id: %s
-      secret_access_key_env: TEST_VOLC_SK
-      vms_endpoint: %s
-      sms_endpoint: %s
-    douyin:
-      app_id: %s
-      app_secret_env: TEST_DOUYIN_SECRET
-      base_url: %s
-`, sandbox.DefaultAccessKeyID, sb.URL(), sb.URL(), sandbox.DefaultAppID, sb.URL())
-	cfgPath := filepath.Join(dir, "consumer.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "TEST_VOLC_SK="+sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET="+sandbox.DefaultAppSecret,
-		"QUALFILE_NATS_URL="+srv.ClientURL(), "QUALFILE_CONCURRENCY=8")
+	cfgPath := writeConfig(t, "", sb.URL())
+	env := sandboxEnv("QUALFILE_NATS_URL="+srv.ClientURL(), "QUALFILE_CONCURRENCY=8")
 	start := func(name, bin string) (*exec.Cmd, *syncBuffer) {
 		return startConsumer(t, name, bin, env, "--config", cfgPath, "--admin-listen", natstest.FreeAddr(t))
 	}

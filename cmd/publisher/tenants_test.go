@@ -70,17 +70,20 @@ func TestTenantsOnARealServer(t *testing.T) {
 
 	// acme's connection, with its inbox.
 	errs := make(chan error, 100)
-	nc, err := nats.Connect(as(acme), nats.CustomInboxPrefix(roles.TenantInbox(s, "acme")), nats.PermissionErrOnSubscribe(true),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	connect := func(u, inbox string) *nats.Conn {
+		nc, err := nats.Connect(u, nats.CustomInboxPrefix(inbox), nats.PermissionErrOnSubscribe(true), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err:
 			default:
 			}
 		}))
-	if err != nil {
-		t.Fatal(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
 	}
-	defer nc.Close()
+	nc := connect(as(acme), roles.TenantInbox(s, "acme"))
 	key := messages.IDKey("example-vms-add-0001")
 	own := "$JS.API.DIRECT.GET." + p.Streams.Results + "." + s.For("acme").Result(messages.APIVMSAddQualification) + "." + key
 	if m, err := nc.Request(own, nil, 5*time.Second); err != nil || !strings.Contains(string(m.Data), `"tenant":"acme"`) {
@@ -134,17 +137,8 @@ func TestTenantsOnARealServer(t *testing.T) {
 	// The default tenant's submitter reaches no tenant's subjects, even
 	// with a tenant's name where its api's vendor would be, or a literal
 	// wildcard in a direct get's subject.
-	dnc, err := nats.Connect(as(deflt), nats.CustomInboxPrefix(roles.TenantInbox(s, "")), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case errs <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dnc.Close()
-	nc = dnc // refused reads errs for this connection now
+	dnc := connect(as(deflt), roles.TenantInbox(s, ""))
+	nc = dnc // request uses this connection now
 	forged := filingtest.Example(t, messages.APIVMSAddQualification, "example-vms-add-0001")
 	refused("send a request on acme's subjects (the default's have two tokens)", "filing.request.acme.x", func() error { return dnc.Publish("filing.request.acme.x", forged) })
 	acmeAll := "$JS.API.DIRECT.GET." + p.Streams.Results + ".filing.result.acme.vms.>"

@@ -26,21 +26,26 @@ import (
 // Operators' orders against the whole pipeline (embedded server, sandbox,
 // the consumer serving its control service).
 
-// failing is a pipeline whose vendor fails every call with err until
-// fail is cleared; each request is delivered once.
-func failing(t *testing.T, err error) (*filingtest.Pipeline, *atomic.Bool) {
+// failing is a running pipeline whose vendor fails every call with err
+// until fail is cleared; each request is delivered once. opts, if any,
+// adjust its options.
+func failing(t *testing.T, err error, opts ...func(*filingtest.Options)) (*filingtest.Pipeline, *atomic.Bool) {
 	t.Helper()
 	_, nc, _ := natstest.JetStream(t)
 	var fail atomic.Bool
 	fail.Store(true)
-	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
+	o := filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
 		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
 			if fail.Load() {
 				return dispatch.Outcome{}, err
 			}
 			return real.Dispatch(ctx, req)
 		})
-	}})
+	}}
+	for _, f := range opts {
+		f(&o)
+	}
+	p := filingtest.New(t, o)
 	p.Run()
 	return p, &fail
 }
@@ -379,19 +384,7 @@ func TestOrdersAreChecked(t *testing.T) {
 // tenant's subject, and its filing resolved in its tenant's ledger and
 // trail; the same id of another tenant is not touched.
 func TestOrdersOnATenantsFiling(t *testing.T) {
-	_, nc, _ := natstest.JetStream(t)
-	var fail atomic.Bool
-	fail.Store(true)
-	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Tenants: map[string]string{"acme-vms": "acme"},
-		Upstream: func(real filing.Dispatcher) filing.Dispatcher {
-			return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
-				if fail.Load() {
-					return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
-				}
-				return real.Dispatch(ctx, req)
-			})
-		}})
-	p.Run()
+	p, fail := failing(t, fmt.Errorf("SystemError: %w", retry.ErrTransient), func(o *filingtest.Options) { o.Tenants = map[string]string{"acme-vms": "acme"} })
 	const api = messages.APIVMSAddQualification
 	for _, tenant := range []string{"acme", ""} {
 		var m map[string]any

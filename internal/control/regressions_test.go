@@ -34,13 +34,7 @@ func TestAnOrderPublishesOnlyItsOwnEvents(t *testing.T) {
 	for _, a := range []control.Action{control.ActionRemove, control.ActionResolve} {
 		t.Run(string(a), func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			_, nc, _ := natstest.JetStream(t)
-			p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Registry: reg, Upstream: func(filing.Dispatcher) filing.Dispatcher {
-				return filingtest.DispatcherFunc(func(context.Context, *messages.Request) (dispatch.Outcome, error) {
-					return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
-				})
-			}})
-			p.Run()
+			p, _ := failing(t, fmt.Errorf("SystemError: %w", retry.ErrTransient), func(o *filingtest.Options) { o.Registry = reg })
 			id := "dup-1"
 			deadFiling(t, p, id)
 			ctx := context.Background()

@@ -166,21 +166,11 @@ func (s *Service) handle(m *nats.Msg) {
 		reply.Header.Set(HeaderErrorCode, codeUnavailable)
 	}
 	if err != nil {
-		reply.Header.Set(HeaderError, headerValue(err.Error()))
+		reply.Header.Set(HeaderError, messages.HeaderValue(err.Error(), 2000))
 	}
 	if err := m.RespondMsg(reply); err != nil {
 		s.cfg.Log.Warn("could not answer an operator's order", zap.Error(err))
 	}
-}
-
-// headerValue makes an error fit a header line.
-func headerValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, messages.Truncate(s, 2000))
 }
 
 // parse reads the operator and the action from a control subject.

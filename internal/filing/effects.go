@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -281,14 +280,14 @@ func (r *runner) deadLetter(d deadLetterSpec) error {
 	m := nats.NewMsg(r.p.cfg.Subjects.For(msg.tenant).Dead(subjectAPI(api)))
 	tracing.Inject(r.tctx, m)
 	m.Data = r.msg.Data()
-	m.Header.Set(messages.HeaderDeadReason, headerValue(d.reason))
+	m.Header.Set(messages.HeaderDeadReason, messages.HeaderValue(d.reason, 512))
 	m.Header.Set(messages.HeaderDeadClass, d.class)
-	m.Header.Set(messages.HeaderOrigSubject, headerValue(r.msg.Subject()))
+	m.Header.Set(messages.HeaderOrigSubject, messages.HeaderValue(r.msg.Subject(), 512))
 	m.Header.Set(messages.HeaderOrigSequence, strconv.FormatUint(msg.seq, 10))
 	m.Header.Set(messages.HeaderDeliveries, strconv.Itoa(msg.deliveries))
 	m.Header.Set(messages.HeaderDeadAt, r.d.now.Format(time.RFC3339Nano))
 	if msg.req != nil && msg.req.ID != "" {
-		m.Header.Set(messages.HeaderRequestID, headerValue(boundID(msg.req.ID)))
+		m.Header.Set(messages.HeaderRequestID, messages.HeaderValue(boundID(msg.req.ID), 512))
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
@@ -381,14 +380,4 @@ func subjectAPI(api messages.API) messages.API {
 		return api
 	}
 	return "unknown"
-}
-
-// headerValue makes a value from a message safe for a header line.
-func headerValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, messages.Truncate(s, 512))
 }
