@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,4 +185,87 @@ func lastCallBody(p *filingtest.Pipeline, api messages.API) []byte {
 		}
 	}
 	return body
+}
+
+// TestDeployedTenants runs the pipeline in the image with the permissions
+// `publisher permissions --tenant acme --tenant bolt` prints for the
+// consumer and the two tenants' submitters: acme files with its own
+// account, is refused the other's (rejected, never sent), cannot send on
+// bolt's subjects, and bolt cannot read acme's result.
+func TestDeployedTenants(t *testing.T) {
+	s := messages.Subjects{}
+	gs := roles.Grantees([]roles.Role{roles.Consumer, roles.Submitter}, nil, []string{"acme", "bolt"})
+	perms, err := roles.File(s, gs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "authorization {\n  users = [\n"
+	for _, g := range gs {
+		users += fmt.Sprintf("    { user: %s, password: %s-secret, permissions: $%s }\n", g.User(), g.User(), g.Variable(s))
+	}
+	users += "  ]\n}\n"
+	n, err := startNATSWith(t, natsImage(t), "nats", []attachment{{newNetwork(t), []string{"nats"}}},
+		map[string]string{"/qualfile-permissions.conf": perms, "": users}, "-js", "-sd", "/data", "-n", "single")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(g roles.Grantee, inbox string) *nats.Conn {
+		nc, err := nats.Connect(n.url, nats.UserInfo(g.User(), g.User()+"-secret"), nats.CustomInboxPrefix(inbox))
+		if err != nil {
+			t.Fatalf("connect as %s: %v", g.User(), err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	consumer := filingtest.New(t, filingtest.Options{NC: dial(gs[0], roles.Inbox(roles.Consumer, s)), Owner: "tenants",
+		Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
+	consumer.Run()
+	acme, err := jetstream.New(dial(gs[1], roles.TenantInbox(s, "acme")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	send := func(tenant, id, account string) error {
+		var env map[string]any
+		_ = json.Unmarshal(filingtest.Example(t, messages.APIVMSAddQualification, id), &env)
+		env["account"] = account
+		data, _ := json.Marshal(env)
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := acme.Publish(short, s.For(tenant).Request(messages.APIVMSAddQualification), data, jetstream.WithMsgID(tenant+"/"+id))
+		return err
+	}
+	if err := send("acme", "a-1", "acme-vms"); err != nil {
+		t.Fatalf("acme sends with its account: %v", err)
+	}
+	if err := send("acme", "a-2", "bolt-vms"); err != nil {
+		t.Fatalf("acme sends with bolt's account: %v", err)
+	}
+	if err := send("bolt", "a-3", "bolt-vms"); err == nil {
+		t.Error("acme sent on bolt's subjects")
+	}
+	consumer.WaitResults(2, 30*time.Second)
+	for id, want := range map[string]string{"a-1": "", "a-2": "AccountNotPermitted"} {
+		r, _ := filingtest.Final(consumer.Results()[id])
+		code := ""
+		if r.Error != nil {
+			code = r.Error.Code
+		}
+		if r.Tenant != "acme" || code != want {
+			t.Errorf("%s: %+v, want tenant acme, code %q", id, r, want)
+		}
+	}
+	if calls := consumer.Sandbox.CountCalls(messages.APIVMSAddQualification); calls != 1 {
+		t.Errorf("the vendor saw %d calls, want 1", calls)
+	}
+	// bolt reads acme's result by its subject: refused.
+	bolt := dial(gs[2], roles.TenantInbox(s, "bolt"))
+	subject := "$JS.API.DIRECT.GET.FILING_RESULTS." + s.For("acme").ResultFor(messages.APIVMSAddQualification, "a-1")
+	if m, err := bolt.Request(subject, nil, 3*time.Second); err == nil {
+		t.Errorf("bolt read acme's result: %s", m.Data)
+	}
+	if m, err := dial(gs[1], roles.TenantInbox(s, "acme")).Request(subject, nil, 5*time.Second); err != nil || !strings.Contains(string(m.Data), `"tenant":"acme"`) {
+		t.Errorf("acme reads its own result: %v %v", m, err)
+	}
 }
