@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,13 +76,10 @@ func TestDeployedPermissions(t *testing.T) {
 		}
 	}
 	// A file far beyond the server's max_payload (1 MiB by default): the
-	// submitter stores it in FILING_FILES, the request carries a
-	// reference, the consumer user fetches it and then removes it.
-	fileStore, err := pub.ObjectStore(ctx, "FILING_FILES")
-	if err != nil {
-		t.Fatalf("the submitter opens FILING_FILES: %v", err)
-	}
-	big := largeSMSRequest(t, ctx, fileStore, "perm-big", 3<<20)
+	// submitter hands it over in chunks on the file stream, the request
+	// carries a reference, the consumer user fetches it and then removes
+	// it.
+	big := largeSMSRequest(t, ctx, &files.Chunks{JS: pub, Stream: "FILING_FILES", Subject: messages.Subjects{}.Files()}, "perm-big", 3<<20)
 	if max := pubNC.MaxPayload(); int64(len(big.content)) <= max {
 		t.Fatalf("the file (%d bytes) fits max_payload %d: the test proves nothing", len(big.content), max)
 	}
@@ -101,14 +97,13 @@ func TestDeployedPermissions(t *testing.T) {
 	if body := lastCallBody(consumer, messages.APISMSApplySignatureIdent); !strings.Contains(string(body), big.content) {
 		t.Errorf("the vendor's last SMS call (%d bytes) does not carry the %d-byte file", len(body), len(big.content))
 	}
-	// Listed by the consumer: a submitter may look a file up by its name
-	// only, not list the store.
-	consumerFiles, err := consumer.JS.ObjectStore(ctx, "FILING_FILES")
+	// Looked at by the consumer: a submitter may not read the stream.
+	fileStream, err := consumer.JS.Stream(ctx, "FILING_FILES")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list, err := consumerFiles.List(ctx); !errors.Is(err, jetstream.ErrNoObjectsFound) {
-		t.Errorf("FILING_FILES after the request succeeded: %d objects, %v; want none", len(list), err)
+	if info, err := fileStream.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("FILING_FILES after the request succeeded: %+v %v; want no chunk", info.State, err)
 	}
 
 	auditor, err := jetstream.New(dial(roles.Auditor))

@@ -191,6 +191,22 @@ func (s Subjects) AllRequests() string { return s.Root() + ".request.>" }
 func (s Subjects) AllResults() string  { return s.Root() + ".result.>" }
 func (s Subjects) AllAudit() string    { return s.Root() + ".audit.>" }
 func (s Subjects) AllDead() string     { return s.Root() + ".dead.>" }
+func (s Subjects) AllFiles() string    { return s.Root() + ".file.>" }
+
+// Files is the prefix of s's tenant's file chunks: filing.file, or
+// filing.file.<tenant>; a chunk is <Files>.<sha256>.<key>.<n>
+// (files.Chunks).
+func (s Subjects) Files() string { return strings.TrimSuffix(s.kind("file"), ".") }
+
+// OwnFiles are the subjects of s's tenant's file chunks, as a wildcard:
+// filing.file.<tenant>.>, or the default tenant's, of three tokens
+// (filing.file.*.*.*), which no tenant's match.
+func (s Subjects) OwnFiles() string {
+	if s.Tenant != "" {
+		return s.kind("file") + ">"
+	}
+	return s.kind("file") + "*.*.*"
+}
 
 // APIFromRequestSubject returns the <api> of filing.request.<api>; an api that
 // is not a known one is returned as is for the caller to reject.

@@ -9,15 +9,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/qualfile/qualfile/internal/files"
+	"github.com/qualfile/qualfile/internal/queue"
 	"github.com/qualfile/qualfile/messages"
 )
 
 // A request whose file is far beyond max_payload is published: the file
-// goes to the object store FILING_FILES and the message carries a
-// reference that validates; sending it again makes the same reference, so
-// the copy is dropped. Without the bucket the publisher says what to do.
+// goes to the file stream FILING_FILES in chunks and the message carries
+// a reference that validates; sending it again makes the same reference,
+// so the copy is dropped. Without the stream the publisher says what to
+// do.
 func TestSendOffloadsLargeFiles(t *testing.T) {
 	js, _, url := setup(t)
 	b, err := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
@@ -37,12 +38,14 @@ func TestSendOffloadsLargeFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, _, errOut := cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", path)
-	if code != 2 || !strings.Contains(errOut, "FILING_FILES does not exist: start the consumer once") {
-		t.Fatalf("without the bucket: %d %s", code, errOut)
+	if err := js.DeleteStream(context.Background(), "FILING_FILES"); err != nil {
+		t.Fatal(err)
 	}
-
-	if _, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "FILING_FILES"}); err != nil {
+	code, _, errOut := cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", path)
+	if code != 2 || !strings.Contains(errOut, "start the consumer once (it creates FILING_FILES)") {
+		t.Fatalf("without the stream: %d %s", code, errOut)
+	}
+	if _, err := queue.EnsureStreams(context.Background(), js, queue.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, wantDup := range []bool{false, true} {
@@ -74,11 +77,10 @@ func TestSendOffloadsLargeFiles(t *testing.T) {
 	if len(refs) != 1 || refs[0].File.FileContent.Ref.Size != int64(len(content)) {
 		t.Fatalf("refs %+v", refs)
 	}
-	osb, _ := js.ObjectStore(context.Background(), "FILING_FILES")
 	_, name, _ := refs[0].File.FileContent.Ref.Location()
-	got, err := osb.GetBytes(context.Background(), name)
+	got, err := (&files.Chunks{JS: js, Stream: "FILING_FILES", Subject: "filing.file"}).Get(context.Background(), name, int64(len(content)))
 	if err != nil || string(got) != content {
-		t.Errorf("the stored object: %d bytes, %v; want the file", len(got), err)
+		t.Errorf("the stored file: %d bytes, %v; want the file", len(got), err)
 	}
 }
 

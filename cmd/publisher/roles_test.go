@@ -166,7 +166,7 @@ func TestRolesOnARealServer(t *testing.T) {
 	if !strings.Contains(out, `"status": "succeeded"`) {
 		t.Errorf("the submitter's send --wait: %s", out)
 	}
-	// Its files stored in the object store (every fileContent longer
+	// Its files handed over on the file stream (every fileContent longer
 	// than 64 bytes), fetched by the consumer.
 	out = ok(roles.Submitter, "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--inline-max", "64", "--wait")
 	if !strings.Contains(out, `"status": "succeeded"`) {
@@ -250,13 +250,16 @@ func TestRolesOnARealServer(t *testing.T) {
 		{"delete the work-queue consumer", "$JS.API.CONSUMER.DELETE." + st + "_REQUESTS.qualfile", api("$JS.API.CONSUMER.DELETE." + st + "_REQUESTS.qualfile")},
 		{"create a consumer on the requests", "$JS.API.CONSUMER.CREATE." + st + "_REQUESTS.thief", api("$JS.API.CONSUMER.CREATE." + st + "_REQUESTS.thief")},
 		{"pull requests", "$JS.API.CONSUMER.MSG.NEXT." + st + "_REQUESTS.qualfile", api("$JS.API.CONSUMER.MSG.NEXT." + st + "_REQUESTS.qualfile")},
-		{"purge the file store", "$JS.API.STREAM.PURGE.OBJ_" + st + "_FILES", api("$JS.API.STREAM.PURGE.OBJ_" + st + "_FILES")},
+		{"purge the file stream", "$JS.API.STREAM.PURGE." + st + "_FILES", api("$JS.API.STREAM.PURGE." + st + "_FILES")},
+		{"list the file stream", "$JS.API.STREAM.INFO." + st + "_FILES", api("$JS.API.STREAM.INFO." + st + "_FILES")},
+		{"read a file chunk", "$JS.API.DIRECT.GET." + st + "_FILES.acme.filing.file.x.y.0", api("$JS.API.DIRECT.GET." + st + "_FILES.acme.filing.file.x.y.0")},
+		{"read the file stream through a consumer", "$JS.API.CONSUMER.CREATE." + st + "_FILES.x", api("$JS.API.CONSUMER.CREATE." + st + "_FILES.x")},
 		{"delete a stream", "$JS.API.STREAM.DELETE." + st + "_RESULTS", api("$JS.API.STREAM.DELETE." + st + "_RESULTS")},
 		{"publish a result", prefix + ".result.vms.add_qualification.x", pub(prefix + ".result.vms.add_qualification.x")},
 		{"publish an audit event", prefix + ".audit.vms.add_qualification.x.succeeded", pub(prefix + ".audit.vms.add_qualification.x.succeeded")},
 		{"publish a dead letter", prefix + ".dead.vms.add_qualification", pub(prefix + ".dead.vms.add_qualification")},
 		{"delete a consumer of the results (another system's durable)", "$JS.API.CONSUMER.DELETE." + st + "_RESULTS.downstream", api("$JS.API.CONSUMER.DELETE." + st + "_RESULTS.downstream")},
-		{"read stored files by sequence", "$JS.API.STREAM.MSG.GET.OBJ_" + st + "_FILES", api("$JS.API.STREAM.MSG.GET.OBJ_" + st + "_FILES")},
+		{"read stored files by sequence", "$JS.API.STREAM.MSG.GET." + st + "_FILES", api("$JS.API.STREAM.MSG.GET." + st + "_FILES")},
 	}
 	refusals := map[roles.Role][]attempt{
 		roles.Submitter: append(everyone,
@@ -269,7 +272,7 @@ func TestRolesOnARealServer(t *testing.T) {
 			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},
 			attempt{"send a request", prefix + ".request.vms.add_qualification", pub(prefix + ".request.vms.add_qualification")},
 			attempt{"remove a dead letter", "$JS.API.STREAM.MSG.DELETE." + st + "_DEAD", api("$JS.API.STREAM.MSG.DELETE." + st + "_DEAD")},
-			attempt{"store a file", "$O." + st + "_FILES.M.x", pub("$O." + st + "_FILES.M.x")}),
+			attempt{"hand a file over", prefix + ".file.x.y.0", pub(prefix + ".file.x.y.0")}),
 		roles.Operator: append(everyone,
 			attempt{"give an order as another operator", prefix + ".control.bob.resolve", api(prefix + ".control.bob.resolve")},
 			attempt{"write the ledger", "$KV." + st + "_LEDGER.example-vms-add-0001", pub("$KV." + st + "_LEDGER.example-vms-add-0001")},

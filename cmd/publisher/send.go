@@ -77,7 +77,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	subject := conn.subjects().Request(api)
-	store := &fileStore{js: js, bucket: queue.BucketNames(conn.subjects()).Files}
+	store := &files.Chunks{JS: js, Stream: queue.StreamNames(conn.subjects()).Files, Subject: conn.subjects().Files()}
 	pending := map[string]bool{}
 	dupes := 0
 	sum := &summary{progress: progressTo(stderr, len(docs))}
@@ -135,7 +135,7 @@ type sendOptions struct {
 // publishOne publishes one request: its envelope, its large files stored
 // apart, the caller's trace; it returns the request's id and the stream's
 // ack.
-func publishOne(ctx context.Context, js jetstream.JetStream, store *fileStore, doc []byte, o sendOptions) (string, *jetstream.PubAck, error) {
+func publishOne(ctx context.Context, js jetstream.JetStream, store *files.Chunks, doc []byte, o sendOptions) (string, *jetstream.PubAck, error) {
 	data, id, err := envelope(doc, o.api, o.account, o.inbox, o.id, time.Now())
 	if err != nil {
 		return "", nil, err

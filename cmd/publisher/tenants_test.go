@@ -24,7 +24,7 @@ import (
 func TestTenantsOnARealServer(t *testing.T) {
 	s := messages.Subjects{}
 	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
-	consumer := roles.Grantee{Role: roles.Consumer, Tenants: []string{"acme", "bolt"}}
+	consumer := roles.Grantee{Role: roles.Consumer}
 	deflt := roles.Grantee{Role: roles.Submitter}
 	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt, deflt},
 		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt", "--tenant", "")
@@ -61,10 +61,11 @@ func TestTenantsOnARealServer(t *testing.T) {
 		t.Fatalf("bolt files with its account: exit %d %s %s", code, out, errOut)
 	}
 
-	// acme's files go to its own store, which the consumer reads.
+	// acme's files go to the file stream on its own subjects, which the
+	// consumer reads.
 	code, out, errOut = cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "sms.apply_signature_ident", "--file",
 		exampleOf(messages.APISMSApplySignatureIdent, "acme-vms"), "--inline-max", "64", "--wait")
-	if code != 0 || !strings.Contains(out, `"status": "succeeded"`) || !strings.Contains(errOut, "obj://FILING_FILES_ACME/") {
+	if code != 0 || !strings.Contains(out, `"status": "succeeded"`) || !strings.Contains(errOut, "obj://FILING_FILES/") {
 		t.Fatalf("acme files with its files stored apart: exit %d %s %s", code, out, errOut)
 	}
 
@@ -129,9 +130,11 @@ func TestTenantsOnARealServer(t *testing.T) {
 	})
 	refused("read bolt's replies", roles.TenantInbox(s, "bolt")+".>", subscribe(roles.TenantInbox(s, "bolt")+".>"))
 	refused("read every result", "$JS.API.CONSUMER.CREATE."+p.Streams.Results, request("$JS.API.CONSUMER.CREATE."+p.Streams.Results))
-	refused("look at bolt's files", "$JS.API.STREAM.INFO.OBJ_FILING_FILES_BOLT", request("$JS.API.STREAM.INFO.OBJ_FILING_FILES_BOLT"))
-	refused("look at the default tenant's files", "$JS.API.STREAM.INFO.OBJ_FILING_FILES", request("$JS.API.STREAM.INFO.OBJ_FILING_FILES"))
-	refused("store a file in bolt's store", "$O.FILING_FILES_BOLT.C.x", func() error { return nc.Publish("$O.FILING_FILES_BOLT.C.x", []byte("x")) })
+	refused("look at the file stream", "$JS.API.STREAM.INFO.FILING_FILES", request("$JS.API.STREAM.INFO.FILING_FILES"))
+	refused("read a file chunk by subject", "$JS.API.DIRECT.GET.FILING_FILES.filing.file.acme.x.y.0", request("$JS.API.DIRECT.GET.FILING_FILES.filing.file.acme.x.y.0"))
+	refused("purge the file stream", "$JS.API.STREAM.PURGE.FILING_FILES", request("$JS.API.STREAM.PURGE.FILING_FILES"))
+	refused("hand a file over on bolt's subjects", "filing.file.bolt.x.y.0", func() error { return nc.Publish("filing.file.bolt.x.y.0", []byte("x")) })
+	refused("hand a file over on the default tenant's subjects", "filing.file.x.y.0", func() error { return nc.Publish("filing.file.x.y.0", []byte("x")) })
 	refused("read a result by sequence", "$JS.API.DIRECT.GET."+p.Streams.Results, request("$JS.API.DIRECT.GET."+p.Streams.Results))
 
 	// The default tenant's submitter reaches no tenant's subjects, even

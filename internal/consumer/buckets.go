@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,8 +22,7 @@ type buckets struct {
 	ledger  *ledger.Ledger
 	tokens  *tokenkv.Store
 	objects jetstream.ObjectStore
-	files   map[string]jetstream.ObjectStore // by tenant
-	slots   guard.Slots                      // nil without a rate limit
+	slots   guard.Slots // nil without a rate limit
 }
 
 // openBuckets opens (creating or updating) the deployment's KV buckets — the
@@ -60,23 +58,11 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	if err != nil {
 		return buckets{}, fmt.Errorf("object store %s: %w", b.Objects, err)
 	}
-	files := map[string]jetstream.ObjectStore{}
-	for _, tenant := range tenantsOf(accounts) {
-		name := queue.BucketNames(messages.Subjects{Prefix: cfg.Subjects.Prefix, Tenant: tenant}).Files
-		store, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: name, Description: "qualfile: SMS files too large for a request message, referenced by the requests",
-			Storage: jetstream.FileStorage, Replicas: cfg.Streams.Replicas, TTL: cfg.Files.MaxAge,
-		})
-		if err != nil {
-			return buckets{}, fmt.Errorf("object store %s: %w", name, err)
-		}
-		files[tenant] = store
-	}
 	slots, err := openSlots(ctx, js, cfg)
 	if err != nil {
 		return buckets{}, err
 	}
-	return buckets{ledger: led, tokens: tokens, objects: objects, files: files, slots: slots}, nil
+	return buckets{ledger: led, tokens: tokens, objects: objects, slots: slots}, nil
 }
 
 // openSlots opens the KV bucket of the shared rate-limit slots, when a
@@ -132,16 +118,4 @@ func findLegacyBuckets(ctx context.Context, js jetstream.JetStream) ([]string, e
 		}
 	}
 	return found, nil
-}
-
-// tenantsOf are the default tenant ("") and every tenant an account names.
-func tenantsOf(accounts map[string]config.ResolvedAccount) []string {
-	ts := []string{""}
-	for _, a := range accounts {
-		if !slices.Contains(ts, a.Tenant) {
-			ts = append(ts, a.Tenant)
-		}
-	}
-	slices.Sort(ts)
-	return ts
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/qualfile/qualfile/internal/control"
 	"github.com/qualfile/qualfile/internal/dispatch"
 	"github.com/qualfile/qualfile/internal/dispatch/douyin"
+	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/internal/filing"
 	"github.com/qualfile/qualfile/internal/guard"
 	"github.com/qualfile/qualfile/internal/jshealth"
@@ -87,8 +89,7 @@ type Consumer struct {
 	JS        jetstream.JetStream
 	Subjects  messages.Subjects
 	Ledger    *ledger.Ledger
-	Objects   jetstream.ObjectStore            // dead-letter bodies too big for a message
-	Files     map[string]jetstream.ObjectStore // SMS files too big for a request, by tenant
+	Objects   jetstream.ObjectStore // dead-letter bodies too big for a message
 	Durable   jetstream.Consumer
 	Guard     *guard.Guard
 	Processor *filing.Processor
@@ -153,7 +154,7 @@ func (c *Consumer) build(ctx context.Context) error {
 	if c.requests, err = js.Stream(ctx, queue.StreamNames(c.Subjects).Requests); err != nil {
 		return err
 	}
-	c.Ledger, c.Objects, c.Files = b.ledger, b.objects, b.files
+	c.Ledger, c.Objects = b.ledger, b.objects
 	log.Info("buckets ready", zap.String("ledger", c.Ledger.Bucket()), zap.Duration("ledger_max_age_ms", cfg.Ledger.MaxAge))
 	warnLegacyBuckets(ctx, js, log, c.Ledger.Bucket())
 
@@ -231,7 +232,7 @@ func (c *Consumer) buildProcessor() error {
 		CallTimeout:   cfg.Consumer.CallTimeout,
 		MaxPayload:    int(c.nc.MaxPayload()),
 		Objects:       c.Objects,
-		Files:         fileStores(c.Subjects, c.Files),
+		Files:         c.fileStores(),
 		Reconcile:     reconcile,
 		Tracer:        c.deps.Tracer,
 	}
@@ -372,11 +373,13 @@ func pairsOf(accounts map[string]config.ResolvedAccount) []guard.Pair {
 	return ps
 }
 
-// fileStores are the tenants' file stores as the pipeline takes them.
-func fileStores(s messages.Subjects, stores map[string]jetstream.ObjectStore) map[string]filing.FileStore {
-	out := make(map[string]filing.FileStore, len(stores))
-	for tenant, store := range stores {
-		out[tenant] = filing.FileStore{Store: store, Bucket: queue.BucketNames(s.For(tenant)).Files}
+// fileStores are each tenant's files, as the pipeline takes them: its
+// subjects of the file stream.
+func (c *Consumer) fileStores() map[string]filing.FileStore {
+	stream := queue.StreamNames(c.Subjects).Files
+	out := map[string]filing.FileStore{}
+	for _, tenant := range tenantsOf(c.deps.Accounts) {
+		out[tenant] = filing.FileStore{Store: &files.Chunks{JS: c.JS, Stream: stream, Subject: c.Subjects.For(tenant).Files()}, Bucket: stream}
 	}
 	return out
 }
@@ -388,4 +391,16 @@ func (c *Consumer) tenants() map[string]string {
 		out[name] = a.Tenant
 	}
 	return out
+}
+
+// tenantsOf are the default tenant ("") and every tenant an account names.
+func tenantsOf(accounts map[string]config.ResolvedAccount) []string {
+	ts := []string{""}
+	for _, a := range accounts {
+		if !slices.Contains(ts, a.Tenant) {
+			ts = append(ts, a.Tenant)
+		}
+	}
+	slices.Sort(ts)
+	return ts
 }

@@ -28,6 +28,7 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, buckets, err
 		AuditMaxAge:     cfg.Streams.AuditMaxAge,
 		ResultsMaxAge:   cfg.Streams.ResultsMaxAge,
 		DeadMaxAge:      cfg.Streams.DeadMaxAge,
+		FilesMaxAge:     cfg.Files.MaxAge,
 	})
 	if err != nil {
 		return nil, buckets{}, err
@@ -46,11 +47,8 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, buckets, err
 // those of the buckets (KV_ and OBJ_).
 func (c *Consumer) dependencies() []string {
 	n, b := queue.StreamNames(c.Subjects), queue.BucketNames(c.Subjects)
-	names := []string{n.Requests, n.Results, n.Audit, n.Dead, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
+	names := []string{n.Requests, n.Results, n.Audit, n.Dead, n.Files, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
 		"KV_" + b.Health, "OBJ_" + b.Objects}
-	for _, tenant := range tenantsOf(c.deps.Accounts) {
-		names = append(names, "OBJ_"+queue.BucketNames(c.Subjects.For(tenant)).Files)
-	}
 	if c.cfg.Limits.Rate > 0 {
 		names = append(names, "KV_"+b.Rate)
 	}

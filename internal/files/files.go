@@ -1,34 +1,125 @@
 // Package files keeps SMS files too large for a NATS message in the
-// deployment's JetStream object store (<PREFIX>_FILES): the publisher
-// offloads them (Offload), the consumer fetches and checks them before the
+// deployment's file stream (<PREFIX>_FILES): the publisher hands each over
+// in chunks (Offload), the consumer fetches and checks them before the
 // call (Fetch) and removes them once the request's outcome is recorded
-// (Remove). See messages.FileContent for the reference form.
+// (Remove). A submitter may only publish chunks; the stream keeps one
+// message per subject and refuses a second, so the first writer's stays,
+// and nobody but the consumer may read, list, delete or purge. See
+// messages.FileContent for the reference form.
 package files
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/messages"
 )
 
-// Store is what the package needs of an object store (jetstream.ObjectStore).
+// Store keeps files by name.
 type Store interface {
-	GetInfo(ctx context.Context, name string, opts ...jetstream.GetObjectInfoOpt) (*jetstream.ObjectInfo, error)
-	PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error)
-	Get(ctx context.Context, name string, opts ...jetstream.GetObjectOpt) (jetstream.ObjectResult, error)
+	// Put stores data under name, which its content gives: a file
+	// already stored under name is no error.
+	Put(ctx context.Context, name string, data []byte) error
+	// Get reads the file name of size bytes: ErrNotFound when there is
+	// none, errNotTheFile when it is not of that size.
+	Get(ctx context.Context, name string, size int64) ([]byte, error)
+	// Delete removes the file name; one already gone is no error.
 	Delete(ctx context.Context, name string) error
 }
+
+// ChunkSize is the size of every chunk of a file but its last: well
+// below any server's max_payload, and fixed, so that a file of a given
+// size has one number of chunks.
+const ChunkSize = 256 << 10
+
+// Chunks is a Store over a stream that keeps one message per subject
+// (<Subject>.<name>.<n>, the nth ChunkSize bytes of a file) and refuses a
+// second one on a subject (queue.StreamConfigs makes it so).
+type Chunks struct {
+	JS      jetstream.JetStream
+	Stream  string // <PREFIX>_FILES
+	Subject string // the tenant's: <prefix>.file, or <prefix>.file.<tenant>
+}
+
+// errPerSubject is the server's refusal of a second message on a subject
+// of a stream that keeps one (JSStreamStoreFailedF, "maximum messages per
+// subject exceeded").
+const errPerSubject = 10077
+
+func (c *Chunks) chunk(name string, n int) string {
+	return c.Subject + "." + name + "." + strconv.Itoa(n)
+}
+
+// Put publishes data's chunks; one already there (the same file, named by
+// its content) is kept.
+func (c *Chunks) Put(ctx context.Context, name string, data []byte) error {
+	for n := 0; n == 0 || n*ChunkSize < len(data); n++ {
+		m := nats.NewMsg(c.chunk(name, n))
+		m.Data = data[n*ChunkSize : min(len(data), (n+1)*ChunkSize)]
+		_, err := c.JS.PublishMsg(ctx, m, jetstream.WithMsgID("file:"+m.Subject))
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == errPerSubject:
+		case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+			return fmt.Errorf("no stream takes %s: start the consumer once (it creates %s), or check --prefix: %w", m.Subject, c.Stream, err)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// Get reads the chunks of a file of size bytes, each of the size it must
+// be: never more than size bytes, nor more chunks than size gives.
+func (c *Chunks) Get(ctx context.Context, name string, size int64) ([]byte, error) {
+	stream, err := c.JS.Stream(ctx, c.Stream)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, 0, size)
+	for n := 0; n == 0 || int64(n)*ChunkSize < size; n++ {
+		m, err := stream.GetLastMsgForSubject(ctx, c.chunk(name, n))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) && n == 0:
+			return nil, ErrNotFound
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, fmt.Errorf("%w: chunk %d is missing", errNotTheFile, n)
+		case err != nil:
+			return nil, err
+		}
+		if want := min(size-int64(n)*ChunkSize, ChunkSize); int64(len(m.Data)) != want {
+			return nil, fmt.Errorf("%w: chunk %d holds %d bytes, not %d", errNotTheFile, n, len(m.Data), want)
+		}
+		data = append(data, m.Data...)
+	}
+	return data, nil
+}
+
+// Delete purges the file's chunks.
+func (c *Chunks) Delete(ctx context.Context, name string) error {
+	stream, err := c.JS.Stream(ctx, c.Stream)
+	if err != nil {
+		return err
+	}
+	return stream.Purge(ctx, jetstream.WithPurgeSubject(c.Subject+"."+name+".>"))
+}
+
+// ErrNotFound: no file of that name is stored.
+var ErrNotFound = errors.New("files: not found")
+
+// errNotTheFile: what is stored under a name is not a file of the size
+// its reference says.
+var errNotTheFile = errors.New("not the file its reference says")
 
 // MaxTotal is the most file bytes one request may reference in all
 // (16 MiB, as much as one inline file may hold): the vendor gets them in
@@ -43,7 +134,7 @@ const DefaultThreshold = 256 << 10
 // id: named by the content's SHA-256 and the request's key, so that the
 // same request sent again makes the same reference (and the same payload,
 // which the ledger compares), while two requests that share a file never
-// share its object (each removes its own once its outcome is recorded).
+// share its chunks (each removes its own once its outcome is recorded).
 func Ref(bucket, id string, content []byte) messages.FileRef {
 	sum := sha256.Sum256(content)
 	h := hex.EncodeToString(sum[:])
@@ -70,13 +161,8 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 				if s, ok := child.(string); ok && k == "fileContent" && len(s) > threshold {
 					ref := Ref(bucket, id, []byte(s))
 					_, name, _ := ref.Location()
-					// Named by its content: one already there is this
-					// very file (replacing it would purge the old one,
-					// which a submitter may not).
-					if info, err := store.GetInfo(ctx, name); err != nil || info.Deleted || info.Size != uint64(len(s)) || info.Digest != digest([]byte(s)) {
-						if _, err := store.PutBytes(ctx, name, []byte(s)); err != nil {
-							return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
-						}
+					if err := store.Put(ctx, name, []byte(s)); err != nil {
+						return fmt.Errorf("store a %d-byte file in %s: %w", len(s), bucket, err)
 					}
 					v[k] = ref
 					refs = append(refs, ref)
@@ -113,8 +199,8 @@ func Offload(ctx context.Context, store Store, bucket, id string, payload []byte
 // Fetch reads every referenced file of req from store and returns their
 // contents by the path of their field (req.FillFiles puts them in). Files
 // that total more than MaxTotal bytes are refused before any is read. A
-// reference to another bucket or to another request's object (one not
-// named with req's key, as Offload names them), a missing object, or one
+// reference to another stream or to another request's file (one not
+// named with req's key, as Offload names them), a missing file, or one
 // whose size, SHA-256 or content (a data URI of the type of its
 // fileSuffix) is not what the reference says is a
 // *messages.ValidationError naming each such field; a failure to read the
@@ -145,30 +231,16 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 			bad(slot.Path, "%s was stored for another request: a request may use only the files stored under its own id", ref.Ref)
 			continue
 		}
-		// The object's description (its metadata, which whoever may
-		// store files can write) is checked first, but trusted for
-		// nothing: the read stops at the reference's size whatever it
-		// says, and the content is checked against the reference.
-		info, err := store.GetInfo(ctx, name)
-		var data []byte
-		if err == nil && (info.Opts == nil || info.Opts.Link == nil) && info.Size == uint64(ref.Size) {
-			data, err = readAtMost(ctx, store, name, ref.Size)
-		}
+		data, err := store.Get(ctx, name, ref.Size)
 		switch {
-		case errors.Is(err, jetstream.ErrObjectNotFound):
-			bad(slot.Path, "%s was not found in the object store (never stored, removed after the request's outcome, or expired)", ref.Ref)
+		case errors.Is(err, ErrNotFound):
+			bad(slot.Path, "%s was not found in the file store (never stored, removed after the request's outcome, or expired)", ref.Ref)
 			continue
-		case errors.Is(err, errTooLarge), errors.Is(err, jetstream.ErrDigestMismatch):
-			bad(slot.Path, "%s is not the object its description says (%v)", ref.Ref, err)
+		case errors.Is(err, errNotTheFile):
+			bad(slot.Path, "%s is %v", ref.Ref, err)
 			continue
 		case err != nil:
 			return nil, fmt.Errorf("fetch %s: %w", ref.Ref, err)
-		case info.Opts != nil && info.Opts.Link != nil:
-			bad(slot.Path, "%s is a link to another object, which a request may not use", ref.Ref)
-			continue
-		case info.Size != uint64(ref.Size):
-			bad(slot.Path, "%s holds %d bytes, the reference says %d", ref.Ref, info.Size, ref.Size)
-			continue
 		}
 		sum := sha256.Sum256(data)
 		switch got := hex.EncodeToString(sum[:]); {
@@ -190,9 +262,9 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 	return fetched, nil
 }
 
-// Remove deletes the objects req references in bucket that are its own
+// Remove deletes the files req references in bucket that are its own
 // (named with its key, as Offload names them: a reference to another
-// request's object is never followed); one already gone is no error.
+// request's file is never followed); one already gone is no error.
 func Remove(ctx context.Context, store Store, bucket string, req *messages.Request) error {
 	p, ok := req.Typed().(*messages.SMSApplySignatureIdent)
 	if !ok {
@@ -205,7 +277,7 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 			continue
 		}
 		if b, name, ok := ref.Location(); ok && b == bucket && own(name, req.ID) {
-			if err := store.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			if err := store.Delete(ctx, name); err != nil {
 				errs = append(errs, fmt.Errorf("remove %s: %w", ref.Ref, err))
 			}
 		}
@@ -213,33 +285,6 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 	return errors.Join(errs...)
 }
 
-// own reports whether the object name is of a file stored for the request
+// own reports whether the name is of a file stored for the request
 // with id (Ref names it so).
 func own(name, id string) bool { return strings.HasSuffix(name, "."+messages.IDKey(id)) }
-
-// errTooLarge: an object holds more than its reference says.
-var errTooLarge = errors.New("it holds more bytes than the reference says")
-
-// readAtMost reads the object name, refusing it once it holds more than
-// size bytes: never more than size+1 bytes are kept.
-func readAtMost(ctx context.Context, store Store, name string, size int64) ([]byte, error) {
-	r, err := store.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, size+1))
-	switch {
-	case err != nil:
-		return nil, err
-	case int64(len(data)) > size:
-		return nil, errTooLarge
-	}
-	return data, nil
-}
-
-// digest is an object's digest as the object store writes it.
-func digest(data []byte) string {
-	sum := sha256.Sum256(data)
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
-}

@@ -6,13 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/files"
 	"github.com/qualfile/qualfile/messages"
@@ -30,7 +27,7 @@ func bigSMSRequest(t *testing.T, h *harness, id string, size int) ([]byte, strin
 	content := "data:image/png;base64," + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("scan", size/4*3/4)))
 	env["payload"].(map[string]any)["businessInfo"].(map[string]any)["businessCertificate"].(map[string]any)["fileContent"] = content
 	payload, _ := json.Marshal(env["payload"])
-	out, refs, err := files.Offload(context.Background(), h.Files[""], h.Buckets.Files, id, payload, files.DefaultThreshold)
+	out, refs, err := files.Offload(context.Background(), fileStore(h), h.Streams.Files, id, payload, files.DefaultThreshold)
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("Offload: %v (%d refs)", err, len(refs))
 	}
@@ -79,7 +76,7 @@ func TestLargeFileEndToEnd(t *testing.T) {
 	if received.Event != messages.EventReceived || !strings.Contains(string(received.Payload), want) || strings.Contains(string(received.Payload), "obj://") {
 		t.Errorf("received event payload %.300s: want %s", received.Payload, want)
 	}
-	waitGone(t, h, h.Files[""])
+	waitGone(t, h)
 }
 
 // lastSMSCall is the body of the vendor's last SMS call.
@@ -97,17 +94,33 @@ func lastSMSCall(t *testing.T, h *harness) []byte {
 	return body
 }
 
-// waitGone waits until the file store is empty.
-func waitGone(t *testing.T, h *harness, os jetstream.ObjectStore) {
+// fileStore is the default tenant's files, as the publisher hands them
+// over.
+func fileStore(h *harness) *files.Chunks {
+	return &files.Chunks{JS: h.JS, Stream: h.Streams.Files, Subject: h.Subjects.Files()}
+}
+
+// fileChunks is how many chunks the file stream holds.
+func fileChunks(t *testing.T, h *harness) uint64 {
+	t.Helper()
+	s, err := h.JS.Stream(context.Background(), h.Streams.Files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// waitGone waits until the file stream is empty.
+func waitGone(t *testing.T, h *harness) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		list, err := os.List(context.Background())
-		if errors.Is(err, jetstream.ErrNoObjectsFound) || (err == nil && len(list) == 0) {
-			return
-		}
+	for n := fileChunks(t, h); n != 0; n = fileChunks(t, h) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the file store still holds %d objects (%v) after the outcome", len(list), err)
+			t.Fatalf("the file stream still holds %d chunks after the outcome", n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -121,11 +134,11 @@ func TestMissingFileIsRejected(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	h.run()
 	data, _ := bigSMSRequest(t, h, "big-gone", 400<<10)
-	list, err := h.Files[""].List(context.Background())
-	if err != nil || len(list) != 1 {
-		t.Fatalf("file store: %v, %d objects", err, len(list))
+	s, err := h.JS.Stream(context.Background(), h.Streams.Files)
+	if err == nil {
+		err = s.Purge(context.Background())
 	}
-	if err := h.Files[""].Delete(context.Background(), list[0].Name); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
 	h.publish(messages.APISMSApplySignatureIdent, "big-gone", data)

@@ -10,17 +10,20 @@ import (
 // prefix, so that two deployments with different prefixes on one server
 // never share a stream, a bucket or an object store.
 
-// Streams are the names of the four streams.
+// Streams are the names of the streams.
 type Streams struct {
 	Requests, Results, Audit, Dead string
+	// Files holds the chunks of files too large for a request (package
+	// files), every tenant's on subjects of its own.
+	Files string
 }
 
 // StreamNames derives stream names from the subject prefix: "filing" gives
-// FILING_REQUESTS, FILING_RESULTS, FILING_AUDIT and FILING_DEAD;
-// "acme.filing" gives ACME_FILING_REQUESTS and so on.
+// FILING_REQUESTS, FILING_RESULTS, FILING_AUDIT, FILING_DEAD and
+// FILING_FILES; "acme.filing" gives ACME_FILING_REQUESTS and so on.
 func StreamNames(s messages.Subjects) Streams {
 	p := namePrefix(s)
-	return Streams{Requests: p + "_REQUESTS", Results: p + "_RESULTS", Audit: p + "_AUDIT", Dead: p + "_DEAD"}
+	return Streams{Requests: p + "_REQUESTS", Results: p + "_RESULTS", Audit: p + "_AUDIT", Dead: p + "_DEAD", Files: p + "_FILES"}
 }
 
 // Buckets are the names of the KV buckets and the object store.
@@ -35,10 +38,6 @@ type Buckets struct {
 	Objects string
 	// Health is the bucket the JetStream health probe writes to.
 	Health string
-	// Files is the object store of SMS files too large for a request
-	// message (package files): one per tenant, so that no tenant's
-	// submitter may read another's (the default tenant's has no suffix).
-	Files string
 	// Rate holds the slots of the vendors' rate limits, shared by the
 	// replicas (package guard).
 	Rate string
@@ -46,14 +45,10 @@ type Buckets struct {
 
 // BucketNames derives the bucket names from the subject prefix the way
 // StreamNames does: "filing" gives FILING_LEDGER, FILING_TOKENS,
-// FILING_TOKEN_LOCKS, FILING_OBJECTS, FILING_HEALTH, FILING_FILES and FILING_RATE.
+// FILING_TOKEN_LOCKS, FILING_OBJECTS, FILING_HEALTH and FILING_RATE.
 func BucketNames(s messages.Subjects) Buckets {
 	p := namePrefix(s)
-	files := p + "_FILES"
-	if s.Tenant != "" {
-		files += "_" + strings.ToUpper(s.Tenant) // one-to-one: a tenant's name is lower-case
-	}
-	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Files: files, Rate: p + "_RATE"}
+	return Buckets{Ledger: p + "_LEDGER", Tokens: p + "_TOKENS", TokenLocks: p + "_TOKEN_LOCKS", Objects: p + "_OBJECTS", Health: p + "_HEALTH", Rate: p + "_RATE"}
 }
 
 // namePrefix is the prefix in upper case with '.' and '-' as '_', which

@@ -23,6 +23,7 @@ type StreamsConfig struct {
 	AuditMaxAge     time.Duration // default 90 days
 	ResultsMaxAge   time.Duration // 0 = kept until removed
 	DeadMaxAge      time.Duration // 0 = kept until removed
+	FilesMaxAge     time.Duration // default 7 days
 }
 
 // withDefaults returns c with every zero or negative field that has a
@@ -36,6 +37,9 @@ func (c StreamsConfig) withDefaults() StreamsConfig {
 	}
 	if c.AuditMaxAge <= 0 {
 		c.AuditMaxAge = 90 * 24 * time.Hour
+	}
+	if c.FilesMaxAge <= 0 {
+		c.FilesMaxAge = 7 * 24 * time.Hour
 	}
 	return c
 }
@@ -90,7 +94,14 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 		s := &cfgs[i]
 		s.MaxMsgsPerSubject, s.Discard = -1, jetstream.DiscardNew
 	}
-	return cfgs
+	// A file's chunks: one message per subject, a second refused, so that
+	// the first writer's chunk stays (a chunk's subject is named by its
+	// file's digest); no rollups, so that no publisher can purge it.
+	return append(cfgs, jetstream.StreamConfig{
+		Name: n.Files, Description: "qualfile: chunks of SMS files too large for a request message, referenced by the requests",
+		Subjects: []string{c.Subjects.AllFiles()}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
+		MaxAge: c.FilesMaxAge, MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, AllowDirect: true,
+	})
 }
 
 // EnsureStreams creates each stream that is missing. An existing stream
@@ -152,6 +163,8 @@ func owned(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string)
 	if want.AllowDirect {
 		change(&changes, "allow_direct", &upd.AllowDirect, true)
 	}
+	change(&changes, "discard_new_per_subject", &upd.DiscardNewPerSubject, want.DiscardNewPerSubject)
+	change(&changes, "allow_rollup", &upd.AllowRollup, false)
 	return upd, changes
 }
 

@@ -96,9 +96,8 @@ func TenantInbox(s messages.Subjects, tenant string) string {
 // the submitter's tenant.
 type Grantee struct {
 	Role     Role
-	Operator string   // an operator's name (DefaultOperator when empty)
-	Tenant   string   // a submitter's tenant ("": the default tenant)
-	Tenants  []string // the consumer's tenants beside the default one: it reads their file stores
+	Operator string // an operator's name (DefaultOperator when empty)
+	Tenant   string // a submitter's tenant ("": the default tenant)
 }
 
 // Grantees are the grantees of rs: the operator role once for each of
@@ -108,15 +107,12 @@ func Grantees(rs []Role, operators, tenants []string) []Grantee {
 	if len(operators) == 0 {
 		operators = []string{DefaultOperator}
 	}
-	named := slices.DeleteFunc(slices.Clone(tenants), func(t string) bool { return t == "" })
 	if len(tenants) == 0 {
 		tenants = []string{""}
 	}
 	var gs []Grantee
 	for _, r := range rs {
 		switch r {
-		case Consumer:
-			gs = append(gs, Grantee{Role: r, Tenants: named})
 		case Operator:
 			for _, op := range operators {
 				gs = append(gs, Grantee{Role: r, Operator: op})
@@ -146,10 +142,8 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 	if !control.ValidOperator(operator) {
 		return Permissions{}, fmt.Errorf("%w: %q (lower-case letters, digits and _, at most 64)", ErrBadOperator, operator)
 	}
-	for _, t := range append([]string{g.Tenant}, g.Tenants...) {
-		if t != "" && !messages.ValidTenant(t) {
-			return Permissions{}, fmt.Errorf("%w: %q", ErrBadTenant, t)
-		}
+	if g.Tenant != "" && !messages.ValidTenant(g.Tenant) {
+		return Permissions{}, fmt.Errorf("%w: %q", ErrBadTenant, g.Tenant)
 	}
 	s = s.For("")
 	st, b := queue.StreamNames(s), queue.BucketNames(s)
@@ -178,15 +172,8 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 		for _, name := range queue.LegacyBuckets {
 			pub("buckets of an older version, looked for at start", "$JS.API.STREAM.INFO.KV_"+name)
 		}
-		own := []string{st.Requests, st.Results, st.Audit, st.Dead, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
+		own := []string{st.Requests, st.Results, st.Audit, st.Dead, st.Files, "KV_" + b.Ledger, "KV_" + b.Tokens, "KV_" + b.TokenLocks,
 			"KV_" + b.Health, "KV_" + b.Rate, "OBJ_" + b.Objects}
-		files := []string{b.Files}
-		for _, t := range g.Tenants {
-			files = append(files, queue.BucketNames(s.For(t)).Files)
-		}
-		for _, f := range files {
-			own = append(own, "OBJ_"+f)
-		}
 		for _, name := range own {
 			pub("its own streams and buckets: created, checked, read; their consumers",
 				"$JS.API.STREAM.*."+name, "$JS.API.STREAM.MSG.*."+name, "$JS.API.DIRECT.GET."+name, "$JS.API.DIRECT.GET."+name+".>",
@@ -197,9 +184,6 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 		pub("the ledger, the shared tokens and their locks, the health probe, the rate slots",
 			"$KV."+b.Ledger+".>", "$KV."+b.Tokens+".>", "$KV."+b.TokenLocks+".>", "$KV."+b.Health+".>", "$KV."+b.Rate+".>")
 		pub("dead-letter bodies too big for a message", "$O."+b.Objects+".>")
-		for _, f := range files {
-			pub("the request files it fetches and removes, the default tenant's and each tenant's", "$O."+f+".>")
-		}
 		pub("results, audit events, dead letters", root+".result.>", root+".audit.>", root+".dead.>")
 		pub("a dead letter replayed by an operator's order", root+".request.>")
 		pub("a result sent to a request's reply_to, which must be its tenant's submitters' inbox", Inbox(Submitter, s)+".>", TenantInboxes(s)+".>")
@@ -208,9 +192,7 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 	case Submitter:
 		own := s.For(g.Tenant)
 		pub("send its tenant's requests", own.Own("request")...)
-		fb := queue.BucketNames(own).Files // its tenant's own
-		pub("store a file too large for a request in its tenant's store, and see whether it is there (by its name, which only its content gives)",
-			"$JS.API.STREAM.INFO.OBJ_"+fb, "$JS.API.DIRECT.GET.OBJ_"+fb+".>", "$O."+fb+".>")
+		pub("hand over a file too large for a request, in chunks, on its tenant's subjects: it may not read, list or remove any", own.OwnFiles())
 		for _, r := range own.Own("result") {
 			pub("read the last result of one of its tenant's requests, by its subject", "$JS.API.DIRECT.GET."+st.Results+"."+r)
 		}
