@@ -61,7 +61,7 @@ func (b *bench) deleteStreams(ctx context.Context, prefix string) {
 	defer cancel()
 	s := messages.Subjects{Prefix: prefix}
 	n, k := queue.StreamNames(s), queue.BucketNames(s)
-	for _, name := range []string{n.Requests, n.Results, n.Audit, n.Dead} {
+	for _, name := range []string{n.Requests, n.Results, n.Audit, n.Dead, n.Files} {
 		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			b.logf("delete stream %s: %v", name, err)
 		}
