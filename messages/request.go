@@ -145,10 +145,16 @@ func (r *Request) Fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// MsgID is the Nats-Msg-Id to publish a request with: its id and its
-// fingerprint, so that the request stream drops an identical copy but not
-// a changed request sent again under the same id (a resubmission).
-func (r *Request) MsgID() string { return r.ID + ":" + r.Fingerprint() }
+// MsgID is the Nats-Msg-Id to publish a request of tenant with: a digest
+// of the tenant, its id and its fingerprint, so that the request stream
+// drops an identical copy but not a changed request sent again under the
+// same id (a resubmission), nor another tenant's request under the same
+// id; and so that the stream's last message id, which any publisher can
+// learn from a refused expectation, names no request.
+func (r *Request) MsgID(tenant string) string {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + r.ID + "\x00" + r.Fingerprint()))
+	return "r:" + hex.EncodeToString(sum[:16])
+}
 
 // Validate checks the envelope and the payload against every rule and
 // returns a *ValidationError listing all problems.

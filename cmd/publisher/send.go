@@ -85,7 +85,7 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	for i, doc := range docs {
 		sum.show("published %d of %d", i, len(docs))
 		id, ack, err := publishOne(ctx, js, store, doc, sendOptions{api: api, account: *account, inbox: inbox, id: *idFlag,
-			subject: subject, tenantPrefix: tenantPrefix(conn.tenant), inlineMax: *inlineMax, getenv: getenv, stderr: stderr})
+			subject: subject, tenant: conn.tenant, inlineMax: *inlineMax, getenv: getenv, stderr: stderr})
 		if err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ type sendOptions struct {
 	api            messages.API
 	account, inbox string
 	id, subject    string
-	tenantPrefix   string // "<tenant>/" for a tenant: the stream's duplicate window is shared
+	tenant         string
 	inlineMax      int
 	getenv         func(string) string
 	stderr         io.Writer
@@ -163,7 +163,7 @@ func publishOne(ctx context.Context, js jetstream.JetStream, store *files.Chunks
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(o.tenantPrefix+req.MsgID()))
+	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(req.MsgID(o.tenant)))
 	if err != nil {
 		return "", nil, fmt.Errorf("publish %s: %w", id, err)
 	}
@@ -297,13 +297,4 @@ func progressTo(stderr io.Writer, docs int) io.Writer {
 		return nil
 	}
 	return f
-}
-
-// tenantPrefix starts a tenant's message ids: the request stream's
-// duplicate window is one for every tenant, and a tenant's id is its own.
-func tenantPrefix(tenant string) string {
-	if tenant == "" {
-		return ""
-	}
-	return tenant + "/"
 }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,25 +50,22 @@ type Chunks struct {
 	Subject string // the tenant's: <prefix>.file, or <prefix>.file.<tenant>
 }
 
-// errPerSubject is the server's refusal of a second message on a subject
-// of a stream that keeps one (JSStreamStoreFailedF, "maximum messages per
-// subject exceeded").
-const errPerSubject = 10077
-
 func (c *Chunks) chunk(name string, n int) string {
 	return c.Subject + "." + name + "." + strconv.Itoa(n)
 }
 
-// Put publishes data's chunks; one already there (the same file, named by
-// its content) is kept.
+// Put publishes data's chunks, each only where its subject holds none: a
+// chunk already there (the same file, named by its content) is kept. No
+// message id: the stream's duplicate window is every tenant's, and one
+// that names another's chunk would have it dropped.
 func (c *Chunks) Put(ctx context.Context, name string, data []byte) error {
 	for n := 0; n == 0 || n*ChunkSize < len(data); n++ {
 		m := nats.NewMsg(c.chunk(name, n))
 		m.Data = data[n*ChunkSize : min(len(data), (n+1)*ChunkSize)]
-		_, err := c.JS.PublishMsg(ctx, m, jetstream.WithMsgID("file:"+m.Subject))
+		_, err := c.JS.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
 		var apiErr *jetstream.APIError
 		switch {
-		case errors.As(err, &apiErr) && apiErr.ErrorCode == errPerSubject:
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 		case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
 			return fmt.Errorf("no stream takes %s: start the consumer once (it creates %s), or check --prefix: %w", m.Subject, c.Stream, err)
 		case err != nil:
@@ -80,13 +76,16 @@ func (c *Chunks) Put(ctx context.Context, name string, data []byte) error {
 }
 
 // Get reads the chunks of a file of size bytes, each of the size it must
-// be: never more than size bytes, nor more chunks than size gives.
+// be and with no header but the one Put writes: never more than size
+// bytes, nor more chunks than size gives, and memory only for what was
+// read. The stream answers through its API (no direct gets), so that
+// what a chunk's publisher wrote in its headers is read as data.
 func (c *Chunks) Get(ctx context.Context, name string, size int64) ([]byte, error) {
 	stream, err := c.JS.Stream(ctx, c.Stream)
 	if err != nil {
 		return nil, err
 	}
-	data := make([]byte, 0, size)
+	var data []byte
 	for n := 0; n == 0 || int64(n)*ChunkSize < size; n++ {
 		m, err := stream.GetLastMsgForSubject(ctx, c.chunk(name, n))
 		switch {
@@ -99,6 +98,11 @@ func (c *Chunks) Get(ctx context.Context, name string, size int64) ([]byte, erro
 		}
 		if want := min(size-int64(n)*ChunkSize, ChunkSize); int64(len(m.Data)) != want {
 			return nil, fmt.Errorf("%w: chunk %d holds %d bytes, not %d", errNotTheFile, n, len(m.Data), want)
+		}
+		for k := range m.Header {
+			if k != jetstream.ExpectedLastSubjSeqHeader {
+				return nil, fmt.Errorf("%w: chunk %d carries a header %q, which Put never writes", errNotTheFile, n, messages.Truncate(k, 64))
+			}
 		}
 		data = append(data, m.Data...)
 	}
@@ -138,7 +142,7 @@ const DefaultThreshold = 256 << 10
 func Ref(bucket, id string, content []byte) messages.FileRef {
 	sum := sha256.Sum256(content)
 	h := hex.EncodeToString(sum[:])
-	return messages.FileRef{Ref: "obj://" + bucket + "/" + h + "." + messages.IDKey(id), SHA256: h, Size: int64(len(content))}
+	return messages.FileRef{Ref: "obj://" + bucket + "/" + own(h, id), SHA256: h, Size: int64(len(content))}
 }
 
 // Offload stores every fileContent of payload (a JSON document) of the
@@ -227,8 +231,8 @@ func Fetch(ctx context.Context, store Store, bucket string, req *messages.Reques
 		case !ok || b != bucket:
 			bad(slot.Path, "%s is not in this deployment's file store %s", ref.Ref, bucket)
 			continue
-		case !own(name, req.ID):
-			bad(slot.Path, "%s was stored for another request: a request may use only the files stored under its own id", ref.Ref)
+		case name != own(ref.SHA256, req.ID):
+			bad(slot.Path, "%s is not named by its SHA-256 and this request's key: a request may use only the files stored under its own id", ref.Ref)
 			continue
 		}
 		data, err := store.Get(ctx, name, ref.Size)
@@ -276,7 +280,7 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 		if ref == nil {
 			continue
 		}
-		if b, name, ok := ref.Location(); ok && b == bucket && own(name, req.ID) {
+		if b, name, ok := ref.Location(); ok && b == bucket && name == own(ref.SHA256, req.ID) {
 			if err := store.Delete(ctx, name); err != nil {
 				errs = append(errs, fmt.Errorf("remove %s: %w", ref.Ref, err))
 			}
@@ -285,6 +289,6 @@ func Remove(ctx context.Context, store Store, bucket string, req *messages.Reque
 	return errors.Join(errs...)
 }
 
-// own reports whether the name is of a file stored for the request
-// with id (Ref names it so).
-func own(name, id string) bool { return strings.HasSuffix(name, "."+messages.IDKey(id)) }
+// own is the name of the file of digest sha256 stored for the request
+// with id (Ref names it so): a request may use no other.
+func own(sha256, id string) string { return sha256 + "." + messages.IDKey(id) }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -135,7 +136,15 @@ func TestFetchRefusesWhatItCannotUse(t *testing.T) {
 			_ = s.Purge(ctx, jetstream.WithPurgeSubject(os.Subject+"."+name+".1"))
 		}, "chunk 1 is missing"},
 		{"size differs", func(_ *files.Chunks, ref *messages.FileRef) { ref.Size++ }, "not the file its reference says"},
-		{"digest differs", func(_ *files.Chunks, ref *messages.FileRef) { ref.SHA256 = strings.Repeat("0", 64) }, "SHA-256"},
+		{"digest differs", func(_ *files.Chunks, ref *messages.FileRef) { ref.SHA256 = strings.Repeat("0", 64) }, "not named by its SHA-256"},
+		{"another tenant's name", func(_ *files.Chunks, ref *messages.FileRef) {
+			ref.Ref = strings.Replace(ref.Ref, "FILING_FILES/", "FILING_FILES/acme.", 1)
+		}, "not named by its SHA-256"},
+		{"an empty token", func(_ *files.Chunks, ref *messages.FileRef) {
+			b, name, _ := ref.Location()
+			_, key, _ := strings.Cut(name, ".")
+			ref.Ref = "obj://" + b + "/." + key
+		}, "not named by its SHA-256"},
 		{"another bucket", func(_ *files.Chunks, ref *messages.FileRef) {
 			ref.Ref = strings.Replace(ref.Ref, "FILING_FILES", "OTHER_FILES", 1)
 		}, "not in this deployment's file store"},
@@ -242,7 +251,7 @@ func TestHostileReferences(t *testing.T) {
 		readsAtAll bool
 	}{
 		{"another request's file", request("f-2", func(p map[string]any) { certificate(p)["fileContent"] = refJSON }),
-			field, "stored for another request", false},
+			field, "not named by its SHA-256 and this request's key", false},
 		{"one file referenced over and over", request("f-1", func(p map[string]any) {
 			var many []any
 			for range 60 {
@@ -300,6 +309,20 @@ func TestTheFirstChunkStays(t *testing.T) {
 	if _, err := os.JS.Publish(ctx, os.Subject+"."+name+".0", []byte("forged")); err == nil {
 		t.Fatal("a second message on a chunk's subject was stored")
 	}
+	// A chunk published with headers that would confuse a direct get's
+	// reader is refused as not the file, not retried as broker trouble.
+	forged := files.Ref("FILING_FILES", "f-1", []byte("forged"))
+	_, fname, _ := forged.Location()
+	m := nats.NewMsg(os.Subject + "." + fname + ".0")
+	m.Data = []byte("forged")
+	m.Header.Set("Nats-Sequence", "x")
+	m.Header.Set("Status", "503")
+	if _, err := os.JS.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Get(ctx, fname, 6); err == nil || !strings.Contains(err.Error(), "not the file its reference says") {
+		t.Fatalf("Get of a chunk with forged headers: %v", err)
+	}
 	// Nor may a publisher purge the stream with a rollup.
 	rollup := nats.NewMsg(os.Subject + ".purge.all.0")
 	rollup.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
@@ -321,5 +344,32 @@ func TestTheFirstChunkStays(t *testing.T) {
 	c := &readCounter{Store: os}
 	if _, err := c.Get(ctx, hname, 16<<20); err == nil || !strings.Contains(err.Error(), "chunk 0 holds 5 bytes") {
 		t.Fatalf("Get of a short chunk: %v", err)
+	}
+}
+
+// TestAFullStreamIsNoStoredFile: a chunk the stream refuses for lack of
+// room (its limits, which any publisher can fill) is an error of Put, not
+// taken for a chunk already there.
+func TestAFullStreamIsNoStoredFile(t *testing.T) {
+	ctx := context.Background()
+	c := store(t)
+	s, err := c.JS.Stream(ctx, c.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxBytes = 1 << 20
+	if _, err := c.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ { // junk on other subjects until the stream is full
+		if _, err := c.JS.Publish(ctx, c.Subject+"."+strings.Repeat("b", 64)+".junk"+strconv.Itoa(i)+".0", make([]byte, 200<<10)); err != nil {
+			break
+		}
+	}
+	content := []byte(strings.Repeat("v", 300<<10))
+	_, name, _ := files.Ref("FILING_FILES", "f-1", content).Location()
+	if err := c.Put(ctx, name, content); err == nil {
+		t.Fatal("Put into a full stream said nothing")
 	}
 }

@@ -100,7 +100,7 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 	return append(cfgs, jetstream.StreamConfig{
 		Name: n.Files, Description: "qualfile: chunks of SMS files too large for a request message, referenced by the requests",
 		Subjects: []string{c.Subjects.AllFiles()}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Replicas: c.Replicas,
-		MaxAge: c.FilesMaxAge, MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, AllowDirect: true,
+		MaxAge: c.FilesMaxAge, MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
 	})
 }
 
