@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qualfile/qualfile/internal/files"
-	"github.com/qualfile/qualfile/internal/filingtest"
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -63,12 +62,8 @@ func acmeDoc(t *testing.T) (path, id string, refs []messages.FileRef, names []st
 // request filed.
 func TestAnotherTenantCannotDropAFilesChunk(t *testing.T) {
 	s := messages.Subjects{}
-	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
-	consumer := roles.Grantee{Role: roles.Consumer}
-	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt},
-		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt")
-	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
-	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
+	as, p := tenantsDeployment(t, "acme", "bolt")
+	acme, bolt := submitter("acme"), submitter("bolt")
 	p.Run()
 
 	path, _, _, names := acmeDoc(t)
@@ -97,12 +92,8 @@ func TestAnotherTenantCannotDropAFilesChunk(t *testing.T) {
 // and acme's own request, sent after, is filed with its files intact.
 func TestTheDefaultTenantCannotUseATenantsFile(t *testing.T) {
 	s := messages.Subjects{}
-	acme, deflt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter}
-	consumer := roles.Grantee{Role: roles.Consumer}
-	as := permsServer(t, s, []roles.Grantee{consumer, acme, deflt},
-		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "")
-	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
-	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme"}})
+	as, p := tenantsDeployment(t, "acme", "")
+	acme, deflt := submitter("acme"), submitter("")
 	p.Run()
 
 	_, id, refs, names := acmeDoc(t)
@@ -157,13 +148,8 @@ func TestTheDefaultTenantCannotUseATenantsFile(t *testing.T) {
 // from it (chunks carry no message id, and requests' are digests).
 func TestNoOtherTenantsNameLeaksFromAnExpectation(t *testing.T) {
 	s := messages.Subjects{}
-	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
-	consumer := roles.Grantee{Role: roles.Consumer}
-	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt},
-		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt")
-	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
-	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
-	_ = p
+	as, _ := tenantsDeployment(t, "acme", "bolt") // the consumer is not running: acme's files stay
+	acme, bolt := submitter("acme"), submitter("bolt")
 	path, _, _, names := acmeDoc(t)
 	// acme hands over its files (the consumer is not running: they stay).
 	code, _, errOut := cli(t, as(acme), "", "send", "--tenant", "acme", "--api", "sms.apply_signature_ident", "--file", path, "--inline-max", "64")

@@ -23,13 +23,8 @@ import (
 // and the consumer a request for the other's account.
 func TestTenantsOnARealServer(t *testing.T) {
 	s := messages.Subjects{}
-	acme, bolt := roles.Grantee{Role: roles.Submitter, Tenant: "acme"}, roles.Grantee{Role: roles.Submitter, Tenant: "bolt"}
-	consumer := roles.Grantee{Role: roles.Consumer}
-	deflt := roles.Grantee{Role: roles.Submitter}
-	as := permsServer(t, s, []roles.Grantee{consumer, acme, bolt, deflt},
-		"permissions", "--role", "consumer", "--role", "submitter", "--tenant", "acme", "--tenant", "bolt", "--tenant", "")
-	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
-	p := filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: map[string]string{"acme-vms": "acme", "bolt-vms": "bolt"}})
+	as, p := tenantsDeployment(t, "acme", "bolt", "")
+	acme, bolt, deflt := submitter("acme"), submitter("bolt"), submitter("")
 	p.Run()
 
 	// An example, for an account.
@@ -151,4 +146,33 @@ func TestTenantsOnARealServer(t *testing.T) {
 	if m, err := dnc.Request("$JS.API.DIRECT.GET."+p.Streams.Results+"."+s.Result(messages.APIVMSAddQualification)+"."+key, nil, 5*time.Second); err != nil || strings.Contains(string(m.Data), `"tenant"`) {
 		t.Errorf("the default tenant reads a result of its own id: %v %v", m, err)
 	}
+}
+
+// submitter is the submitter of tenant ("" the default tenant's).
+func submitter(tenant string) roles.Grantee {
+	return roles.Grantee{Role: roles.Submitter, Tenant: tenant}
+}
+
+// tenantsDeployment starts a server with the permissions `publisher
+// permissions --role consumer --role submitter --tenant T ...` prints for
+// tenants ("" the default tenant), a user for the consumer and each
+// submitter, and a consumer (not yet running) with an account <T>-vms for
+// each named tenant; it returns each grantee's URL and the consumer.
+func tenantsDeployment(t *testing.T, tenants ...string) (func(roles.Grantee) string, *filingtest.Pipeline) {
+	t.Helper()
+	s := messages.Subjects{}
+	consumer := roles.Grantee{Role: roles.Consumer}
+	gs := []roles.Grantee{consumer}
+	args := []string{"permissions", "--role", "consumer", "--role", "submitter"}
+	accounts := map[string]string{}
+	for _, tenant := range tenants {
+		gs = append(gs, submitter(tenant))
+		args = append(args, "--tenant", tenant)
+		if tenant != "" {
+			accounts[tenant+"-vms"] = tenant
+		}
+	}
+	as := permsServer(t, s, gs, args...)
+	consumerNC, _ := connectAs(t, as(consumer), roles.Consumer, s)
+	return as, filingtest.New(t, filingtest.Options{NC: consumerNC, Owner: "tenants", Tenants: accounts})
 }
