@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -22,14 +23,15 @@ import (
 	"github.com/qualfile/qualfile/messages"
 )
 
-// How the projection reads: up to fetchBatch messages a fetch, waiting at
-// most fetchWait for the first (a new result is searchable within about
-// that), the dead letters' stream looked at for removals every
-// deadSyncEvery.
+// How the projection reads: it waits up to idleWait for a stream's next
+// message (so that the dead letters' stream is looked at for removals at
+// least that often), then gathers what follows within gatherWait, up to
+// batchSize messages a transaction. A new result is searchable as soon
+// as its transaction commits.
 const (
-	fetchBatch    = 1000
-	fetchWait     = 250 * time.Millisecond
-	deadSyncEvery = 2 * time.Second
+	batchSize  = 1000
+	idleWait   = 2 * time.Second
+	gatherWait = 5 * time.Millisecond
 )
 
 // codeIDReused is the code of a rejection that belongs to a message
@@ -134,29 +136,42 @@ func (m *Model) read(ctx context.Context, js jetstream.JetStream, name string, s
 	if err != nil {
 		return fmt.Errorf("readmodel: reading %s: %w", name, err)
 	}
-	var synced time.Time
-	for ctx.Err() == nil {
-		fetched, err := oc.Fetch(fetchBatch, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			return fmt.Errorf("readmodel: reading %s: %w", name, err)
-		}
+	it, err := oc.Messages(jetstream.PullMaxMessages(batchSize))
+	if err != nil {
+		return fmt.Errorf("readmodel: reading %s: %w", name, err)
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
 		b := batch{stream: name, created: st.created}
-		for msg := range fetched.Messages() {
+		wait := idleWait
+		for len(b.msgs) < batchSize {
+			msg, err := it.Next(jetstream.NextMaxWait(wait))
+			if errors.Is(err, nats.ErrTimeout) {
+				break
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("readmodel: reading %s: %w", name, err)
+			}
+			wait = gatherWait
 			md, err := msg.Metadata()
 			if err != nil {
 				continue
 			}
 			b.msgs = append(b.msgs, &jetstream.RawStreamMsg{Subject: msg.Subject(), Sequence: md.Sequence.Stream, Header: msg.Headers(), Data: msg.Data(), Time: md.Timestamp})
 		}
-		if err := fetched.Error(); err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("readmodel: reading %s: %w", name, err)
-		}
-		if name == m.streams.Dead && time.Since(synced) >= deadSyncEvery {
+		if name == m.streams.Dead {
 			info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return fmt.Errorf("readmodel: reading %s: %w", name, err)
 			}
-			b.synced, b.first, b.deleted, synced = true, info.State.FirstSeq, info.State.Deleted, time.Now()
+			b.synced, b.first, b.deleted = true, info.State.FirstSeq, info.State.Deleted
 		}
 		if len(b.msgs) == 0 && !b.synced {
 			continue
@@ -164,9 +179,9 @@ func (m *Model) read(ctx context.Context, js jetstream.JetStream, name string, s
 		select {
 		case out <- b:
 		case <-ctx.Done():
+			return nil
 		}
 	}
-	return nil
 }
 
 // apply folds one batch into the model, with the stream's new position,
@@ -178,7 +193,8 @@ func (m *Model) apply(ctx context.Context, b batch) error {
 		return err
 	}
 	defer tx.Rollback()
-	a := applier{ctx: ctx, tx: tx, subjects: m.subjects}
+	a := &applier{ctx: ctx, tx: tx, subjects: m.subjects, stmts: map[string]*sql.Stmt{}}
+	defer a.close()
 	var last uint64
 	for _, msg := range b.msgs {
 		switch b.stream {
@@ -213,11 +229,39 @@ func (m *Model) apply(ctx context.Context, b batch) error {
 	return tx.Commit()
 }
 
-// applier applies messages within one transaction.
+// applier applies messages within one transaction, each statement
+// prepared once.
 type applier struct {
 	ctx      context.Context
 	tx       *sql.Tx
 	subjects messages.Subjects
+	stmts    map[string]*sql.Stmt
+}
+
+func (a *applier) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := a.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := a.tx.PrepareContext(a.ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	a.stmts[query] = st
+	return st, nil
+}
+
+func (a *applier) exec(query string, args ...any) (sql.Result, error) {
+	st, err := a.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(a.ctx, args...)
+}
+
+func (a *applier) close() {
+	for _, st := range a.stmts {
+		st.Close()
+	}
 }
 
 // Status values of a filing in the model: a result's status, but a
@@ -238,7 +282,7 @@ var Statuses = []string{StatusInProgress, string(messages.StatusSucceeded), Stat
 
 // result folds a result in: the filing's outcome becomes the result in
 // force, the one with the latest completed_at.
-func (a applier) result(msg *jetstream.RawStreamMsg) error {
+func (a *applier) result(msg *jetstream.RawStreamMsg) error {
 	var r messages.Result
 	if json.Unmarshal(msg.Data, &r) != nil {
 		return nil // not a result: nothing to fold in
@@ -271,7 +315,11 @@ func (a applier) result(msg *jetstream.RawStreamMsg) error {
 		meta = string(b)
 	}
 	record := Record(r)
-	if _, err := a.tx.ExecContext(a.ctx, `INSERT INTO filings
+	before, err := a.bucket(r.Tenant, key)
+	if err != nil {
+		return err
+	}
+	res, err := a.exec(`INSERT INTO filings
 		(tenant, key, request_id, api, account, status, code, class, attempts, record, merchant, metadata, received_at, completed_at, result_seq, last_event, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (tenant, key) DO UPDATE SET
@@ -284,7 +332,14 @@ func (a applier) result(msg *jetstream.RawStreamMsg) error {
 			OR (excluded.completed_at = filings.completed_at AND excluded.result_seq > filings.result_seq)`,
 		r.Tenant, key, bound(r.RequestID, messages.MaxIDLen), apiLabel(r.API), bound(r.Account, messages.MaxAccountLen), status, code, class,
 		r.Attempts, record, bound(r.Metadata["merchant"], 256), meta, received.UnixMilli(), r.CompletedAt.UnixMilli(), msg.Sequence,
-		"result", r.CompletedAt.UnixMilli()); err != nil {
+		"result", r.CompletedAt.UnixMilli())
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // an earlier outcome than the one in force: its terms are the filing's already
+	}
+	if err := a.move(before, &bucket{tenant: r.Tenant, api: apiLabel(r.API), account: bound(r.Account, messages.MaxAccountLen), status: status}); err != nil {
 		return err
 	}
 	terms := []string{r.RequestID, record, r.UpstreamRequestID, r.RequestIDSHA256}
@@ -295,16 +350,20 @@ func (a applier) result(msg *jetstream.RawStreamMsg) error {
 }
 
 // terms records what a search finds filing (tenant, key) by.
-func (a applier) terms(tenant, key string, terms []string) error {
+func (a *applier) terms(tenant, key string, terms []string) error {
 	var id int64
-	if err := a.tx.QueryRowContext(a.ctx, "SELECT id FROM filings WHERE tenant = ? AND key = ?", tenant, key).Scan(&id); err != nil {
+	st, err := a.stmt("SELECT id FROM filings WHERE tenant = ? AND key = ?")
+	if err != nil {
+		return err
+	}
+	if err := st.QueryRowContext(a.ctx, tenant, key).Scan(&id); err != nil {
 		return err
 	}
 	for _, t := range terms {
 		if t = term(t); t == "" {
 			continue
 		}
-		if _, err := a.tx.ExecContext(a.ctx, "INSERT OR IGNORE INTO terms (term, filing) VALUES (?, ?)", t, id); err != nil {
+		if _, err := a.exec("INSERT OR IGNORE INTO terms (term, filing) VALUES (?, ?)", t, id); err != nil {
 			return err
 		}
 	}
@@ -314,7 +373,7 @@ func (a applier) terms(tenant, key string, terms []string) error {
 // event folds an audit event in, once by its identity: into the hourly
 // figures, and into its filing's progress (a received filing is listed
 // before it has an outcome).
-func (a applier) event(msg *jetstream.RawStreamMsg) error {
+func (a *applier) event(msg *jetstream.RawStreamMsg) error {
 	var ev messages.AuditEvent
 	if json.Unmarshal(msg.Data, &ev) != nil {
 		return nil
@@ -324,7 +383,7 @@ func (a applier) event(msg *jetstream.RawStreamMsg) error {
 		id = "seq:" + strconv.FormatUint(msg.Sequence, 10) // an older release's event: applied once by its position
 	}
 	sum := sha256.Sum256([]byte(id))
-	res, err := a.tx.ExecContext(a.ctx, "INSERT OR IGNORE INTO seen (h) VALUES (?)", int64(binary.BigEndian.Uint64(sum[:8])))
+	res, err := a.exec("INSERT OR IGNORE INTO seen (h) VALUES (?)", int64(binary.BigEndian.Uint64(sum[:8])))
 	if err != nil {
 		return err
 	}
@@ -348,7 +407,7 @@ func (a applier) event(msg *jetstream.RawStreamMsg) error {
 		counted = append(counted, EventRetry)
 	}
 	for _, name := range counted {
-		if _, err := a.tx.ExecContext(a.ctx, `INSERT INTO stats (hour, api, event, class, n, ms_sum, ms_max) VALUES (?, ?, ?, ?, 1, ?, ?)
+		if _, err := a.exec(`INSERT INTO stats (hour, api, event, class, n, ms_sum, ms_max) VALUES (?, ?, ?, ?, 1, ?, ?)
 			ON CONFLICT (hour, api, event, class) DO UPDATE SET n = n + 1, ms_sum = ms_sum + excluded.ms_sum, ms_max = max(ms_max, excluded.ms_max)`,
 			at.Truncate(time.Hour).UnixMilli(), api, name, bound(ev.Class, 32), ms, ms); err != nil {
 			return err
@@ -358,7 +417,16 @@ func (a applier) event(msg *jetstream.RawStreamMsg) error {
 		return nil
 	}
 	if ev.Event == messages.EventReceived {
-		if _, err := a.tx.ExecContext(a.ctx, `INSERT INTO filings (tenant, key, request_id, api, account, status, received_at)
+		before, err := a.bucket(ev.Tenant, ev.RequestID)
+		if err != nil {
+			return err
+		}
+		if before == nil {
+			if err := a.move(nil, &bucket{tenant: ev.Tenant, api: api, account: bound(ev.Account, messages.MaxAccountLen), status: StatusInProgress}); err != nil {
+				return err
+			}
+		}
+		if _, err := a.exec(`INSERT INTO filings (tenant, key, request_id, api, account, status, received_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, key) DO UPDATE SET received_at = min(filings.received_at, excluded.received_at)`,
 			ev.Tenant, ev.RequestID, bound(ev.RequestID, messages.MaxIDLen), api, bound(ev.Account, messages.MaxAccountLen), StatusInProgress, at.UnixMilli()); err != nil {
 			return err
@@ -369,7 +437,7 @@ func (a applier) event(msg *jetstream.RawStreamMsg) error {
 	}
 	// The latest event is the filing's last; an outcome's result, read
 	// from another stream, wins a tie, whichever is read first.
-	_, err = a.tx.ExecContext(a.ctx, `UPDATE filings SET attempts = max(attempts, ?3),
+	_, err = a.exec(`UPDATE filings SET attempts = max(attempts, ?3),
 		last_event = CASE WHEN updated_at < ?2 OR (updated_at = ?2 AND last_event != 'result') THEN ?1 ELSE last_event END,
 		updated_at = max(updated_at, ?2)
 		WHERE tenant = ?4 AND key = ?5`,
@@ -377,8 +445,42 @@ func (a applier) event(msg *jetstream.RawStreamMsg) error {
 	return err
 }
 
+// bucket is what a filing is counted under in totals.
+type bucket struct{ tenant, api, account, status string }
+
+// bucket returns the bucket filing (tenant, key) is counted under, nil
+// when the model has no such filing yet.
+func (a *applier) bucket(tenant, key string) (*bucket, error) {
+	st, err := a.stmt("SELECT api, account, status FROM filings WHERE tenant = ? AND key = ?")
+	if err != nil {
+		return nil, err
+	}
+	b := bucket{tenant: tenant}
+	err = st.QueryRowContext(a.ctx, tenant, key).Scan(&b.api, &b.account, &b.status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return &b, err
+}
+
+// move counts a filing under to instead of from (nil: a new filing).
+func (a *applier) move(from, to *bucket) error {
+	if from != nil && *from == *to {
+		return nil
+	}
+	if from != nil {
+		if _, err := a.exec("UPDATE totals SET n = n - 1 WHERE tenant = ? AND api = ? AND account = ? AND status = ?",
+			from.tenant, from.api, from.account, from.status); err != nil {
+			return err
+		}
+	}
+	_, err := a.exec(`INSERT INTO totals (tenant, api, account, status, n) VALUES (?, ?, ?, ?, 1)
+		ON CONFLICT (tenant, api, account, status) DO UPDATE SET n = n + 1`, to.tenant, to.api, to.account, to.status)
+	return err
+}
+
 // dead folds a dead letter in.
-func (a applier) dead(msg *jetstream.RawStreamMsg) error {
+func (a *applier) dead(msg *jetstream.RawStreamMsg) error {
 	d := operator.Letter(a.subjects, msg)
 	var at int64
 	if t, err := time.Parse(time.RFC3339Nano, d.DeadAt); err == nil {
@@ -386,7 +488,7 @@ func (a applier) dead(msg *jetstream.RawStreamMsg) error {
 	} else {
 		at = msg.Time.UnixMilli()
 	}
-	_, err := a.tx.ExecContext(a.ctx, `INSERT OR IGNORE INTO dead (seq, tenant, request_id, api, reason, class, dead_at, deliveries)
+	_, err := a.exec(`INSERT OR IGNORE INTO dead (seq, tenant, request_id, api, reason, class, dead_at, deliveries)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, msg.Sequence, d.Tenant, bound(d.RequestID, messages.MaxIDLen), apiLabel(d.API),
 		bound(d.Reason, 512), bound(d.Class, 32), at, d.Deliveries)
 	return err

@@ -32,6 +32,9 @@ const schemaVersion = 1
 //     "seq:<n>" for a request rejected without a usable one.
 //   - terms: what a search finds a filing by: its id, its vendor record,
 //     its upstream request ids, its metadata values.
+//   - totals: how many filings there are of each tenant, api, account
+//     and status, kept with the filings, so that counts without a time
+//     or a search need not count them one by one.
 //   - seen: the audit events applied, by a digest of their identity, so
 //     that a copy of one is counted once.
 //   - stats: audit events per hour, api, event and class, with the
@@ -70,6 +73,14 @@ CREATE TABLE terms (
 	term TEXT NOT NULL,
 	filing INTEGER NOT NULL,
 	PRIMARY KEY (term, filing)
+) WITHOUT ROWID;
+CREATE TABLE totals (
+	tenant TEXT NOT NULL,
+	api TEXT NOT NULL,
+	account TEXT NOT NULL,
+	status TEXT NOT NULL,
+	n INTEGER NOT NULL,
+	PRIMARY KEY (tenant, api, account, status)
 ) WITHOUT ROWID;
 CREATE TABLE seen (h INTEGER PRIMARY KEY);
 CREATE TABLE stats (
@@ -162,7 +173,7 @@ func (m *Model) Rebuild(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	for _, table := range []string{"filings", "terms", "seen", "stats", "dead", "cursors"} {
+	for _, table := range []string{"filings", "terms", "totals", "seen", "stats", "dead", "cursors"} {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM "+table); err != nil {
 			return err
 		}
