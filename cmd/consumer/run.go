@@ -87,6 +87,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer sb.Close()
 		log.Info("sandbox started", zap.String("url", sb.URL()))
+		if cfg.Console.Listen == "" {
+			cfg.Console.Listen = sandboxConsole
+		}
 		accounts = cfg.WithSandbox(sb.URL(), sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret)
 	}
 	tp, err := startTracing(ctx, getenv, bi.Version, log)
@@ -98,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	subjects := messages.Subjects{Prefix: cfg.Subjects.Prefix}
-	c, err := consumer.New(ctx, cfg, consumer.Deps{Conn: nc, Accounts: accounts, Log: log, Owner: owner, Registry: reg,
+	c, err := consumer.New(ctx, cfg, consumer.Deps{Conn: nc, Accounts: accounts, Log: log, Owner: owner, Registry: reg, ConsoleLink: f.sandbox,
 		Tracer: tp.Tracer("github.com/qualfile/qualfile/internal/filing"),
 		Ready: func() {
 			fmt.Fprintf(stdout, "qualfile consumer ready: nats %s, subjects %s\n", nc.ConnectedUrlRedacted(), subjects.AllRequests())
@@ -115,6 +118,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("consumer stopped")
 	return err
 }
+
+// sandboxConsole is where --sandbox serves the console unless configured.
+const sandboxConsole = "127.0.0.1:8089"
 
 // flags are the command line's choices.
 type flags struct {

@@ -40,6 +40,7 @@ type Config struct {
 	Limits    LimitsConfig       `yaml:"limits"`
 	Files     FilesConfig        `yaml:"files"`
 	Admin     AdminConfig        `yaml:"admin"`
+	Console   ConsoleConfig      `yaml:"console"`
 	Log       LogConfig          `yaml:"log"`
 	Accounts  map[string]Account `yaml:"accounts"`
 }
@@ -184,6 +185,42 @@ type AdminConfig struct {
 	Pprof  bool   `yaml:"pprof"`
 }
 
+// ConsoleConfig is the web console for compliance staff and operators
+// (package console): served by the consumer when Listen is set.
+type ConsoleConfig struct {
+	// Listen is where the console is served; "" serves none (--sandbox
+	// serves it on 127.0.0.1:8089 unless set).
+	Listen string `yaml:"listen"`
+	// Store is the SQLite file of its read model, a cache rebuilt from
+	// the streams (default ./data/console.db).
+	Store string `yaml:"store"`
+	// Session is how long a sign-in lasts (default 8h).
+	Session time.Duration `yaml:"session"`
+	// TrustedHeader names the header in which an authenticating proxy in
+	// front of the console (oauth2-proxy's X-Forwarded-User) names the
+	// user; the user must be one of Users. Only for a console that the
+	// proxy alone can reach.
+	TrustedHeader string `yaml:"trusted_header"`
+	// Users may sign in, each with a role.
+	Users []ConsoleUser `yaml:"users"`
+	// SecureCookies marks the session cookie Secure: set it when the
+	// console is reached over HTTPS.
+	SecureCookies bool `yaml:"secure_cookies"`
+}
+
+// ConsoleUser is one user of the console.
+type ConsoleUser struct {
+	// Name is the user's name, recorded as the operator of every order
+	// given: lower-case letters, digits and _.
+	Name string `yaml:"name"`
+	// Role is "operator" (reads everything, replays and resolves) or
+	// "auditor" (reads, personal data masked; changes nothing).
+	Role string `yaml:"role"`
+	// PasswordHash is the bcrypt hash of the user's password (`publisher
+	// hash-password`); empty: the user signs in through TrustedHeader only.
+	PasswordHash string `yaml:"password_hash"`
+}
+
 // LogConfig configures logging.
 type LogConfig struct {
 	Level       string `yaml:"level"`
@@ -232,6 +269,7 @@ type DouyinAccount struct {
 func Default() *Config {
 	c := &Config{
 		Admin:     AdminConfig{Listen: "127.0.0.1:9090"},
+		Console:   ConsoleConfig{Store: "./data/console.db", Session: 8 * time.Hour},
 		Reconcile: ReconcileConfig{Enabled: true, Refile: true},
 		Streams:   StreamsConfig{RedactResults: true},
 		Consumer: ConsumerConfig{

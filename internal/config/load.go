@@ -140,6 +140,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("QUALFILE_CALL_TIMEOUT", &c.Consumer.CallTimeout)
 	str("QUALFILE_ADMIN_LISTEN", &c.Admin.Listen)
 	boolean("QUALFILE_ADMIN_PPROF", &c.Admin.Pprof)
+	str("QUALFILE_CONSOLE_LISTEN", &c.Console.Listen)
+	str("QUALFILE_CONSOLE_STORE", &c.Console.Store)
 	str("QUALFILE_LOG_LEVEL", &c.Log.Level)
 	boolean("QUALFILE_LOG_DEVELOPMENT", &c.Log.Development)
 	boolean("QUALFILE_RECONCILE", &c.Reconcile.Enabled)

@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 	if c.Admin.Listen != "" {
 		v.hostPort("admin.listen", c.Admin.Listen)
 	}
+	c.validateConsole(v)
 	if !slices.Contains(logLevels, strings.ToLower(c.Log.Level)) {
 		v.add("log.level", "must be one of %s", strings.Join(logLevels, ", "))
 	}
@@ -388,3 +389,42 @@ func (c *Config) validateLimits(v *validator) {
 	v.positive("limits.breaker.open_for", l.Breaker.OpenFor)
 	v.atLeast("limits.breaker.probes", l.Breaker.Probes, 1)
 }
+
+// validateConsole checks the console's listener and users.
+func (c *Config) validateConsole(v *validator) {
+	cc := c.Console
+	if cc.Listen != "" {
+		v.hostPort("console.listen", cc.Listen)
+		if cc.Store == "" {
+			v.add("console.store", "required when console.listen is set: the file of the console's read model")
+		}
+	}
+	v.positive("console.session", cc.Session)
+	if h := cc.TrustedHeader; h != "" && !headerPattern.MatchString(h) {
+		v.add("console.trusted_header", "must be a header name such as X-Forwarded-User")
+	}
+	seen := map[string]bool{}
+	for i, u := range cc.Users {
+		key := fmt.Sprintf("console.users[%d]", i)
+		if !operatorPattern.MatchString(u.Name) {
+			v.add(key+".name", "must be 1 to 64 lower-case letters, digits and _ (it names the operator in the trail)")
+		} else if seen[u.Name] {
+			v.add(key+".name", "%q is listed twice", u.Name)
+		}
+		seen[u.Name] = true
+		if u.Role != "operator" && u.Role != "auditor" {
+			v.add(key+".role", "must be operator or auditor")
+		}
+		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
+			v.add(key+".password_hash", "must be a bcrypt hash (publisher hash-password)")
+		}
+		if u.PasswordHash == "" && cc.TrustedHeader == "" {
+			v.add(key+".password_hash", "required unless console.trusted_header is set")
+		}
+	}
+}
+
+var (
+	headerPattern   = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	operatorPattern = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+)

@@ -67,7 +67,10 @@ type Deps struct {
 	Ready func()
 	// Tokens keeps the Douyin access tokens; default the shared KV store.
 	Tokens douyin.TokenStore
-	Seams  Seams
+	// ConsoleLink, in the sandbox, logs a link that signs its first
+	// visitor in to the console as an operator.
+	ConsoleLink bool
+	Seams       Seams
 }
 
 // Seams let a test put fault injectors between the pipeline and what it
@@ -293,12 +296,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	// Operators' orders are served while requests are: by every replica,
 	// with the consumer's rights.
-	stopControl, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Requests: c.requests,
+	orders, err := control.Start(c.nc, control.Config{Subjects: c.Subjects, JS: c.JS, Ledger: c.Ledger, Requests: c.requests,
 		Objects: c.Objects, Recorder: c.Processor, ReplyTo: roles.Inbox(roles.Operator, c.Subjects), Tenants: c.tenants(), Log: c.log})
 	if err != nil {
 		return fmt.Errorf("consumer: the operators' control service: %w", err)
 	}
-	defer stopControl()
+	defer orders.Stop()
+	if c.cfg.Console.Listen != "" {
+		stopConsole, err := c.startConsole(ctx, orders)
+		if err != nil {
+			return err
+		}
+		defer stopConsole()
+	}
 	c.log.Info("consumer ready", zap.String("nats", c.nc.ConnectedUrlRedacted()), zap.String("durable", cfg.Consumer.Durable),
 		zap.Int("concurrency", cfg.Consumer.Concurrency), zap.String("admin", cfg.Admin.Listen))
 	if c.deps.Ready != nil {

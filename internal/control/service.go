@@ -66,13 +66,15 @@ type Config struct {
 	Log     *zap.Logger
 }
 
-// Service carries out operators' orders.
+// Service carries out operators' orders: those asked on the control
+// subjects, and those the console gives for its signed-in operators (Do).
 type Service struct {
 	cfg Config
 
 	mu      sync.Mutex
 	stopped bool
 	orders  sync.WaitGroup // being carried out
+	subs    []*nats.Subscription
 }
 
 // Reply headers: an order refused says why in them, with an empty or
@@ -83,8 +85,8 @@ const (
 )
 
 // Start serves the actions on nc, in a queue group every replica shares,
-// until stop, which waits for the orders being carried out.
-func Start(nc *nats.Conn, cfg Config) (stop func(), err error) {
+// until Stop.
+func Start(nc *nats.Conn, cfg Config) (*Service, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
@@ -98,36 +100,44 @@ func Start(nc *nats.Conn, cfg Config) (stop func(), err error) {
 		return nil, errors.New("control: Config.ReplyTo and Config.Requests are required")
 	}
 	s := &Service{cfg: cfg}
-	var subs []*nats.Subscription
-	stop = func() {
-		s.mu.Lock()
-		s.stopped = true
-		s.mu.Unlock()
-		for _, sub := range subs {
-			_ = sub.Unsubscribe()
-		}
-		s.orders.Wait()
-	}
 	for _, a := range Actions {
 		sub, err := nc.QueueSubscribe(Subject(cfg.Subjects, "*", a), "qualfile-control", s.handle)
 		if err != nil {
-			stop()
+			s.Stop()
 			return nil, err
 		}
-		subs = append(subs, sub)
+		s.subs = append(s.subs, sub)
 	}
-	return stop, nil
+	return s, nil
+}
+
+// Stop stops serving and waits for the orders being carried out.
+func (s *Service) Stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	s.orders.Wait()
+}
+
+// begin counts an order in, unless the service has stopped.
+func (s *Service) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.orders.Add(1)
+	return true
 }
 
 // handle answers one order: its report, or a refusal with a code.
 func (s *Service) handle(m *nats.Msg) {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
+	if !s.begin() {
 		return
 	}
-	s.orders.Add(1)
-	s.mu.Unlock()
 	defer s.orders.Done()
 	if !strings.HasPrefix(m.Reply, s.cfg.ReplyTo+".") {
 		// Answered with the consumer's rights: only into the operators'
@@ -149,9 +159,7 @@ func (s *Service) handle(m *nats.Msg) {
 	}
 	var rep Report
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		rep, err = s.Do(ctx, op, a, o)
-		cancel()
+		rep, err = s.carry(op, a, o)
 	}
 	reply := nats.NewMsg(m.Reply)
 	reply.Data, _ = json.Marshal(rep) // what was done, before any failure
@@ -178,6 +186,30 @@ func (s *Service) parse(subject string) (operator string, a Action) {
 	rest, _ := strings.CutPrefix(subject, s.cfg.Subjects.Root()+".control.")
 	operator, action, _ := strings.Cut(rest, ".")
 	return operator, Action(action)
+}
+
+// Give carries out operator's order a, given other than on a control
+// subject (the console, for an operator signed in to it): checked as one
+// asked there is, and refused once the service has stopped.
+func (s *Service) Give(operator string, a Action, o Order) (Report, error) {
+	if !ValidOperator(operator) {
+		return Report{}, fmt.Errorf("%w: operator %q: lower-case letters, digits and _, at most 64", ErrInvalidOrder, operator)
+	}
+	if err := o.Validate(a); err != nil {
+		return Report{}, err
+	}
+	if !s.begin() {
+		return Report{}, fmt.Errorf("%w: the consumer is stopping", ErrUnavailable)
+	}
+	defer s.orders.Done()
+	return s.carry(operator, a, o)
+}
+
+// carry carries out a valid order within the service's timeout.
+func (s *Service) carry(operator string, a Action, o Order) (Report, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	return s.Do(ctx, operator, a, o)
 }
 
 // Do carries out a valid order of operator.
