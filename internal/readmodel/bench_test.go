@@ -212,7 +212,9 @@ func benchResult(i, n int, end time.Time) messages.Result {
 	return r
 }
 
-func benchRecord(r messages.Result) string { return "QUA" + strings.TrimPrefix(r.UpstreamRequestID, "2026") }
+func benchRecord(r messages.Result) string {
+	return "QUA" + strings.TrimPrefix(r.UpstreamRequestID, "2026")
+}
 
 // timeIt runs f k times and returns the slowest.
 func timeIt(tb testing.TB, k int, f func() error) time.Duration {
