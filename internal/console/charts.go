@@ -46,10 +46,17 @@ type Segment struct {
 	Title string
 }
 
-// Line is one series of points.
+// Line is one series of points, drawn as a line through dots.
 type Line struct {
 	Class  string
 	Points string
+	Dots   []Dot
+}
+
+// Dot is one point of a line, with what it says.
+type Dot struct {
+	X, Y  float64
+	Title string
 }
 
 // Tick labels an hour on the x axis.
@@ -136,14 +143,19 @@ func charts(hours []readmodel.Hour, now time.Time) []Chart {
 		latency.Max = 1
 	}
 	for _, api := range apis {
+		line := Line{Class: cssClass(api)}
 		var pts []string
 		for i := range chartHours {
 			if v, ok := byHour[i].MeanMS[api]; ok {
-				pts = append(pts, fmt.Sprintf("%d,%.1f", i*barWidth+barWidth/2, chartHeight-v/latency.Max*chartHeight))
+				d := Dot{X: float64(i*barWidth + barWidth/2), Y: chartHeight - v/latency.Max*chartHeight,
+					Title: fmt.Sprintf("%s UTC · %s: %.1f ms", start.Add(time.Duration(i)*time.Hour).Format("01-02 15:00"), api, v)}
+				line.Dots = append(line.Dots, d)
+				pts = append(pts, fmt.Sprintf("%.0f,%.1f", d.X, d.Y))
 			}
 		}
 		if len(pts) > 0 {
-			latency.Lines = append(latency.Lines, Line{Class: cssClass(api), Points: strings.Join(pts, " ")})
+			line.Points = strings.Join(pts, " ")
+			latency.Lines = append(latency.Lines, line)
 		}
 	}
 	return []Chart{byStatus, byAPI, latency, holds}

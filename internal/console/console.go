@@ -161,7 +161,9 @@ func headers(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// Not no-referrer: a browser then sends "Origin: null" with the
+		// console's own forms, which the same-origin check refuses.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
 		if len(r.URL.Path) < 8 || r.URL.Path[:8] != "/static/" {
 			h.Set("Cache-Control", "no-store")

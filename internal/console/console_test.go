@@ -51,8 +51,10 @@ func (f ordersFunc) Give(operator string, a control.Action, o control.Order) (co
 	return f(operator, a, o)
 }
 
-// deployment is a pipeline whose vendor cuts every call off (ambiguous),
-// its read model, and a console in front of both.
+// deployment is a pipeline whose vendor (the simulator) cuts off every
+// call of an id that starts with "amb" (ambiguous) and fails those of
+// "down" (transient), each request delivered once; its read model, and a
+// console in front of both.
 type deployment struct {
 	p     *filingtest.Pipeline
 	srv   *httptest.Server
@@ -71,9 +73,15 @@ func hash(tb testing.TB, pw string) string {
 func deploy(t *testing.T) *deployment {
 	t.Helper()
 	js, nc, _ := natstest.JetStream(t)
-	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(filing.Dispatcher) filing.Dispatcher {
-		return filingtest.DispatcherFunc(func(context.Context, *messages.Request) (dispatch.Outcome, error) {
-			return dispatch.Outcome{}, fmt.Errorf("cut off: %w", retry.ErrAmbiguous)
+	p := filingtest.New(t, filingtest.Options{NC: nc, MaxDeliver: 1, Upstream: func(real filing.Dispatcher) filing.Dispatcher {
+		return filingtest.DispatcherFunc(func(ctx context.Context, req *messages.Request) (dispatch.Outcome, error) {
+			switch {
+			case strings.HasPrefix(req.ID, "amb"):
+				return dispatch.Outcome{}, fmt.Errorf("cut off: %w", retry.ErrAmbiguous)
+			case strings.HasPrefix(req.ID, "down"):
+				return dispatch.Outcome{}, fmt.Errorf("SystemError: %w", retry.ErrTransient)
+			}
+			return real.Dispatch(ctx, req)
 		})
 	}})
 	p.Run()
@@ -164,7 +172,8 @@ func (b *browser) signIn(name, pw string) string {
 	return m[1]
 }
 
-// ambiguous files id, cut off, and waits until the model lists it.
+// ambiguous files id ("amb..." cut off, "down..." failing), and waits
+// until the work list shows its dead letter.
 func (d *deployment) ambiguous(t *testing.T, b *browser, id string) {
 	t.Helper()
 	d.p.Publish(messages.APIVMSAddQualification, id, filingtest.Example(t, messages.APIVMSAddQualification, id))
@@ -177,7 +186,7 @@ func (d *deployment) ambiguous(t *testing.T, b *browser, id string) {
 	filingtest.WaitFor(t, 15*time.Second, id+" listed as ambiguous, with its dead letter", func() bool {
 		_, _, page := b.do("GET", "/work", nil, nil)
 		last = page
-		return strings.Contains(page, ">"+id+"<") && strings.Contains(page, `id="ambiguous"`) && strings.Count(page, `name="seq"`) >= 1
+		return strings.Contains(page, ">"+id+"<") && (strings.HasPrefix(id, "down") || strings.Contains(page, `id="ambiguous"`)) && strings.Count(page, `name="seq"`) >= 1
 	})
 }
 

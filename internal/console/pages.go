@@ -322,7 +322,8 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	a := control.Action(r.PostFormValue("action"))
 	o := control.Order{RequestID: r.PostFormValue("id"), Tenant: r.PostFormValue("tenant"), Reason: strings.TrimSpace(r.PostFormValue("reason")),
-		Decision: messages.Decision(r.PostFormValue("decision")), Record: strings.TrimSpace(r.PostFormValue("record"))}
+		Decision: messages.Decision(r.PostFormValue("decision")), Record: strings.TrimSpace(r.PostFormValue("record")),
+		Force: r.PostFormValue("force") == "yes"}
 	if seq := r.PostFormValue("seq"); seq != "" {
 		n, err := strconv.ParseUint(seq, 10, 64)
 		if err != nil {
