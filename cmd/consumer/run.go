@@ -204,7 +204,7 @@ func (f *flags) config(getenv func(string) string) (*config.Config, error) {
 	case cfg.NATS.URL == "" && !f.embedded && !f.sandbox:
 		return nil, errNoNATS
 	case cfg.NATS.URL != "" && f.embedded:
-		return nil, errors.New("--embedded with a NATS URL configured (--nats-url, QUALFILE_NATS_URL or nats.url): choose one")
+		return nil, errors.New("--embedded with a NATS URL configured (--nats-url, QUALFILE_NATS_URL, NATS_URL or nats.url): choose one")
 	}
 	return cfg, checkSandbox(f.sandbox, f.sandboxExternal, cfg.NATS.URL)
 }
@@ -216,7 +216,7 @@ func checkSandbox(sandbox, external bool, natsURL string) error {
 	case external && !sandbox:
 		return errExternalWithoutSandbox
 	case sandbox && natsURL != "" && !external:
-		return fmt.Errorf("%w: a NATS URL is configured (--nats-url, QUALFILE_NATS_URL or nats.url), and the simulator would take and answer the requests queued there, real ones included; "+
+		return fmt.Errorf("%w: a NATS URL is configured (--nats-url, QUALFILE_NATS_URL, NATS_URL or nats.url), and the simulator would take and answer the requests queued there, real ones included; "+
 			"remove the URL to use the embedded server, or add --sandbox-with-external-nats if that server only holds test traffic", errSandboxExternalNATS)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http/cookiejar"
 
 	"net/http"
 	"os"
@@ -51,11 +52,12 @@ func (b *syncBuffer) String() string {
 // consumer with an embedded server and the sandbox files every example and
 // rejects every invalid one, serves its admin endpoints, and stops cleanly.
 func TestRunSandboxQuickStart(t *testing.T) {
-	natsAddr, adminAddr := natstest.FreeAddr(t), natstest.FreeAddr(t)
+	natsAddr, adminAddr, consoleAddr := natstest.FreeAddr(t), natstest.FreeAddr(t), natstest.FreeAddr(t)
 	env := map[string]string{
 		"QUALFILE_EMBEDDED_LISTEN": natsAddr,
 		"QUALFILE_STORE_DIR":       t.TempDir(),
 		"QUALFILE_ADMIN_LISTEN":    adminAddr,
+		"QUALFILE_CONSOLE_LISTEN":  consoleAddr,
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,6 +155,32 @@ func TestRunSandboxQuickStart(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), c.want) {
 			t.Errorf("GET %s: %d, want %q in\n%.2000s", c.path, resp.StatusCode, c.want, body)
 		}
+	}
+
+	// The console, signed in to by the one-time link in the log, lists
+	// every example.
+	link := regexp.MustCompile(`"url":"(http://[^"]+/signin/once\?token=[^"]+)"`).FindStringSubmatch(stderr.String())
+	if link == nil {
+		t.Fatalf("no one-time sign-in link in the log:\n%s", stderr.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		resp, err := browser.Get(link[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Count(string(page), `href="/filing?`) == sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console's list (%d): %s", resp.StatusCode, page)
+		}
+		link[1] = "http://" + consoleAddr + "/filings" // the link works once; the session stays
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	cancel()

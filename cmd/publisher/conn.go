@@ -44,7 +44,11 @@ func newConnFlagSet(name string, getenv func(string) string, stdout, stderr io.W
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate file to verify the server")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate file")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key file")
-	fs.StringVar(&c.prefix, "prefix", messages.DefaultPrefix, "subject prefix")
+	prefix := getenv("QUALFILE_SUBJECT_PREFIX")
+	if prefix == "" {
+		prefix = messages.DefaultPrefix
+	}
+	fs.StringVar(&c.prefix, "prefix", prefix, "subject prefix (env QUALFILE_SUBJECT_PREFIX, as the consumer reads it)")
 	fs.StringVar(&c.inbox, "inbox-prefix", getenv("QUALFILE_INBOX_PREFIX"),
 		"inbox prefix of the connection, as `publisher permissions` prints it for the role of the credentials (env QUALFILE_INBOX_PREFIX; default _INBOX.<prefix>.submitter for send, .operator for dead and resolve, .auditor for trail)")
 	fs.StringVar(&c.tenant, "tenant", getenv("QUALFILE_TENANT"), "the tenant whose requests, results and trails these are (env QUALFILE_TENANT; default the default tenant, whose subjects carry none)")

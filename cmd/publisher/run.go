@@ -16,6 +16,10 @@ const usageText = `usage:
   publisher send --api API --file FILE|- [--account NAME] [--id ID] [--wait [--timeout 60s]]
   publisher validate --api API --file FILE|-
   publisher trail --id ID [--output text|json]
+  publisher list [--status S] [--api API] [--tenants all] [--account A] [--from T] [--to T] [--q TEXT] [--output table|json]
+  publisher proof --id ID > proof.json
+  publisher verify --file proof.json
+  publisher hash-password < password.txt
   publisher dead list
   publisher dead show (--id ID | --seq N) [--raw]
   publisher dead rm (--id ID | --seq N) --reason WHY
@@ -27,7 +31,7 @@ operators' orders (dead rm, dead replay, resolve) are carried out by the consume
   and recorded in the trail: --operator NAME (default $QUALFILE_OPERATOR) is the
   name your NATS permissions bind.
 
-connection flags (send, dead, resolve): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
+connection flags (send, trail, list, proof, verify, dead, resolve): --nats-url URL (default $QUALFILE_NATS_URL, $NATS_URL
   or nats://127.0.0.1:4222), --context NAME (a nats CLI context, or $NATS_CONTEXT),
   --creds FILE, --nkey FILE, --tls-ca FILE, --tls-cert FILE, --tls-key FILE,
   --prefix PREFIX (default filing), --inbox-prefix PREFIX (the inbox of the
@@ -51,6 +55,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runResolve(ctx, args[1:], getenv, stdout, stderr)
 	case "trail":
 		return runTrail(ctx, args[1:], getenv, stdout, stderr)
+	case "list":
+		return runList(ctx, args[1:], getenv, stdout, stderr)
+	case "proof":
+		return runProof(ctx, args[1:], getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "hash-password":
+		return runHashPassword(args[1:], stdin, stdout, stderr)
 	case "dead":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usageText)

@@ -192,7 +192,7 @@ type ConsoleConfig struct {
 	// serves it on 127.0.0.1:8089 unless set).
 	Listen string `yaml:"listen"`
 	// Store is the SQLite file of its read model, a cache rebuilt from
-	// the streams (default ./data/console.db).
+	// the streams (default console.db in embedded.store_dir, ./data).
 	Store string `yaml:"store"`
 	// Session is how long a sign-in lasts (default 8h).
 	Session time.Duration `yaml:"session"`
@@ -269,7 +269,7 @@ type DouyinAccount struct {
 func Default() *Config {
 	c := &Config{
 		Admin:     AdminConfig{Listen: "127.0.0.1:9090"},
-		Console:   ConsoleConfig{Store: "./data/console.db", Session: 8 * time.Hour},
+		Console:   ConsoleConfig{Session: 8 * time.Hour},
 		Reconcile: ReconcileConfig{Enabled: true, Refile: true},
 		Streams:   StreamsConfig{RedactResults: true},
 		Consumer: ConsumerConfig{

@@ -120,6 +120,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	boolean := func(name string, dst *bool) { envVar(getenv, &errs, name, dst, strconv.ParseBool, "true or false") }
 
+	str("NATS_URL", &c.NATS.URL) // the nats tools' variable, which the publisher honours too
 	str("QUALFILE_NATS_URL", &c.NATS.URL)
 	str("QUALFILE_NATS_CREDS", &c.NATS.CredsFile)
 	str("QUALFILE_NATS_NKEY", &c.NATS.NkeyFile)

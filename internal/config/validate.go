@@ -395,9 +395,6 @@ func (c *Config) validateConsole(v *validator) {
 	cc := c.Console
 	if cc.Listen != "" {
 		v.hostPort("console.listen", cc.Listen)
-		if cc.Store == "" {
-			v.add("console.store", "required when console.listen is set: the file of the console's read model")
-		}
 	}
 	v.positive("console.session", cc.Session)
 	if h := cc.TrustedHeader; h != "" && !headerPattern.MatchString(h) {

@@ -25,6 +25,9 @@ const followPause = 5 * time.Second
 // to the control service.
 func (c *Consumer) startConsole(ctx context.Context, orders *control.Service) (stop func(), err error) {
 	cc := c.cfg.Console
+	if cc.Store == "" {
+		cc.Store = filepath.Join(c.cfg.Embedded.StoreDir, "console.db")
+	}
 	if err := os.MkdirAll(filepath.Dir(cc.Store), 0o750); err != nil {
 		return nil, fmt.Errorf("console store: %w", err)
 	}

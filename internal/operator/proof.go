@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -185,6 +186,20 @@ func VerifyProof(ctx context.Context, js jetstream.JetStream, p Proof) ([]Proble
 	if p.digest() != p.Digest {
 		out = append(out, Problem{What: "the digest is not that of the proof's messages: the proof was changed"})
 	}
+	// The outcome stated is the one its results give.
+	var results []messages.Result
+	for _, m := range p.Messages {
+		var r messages.Result
+		if strings.HasSuffix(m.Stream, "_RESULTS") {
+			if json.Unmarshal(m.Data, &r) == nil {
+				results = append(results, r)
+			}
+		}
+	}
+	want, found := InForce(results)
+	if found != (p.Outcome != nil) || found && !sameJSON(mustJSON(want), mustJSON(*p.Outcome)) {
+		out = append(out, Problem{What: "the outcome stated is not the one its results give"})
+	}
 	streams := map[string]jetstream.Stream{}
 	for _, m := range p.Messages {
 		bad := func(format string, args ...any) {
@@ -221,6 +236,11 @@ func VerifyProof(ctx context.Context, js jetstream.JetStream, p Proof) ([]Proble
 		}
 	}
 	return out, nil
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // sameJSON reports whether a and b are the same JSON value.

@@ -534,3 +534,62 @@ func bound(s string, n int) string {
 
 // term is a value as a search finds it: lower case, at most 256 bytes.
 func term(s string) string { return bound(strings.ToLower(strings.TrimSpace(s)), 256) }
+
+// CatchUp follows the streams until the model holds every message they
+// held when it began (a command's one look, as `publisher list` takes
+// it), then stops.
+func (m *Model) CatchUp(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type end struct {
+		last    uint64
+		deleted map[uint64]bool
+	}
+	ends := map[string]end{}
+	for _, name := range []string{m.streams.Results, m.streams.Audit, m.streams.Dead} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("readmodel: stream %s: %w", name, err)
+		}
+		info, err := s.Info(ctx, jetstream.WithDeletedDetails(true))
+		if err != nil {
+			return fmt.Errorf("readmodel: stream %s: %w", name, err)
+		}
+		e := end{last: info.State.LastSeq, deleted: map[uint64]bool{}}
+		for _, seq := range info.State.Deleted {
+			e.deleted[seq] = true
+		}
+		ends[name] = e
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Follow(ctx, js) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err == nil {
+				err = ctx.Err()
+			}
+			return err
+		case <-tick.C:
+		}
+		applied, err := m.Applied(ctx)
+		if err != nil {
+			return err
+		}
+		caught := true
+		for name, e := range ends {
+			// Caught up once applied to the end, or to a run of deleted
+			// messages that ends it.
+			for seq := applied[name] + 1; seq <= e.last && caught; seq++ {
+				caught = e.deleted[seq]
+			}
+		}
+		if caught {
+			cancel()
+			<-done
+			return nil
+		}
+	}
+}

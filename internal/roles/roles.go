@@ -200,7 +200,8 @@ func For(g Grantee, s messages.Subjects) (Permissions, error) {
 		for _, stream := range []string{st.Results, st.Audit, st.Dead} {
 			read("read results, trails and dead letters", stream)
 		}
-		pub("read the ledger (trails)", "$JS.API.STREAM.INFO.KV_"+b.Ledger, "$JS.API.STREAM.MSG.GET.KV_"+b.Ledger, "$JS.API.DIRECT.GET.KV_"+b.Ledger+".>")
+		pub("read the ledger (trails; a proof's entry by its sequence)", "$JS.API.STREAM.INFO.KV_"+b.Ledger, "$JS.API.STREAM.MSG.GET.KV_"+b.Ledger,
+			"$JS.API.DIRECT.GET.KV_"+b.Ledger, "$JS.API.DIRECT.GET.KV_"+b.Ledger+".>")
 		read("read dead-letter bodies kept in the object store", "OBJ_"+b.Objects)
 		pub("flow control of those reads", "$JS.FC.OBJ_"+b.Objects+".>")
 		if r == Operator {

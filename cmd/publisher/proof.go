@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/qualfile/qualfile/internal/operator"
+)
+
+// runProof prints the proof of one filing (operator.ReadProof) as JSON.
+func runProof(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, conn := newConnFlagSet("proof", getenv, stdout, stderr)
+	id := fs.String("id", "", "the request id (required)")
+	by := fs.String("exported-by", getenv("USER"), "who exports it, as the proof records")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if *id == "" {
+		return usagef("--id is required")
+	}
+	nc, js, err := conn.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p, err := operator.ReadProof(ctx, js, conn.subjects(), *id, time.Now())
+	if err != nil {
+		return err
+	}
+	if len(p.Messages) == 0 {
+		fmt.Fprintf(stderr, "publisher: no stored message of %q\n", *id)
+		return exitError(1)
+	}
+	p.ExportedBy = *by
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+// runVerify checks a proof against the streams: exit status 0 when every
+// message it names is stored as it says and its digest holds, 1 with each
+// difference otherwise.
+func runVerify(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, conn := newConnFlagSet("verify", getenv, stdout, stderr)
+	file := fs.String("file", "", "the proof, as the console or `publisher proof` exported it; - reads stdin (required)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	var data []byte
+	var err error
+	switch *file {
+	case "":
+		return usagef("--file is required")
+	case "-":
+		data, err = io.ReadAll(io.LimitReader(stdin, 64<<20))
+	default:
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return err
+	}
+	var p operator.Proof
+	if err := json.Unmarshal(data, &p); err != nil {
+		return fmt.Errorf("%s: not a proof: %w", *file, err)
+	}
+	nc, js, err := conn.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	problems, err := operator.VerifyProof(ctx, js, p)
+	if err != nil {
+		return fmt.Errorf("reading the streams: %w", err)
+	}
+	if len(problems) == 0 {
+		fmt.Fprintf(stdout, "verified: the proof of %q (%d messages, digest %s) is what the streams hold\n", p.RequestID, len(p.Messages), p.Digest)
+		return nil
+	}
+	for _, pr := range problems {
+		if pr.Stream != "" {
+			fmt.Fprintf(stdout, "%s %d: %s\n", pr.Stream, pr.Seq, pr.What)
+		} else {
+			fmt.Fprintln(stdout, pr.What)
+		}
+	}
+	fmt.Fprintf(stdout, "NOT verified: %d difference(s)\n", len(problems))
+	return exitError(1)
+}
