@@ -272,7 +272,7 @@ func connect(url string, cfg *config.Config, getenv func(string) string, log *za
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(url), err)
 	}
 	return nc, nil
 }

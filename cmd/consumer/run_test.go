@@ -26,6 +26,7 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/natstest"
+	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -354,5 +355,17 @@ func TestNATSErrorsGoToTheLog(t *testing.T) {
 	nc.Opts.AsyncErrorCB(nc, nil, errors.New(`nats: permissions violation: Permissions Violation for Publish to "x"`))
 	if got := logs.FilterMessage("NATS reported an error").Len(); got != 1 {
 		t.Errorf("%d log lines, want 1", got)
+	}
+}
+
+// TestAnUnreachableServerIsNamed: the error names the server; NATS_URL
+// is read as the publisher reads it.
+func TestAnUnreachableServerIsNamed(t *testing.T) {
+	env := map[string]string{"NATS_URL": "nats://127.0.0.1:1", "QUALFILE_ADMIN_LISTEN": natstest.FreeAddr(t),
+		"TEST_VOLC_SK": sandbox.DefaultSecretAccessKey, "TEST_DOUYIN_SECRET": sandbox.DefaultAppSecret}
+	var stdout, stderr syncBuffer
+	err := run(context.Background(), []string{"--config", writeConfig(t, "", "http://127.0.0.1:1")}, func(k string) string { return env[k] }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "connect to NATS at nats://127.0.0.1:1") {
+		t.Fatalf("run: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/roles"
 	"github.com/qualfile/qualfile/messages"
 )
@@ -167,7 +168,7 @@ func (c *connFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 	opts = append(opts, nats.CustomInboxPrefix(inbox))
 	nc, err := nats.Connect(c.url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", c.url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(c.url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

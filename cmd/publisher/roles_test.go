@@ -166,6 +166,15 @@ func TestRolesOnARealServer(t *testing.T) {
 	if !strings.Contains(out, `"status": "succeeded"`) {
 		t.Errorf("the submitter's send --wait: %s", out)
 	}
+	// Sent again: the copy is dropped, and its stored result read by
+	// subject, as the submitter may.
+	if again := ok(roles.Submitter, "send", "--api", "vms.add_qualification", "--file", examplePath("vms.add_qualification.json"), "--wait"); again != out {
+		t.Errorf("the submitter's copy sent --wait: %s, want the first result %s", again, out)
+	}
+	// The auditor lists the filings, and finds this one by its merchant.
+	if got := ok(roles.Auditor, "list", "--cache", filepath.Join(t.TempDir(), "list.db"), "--q", "m-1001"); !strings.Contains(got, "example-vms-add-0001") {
+		t.Errorf("the auditor's list: %s", got)
+	}
 	// Its files handed over on the file stream (every fileContent longer
 	// than 64 bytes), fetched by the consumer.
 	out = ok(roles.Submitter, "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--inline-max", "64", "--wait")

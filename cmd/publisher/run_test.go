@@ -138,7 +138,7 @@ func TestSendNDJSONBarePayloads(t *testing.T) {
 // TestSendWait answers requests like a consumer would and checks the exit
 // status: 0 when succeeded, 1 when failed.
 func TestSendWait(t *testing.T) {
-	_, nc, url := setup(t)
+	js, nc, url := setup(t)
 	var status atomic.Value // read by the subscription's goroutine
 	status.Store(messages.StatusSucceeded)
 	sub, err := nc.Subscribe("filing.request.>", func(m *nats.Msg) {
@@ -147,6 +147,7 @@ func TestSendWait(t *testing.T) {
 			return
 		}
 		data, _ := json.Marshal(messages.Result{RequestID: req.ID, API: req.API, Status: status.Load().(messages.Status), Attempts: 1, Result: json.RawMessage(`{"id":9007199254740993}`)})
+		_, _ = js.Publish(context.Background(), messages.Subjects{}.ResultFor(req.API, req.ID), data)
 		_ = nc.Publish(req.ReplyTo, data)
 	})
 	if err != nil {
@@ -157,9 +158,11 @@ func TestSendWait(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"id": 9007199254740993`) || !strings.Contains(errOut, "published example-sms-apply-0001") {
 		t.Fatalf("succeeded: %d\n%s\n%s", code, out, errOut)
 	}
-	// The same id again: dropped as a duplicate, not awaited in vain.
-	if code, _, errOut = cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--wait", "--timeout", "5s"); code != 2 || !strings.Contains(errOut, "already published") {
-		t.Fatalf("duplicate: %d %s", code, errOut)
+	// The same id again: dropped as a duplicate, its stored result read
+	// and printed (the README's loop after its quick start).
+	if code, out, errOut = cli(t, url, "", "send", "--api", "sms.apply_signature_ident", "--file", examplePath("sms.apply_signature_ident.json"), "--wait", "--timeout", "5s"); code != 0 ||
+		!strings.Contains(errOut, "already published") || !strings.Contains(out, `"id": 9007199254740993`) {
+		t.Fatalf("duplicate: %d %s %s", code, out, errOut)
 	}
 	// Several requests, one JSON line per result, and a summary.
 	b, _ := os.ReadFile(examplePath("sms.apply_signature_ident.json"))
@@ -447,6 +450,12 @@ func TestTrail(t *testing.T) {
 	if code, out, _ = cli(t, url, "", "trail", "--id", "never-sent"); code != 1 || !strings.Contains(out, "nothing known") {
 		t.Errorf("an unknown id: %d %s", code, out)
 	}
+	// An id that breaks the rules: its rejection is found all the same.
+	p.Publish(messages.APIVMSAddQualification, "x", []byte(`{"id":"not a valid/id","api":"vms.add_qualification","payload":{}}`))
+	p.WaitResults(3, 15*time.Second)
+	if code, out, _ = cli(t, url, "", "trail", "--id", "not a valid/id"); code != 0 || !strings.Contains(out, "result: rejected") || !strings.Contains(out, "never in the ledger") {
+		t.Errorf("an id that breaks the rules: %d %s", code, out)
+	}
 }
 
 // TestSendResubmitsAChangedRequest: a changed request sent again under
@@ -474,5 +483,21 @@ func TestSendResubmitsAChangedRequest(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &p); code != 0 || err != nil || p.ID != "fixed-1" || p.Duplicate != tc.dup {
 			t.Fatalf("send %d: %d %q %s: want duplicate %v", i+1, code, out, errOut, tc.dup)
 		}
+	}
+}
+
+// TestErrorsNameTheCause: a prefix no stream takes and a server that
+// cannot be reached are said so, naming the subject and the server
+// (its password not).
+func TestErrorsNameTheCause(t *testing.T) {
+	_, _, url := setup(t)
+	send := []string{"send", "--api", "vms.add_qualification", "--file", examplePath("vms.add_qualification.json")}
+	if code, _, errOut := cli(t, url, "", append(send, "--prefix", "wrong")...); code == 0 ||
+		!strings.Contains(errOut, "no stream stores wrong.request.vms.add_qualification") || !strings.Contains(errOut, "QUALFILE_SUBJECT_PREFIX") {
+		t.Errorf("a wrong prefix: %d %s", code, errOut)
+	}
+	if code, _, errOut := cli(t, "", "", append(send, "--nats-url", "nats://qualfile:s3cret@127.0.0.1:1")...); code == 0 ||
+		!strings.Contains(errOut, "127.0.0.1:1") || strings.Contains(errOut, "s3cret") {
+		t.Errorf("an unreachable server: %d %s", code, errOut)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -78,9 +79,8 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	enc.SetEscapeHTML(false)
 	subject := conn.subjects().Request(api)
 	store := &files.Chunks{JS: js, Stream: queue.StreamNames(conn.subjects()).Files, Subject: conn.subjects().Files()}
-	pending := map[string]bool{}
-	dupes := 0
-	sum := &summary{progress: progressTo(stderr, len(docs))}
+	pending, stored := map[string]bool{}, map[string]string{}
+	sum := &summary{progress: progressTo(stderr, len(docs)), since: time.Now()}
 	defer sum.print(stderr, len(docs), *wait)
 	for i, doc := range docs {
 		sum.show("published %d of %d", i, len(docs))
@@ -96,15 +96,17 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		sum.show("", 0, 0) // the progress line gives way to any other line
 		if *wait {
-			fmt.Fprintf(stderr, "published %s to %s (stream %s seq %d)\n", id, subject, ack.Stream, ack.Sequence)
-			if ack.Duplicate {
-				// The first copy's result went to the first sender's reply
-				// subject; this one would wait in vain.
-				fmt.Fprintf(stderr, "publisher: an identical copy of %s was already published within the duplicate window; this copy was dropped. Its result is on %s\n", id, conn.subjects().ResultFor(api, id))
-				dupes++
-				continue
+			if sum.progress == nil { // on a terminal, the progress line says it
+				fmt.Fprintf(stderr, "published %s to %s (stream %s seq %d)\n", id, subject, ack.Stream, ack.Sequence)
 			}
 			pending[id] = true
+			if ack.Duplicate {
+				// The first copy's result went to the first sender's reply
+				// subject: this one's is read where results are stored.
+				sum.show("", 0, 0)
+				fmt.Fprintf(stderr, "publisher: an identical copy of %s was already published within the duplicate window; this copy was dropped, and its result is read from %s\n", id, conn.subjects().ResultFor(api, id))
+				stored[id] = conn.subjects().ResultFor(api, id)
+			}
 		} else if err := enc.Encode(p); err != nil {
 			return err
 		}
@@ -112,13 +114,21 @@ func runSend(ctx context.Context, args []string, getenv func(string) string, std
 	if !*wait {
 		return nil
 	}
-	if err := waitResults(ctx, results, pending, *timeout, *output == "json", sum, stdout, stderr); err != nil {
-		return err
+	lookup := storedResult(nc, queue.StreamNames(conn.subjects()).Results)
+	return waitResults(ctx, results, pending, stored, lookup, *timeout, *output == "json", sum, stdout, stderr)
+}
+
+// storedResult reads the last result stored on a subject of the results
+// stream, as a submitter may (a direct get by subject); found is false
+// while there is none.
+func storedResult(nc *nats.Conn, stream string) func(subject string) (data []byte, found bool) {
+	return func(subject string) ([]byte, bool) {
+		m, err := nc.Request("$JS.API.DIRECT.GET."+stream+"."+subject, nil, 2*time.Second)
+		if err != nil || m.Header.Get("Status") != "" || len(m.Data) == 0 {
+			return nil, false
+		}
+		return m.Data, true
 	}
-	if dupes > 0 {
-		return exitError(2) // some results could not be awaited
-	}
-	return nil
 }
 
 // sendOptions say how publishOne sends a request.
@@ -164,7 +174,11 @@ func publishOne(ctx context.Context, js jetstream.JetStream, store *files.Chunks
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(req.MsgID(o.tenant)))
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
+		return "", nil, fmt.Errorf("publish %s: no stream stores %s: is the consumer running, with the subject prefix %q (subjects.prefix; here --prefix or QUALFILE_SUBJECT_PREFIX)? (%w)",
+			id, o.subject, strings.SplitN(o.subject, ".request.", 2)[0], err)
+	case err != nil:
 		return "", nil, fmt.Errorf("publish %s: %w", id, err)
 	}
 	return id, ack, nil
@@ -172,17 +186,40 @@ func publishOne(ctx context.Context, js jetstream.JetStream, store *files.Chunks
 
 // waitResults prints each awaited result; it fails with status 1 when any
 // is not succeeded and 2 when the wait times out.
-func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[string]bool, timeout time.Duration, lines bool, sum *summary, stdout, stderr io.Writer) error {
+func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[string]bool, stored map[string]string, lookup func(string) ([]byte, bool),
+	timeout time.Duration, lines bool, sum *summary, stdout, stderr io.Writer) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
 	failed := false
 	total := len(pending)
+	sum.restart()
 	for len(pending) > 0 {
 		sum.show("results %d of %d", total-len(pending), total)
+		var data []byte
 		select {
 		case m := <-results:
+			data = m.Data
+		case <-poll.C:
+			for id, subject := range stored {
+				if d, ok := lookup(subject); ok {
+					data = d
+					delete(stored, id)
+					break
+				}
+			}
+		case <-timer.C:
+			sum.timedOut = len(pending)
+			sum.show("", 0, 0)
+			fmt.Fprintf(stderr, "publisher: no result within %s for %d request(s)\n", timeout, len(pending))
+			return exitError(2)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		{
 			var r messages.Result
-			if err := json.Unmarshal(m.Data, &r); err != nil || !pending[r.RequestID] {
+			if err := json.Unmarshal(data, &r); err != nil || !pending[r.RequestID] {
 				continue
 			}
 			delete(pending, r.RequestID)
@@ -193,9 +230,9 @@ func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[stri
 			}
 			var err error
 			if lines {
-				_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(m.Data))
+				_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(data))
 			} else {
-				err = writeIndented(stdout, m.Data)
+				err = writeIndented(stdout, data)
 			}
 			if err != nil {
 				return err
@@ -204,13 +241,6 @@ func waitResults(ctx context.Context, results <-chan *nats.Msg, pending map[stri
 			if r.Status != messages.StatusSucceeded {
 				failed = true
 			}
-		case <-timer.C:
-			sum.timedOut = len(pending)
-			sum.show("", 0, 0)
-			fmt.Fprintf(stderr, "publisher: no result within %s for %d request(s)\n", timeout, len(pending))
-			return exitError(2)
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	if failed {
@@ -244,7 +274,12 @@ func apiNames() string {
 type summary struct {
 	sent, duplicates, succeeded, rejected, failed, timedOut int
 	progress                                                io.Writer
+	since                                                   time.Time // of the stage the progress line counts
 }
+
+// restart starts the rate and the estimate anew (the results, after the
+// sending).
+func (s *summary) restart() { s.since = time.Now() }
 
 func (s *summary) count(st messages.Status) {
 	switch st {
@@ -267,7 +302,12 @@ func (s *summary) show(format string, n, of int) {
 		fmt.Fprint(s.progress, "\r\033[K")
 		return
 	}
-	fmt.Fprintf(s.progress, "\r\033[K"+format, n, of)
+	line := fmt.Sprintf(format, n, of)
+	if el := time.Since(s.since); n > 0 && el > 0 {
+		rate := float64(n) / el.Seconds()
+		line += fmt.Sprintf(" · %.0f/s · %s left", rate, time.Duration(float64(of-n)/rate*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprint(s.progress, "\r\033[K"+line)
 }
 
 // print ends a send of several requests with one line on stderr.

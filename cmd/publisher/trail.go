@@ -81,6 +81,8 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	if e := t.Entry; e != nil {
 		out.Ledger = &ledgerJSON{State: e.State, Attempts: e.Attempts, Owner: e.Owner, UpdatedAt: e.UpdatedAt, Supersedes: e.Supersedes}
 		out.Result = e.Result
+	} else if _, err := ledger.Key(conn.tenant, *id); err != nil {
+		out.Note = "an id that breaks the id rules is rejected, never in the ledger"
 	} else if len(t.Events) > 0 {
 		out.Note = "the ledger no longer has this id (ledger.max_age); the audit events remain"
 	}

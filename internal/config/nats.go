@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -107,4 +109,21 @@ func readable(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// RedactURLs is a comma-separated list of server URLs with any password
+// or token in them replaced, for an error message or a log line.
+func RedactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			p = u.Redacted()
+			if _, hasPw := u.User.Password(); !hasPw {
+				p = strings.Replace(p, u.User.Username()+"@", "xxxxx@", 1) // a token in the user part
+			}
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
 }

@@ -49,8 +49,15 @@ type TrailLedger interface {
 // by subject (messages.Subjects.AuditOf): the server delivers only that
 // request's events, so the answer does not grow with the audit stream. A
 // nil led skips the ledger.
+//
+// An id that broke the id rules (rejected, never in the ledger) is found
+// as its results and events name it: cut to messages.MaxIDLen.
 func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, subjects messages.Subjects, id string) (Trail, error) {
 	t := Trail{RequestID: id}
+	id = messages.Truncate(id, messages.MaxIDLen)
+	if _, err := ledger.Key(subjects.Tenant, id); err != nil {
+		led = nil // no entry can have such an id
+	}
 	if led != nil {
 		e, err := led.Get(ctx, subjects.Tenant, id)
 		switch {
