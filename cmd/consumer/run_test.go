@@ -26,8 +26,8 @@ import (
 
 	"github.com/qualfile/qualfile/internal/config"
 	"github.com/qualfile/qualfile/internal/natstest"
-	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/internal/roles"
+	"github.com/qualfile/qualfile/internal/sandbox"
 	"github.com/qualfile/qualfile/messages"
 )
 
