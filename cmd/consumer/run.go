@@ -87,8 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer sb.Close()
 		log.Info("sandbox started", zap.String("url", sb.URL()))
-		if cfg.Console.Listen == "" {
-			cfg.Console.Listen = sandboxConsole
+		if cfg.Console.Listen == "" && !f.sandboxExternal {
+			cfg.Console.Listen = sandboxConsole // the quick start's: its store beside the embedded server's
 		}
 		accounts = cfg.WithSandbox(sb.URL(), sandbox.DefaultAccessKeyID, sandbox.DefaultSecretAccessKey, sandbox.DefaultAppID, sandbox.DefaultAppSecret)
 	}

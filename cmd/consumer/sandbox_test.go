@@ -52,8 +52,7 @@ func TestRunSandboxRefusesExternalNATS(t *testing.T) {
 // a configured server, and the consumer says so in its log.
 func TestRunSandboxWithExternalNATS(t *testing.T) {
 	srv := natstest.Server(t)
-	env := map[string]string{"QUALFILE_ADMIN_LISTEN": natstest.FreeAddr(t), "QUALFILE_NATS_URL": srv.ClientURL(),
-		"QUALFILE_CONSOLE_LISTEN": natstest.FreeAddr(t), "QUALFILE_CONSOLE_STORE": filepath.Join(t.TempDir(), "console.db")}
+	env := map[string]string{"QUALFILE_ADMIN_LISTEN": natstest.FreeAddr(t), "QUALFILE_NATS_URL": srv.ClientURL()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncBuffer
