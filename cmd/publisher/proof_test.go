@@ -72,6 +72,9 @@ func TestAnAuditorListsExportsAndVerifies(t *testing.T) {
 				}
 			}
 		},
+		"an event changed": func(p *operator.Proof) {
+			p.Messages[0].Data = json.RawMessage(strings.Replace(string(p.Messages[0].Data), `"received"`, `"rejected"`, 1))
+		},
 		"a message left out": func(p *operator.Proof) { p.Messages = p.Messages[1:] },
 		"the outcome changed": func(p *operator.Proof) {
 			o := *p.Outcome
