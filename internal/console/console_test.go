@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -325,5 +327,37 @@ func TestAnOperatorSettlesAnAmbiguousFiling(t *testing.T) {
 	code, _, proof := alice.do("GET", "/proof?id=amb-2", nil, nil)
 	if code != http.StatusOK || !strings.Contains(proof, `"format": "qualfile-proof/1"`) || !strings.Contains(proof, `"exported_by": "alice"`) || strings.Contains(proof, rawID) {
 		t.Fatalf("the proof: %d %s", code, proof)
+	}
+}
+
+// TestCSVExport: the list as the filters choose it, readable by a
+// spreadsheet (a byte-order mark), a value that starts like a formula
+// quoted as text.
+func TestCSVExport(t *testing.T) {
+	d := deploy(t)
+	var req map[string]any
+	_ = json.Unmarshal(filingtest.Example(t, messages.APIVMSAddQualification, "csv-1"), &req)
+	req["metadata"] = map[string]string{"merchant": "=HYPERLINK(\"http://evil.example\",\"杭州\")"}
+	data, _ := json.Marshal(req)
+	d.p.Publish(messages.APIVMSAddQualification, "csv-1", data)
+	d.p.Publish(messages.APIVMSAddQualification, "csv-2", filingtest.Example(t, messages.APIVMSAddQualification, "csv-2"))
+	bob := d.browser(t)
+	bob.signIn("bob", "bob-pw")
+	var body string
+	filingtest.WaitFor(t, 10*time.Second, "both filings exported", func() bool {
+		_, _, body = bob.do("GET", "/filings.csv?status=succeeded", nil, nil)
+		return strings.Count(body, "\n") == 3
+	})
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "\xEF\xBB\xBF"))).ReadAll()
+	if !strings.HasPrefix(body, "\xEF\xBB\xBF") || err != nil || rows[0][2] != "request_id" {
+		t.Fatalf("the CSV: %v %q", err, body)
+	}
+	for _, row := range rows[1:] {
+		if row[2] == "csv-1" && row[5] != "'"+req["metadata"].(map[string]string)["merchant"] {
+			t.Fatalf("a formula exported as is: %q", row[5])
+		}
+	}
+	if _, _, none := bob.do("GET", "/filings.csv?status=failed", nil, nil); strings.Count(none, "\n") != 1 {
+		t.Fatalf("the failed filings' CSV: %q", none)
 	}
 }
