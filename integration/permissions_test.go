@@ -114,7 +114,7 @@ func TestDeployedPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the auditor opens the ledger: %v", err)
 	}
-	trail, err := operator.ReadTrail(ctx, auditor, led, messages.Subjects{}, "perm-vms.add_qualification")
+	trail, err := operator.ReadTrail(ctx, auditor, led, nil, messages.Subjects{}, "perm-vms.add_qualification")
 	if err != nil || trail.Entry == nil || trail.Entry.State != ledger.StateDone || len(trail.Events) != 3 {
 		t.Errorf("the auditor's trail: %+v, %v", trail, err)
 	}

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/qualfile/qualfile/internal/readmodel"
 	"github.com/qualfile/qualfile/messages"
@@ -111,8 +113,8 @@ func printList(w io.Writer, page readmodel.Page, counts map[string]int) {
 		if tenant == "" {
 			tenant = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fl.ReceivedAt.Format("2006-01-02 15:04:05"), tenant, fl.RequestID, fl.API,
-			fl.Account, fl.Status, fl.Code, fl.Record, fl.Merchant)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fl.ReceivedAt.Format("2006-01-02 15:04:05"), tenant, shown(fl.RequestID), fl.API,
+			shown(fl.Account), fl.Status, shown(fl.Code), shown(fl.Record), shown(fl.Merchant))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d listed;", len(page.Filings))
@@ -156,4 +158,16 @@ func when(s string, end bool) (time.Time, error) {
 		t = t.AddDate(0, 0, 1)
 	}
 	return t, nil
+}
+
+// shown is a value a submitter chose, fit for a terminal: no control
+// character (a line break would forge a row, an escape sequence reach the
+// terminal), no tab (the table's separator).
+func shown(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }

@@ -27,7 +27,7 @@ func runProof(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer nc.Close()
-	p, err := operator.ReadProof(ctx, js, conn.subjects(), *id, time.Now())
+	p, err := operator.ReadProof(ctx, js, nil, conn.subjects(), *id, time.Now())
 	if err != nil {
 		return err
 	}
@@ -42,9 +42,9 @@ func runProof(ctx context.Context, args []string, getenv func(string) string, st
 	return enc.Encode(p)
 }
 
-// runVerify checks a proof against the streams: exit status 0 when every
-// message it names is stored as it says and its digest holds, 1 with each
-// difference otherwise.
+// runVerify checks a proof against the streams (operator.VerifyProof):
+// exit status 0 when it is what they held, 1 with each difference
+// otherwise.
 func runVerify(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs, conn := newConnFlagSet("verify", getenv, stdout, stderr)
 	file := fs.String("file", "", "the proof, as the console or `publisher proof` exported it; - reads stdin (required)")
@@ -73,21 +73,31 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer nc.Close()
-	problems, err := operator.VerifyProof(ctx, js, p)
+	v, err := operator.VerifyProof(ctx, js, p)
 	if err != nil {
 		return fmt.Errorf("reading the streams: %w", err)
 	}
-	if len(problems) == 0 {
-		fmt.Fprintf(stdout, "verified: the proof of %q (%d messages, digest %s) is what the streams hold\n", p.RequestID, len(p.Messages), p.Digest)
-		return nil
+	for _, u := range v.Unconfirmed {
+		fmt.Fprintf(stdout, "%s %d: %s\n", u.Stream, u.Seq, u.What)
 	}
-	for _, pr := range problems {
+	for _, pr := range v.Problems {
 		if pr.Stream != "" {
 			fmt.Fprintf(stdout, "%s %d: %s\n", pr.Stream, pr.Seq, pr.What)
 		} else {
 			fmt.Fprintln(stdout, pr.What)
 		}
 	}
-	fmt.Fprintf(stdout, "NOT verified: %d difference(s)\n", len(problems))
-	return exitError(1)
+	if len(v.Problems) > 0 {
+		fmt.Fprintf(stdout, "NOT verified: %d difference(s) from what the streams hold\n", len(v.Problems))
+		return exitError(1)
+	}
+	fmt.Fprintf(stdout, "verified: the proof of %q (%d messages, digest %s) is what the streams held when it was read", p.RequestID, len(p.Messages), p.Digest)
+	if len(v.Unconfirmed) > 0 {
+		fmt.Fprintf(stdout, ", but for %d message(s) no longer stored", len(v.Unconfirmed))
+	}
+	fmt.Fprintln(stdout)
+	if v.Since > 0 && v.Current != nil {
+		fmt.Fprintf(stdout, "since then: %d more message(s) of this filing; its outcome now: %s (completed %s)\n", v.Since, v.Current.Status, v.Current.CompletedAt.Format(time.RFC3339))
+	}
+	return nil
 }

@@ -71,7 +71,7 @@ func runTrail(ctx context.Context, args []string, getenv func(string) string, st
 	default:
 		return fmt.Errorf("ledger %s: %w", *bucket, err)
 	}
-	t, err := operator.ReadTrail(ctx, js, led, conn.subjects(), *id)
+	t, err := operator.ReadTrail(ctx, js, led, nil, conn.subjects(), *id)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -120,19 +121,28 @@ func (s *Server) proxyToken(name string) string {
 
 // sameOrigin reports whether a browser says the request came from the
 // console's own pages (browsers send Sec-Fetch-Site and Origin on every
-// POST; a request without them is not a browser's).
+// POST; a request without them is not a browser's). Behind a proxy that
+// rewrites Host, the Origin is the host the proxy names in
+// X-Forwarded-Host, which no page of another site can set.
 func sameOrigin(r *http.Request) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
+		if err != nil || u.Host != r.Host && (u.Host == "" || u.Host != r.Header.Get("X-Forwarded-Host")) {
 			return false
 		}
 	}
 	return true
 }
+
+// dummyHash is a bcrypt hash of no one's password, checked for a name
+// nobody has.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := bcrypt.GenerateFromPassword([]byte("no one's password"), bcrypt.DefaultCost)
+	return string(h)
+})
 
 // start signs user in: a new session, its cookie set.
 func (s *Server) start(w http.ResponseWriter, u User) {
@@ -164,9 +174,18 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := localPath(r.PostFormValue("next"))
+	// Every attempt waits its turn, before the password is checked: a
+	// guess costs the same time whether it is right or not, and guesses
+	// sent at once wait in line.
+	if err := s.attempts.Wait(r.Context()); err != nil {
+		return
+	}
 	u, ok := s.users[r.PostFormValue("name")]
-	if !ok || u.PasswordHash == "" || bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(r.PostFormValue("password"))) != nil {
-		_ = s.failures.Wait(r.Context()) // a guess costs time
+	hash := u.PasswordHash
+	if !ok || hash == "" {
+		hash = dummyHash() // as long to refuse a name nobody has as a wrong password
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(r.PostFormValue("password"))) != nil || !ok || u.PasswordHash == "" {
 		s.cfg.Log.Warn("console: a sign-in failed", zap.String("name", boundName(r.PostFormValue("name"))))
 		http.Redirect(w, r, "/signin?failed=1&next="+url.QueryEscape(next), http.StatusSeeOther)
 		return
@@ -200,12 +219,15 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request, _ *session) {
 }
 
 // localPath is p if it is a path of the console, else the list: a
-// sign-in never sends anyone elsewhere.
+// sign-in never sends anyone elsewhere (no scheme, no host, no control
+// character or backslash a browser would read as one).
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") ||
+		strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }) {
 		return "/filings"
 	}
-	return p
+	return u.RequestURI()
 }
 
 // boundName is a name as typed, for the log: bounded, printable.

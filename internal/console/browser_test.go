@@ -176,17 +176,17 @@ func TestInARealBrowser(t *testing.T) {
 	if err := json.Unmarshal(data, &proof); err != nil || proof.RequestID != "ok-vms-add_qualification" || len(proof.Messages) < 4 {
 		t.Fatalf("the proof: %v %s", err, data)
 	}
-	problems, err := operator.VerifyProof(context.Background(), d.p.JS, proof)
-	if err != nil || len(problems) != 0 {
-		t.Fatalf("the proof does not verify: %+v %v", problems, err)
+	v, err := operator.VerifyProof(context.Background(), d.p.JS, proof)
+	if err != nil || len(v.Problems) != 0 {
+		t.Fatalf("the proof does not verify: %+v %v", v, err)
 	}
 
 	run("replay a dead letter with a reason",
 		chromedp.Navigate(base+"/work"),
 		chromedp.WaitVisible(chromedp.ID("dead")),
 		shot("5-work"),
-		chromedp.SendKeys(chromedp.CSS(`#dead tr.down-1 input[name=reason]`), "供应商已恢复，重新投递"),
-		chromedp.Click(chromedp.CSS(`#dead tr.down-1 button.replay`)),
+		chromedp.SendKeys(chromedp.CSS(`#dead tr[data-id="down-1"] input[name=reason]`), "供应商已恢复，重新投递"),
+		chromedp.Click(chromedp.CSS(`#dead tr[data-id="down-1"] button.replay`)),
 		chromedp.WaitVisible(chromedp.ID("confirm")),
 		shot("6-confirm"),
 		chromedp.Click(chromedp.ID("confirm")),

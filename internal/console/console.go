@@ -79,9 +79,9 @@ type Server struct {
 	sessions map[string]*session
 	once     map[string]onceLink
 	proxied  map[string]string // the form token of each user the proxy signs in
-	// failures slows down guessing passwords: a failed sign-in takes a
-	// token.
-	failures *rate.Limiter
+	// attempts slows down guessing passwords: every sign-in takes a token
+	// before its password is checked.
+	attempts *rate.Limiter
 }
 
 // New builds the console.
@@ -99,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Log = zap.NewNop()
 	}
 	s := &Server{cfg: cfg, users: map[string]User{}, sessions: map[string]*session{}, once: map[string]onceLink{}, proxied: map[string]string{},
-		failures: rate.NewLimiter(rate.Every(time.Second), 10)}
+		attempts: rate.NewLimiter(rate.Every(time.Second), 10)}
 	for _, u := range cfg.Users {
 		if !control.ValidOperator(u.Name) || (u.Role != RoleOperator && u.Role != RoleAuditor) {
 			return nil, fmt.Errorf("console: user %q: a name of lower-case letters, digits and _, and the role operator or auditor", u.Name)
@@ -173,19 +173,66 @@ func headers(next http.Handler) http.Handler {
 }
 
 // Serve serves h on ln until ctx ends, then lets the requests being
-// answered finish for a few seconds.
+// answered finish for a few seconds, cancels those still running and
+// returns once every handler has: none outlives it.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handlers running
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !handlers.enter() {
+				http.Error(w, "the console is stopping", http.StatusServiceUnavailable)
+				return
+			}
+			defer handlers.wg.Done()
+			h.ServeHTTP(w, r)
+		}),
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute,
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
 	case err := <-done:
+		cancel()
+		handlers.close()
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
+	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if srv.Shutdown(sctx) != nil {
+		cancel() // the slow ones: their reads and writes end with their context
+		_ = srv.Close()
+	}
 	<-done
+	cancel()
+	handlers.close()
 	return nil
+}
+
+// running counts the handlers at work, and lets none start once closed.
+type running struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (r *running) enter() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	return true
+}
+
+// close lets no handler start, and waits for those at work.
+func (r *running) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
 }

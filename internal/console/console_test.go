@@ -257,6 +257,16 @@ func TestAccess(t *testing.T) {
 			t.Fatalf("%d replays recorded", n)
 		}
 	})
+	t.Run("the other language, on the same page", func(t *testing.T) {
+		_, _, page := bob.do("GET", "/filing?id=amb-1", nil, nil)
+		if !strings.Contains(page, `href="/filing?id=amb-1&amp;lang=en"`) || !strings.Contains(page, "时间线") {
+			t.Fatalf("the language link of a filing's page: %s", page)
+		}
+		if _, _, page = bob.do("GET", "/filing?id=amb-1&lang=en", nil, nil); !strings.Contains(page, "Timeline") {
+			t.Fatal("no English page")
+		}
+		bob.do("GET", "/filings?lang=zh", nil, nil)
+	})
 	t.Run("a proxy's user", func(t *testing.T) {
 		proxied := d.browser(t)
 		if code, _, _ := proxied.do("GET", "/filings", nil, map[string]string{"X-Forwarded-User": "bob"}); code != http.StatusOK {

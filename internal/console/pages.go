@@ -32,7 +32,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, sess *session, p
 		data = map[string]any{}
 	}
 	lang := language(w, r)
-	data["Lang"], data["Nav"] = lang, page
+	other := url.Values{}
+	if r.Method == http.MethodGet {
+		other = cloneValues(r.URL.Query()) // the same page, in the other language
+	}
+	other.Set("lang", map[string]string{"zh": "en", "en": "zh"}[lang])
+	data["Lang"], data["Nav"], data["LangURL"] = lang, page, r.URL.Path+"?"+other.Encode()
 	if sess != nil {
 		data["User"], data["CSRF"] = sess.user, sess.csrf
 	}
@@ -153,6 +158,9 @@ func (s *Server) filingsCSV(w http.ResponseWriter, r *http.Request, sess *sessio
 		page, err := s.cfg.Model.Filings(r.Context(), f)
 		if err != nil {
 			s.cfg.Log.Warn("console: a CSV export stopped", zap.Error(err))
+			// Too late for an error status: the last line says it.
+			_ = cw.Write([]string{"# the export stopped here, incomplete: " + err.Error()})
+			cw.Flush()
 			return
 		}
 		for _, fl := range page.Filings {
@@ -210,7 +218,7 @@ func (s *Server) filing(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	subjects := s.cfg.Subjects.For(tenant)
-	trail, err := operator.ReadTrail(ctx, s.cfg.JS, s.cfg.Ledger, subjects, id)
+	trail, err := operator.ReadTrail(ctx, s.cfg.JS, s.cfg.Ledger, s.cfg.Model, subjects, id)
 	if err != nil {
 		s.fail(w, r, sess, http.StatusBadGateway, err)
 		return
@@ -283,7 +291,7 @@ func (s *Server) proof(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	p, err := operator.ReadProof(ctx, s.cfg.JS, s.cfg.Subjects.For(tenant), id, s.cfg.Now())
+	p, err := operator.ReadProof(ctx, s.cfg.JS, s.cfg.Model, s.cfg.Subjects.For(tenant), id, s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, sess, http.StatusBadGateway, err)
 		return

@@ -94,7 +94,7 @@ func TestTenantsFileOnlyWithTheirOwnAccounts(t *testing.T) {
 	}
 	// Each tenant's trail of t-1 is its own.
 	for _, tenant := range []string{"acme", "bolt"} {
-		tr, err := operator.ReadTrail(context.Background(), p.JS, p.Ledger, p.Subjects.For(tenant), "t-1")
+		tr, err := operator.ReadTrail(context.Background(), p.JS, p.Ledger, nil, p.Subjects.For(tenant), "t-1")
 		if err != nil || tr.Entry == nil || tr.Entry.Tenant != tenant || len(tr.Results) != 1 || len(tr.Events) != 3 {
 			t.Fatalf("%s's trail of t-1: %+v %v", tenant, tr, err)
 		}
@@ -104,7 +104,7 @@ func TestTenantsFileOnlyWithTheirOwnAccounts(t *testing.T) {
 			}
 		}
 	}
-	if tr, err := operator.ReadTrail(context.Background(), p.JS, p.Ledger, p.Subjects, "t-1"); err != nil || tr.Entry != nil || len(tr.Events)+len(tr.Results) != 0 {
+	if tr, err := operator.ReadTrail(context.Background(), p.JS, p.Ledger, nil, p.Subjects, "t-1"); err != nil || tr.Entry != nil || len(tr.Events)+len(tr.Results) != 0 {
 		t.Errorf("the default tenant's trail of t-1: %+v %v", tr, err)
 	}
 }

@@ -7,6 +7,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -77,4 +78,56 @@ func Letter(subjects messages.Subjects, m *jetstream.RawStreamMsg) DeadLetter {
 		BodyObject:      object,
 		Data:            m.Data,
 	}
+}
+
+// DeadIndex names the stream sequences of a request's dead letters, as a
+// read model keeps them (readmodel.Model), so that one request's letters
+// are read by their sequences; without one, the whole dead-letter stream
+// is read.
+type DeadIndex interface {
+	DeadSeqs(ctx context.Context, tenant, id string) ([]uint64, error)
+}
+
+// deadOf returns the dead letters of subjects' tenant's request id, in
+// stream order: those idx names, each read by its sequence, or those of
+// the whole stream. Either way only letters whose headers name the
+// request are returned.
+func deadOf(ctx context.Context, js jetstream.JetStream, subjects messages.Subjects, id string, idx DeadIndex) ([]*jetstream.RawStreamMsg, error) {
+	name := queue.StreamNames(subjects).Dead
+	var msgs []*jetstream.RawStreamMsg
+	if idx == nil {
+		all, err := queue.Read(ctx, js, name, "")
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		msgs = all
+	} else {
+		seqs, err := idx.DeadSeqs(ctx, subjects.Tenant, id)
+		if err != nil {
+			return nil, err
+		}
+		if len(seqs) > 0 {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return nil, fmt.Errorf("stream %s: %w", name, err)
+			}
+			for _, seq := range seqs {
+				m, err := s.GetMsg(ctx, seq)
+				switch {
+				case errors.Is(err, jetstream.ErrMsgNotFound):
+					continue // removed since the index saw it
+				case err != nil:
+					return nil, fmt.Errorf("stream %s: %w", name, err)
+				}
+				msgs = append(msgs, m)
+			}
+		}
+	}
+	out := msgs[:0]
+	for _, m := range msgs {
+		if d := Letter(subjects, m); d.RequestID == id && d.Tenant == subjects.Tenant {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }

@@ -48,11 +48,12 @@ type TrailLedger interface {
 // ReadTrail gathers the trail of request id of subjects' tenant. The audit events are found
 // by subject (messages.Subjects.AuditOf): the server delivers only that
 // request's events, so the answer does not grow with the audit stream. A
-// nil led skips the ledger.
+// nil led skips the ledger; a nil dead reads the whole dead-letter stream
+// to find the request's letters.
 //
 // An id that broke the id rules (rejected, never in the ledger) is found
 // as its results and events name it: cut to messages.MaxIDLen.
-func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, subjects messages.Subjects, id string) (Trail, error) {
+func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, dead DeadIndex, subjects messages.Subjects, id string) (Trail, error) {
 	t := Trail{RequestID: id}
 	id = messages.Truncate(id, messages.MaxIDLen)
 	if _, err := ledger.Key(subjects.Tenant, id); err != nil {
@@ -105,14 +106,12 @@ func ReadTrail(ctx context.Context, js jetstream.JetStream, led TrailLedger, sub
 			t.Results = append(t.Results, r)
 		}
 	}
-	dead, err := ReadDead(ctx, js, subjects)
+	letters, err := deadOf(ctx, js, subjects, id, dead)
 	if err != nil {
 		return t, err
 	}
-	for _, d := range dead {
-		if d.RequestID == id && d.Tenant == subjects.Tenant {
-			t.Dead = append(t.Dead, d)
-		}
+	for _, m := range letters {
+		t.Dead = append(t.Dead, Letter(subjects, m))
 	}
 	return t, nil
 }

@@ -66,7 +66,7 @@ func BenchmarkTrailAmongAMillionEvents(b *testing.B) {
 	want := fmt.Sprintf("req-%07d", total/len(kinds)/2) // one in the middle
 	b.ResetTimer()
 	for range b.N {
-		t, err := operator.ReadTrail(ctx, js, nil, subjects, want)
+		t, err := operator.ReadTrail(ctx, js, nil, nil, subjects, want)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -295,7 +295,7 @@ func (a *applier) result(msg *jetstream.RawStreamMsg) error {
 		if r.StreamSeq == 0 {
 			return nil
 		}
-		key = "seq:" + strconv.FormatUint(r.StreamSeq, 10)
+		key = "#seq:" + strconv.FormatUint(r.StreamSeq, 10) // '#' is in no request id
 	}
 	status := string(r.Status)
 	var code, class string

@@ -86,7 +86,7 @@ func (f Filter) Validate() error {
 type Filing struct {
 	Tenant      string            `json:"tenant,omitempty"`
 	RequestID   string            `json:"request_id"`
-	Key         string            `json:"-"` // the request id, or seq:<n> for a request without a usable one
+	Key         string            `json:"-"` // the request id, or #seq:<n> for a request without a usable one
 	API         string            `json:"api"`
 	Account     string            `json:"account"`
 	Status      string            `json:"status"`
@@ -415,6 +415,25 @@ func (m *Model) Applied(ctx context.Context) (map[string]uint64, error) {
 			return nil, err
 		}
 		out[name] = seq
+	}
+	return out, rows.Err()
+}
+
+// DeadSeqs returns the sequences of the dead letters of tenant's request
+// id still in their stream (operator.DeadIndex), up to a thousand.
+func (m *Model) DeadSeqs(ctx context.Context, tenant, id string) ([]uint64, error) {
+	rows, err := m.db.QueryContext(ctx, "SELECT seq FROM dead WHERE tenant = ? AND request_id = ? ORDER BY seq LIMIT 1000", tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var seq uint64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, err
+		}
+		out = append(out, seq)
 	}
 	return out, rows.Err()
 }

@@ -29,7 +29,8 @@ const schemaVersion = 1
 //
 //   - filings: one row per filing (tenant, key), its outcome the result
 //     in force, the one no other supersedes; key is the request id, or
-//     "seq:<n>" for a request rejected without a usable one.
+//     "#seq:<n>" (which no id can be) for a request rejected without a
+//     usable one.
 //   - terms: what a search finds a filing by: its id, its vendor record,
 //     its upstream request ids, its metadata values.
 //   - totals: how many filings there are of each tenant, api, account
