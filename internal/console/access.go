@@ -219,12 +219,12 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request, _ *session) {
 }
 
 // localPath is p if it is a path of the console, else the list: a
-// sign-in never sends anyone elsewhere (no scheme, no host, no control
-// character or backslash a browser would read as one).
+// sign-in never sends anyone elsewhere. What it returns is escaped anew
+// (RequestURI), so that no tab, line break or backslash a browser would
+// read as part of a host survives.
 func localPath(p string) string {
 	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") ||
-		strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }) {
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
 		return "/filings"
 	}
 	return u.RequestURI()

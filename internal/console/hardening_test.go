@@ -114,6 +114,7 @@ func TestServeWaitsForItsHandlers(t *testing.T) {
 		close(started)
 		select { // a CSV export to a slow reader, a slow trail read
 		case <-r.Context().Done():
+			time.Sleep(300 * time.Millisecond) // a query ending
 		case <-time.After(30 * time.Second):
 		}
 	})

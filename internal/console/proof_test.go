@@ -128,6 +128,30 @@ func TestAForgedProofDoesNotVerify(t *testing.T) {
 			t.Errorf("VERIFIED: a proof with a message left out and the superseded outcome")
 		}
 	})
+	t.Run("the digest changed", func(t *testing.T) {
+		p := genuine
+		p.Digest = strings.Repeat("0", 64)
+		if probs := verify(t, d, p); len(probs) == 0 {
+			t.Errorf("VERIFIED: a proof whose digest is not its own")
+		}
+	})
+	t.Run("an event's body dropped", func(t *testing.T) {
+		p := genuine
+		p.Messages = append([]operator.StoredMessage(nil), genuine.Messages...)
+		p.Messages[0].Data = nil
+		if probs := verify(t, d, p); len(probs) == 0 {
+			t.Errorf("VERIFIED: a proof holding an event by its digest alone")
+		}
+	})
+	t.Run("another filing's event added", func(t *testing.T) {
+		other := exportProof(t, alice, "ok-f")
+		p := genuine
+		p.Messages = append(append([]operator.StoredMessage(nil), genuine.Messages...), other.Messages[0])
+		p.Digest = redigest(p)
+		if probs := verify(t, d, p); len(probs) == 0 {
+			t.Errorf("VERIFIED: amb-f's proof holding an event of ok-f")
+		}
+	})
 	t.Run("another filing's proof relabelled", func(t *testing.T) {
 		p := exportProof(t, alice, "ok-f")
 		p.RequestID = "amb-f"
