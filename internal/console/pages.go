@@ -209,14 +209,21 @@ type timelineRow struct {
 	Payload string
 }
 
-func (s *Server) filing(w http.ResponseWriter, r *http.Request, sess *session) {
-	tenant, id, err := filingParams(r)
-	if err != nil {
-		s.fail(w, r, sess, http.StatusBadRequest, err)
-		return
+// aFiling serves a page of the filing a request names, read within 30 s.
+func (s *Server) aFiling(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session, tenant, id string)) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, sess *session) {
+		tenant, id, err := filingParams(r)
+		if err != nil {
+			s.fail(w, r, sess, http.StatusBadRequest, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		h(ctx, w, r, sess, tenant, id)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
+}
+
+func (s *Server) filing(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session, tenant, id string) {
 	subjects := s.cfg.Subjects.For(tenant)
 	trail, err := operator.ReadTrail(ctx, s.cfg.JS, s.cfg.Ledger, s.cfg.Model, subjects, id)
 	if err != nil {
@@ -283,14 +290,7 @@ func indent(data []byte) string {
 }
 
 // proof downloads a filing's proof (operator.ReadProof).
-func (s *Server) proof(w http.ResponseWriter, r *http.Request, sess *session) {
-	tenant, id, err := filingParams(r)
-	if err != nil {
-		s.fail(w, r, sess, http.StatusBadRequest, err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
+func (s *Server) proof(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session, tenant, id string) {
 	p, err := operator.ReadProof(ctx, s.cfg.JS, s.cfg.Model, s.cfg.Subjects.For(tenant), id, s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, sess, http.StatusBadGateway, err)

@@ -86,6 +86,14 @@ func queried(t *testing.T, p parser.Parser, where, expr string) []string {
 func TestDeployedAlertsAndDashboard(t *testing.T) {
 	names := exported(t)
 	p := parser.NewParser(parser.Options{})
+	check := func(where, expr string) {
+		t.Helper()
+		for _, name := range queried(t, p, where, expr) {
+			if !names[name] {
+				t.Errorf("%s queries %s, which the consumer does not export", where, name)
+			}
+		}
+	}
 	groups, errs := rulefmt.ParseFile("../../deploy/prometheus/qualfile-alerts.yaml", false, model.UTF8Validation, p, slog.Default())
 	if len(errs) > 0 {
 		t.Fatalf("the alert rules: %v", errs)
@@ -94,11 +102,7 @@ func TestDeployedAlertsAndDashboard(t *testing.T) {
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
 			alerts++
-			for _, name := range queried(t, p, "alert "+r.Alert, r.Expr) {
-				if !names[name] {
-					t.Errorf("alert %s queries %s, which the consumer does not export", r.Alert, name)
-				}
-			}
+			check("alert "+r.Alert, r.Expr)
 			if r.Annotations["summary"] == "" || !strings.HasPrefix(r.Annotations["runbook_url"], "docs/operations.md#runbook") {
 				t.Errorf("alert %s: a summary and the runbook's address, please: %v", r.Alert, r.Annotations)
 			}
@@ -132,11 +136,7 @@ func TestDeployedAlertsAndDashboard(t *testing.T) {
 	for _, panel := range dash.Panels {
 		for _, target := range panel.Targets {
 			queries++
-			for _, name := range queried(t, p, "panel "+panel.Title, target.Expr) {
-				if !names[name] {
-					t.Errorf("panel %q queries %s, which the consumer does not export", panel.Title, name)
-				}
-			}
+			check("panel "+panel.Title, target.Expr)
 		}
 	}
 	if len(dash.Panels) < 10 || queries < len(dash.Panels) {
