@@ -62,6 +62,7 @@ func (s *Server) signed(h func(http.ResponseWriter, *http.Request, *session)) ht
 				http.Error(w, "signed out: sign in again", http.StatusUnauthorized)
 				return
 			}
+			language(w, r) // a language asked for holds on the sign-in page
 			http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}

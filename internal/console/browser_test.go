@@ -117,7 +117,11 @@ func TestInARealBrowser(t *testing.T) {
 	run("sign in",
 		chromedp.Navigate(base+"/filings?lang=zh"),
 		chromedp.WaitVisible(chromedp.ID("signin")),
-		shot("1-signin"),
+		shot("1-signin"))
+	if got := text("h1"); got != "登录" {
+		t.Fatalf("the sign-in page asked for in Chinese: %q", got)
+	}
+	run("sign in",
 		chromedp.SendKeys(chromedp.ID("name"), "alice"),
 		chromedp.SendKeys(chromedp.ID("password"), "alice-pw"),
 		chromedp.Click(chromedp.ID("signin")),
