@@ -54,12 +54,32 @@ var errUnsupported = errors.New("the reference pipeline files vms.add_qualificat
 // body of its result. An error is worth retrying (the upstream failed);
 // an invalid request is a rejected result, not an error.
 func (f *reference) file(ctx context.Context, subject string, data []byte) (string, []byte, error) {
-	received := time.Now().UTC()
+	req, res, err := f.check(subject, data)
+	if err != nil {
+		return "", nil, err
+	}
+	if res.Status == "" {
+		if err := f.call(ctx, req, &res); err != nil {
+			return "", nil, err
+		}
+	}
+	res.CompletedAt = time.Now().UTC()
+	out, err := json.Marshal(res)
+	if err != nil {
+		return "", nil, err
+	}
+	return f.subjects.Result(res.API), out, nil
+}
+
+// check decodes and validates a request received on subject: res is its
+// outcome when that is decided without a call (rejected, unsupported),
+// and has no status when the vendor is to be called.
+func (f *reference) check(subject string, data []byte) (*messages.Request, messages.Result, error) {
 	api, ok := f.subjects.APIFromRequestSubject(subject)
 	if !ok {
-		return "", nil, fmt.Errorf("not a request subject: %q", subject)
+		return nil, messages.Result{}, fmt.Errorf("not a request subject: %q", subject)
 	}
-	res := messages.Result{API: api, ReceivedAt: received}
+	res := messages.Result{API: api, ReceivedAt: time.Now().UTC()}
 	req, err := messages.ParseRequest(data)
 	if err == nil {
 		res.RequestID, res.Account, res.Metadata = req.ID, req.AccountOrDefault(), req.Metadata
@@ -76,20 +96,19 @@ func (f *reference) file(ctx context.Context, subject string, data []byte) (stri
 	case api != messages.APIVMSAddQualification:
 		res.Status = messages.StatusFailed
 		res.Error = &messages.ResultError{Code: "Unsupported", Message: errUnsupported.Error(), Class: messages.ClassPermanent}
-	default:
-		reply, err := f.post(ctx, "AddQualification", "2022-01-01", req.Payload)
-		if err != nil {
-			return "", nil, err
-		}
-		res.Status, res.Attempts = messages.StatusSucceeded, 1
-		res.Result, res.UpstreamRequestID = reply.Result, reply.ResponseMetadata.RequestID
 	}
-	res.CompletedAt = time.Now().UTC()
-	out, err := json.Marshal(res)
+	return req, res, nil
+}
+
+// call files req with the vendor and records its answer in res.
+func (f *reference) call(ctx context.Context, req *messages.Request, res *messages.Result) error {
+	reply, err := f.post(ctx, "AddQualification", "2022-01-01", req.Payload)
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	return f.subjects.Result(api), out, nil
+	res.Status, res.Attempts = messages.StatusSucceeded, 1
+	res.Result, res.UpstreamRequestID = reply.Result, reply.ResponseMetadata.RequestID
+	return nil
 }
 
 // post makes one Volcengine call and reads its reply.

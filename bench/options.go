@@ -12,15 +12,16 @@ import (
 	"time"
 )
 
-// The four pipelines, in the order they are interleaved.
+// The five pipelines, in the order they are interleaved.
 const (
 	pipelineRaw       = "raw"
 	pipelinePlain     = "plain"
 	pipelineWatermill = "watermill"
+	pipelineContract  = "contract"
 	pipelineQualfile  = "qualfile"
 )
 
-var allPipelines = []string{pipelineRaw, pipelinePlain, pipelineWatermill, pipelineQualfile}
+var allPipelines = []string{pipelineRaw, pipelinePlain, pipelineWatermill, pipelineContract, pipelineQualfile}
 
 // sweepLatency is the upstream latency of the concurrency sweep; a point's
 // bound is its concurrency divided by it.

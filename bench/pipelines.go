@@ -19,7 +19,7 @@ import (
 // wm<n>, b<n> (qualfile). Every run has its own, so its streams (and
 // qualfile's KV buckets) are fresh, and they are deleted after it.
 func prefixOf(pipeline string, n int) string {
-	short := map[string]string{pipelineRaw: "raw", pipelinePlain: "plain", pipelineWatermill: "wm", pipelineQualfile: "b"}[pipeline]
+	short := map[string]string{pipelineRaw: "raw", pipelinePlain: "plain", pipelineWatermill: "wm", pipelineContract: "ct", pipelineQualfile: "b"}[pipeline]
 	return fmt.Sprintf("%s%d", short, n)
 }
 
@@ -38,8 +38,18 @@ func (b *bench) streamsConfig(prefix string) queue.StreamsConfig {
 func (b *bench) prepareStreams(ctx context.Context, pipeline, prefix string) error {
 	b.deleteStreams(ctx, prefix)
 	cfg := b.streamsConfig(prefix)
-	if pipeline == pipelineQualfile {
+	switch pipeline {
+	case pipelineQualfile:
 		_, err := queue.EnsureStreams(ctx, b.js, cfg)
+		return err
+	case pipelineContract:
+		// qualfile's streams, and a ledger bucket as qualfile's: one
+		// revision a key, on file.
+		if _, err := queue.EnsureStreams(ctx, b.js, cfg); err != nil {
+			return err
+		}
+		_, err := b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: queue.BucketNames(cfg.Subjects).Ledger, History: 1,
+			Storage: jetstream.FileStorage, Replicas: b.o.Replicas, TTL: 30 * 24 * time.Hour})
 		return err
 	}
 	want := cfg.StreamConfigs()[:2]

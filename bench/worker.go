@@ -42,7 +42,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet(workerCommand, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var w workerConfig
-	fs.StringVar(&w.pipeline, "pipeline", "", "raw, plain or watermill")
+	fs.StringVar(&w.pipeline, "pipeline", "", "raw, plain, watermill or contract")
 	fs.StringVar(&w.natsURL, "nats-url", "", "NATS server")
 	fs.StringVar(&w.prefix, "prefix", "", "subject prefix of this run")
 	fs.StringVar(&w.upstream, "upstream", "", "upstream base URL")
@@ -70,6 +70,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		stop, err = startPlain(ctx, nc, w)
 	case pipelineWatermill:
 		stop, err = startWatermill(ctx, nc, w)
+	case pipelineContract:
+		stop, err = startContract(ctx, nc, w)
 	default:
 		err = fmt.Errorf("unknown pipeline %q", w.pipeline)
 	}
